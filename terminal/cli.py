@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from terminal import __version__
 
 COMMAND_MODULES = (
+    "terminal.cmd_verify",
+    "terminal.cmd_sim",
 )
 
 
@@ -19,6 +22,7 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gate-terminal", description="Entrance verification terminal")
     parser.add_argument("--version", action="version", version=f"gate-terminal {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every decision (masked) to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -28,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except UsageError as e:

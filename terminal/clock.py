@@ -1,0 +1,87 @@
+"""The clock guard of spec/token.md §6: never trust a wall clock blindly.
+
+The highest trusted time seen is kept on disk (``clock_floor``). A wall clock behind it by
+more than ``tolerance`` seconds — an RTC reset to 1970, a clock moved back — latches the
+terminal into ``clock_untrusted``: tokens are refused with that reason rather than judged
+against a time that may let a screenshot through. Two things restore it: the kernel saying
+the system clock is synchronised (NTP, via ``adjtimex``), or a trusted time from the hub
+(:meth:`ClockGuard.restore`, fed by the hub's signed time beacon).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+# No terminal software was built before this instant: a wall clock behind it is an RTC that
+# lost power, even on a first boot with nothing on disk yet (2026-01-01T00:00:00Z).
+MIN_PLAUSIBLE_TIME = 1767225600.0
+
+_TIME_ERROR = 5  # adjtimex(2): clock not synchronised
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def system_clock_synchronised() -> bool:
+    """What ``timedatectl`` calls "System clock synchronized": adjtimex read-only query."""
+    buf = ctypes.create_string_buffer(512)  # struct timex (208 bytes on 64-bit), modes = 0: read only
+    try:
+        state = _libc.adjtimex(buf)
+    except AttributeError:
+        return False
+    return 0 <= state != _TIME_ERROR
+
+
+class ClockGuard:
+    def __init__(self, store, tolerance: float = 5.0, *, wall=time.time, mono=time.monotonic,
+                 synchronised=system_clock_synchronised):
+        self._store = store
+        self._tolerance = tolerance
+        self._wall = wall
+        self._mono = mono
+        self._synchronised = synchronised
+        self.floor = float(store.get_meta("clock_floor", str(MIN_PLAUSIBLE_TIME)))
+        self._untrusted = store.get_meta("clock_state") == "untrusted"
+        self._anchor: tuple[float, float] | None = None  # (trusted unix time, monotonic) from the hub
+
+    @property
+    def state(self) -> str:
+        return "untrusted" if self._untrusted else "trusted"
+
+    def now(self) -> float | None:
+        """The terminal's trusted time, or None while the clock is untrusted."""
+        wall = self._wall()
+        if self._synchronised():
+            if self._untrusted or wall < self.floor:
+                log.warning("clock: system clock is synchronised; trusting it again")
+            self._untrusted = False
+            self._anchor = None
+            self.floor = wall
+            return wall
+        if self._anchor is not None:
+            t = self._anchor[0] + (self._mono() - self._anchor[1])
+            self.floor = max(self.floor, t)
+            return t
+        if self._untrusted:
+            return None
+        if wall < self.floor - self._tolerance:
+            log.error("clock: wall clock is %.0f s behind the highest trusted time; refusing tokens "
+                      "(clock_untrusted) until the hub's time or a synchronised clock restores it",
+                      self.floor - wall)
+            self._untrusted = True
+            return None
+        self.floor = max(self.floor, wall)
+        return wall
+
+    def restore(self, trusted: float) -> None:
+        """A trusted time from the hub: run on it (monotonic) until the system clock syncs."""
+        self._anchor = (trusted, self._mono())
+        self._untrusted = False
+        self.floor = trusted  # signed and newer than any beacon before it: it outranks the floor
+
+    def persist(self) -> None:
+        """Write floor and state; call inside a store write transaction."""
+        self._store.set_meta("clock_floor", repr(self.floor))
+        self._store.set_meta("clock_state", self.state)

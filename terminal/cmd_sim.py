@@ -1,0 +1,71 @@
+"""``gate-terminal sim …``: the platform and hardware simulator (development key sets, tokens)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from terminal.cli import UsageError
+from terminal.idnumber import valid_id_number
+from terminal.keyfiles import KeyFileError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sim", help="simulator: key sets, tokens")
+    simsub = p.add_subparsers(dest="sim_command", required=True, metavar="SIMCOMMAND")
+
+    k = simsub.add_parser("keys", help="make a development key set, signed trust list and config.toml")
+    k.add_argument("outdir", type=Path)
+    k.add_argument("--venue", default="mall", help="venue type written into config.toml")
+    k.add_argument("--id", dest="terminal_id", default="370102-H0001-01", help="terminal id")
+    k.add_argument("--force", action="store_true", help="replace an existing key set")
+    k.set_defaults(func=run_keys)
+
+    i = simsub.add_parser("issue", help="mint a token as the health-code app shows it")
+    i.add_argument("--keys", required=True, type=Path, help="key set made by 'sim keys'")
+    i.add_argument("--status", choices=("green", "yellow", "red"), default="green")
+    i.add_argument("--star", action="store_true", help="itinerary through a risk area")
+    i.add_argument("--close-contact", action="store_true")
+    i.add_argument("--nat", choices=("negative", "positive", "pending", "none"), default="negative",
+                   help="last nucleic-acid result (none: no sample on record)")
+    i.add_argument("--nat-hours-ago", type=float, default=12.0, metavar="H")
+    i.add_argument("--vax", type=int, default=3, choices=range(10), metavar="DOSES")
+    i.add_argument("--iat", type=int, metavar="UNIX", help="issued-at (default: now)")
+    i.add_argument("--ttl", type=int, default=60, help="seconds (default 60)")
+    i.add_argument("--dkid", type=int, help="data key id (default: the lowest in data_keys.json)")
+    i.add_argument("--name")
+    i.add_argument("--id", dest="id_number", help="18-character resident ID number")
+    i.set_defaults(func=run_issue)
+
+
+def run_keys(args) -> int:
+    from sim.devkeys import write_key_set
+    try:
+        write_key_set(args.outdir, terminal_id=args.terminal_id, venue=args.venue, force=args.force)
+    except (FileExistsError, OSError) as e:
+        raise UsageError(str(e)) from None
+    print(f"key set written to {args.outdir} (config: {args.outdir / 'config.toml'})")
+    return 0
+
+
+def run_issue(args) -> int:
+    from sim.issuer import Issuer, Person
+    if args.id_number is not None and not valid_id_number(args.id_number):
+        raise UsageError(f"--id {args.id_number!r} is not a valid 18-character resident ID number")
+    if args.name is not None and not 1 <= len(args.name.encode()) <= 60:
+        raise UsageError("--name must be 1-60 bytes of UTF-8")
+    if not 0 <= args.ttl <= 0xFFFF:
+        raise UsageError("--ttl must be 0-65535")
+    try:
+        issuer = Issuer.from_dir(args.keys, args.dkid)
+    except (OSError, KeyFileError, ValueError) as e:
+        raise UsageError(f"--keys {args.keys}: {e}") from None
+    if issuer.dkid not in issuer.data_keys:
+        raise UsageError(f"--dkid {args.dkid}: no such data key in {args.keys / 'data_keys.json'}")
+    person = Person(status=args.status, star=args.star, close_contact=args.close_contact, nat=args.nat,
+                    nat_hours_ago=args.nat_hours_ago, vax_doses=args.vax)
+    if args.name:
+        person.name = args.name
+    if args.id_number:
+        person.id_number = args.id_number
+    print(issuer.issue(person, iat=args.iat if args.iat is not None else int(time.time()), ttl=args.ttl))
+    return 0

@@ -1,0 +1,170 @@
+"""The terminal's configuration: one TOML file, typed and validated as a whole at start.
+
+Every key is declared in :data:`SCHEMA` (and documented in ``config.example.toml``); an
+unknown key, a wrong type or a missing file is a :class:`ConfigError` whose one-line
+message names the file and the key. Relative paths are relative to the config file.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from terminal import policy as pol
+from terminal.sm2 import PublicKey, SM2Error
+
+
+class ConfigError(ValueError):
+    pass
+
+
+_TID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+REQUIRED = object()
+
+
+def _str(v):
+    if not isinstance(v, str) or not v:
+        raise ValueError("must be a non-empty string")
+    return v
+
+
+def _tid(v):
+    if not isinstance(v, str) or not _TID.fullmatch(v):
+        raise ValueError("must be 1-64 letters, digits, '.', '_' or '-' (it names MQTT topics)")
+    return v
+
+
+def _venue(v):
+    if v not in pol.VENUES:
+        raise ValueError(f"unknown venue type {v!r} (one of {', '.join(pol.VENUES)})")
+    return v
+
+
+def _path(v):
+    return Path(_str(v))
+
+
+def _pubkey(v):
+    try:
+        return PublicKey.from_hex(_str(v))
+    except SM2Error as e:
+        raise ValueError(str(e)) from None
+
+
+def _pubkeys(v):
+    if not isinstance(v, list) or not v:
+        raise ValueError("must be a non-empty list of 130-hex SM2 public keys")
+    keys = []
+    for i, item in enumerate(v):
+        try:
+            keys.append(_pubkey(item))
+        except ValueError as e:
+            raise ValueError(f"[{i}] {e}") from None
+    return keys
+
+
+def _seconds(lo, hi):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise ValueError(f"must be a number of seconds from {lo} to {hi}")
+        return float(v)
+    return check
+
+
+# section → key → (converter, default)
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "terminal": {
+        "id": (_tid, REQUIRED),
+        "venue": (_venue, REQUIRED),
+        "state_dir": (_path, "state"),
+        "device_key": (_path, None),
+    },
+    "trust": {
+        "root_keys": (_pubkeys, REQUIRED),
+        "trust_list": (_path, REQUIRED),
+        "data_keys": (_path, REQUIRED),
+    },
+    "hub": {
+        "public_key": (_pubkey, REQUIRED),
+    },
+    "time": {
+        "tolerance": (_seconds(0, 3600), 5.0),
+    },
+}
+PATH_KEYS = {("terminal", "state_dir"), ("terminal", "device_key"), ("trust", "trust_list"),
+             ("trust", "data_keys")}
+
+
+@dataclass
+class Config:
+    path: Path
+    terminal_id: str
+    venue: str
+    state_dir: Path
+    device_key: Path | None
+    root_keys: list[PublicKey]
+    trust_list: Path
+    data_keys: Path
+    hub_key: PublicKey
+    clock_tolerance: float
+    policy_overrides: dict = field(default_factory=dict)
+
+    def policy(self, venue: str | None = None) -> pol.Policy:
+        """The venue's preset with this terminal's overrides on top."""
+        return pol.PRESETS[venue or self.venue].with_overrides(self.policy_overrides)
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return from_dict(raw, path)
+
+
+def from_dict(raw: dict, path: Path) -> Config:
+    base = path.parent
+    for section in raw:
+        if section not in SCHEMA and section != "policy":
+            raise ConfigError(f"{path}: unknown section [{section}] (known: "
+                              f"{', '.join(list(SCHEMA) + ['policy'])})")
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{path}: {section} must be a [section]")
+    values: dict[tuple[str, str], object] = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(keys)})")
+        for key, (convert, default) in keys.items():
+            if key not in given:
+                if default is REQUIRED:
+                    raise ConfigError(f"{path}: missing required key {section}.{key}")
+                value = convert(default) if default is not None else None
+            else:
+                try:
+                    value = convert(given[key])
+                except ValueError as e:
+                    raise ConfigError(f"{path}: {section}.{key} {e}") from None
+            if (section, key) in PATH_KEYS and value is not None:
+                value = (base / value).resolve()
+            values[(section, key)] = value
+    try:
+        overrides = pol.validate_overrides(raw.get("policy", {}))
+    except ValueError as e:
+        raise ConfigError(f"{path}: policy.{e}") from None
+    return Config(
+        path=path, terminal_id=values["terminal", "id"], venue=values["terminal", "venue"],
+        state_dir=values["terminal", "state_dir"], device_key=values["terminal", "device_key"],
+        root_keys=values["trust", "root_keys"], trust_list=values["trust", "trust_list"],
+        data_keys=values["trust", "data_keys"], hub_key=values["hub", "public_key"],
+        clock_tolerance=values["time", "tolerance"], policy_overrides=overrides,
+    )

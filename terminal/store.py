@@ -1,0 +1,161 @@
+"""The terminal's one SQLite database: event outbox, replay window, signed state, clock floor.
+
+One process owns a state directory (an exclusive ``flock`` on ``state_dir/lock``), and in it
+one connection writes: WAL, ``synchronous=FULL`` (an event is on disk before the gate
+opens, power cut or not), write transactions that ``BEGIN IMMEDIATE`` so a writer never
+discovers a lock half-way, and ``PRAGMA user_version`` migrations.
+"""
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+DB_NAME = "terminal.db"
+
+# Each entry moves the schema from version i to i+1 (statements split on ";", so none in comments).
+# Never edit a released entry: append.
+MIGRATIONS = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    -- signed documents last accepted (trust list, later policy, keys, time): kept across restarts
+    CREATE TABLE signed_docs (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL, envelope BLOB NOT NULL);
+    -- nonces of tokens already presented, kept until the token could no longer be fresh
+    CREATE TABLE nonces (nonce BLOB PRIMARY KEY, keep_until INTEGER NOT NULL);
+    CREATE INDEX nonces_keep_until ON nonces (keep_until);
+    -- the outbox: exactly the event fields of spec/mqtt.md (AUTOINCREMENT never reuses a seq,
+    -- even after every row has been acked and deleted)
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        at REAL NOT NULL,
+        boot_id TEXT NOT NULL,
+        mono_ns INTEGER NOT NULL,
+        clock TEXT NOT NULL,
+        method TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status INTEGER,
+        flags INTEGER,
+        latency_ms REAL,
+        subject TEXT
+    );
+    """,
+)
+
+EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
+                "status", "flags", "latency_ms", "subject")
+
+
+class StoreError(RuntimeError):
+    """The state directory or database cannot be used; the message says which and why."""
+
+
+class Store:
+    def __init__(self, state_dir: Path):
+        self.state_dir = Path(state_dir)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._lock = open(self.state_dir / "lock", "a+")
+        except OSError as e:
+            raise StoreError(f"state directory {self.state_dir}: {e.strerror}") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreError(f"state directory {self.state_dir} is in use by another gate-terminal process") from None
+        try:
+            conn = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.state_dir / DB_NAME}: cannot switch to WAL (journal_mode={mode})")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self._lock.close()
+            raise StoreError(f"{self.state_dir / DB_NAME}: {e}") from None
+
+    def close(self) -> None:
+        self.db.close()
+        self._lock.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.state_dir / DB_NAME}: schema version {version} is newer than this "
+                             f"gate-terminal ({len(MIGRATIONS)})")
+        for i in range(version, len(MIGRATIONS)):
+            with self.write():
+                for stmt in MIGRATIONS[i].split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version = {i + 1}")
+
+    @contextmanager
+    def write(self):
+        """One write transaction, begun IMMEDIATE; nested sqlite-utils calls become savepoints."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # --- meta -------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value])
+
+    # --- signed documents ---------------------------------------------------------
+    def signed_doc(self, kind: str) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT seq, envelope FROM signed_docs WHERE kind = ?", [kind]).fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    def save_signed_doc(self, kind: str, seq: int, envelope: bytes) -> None:
+        with self.write():
+            self.db["signed_docs"].upsert({"kind": kind, "seq": seq, "envelope": envelope}, pk="kind")
+
+    # --- replay window ------------------------------------------------------------
+    def use_nonce(self, nonce: bytes, keep_until: int) -> bool:
+        """Record a nonce inside a write() transaction; False if an earlier presentation used it."""
+        cur = self.db.execute("INSERT OR IGNORE INTO nonces (nonce, keep_until) VALUES (?, ?)",
+                              [nonce, keep_until])
+        return cur.rowcount == 1
+
+    def purge_nonces(self, now: float) -> int:
+        with self.write():
+            return self.db.execute("DELETE FROM nonces WHERE keep_until < ?", [int(now)]).rowcount
+
+    # --- outbox -------------------------------------------------------------------
+    def insert_event(self, event: dict) -> int:
+        """Insert inside a write() transaction; returns the event's seq."""
+        cur = self.db.execute(
+            "INSERT INTO events (id, at, boot_id, mono_ns, clock, method, decision, reason, status, flags,"
+            " latency_ms, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [event[k] for k in EVENT_FIELDS if k != "seq"])
+        return cur.lastrowid
+
+    def events(self, after_seq: int = 0, limit: int = 200) -> list[dict]:
+        return list(self.db["events"].rows_where("seq > ?", [after_seq], order_by="seq", limit=limit))
+
+    def ack(self, acked_seq: int) -> int:
+        with self.write():
+            return self.db.execute("DELETE FROM events WHERE seq <= ?", [acked_seq]).rowcount
+
+    def outbox_depth(self) -> int:
+        return self.db["events"].count
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return row[0] if row else 0

@@ -1,0 +1,192 @@
+"""One presentation of a health code → allow / deny / review, committed as an event.
+
+The checks run in the order of spec/token.md §4; the signature is checked before anything
+is decrypted, and the event (with the subject encrypted to the hub) is committed to the
+outbox before the caller may open the gate.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from terminal import reasons as R
+from terminal import token as tok
+from terminal.clock import ClockGuard
+from terminal.config import Config
+from terminal.idnumber import mask_id, mask_name
+from terminal.keyfiles import KeyFileError, load_data_keys
+from terminal.policy import ALLOW, DENY, HealthStatus, decide
+from terminal.store import Store
+from terminal.trust import EnvelopeError, TrustList, open_trust_list
+
+log = logging.getLogger(__name__)
+
+
+class SetupError(RuntimeError):
+    """The terminal cannot start deciding (no trust list, unreadable keys, ...): one line."""
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+BOOT_ID = _boot_id()
+
+
+def uuid7() -> str:
+    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, version 7, variant 10, 74 random bits."""
+    ms = time.time_ns() // 1_000_000
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | secrets.randbits(12) << 64 \
+        | 0b10 << 62 | secrets.randbits(62)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass
+class Result:
+    decision: str
+    reason: str
+    method: str
+    status: int | None
+    flags: int | None
+    name: str | None      # masked
+    id: str | None        # masked
+    seq: int
+    event_id: str
+    latency_ms: float
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d["status"] = tok.STATUS_NAMES[self.status] if self.status is not None else None
+        return d
+
+
+def load_trust(store: Store, cfg: Config) -> TrustList:
+    """The newest good trust list: the config's file if it verifies and is newer, else the kept one."""
+    roots = {k.kid(): k for k in cfg.root_keys}
+    kept = None
+    saved = store.signed_doc("trust")
+    if saved is not None:
+        try:
+            kept = open_trust_list(saved[1], roots)
+        except EnvelopeError as e:
+            log.warning("trust: the kept trust list no longer verifies against the pinned roots (%s)", e)
+    try:
+        raw = cfg.trust_list.read_bytes()
+        fresh = open_trust_list(raw, roots)
+    except (OSError, EnvelopeError) as e:
+        why = e.strerror if isinstance(e, OSError) else str(e)
+        if kept is None:
+            raise SetupError(f"trust list {cfg.trust_list}: {why}, and no earlier trust list is kept") from None
+        log.warning("trust: %s: %s; keeping trust list seq %d", cfg.trust_list, why, kept.seq)
+        return kept
+    if kept is not None and fresh.seq <= kept.seq:
+        if fresh.seq < kept.seq:
+            log.warning("trust: %s has seq %d, older than the kept seq %d; rollback refused",
+                        cfg.trust_list, fresh.seq, kept.seq)
+        return kept
+    store.save_signed_doc("trust", fresh.seq, raw)
+    log.info("trust: trust list seq %d accepted (%d issuers)", fresh.seq, len(fresh.issuers))
+    return fresh
+
+
+class Verifier:
+    def __init__(self, cfg: Config, store: Store, trust: TrustList, data_keys: dict[int, bytes],
+                 clock: ClockGuard):
+        self.cfg = cfg
+        self.store = store
+        self.trust = trust
+        self.data_keys = data_keys
+        self.clock = clock
+
+    @classmethod
+    def open(cls, cfg: Config, state_dir: Path | None = None) -> "Verifier":
+        store = Store(state_dir or cfg.state_dir)
+        try:
+            trust = load_trust(store, cfg)
+            data_keys = load_data_keys(cfg.data_keys)
+        except (SetupError, KeyFileError) as e:
+            store.close()
+            raise SetupError(str(e)) from None
+        v = cls(cfg, store, trust, data_keys, ClockGuard(store, cfg.clock_tolerance))
+        for key in [cfg.hub_key] + [i.public_key for i in trust.issuers.values()]:
+            key.precompute()
+        now = v.clock.now()
+        if now is not None:
+            store.purge_nonces(now)
+        return v
+
+    def close(self) -> None:
+        self.store.close()
+
+    def verify(self, text: str, *, now: float | None = None, venue: str | None = None,
+               started_ns: int | None = None) -> Result:
+        """Decide one presentation of ``text``. ``now`` stands in for trusted time (audits, tests)."""
+        started_ns = started_ns or time.monotonic_ns()
+        policy = self.cfg.policy(venue)
+        t = now if now is not None else self.clock.now()
+        body: tok.Body | None = None
+        env: tok.Envelope | None = None
+        decision = DENY
+        try:
+            env = tok.parse_text(text)
+            issuer = self.trust.issuers.get(env.kid)
+            if issuer is None:
+                raise tok.TokenError(R.UNKNOWN_ISSUER)
+            if not issuer.valid_at(env.iat):
+                raise tok.TokenError(R.ISSUER_REVOKED)
+            if not issuer.public_key.verify(env.signed, env.sig):
+                raise tok.TokenError(R.BAD_SIGNATURE)
+            if t is None:
+                raise tok.TokenError(R.CLOCK_UNTRUSTED)
+            if env.iat > t + policy.max_skew:
+                raise tok.TokenError(R.NOT_YET_VALID)
+            if t > env.iat + min(env.ttl, policy.max_age):
+                raise tok.TokenError(R.EXPIRED)
+            key = self.data_keys.get(env.dkid)
+            if key is None:
+                raise tok.TokenError(R.UNKNOWN_DATA_KEY)
+            body = tok.decrypt_body(env, key)
+            decision, reason = decide(policy, HealthStatus(body.status, body.flags, body.nat_at,
+                                                           body.nat_result, body.vax_doses), t)
+        except tok.TokenError as e:
+            reason = e.reason
+        subject = None
+        if body is not None:
+            subject = self.cfg.hub_key.encrypt(json.dumps(
+                {"id_number": body.id_number, "name": body.name}, ensure_ascii=False).encode()).hex()
+        event = {
+            "id": uuid7(), "at": t if t is not None else time.time(), "boot_id": BOOT_ID,
+            "mono_ns": started_ns, "method": "qr",
+            "clock": "trusted" if t is not None else "untrusted",
+            "status": body.status if body else None, "flags": body.flags if body else None,
+            "subject": subject,
+        }
+        with self.store.write():
+            # Step 6 runs inside the commit, so two presentations can never both use a nonce.
+            if body is not None and not self.store.use_nonce(env.nonce, env.iat + env.ttl + policy.max_skew):
+                decision, reason = DENY, R.REPLAYED
+            latency_ms = (time.monotonic_ns() - started_ns) / 1e6
+            event.update(decision=decision, reason=reason, latency_ms=round(latency_ms, 3))
+            seq = self.store.insert_event(event)
+            if now is None:
+                self.clock.persist()
+        result = Result(decision, reason, "qr", event["status"], event["flags"],
+                        mask_name(body.name) if body else None, mask_id(body.id_number) if body else None,
+                        seq, event["id"], event["latency_ms"])
+        log.info("seq=%d method=qr decision=%s reason=%s name=%s id=%s latency_ms=%.1f",
+                 seq, decision, reason, result.name, result.id, latency_ms)
+        return result
+
+
+def allowed(results: list[Result]) -> bool:
+    return all(r.decision == ALLOW for r in results)
+
