@@ -11,6 +11,7 @@ from terminal import __version__
 
 COMMAND_MODULES = (
     "terminal.cmd_verify",
+    "terminal.cmd_check",
     "terminal.cmd_sim",
 )
 

@@ -19,7 +19,7 @@ from terminal.clock import ClockGuard
 from terminal.config import Config
 from terminal.idnumber import mask_id, mask_name
 from terminal.keyfiles import KeyFileError, load_data_keys
-from terminal.policy import ALLOW, DENY, HealthStatus, decide
+from terminal.policy import DENY, HealthStatus, Policy, decide
 from terminal.store import Store
 from terminal.trust import EnvelopeError, TrustList, open_trust_list
 
@@ -48,6 +48,14 @@ def uuid7() -> str:
         | 0b10 << 62 | secrets.randbits(62)
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    decision: str
+    reason: str
+    env: tok.Envelope | None   # parsed, whether or not it verified
+    body: tok.Body | None      # only once signature, freshness and decryption passed
 
 
 @dataclass
@@ -127,15 +135,9 @@ class Verifier:
     def close(self) -> None:
         self.store.close()
 
-    def verify(self, text: str, *, now: float | None = None, venue: str | None = None,
-               started_ns: int | None = None) -> Result:
-        """Decide one presentation of ``text``. ``now`` stands in for trusted time (audits, tests)."""
-        started_ns = started_ns or time.monotonic_ns()
-        policy = self.cfg.policy(venue)
-        t = now if now is not None else self.clock.now()
-        body: tok.Body | None = None
+    def assess(self, text: str, t: float | None, policy: Policy) -> Assessment:
+        """Steps 1-5 and 7 of spec/token.md §4 (replay, step 6, needs the store: see verify)."""
         env: tok.Envelope | None = None
-        decision = DENY
         try:
             env = tok.parse_text(text)
             issuer = self.trust.issuers.get(env.kid)
@@ -155,10 +157,24 @@ class Verifier:
             if key is None:
                 raise tok.TokenError(R.UNKNOWN_DATA_KEY)
             body = tok.decrypt_body(env, key)
-            decision, reason = decide(policy, HealthStatus(body.status, body.flags, body.nat_at,
-                                                           body.nat_result, body.vax_doses), t)
         except tok.TokenError as e:
-            reason = e.reason
+            return Assessment(DENY, e.reason, env, None)
+        decision, reason = decide(policy, HealthStatus(body.status, body.flags, body.nat_at, body.nat_result,
+                                                       body.vax_doses), t)
+        return Assessment(decision, reason, env, body)
+
+    def verify(self, text: str, *, now: float | None = None, venue: str | None = None,
+               started_ns: int | None = None) -> Result:
+        """Decide one presentation of ``text`` and commit its event before returning.
+
+        ``now`` stands in for the terminal's trusted time (audits, tests): the clock guard is
+        neither consulted nor advanced.
+        """
+        started_ns = started_ns or time.monotonic_ns()
+        policy = self.cfg.policy(venue)
+        t = now if now is not None else self.clock.now()
+        a = self.assess(text, t, policy)
+        body, decision, reason = a.body, a.decision, a.reason
         subject = None
         if body is not None:
             subject = self.cfg.hub_key.encrypt(json.dumps(
@@ -172,7 +188,7 @@ class Verifier:
         }
         with self.store.write():
             # Step 6 runs inside the commit, so two presentations can never both use a nonce.
-            if body is not None and not self.store.use_nonce(env.nonce, env.iat + env.ttl + policy.max_skew):
+            if body is not None and not self.store.use_nonce(a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew):
                 decision, reason = DENY, R.REPLAYED
             latency_ms = (time.monotonic_ns() - started_ns) / 1e6
             event.update(decision=decision, reason=reason, latency_ms=round(latency_ms, 3))
@@ -185,8 +201,3 @@ class Verifier:
         log.info("seq=%d method=qr decision=%s reason=%s name=%s id=%s latency_ms=%.1f",
                  seq, decision, reason, result.name, result.id, latency_ms)
         return result
-
-
-def allowed(results: list[Result]) -> bool:
-    return all(r.decision == ALLOW for r in results)
-

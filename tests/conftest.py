@@ -1,0 +1,63 @@
+"""Shared fixtures: the contract vectors in ../shared/vectors, development key sets, configs."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sim.devkeys import write_key_set
+from terminal import config as cfgmod
+from terminal.sm2 import PrivateKey
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = ROOT.parent / "shared" / "vectors"
+
+
+def load_cases() -> list[dict]:
+    return json.loads((VECTORS / "cases.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def hub_key() -> PrivateKey:
+    return PrivateKey.generate()
+
+
+@pytest.fixture
+def vector_config(tmp_path, hub_key) -> Path:
+    """A config pointing at the vectors' trust list and data keys (copied: git keeps no 0600)."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("data_keys.json", "issuer.pem", "revoked_issuer.pem", "stranger.pem", "root.pem"):
+        shutil.copy(VECTORS / name, keys / name)
+        (keys / name).chmod(0o600)
+    path = keys / "config.toml"
+    path.write_text(f"""
+[terminal]
+id = "370102-T0001-01"
+venue = "mall"
+state_dir = "{tmp_path / 'state'}"
+
+[trust]
+root_keys = ["{(VECTORS / 'root.pub.hex').read_text().strip()}"]
+trust_list = "{VECTORS / 'trust.envelope.json'}"
+data_keys = "data_keys.json"
+
+[hub]
+public_key = "{hub_key.public_key.hex()}"
+""")
+    return path
+
+
+@pytest.fixture
+def keyset(tmp_path) -> Path:
+    """A fresh `sim keys` directory; its config.toml keeps state in keyset/state."""
+    d = tmp_path / "keys"
+    write_key_set(d)
+    return d
+
+
+@pytest.fixture
+def keyset_config(keyset) -> cfgmod.Config:
+    return cfgmod.load(keyset / "config.toml")

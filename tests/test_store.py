@@ -1,0 +1,115 @@
+"""The SQLite store: WAL, migrations, one owner, seq forever, no personal data on disk."""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+
+import pytest
+
+from sim.issuer import Issuer, Person
+from terminal.idnumber import check_character
+from terminal.store import MIGRATIONS, Store, StoreError
+from terminal.verifier import Verifier
+
+
+def test_wal_and_user_version(tmp_path):
+    s = Store(tmp_path)
+    assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    s.close()
+
+
+def test_one_process_owns_a_state_dir(tmp_path):
+    s = Store(tmp_path)
+    with pytest.raises(StoreError, match="in use"):
+        Store(tmp_path)
+    s.close()
+    Store(tmp_path).close()  # released on close
+
+
+def test_corrupt_or_newer_database_is_a_clear_error(tmp_path):
+    (tmp_path / "terminal.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="terminal.db"):
+        Store(tmp_path)
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    con = sqlite3.connect(newer / "terminal.db")
+    con.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    con.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(newer)
+
+
+def event(i):
+    return {"id": f"id-{i}", "at": 1.0, "boot_id": "b", "mono_ns": i, "clock": "trusted", "method": "qr",
+            "decision": "deny", "reason": "expired", "status": None, "flags": None, "latency_ms": 1.0,
+            "subject": None}
+
+
+def test_seq_survives_ack_and_restart(tmp_path):
+    s = Store(tmp_path)
+    with s.write():
+        seqs = [s.insert_event(event(i)) for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert [e["seq"] for e in s.events(after_seq=2)] == [3, 4, 5]
+    assert s.ack(5) == 5 and s.outbox_depth() == 0
+    s.close()
+    s = Store(tmp_path)
+    with s.write():
+        assert s.insert_event(event(9)) == 6
+    assert s.last_seq() == 6
+    s.close()
+
+
+def test_failed_transaction_leaves_nothing(tmp_path):
+    s = Store(tmp_path)
+    with pytest.raises(RuntimeError):
+        with s.write():
+            s.insert_event(event(1))
+            raise RuntimeError("power cut")
+    assert s.outbox_depth() == 0
+    with s.write():
+        assert s.insert_event(event(2)) == 1  # the rolled-back seq is not burnt either
+    s.close()
+
+
+def test_nonce_window(tmp_path):
+    s = Store(tmp_path)
+    with s.write():
+        assert s.use_nonce(b"12345678", keep_until=100)
+        assert not s.use_nonce(b"12345678", keep_until=100)
+    assert s.purge_nonces(now=99) == 0
+    assert s.purge_nonces(now=101) == 1
+    with s.write():
+        assert s.use_nonce(b"12345678", keep_until=200)
+    s.close()
+
+
+def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    person = Person(name="欧阳娜娜", id_number="37010219900101123" + check_character("37010219900101123"))
+    issuer = Issuer.from_dir(keyset)
+    v = Verifier.open(keyset_config, tmp_path / "state")
+    codes = [issuer.issue(person), issuer.issue(Person(name="欧阳娜娜", id_number=person.id_number,
+                                                        status="red"))]
+    results = [v.verify(c) for c in codes + codes[:1]]
+    assert [r.reason for r in results] == ["ok", "red_code", "replayed"]
+    rows = v.store.events()
+    v.close()
+    secrets = [person.name.encode(), person.id_number.encode(), "娜娜".encode(), b"19900101"]
+    for f in (tmp_path / "state").iterdir():
+        data = f.read_bytes()
+        for s in secrets:
+            assert s not in data, (f.name, s)
+    for s in secrets:
+        assert s.decode() not in caplog.text
+    assert "欧***" in caplog.text and f"370102********{person.id_number[-4:]}" in caplog.text
+    # the hub, and only the hub, can read who it was
+    from terminal.keyfiles import load_private_key
+    hub = load_private_key(keyset / "hub.pem")
+    subjects = [json.loads(hub.decrypt(bytes.fromhex(r["subject"]))) for r in rows]
+    assert subjects == [{"id_number": person.id_number, "name": person.name}] * 3
+    assert set(rows[0]) == {"seq", "id", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
+                            "status", "flags", "latency_ms", "subject"}
