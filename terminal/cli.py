@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from terminal import __version__
@@ -42,3 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout closed early (| head): point it at /dev/null so the exit-time flush is quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:  # a bug: one line for the operator, the traceback only with -v
+        logging.getLogger("terminal").debug("unexpected error", exc_info=True)
+        print(f"gate-terminal: internal error: {type(e).__name__}: {e} (run with -v for details)",
+              file=sys.stderr)
+        return 70

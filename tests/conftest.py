@@ -6,10 +6,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sim.devkeys import write_key_set
 from terminal import config as cfgmod
 from terminal.sm2 import PrivateKey
+
+# No wall-clock deadlines (a loaded CI core is not a failure); fixtures are reset per example
+# where it matters. Individual tests raise max_examples where the input space needs it.
+settings.register_profile("project", deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT.parent / "shared" / "vectors"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base45
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from terminal import reasons as R
@@ -19,9 +19,7 @@ CASES = {c["name"]: c for c in load_cases()}
 GOOD = CASES["green_mall_0"]
 NOW = GOOD["now"]
 B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-settings.register_profile("ci", max_examples=200, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.load_profile("ci")
+MANY = settings(max_examples=300)
 
 
 @pytest.fixture
@@ -40,18 +38,21 @@ def test_good_token_is_allowed(verifier):
     assert (a.decision, a.reason) == ("allow", "ok")
 
 
+@MANY
 @given(st.binary(max_size=400))
 def test_random_binary(verifier, raw):
     a = assess(verifier, tok.PREFIX + base45.b45encode(raw).decode())
     assert a.reason in R.TOKEN_REASONS and a.decision != ALLOW
 
 
+@MANY
 @given(st.text(alphabet=B45, max_size=400))
 def test_random_base45(verifier, text):
     a = assess(verifier, tok.PREFIX + text)
     assert a.reason in R.TOKEN_REASONS and a.decision != ALLOW
 
 
+@MANY
 @given(st.text(max_size=300))
 def test_random_text(verifier, text):
     a = assess(verifier, text)
@@ -82,6 +83,7 @@ def test_every_single_byte_mutation(verifier):
             assert a.reason in expected_reason(pos), (pos, mask, a.reason)
 
 
+@MANY
 @given(st.data())
 def test_any_single_byte_value(verifier, data):
     raw = base45.b45decode(GOOD["text"].strip()[len(tok.PREFIX):])
