@@ -64,6 +64,22 @@ def _pubkeys(v):
     return keys
 
 
+def _int_range(lo, hi):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"must be an integer from {lo} to {hi}")
+        return v
+    return check
+
+
+def _choice(*options):
+    def check(v):
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, not {v!r}")
+        return v
+    return check
+
+
 def _seconds(lo, hi):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
@@ -79,6 +95,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "venue": (_venue, REQUIRED),
         "state_dir": (_path, "state"),
         "device_key": (_path, None),
+        "venue_name": (_str, None),
     },
     "trust": {
         "root_keys": (_pubkeys, REQUIRED),
@@ -91,7 +108,35 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "time": {
         "tolerance": (_seconds(0, 3600), 5.0),
     },
+    "camera": {
+        "source": (_str, None),            # V4L2 device, image files or a video; absent: no camera
+        "width": (_int_range(160, 4096), 640),
+        "height": (_int_range(120, 4096), 480),
+        "fps": (_int_range(1, 120), 30),
+        "gap": (_seconds(0.2, 10), 1.5),     # a code unseen this long has left the camera
+    },
+    "id_card": {
+        "port": (_str, None),              # pyserial URL; absent: no ID-card reader
+        "baud": (_int_range(1200, 921600), 115200),
+    },
+    "ss_card": {
+        "port": (_str, None),
+        "baud": (_int_range(1200, 921600), 115200),
+    },
+    "relay": {
+        "kind": (_choice("lcus", "none"), "none"),
+        "port": (_str, None),
+        "pulse_ms": (_int_range(100, 10000), 800),
+    },
+    "screen": {
+        "kind": (_choice("framebuffer", "png", "none"), "none"),
+        "path": (_str, None),              # framebuffer device, or the PNG directory
+        "width": (_int_range(240, 4096), 800),   # PNG panels; a framebuffer says its own size
+        "height": (_int_range(240, 4096), 480),
+        "result_seconds": (_seconds(0.5, 60), 3.0),
+    },
 }
+DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "relay", "screen")
 PATH_KEYS = {("terminal", "state_dir"), ("terminal", "device_key"), ("trust", "trust_list"),
              ("trust", "data_keys")}
 
@@ -109,6 +154,8 @@ class Config:
     hub_key: PublicKey
     clock_tolerance: float
     policy_overrides: dict = field(default_factory=dict)
+    venue_name: str | None = None
+    devices: dict[str, dict] = field(default_factory=dict)  # camera, id_card, ss_card, relay, screen
 
     def policy(self, venue: str | None = None) -> pol.Policy:
         """The venue's preset with this terminal's overrides on top."""
@@ -157,6 +204,12 @@ def from_dict(raw: dict, path: Path) -> Config:
             if (section, key) in PATH_KEYS and value is not None:
                 value = (base / value).resolve()
             values[(section, key)] = value
+    if values["relay", "kind"] == "lcus" and not values["relay", "port"]:
+        raise ConfigError(f"{path}: relay.port is required when relay.kind = \"lcus\"")
+    if values["screen", "kind"] == "framebuffer" and not values["screen", "path"]:
+        values["screen", "path"] = "/dev/fb0"
+    if values["screen", "kind"] == "png" and not values["screen", "path"]:
+        values["screen", "path"] = str(values["terminal", "state_dir"] / "screen")
     try:
         overrides = pol.validate_overrides(raw.get("policy", {}))
     except ValueError as e:
@@ -167,4 +220,6 @@ def from_dict(raw: dict, path: Path) -> Config:
         root_keys=values["trust", "root_keys"], trust_list=values["trust", "trust_list"],
         data_keys=values["trust", "data_keys"], hub_key=values["hub", "public_key"],
         clock_tolerance=values["time", "tolerance"], policy_overrides=overrides,
+        venue_name=values["terminal", "venue_name"],
+        devices={section: {k: values[section, k] for k in SCHEMA[section]} for section in DEVICE_SECTIONS},
     )

@@ -1,7 +1,8 @@
 """The terminal's one SQLite database: event outbox, replay window, signed state, clock floor.
 
 One process owns a state directory (an exclusive ``flock`` on ``state_dir/lock``), and in it
-one connection writes: WAL, ``synchronous=FULL`` (an event is on disk before the gate
+one connection, shared by the daemon's threads under one lock, so a transaction never
+interleaves with another thread's statements (a reader never sees an uncommitted event): WAL, ``synchronous=FULL`` (an event is on disk before the gate
 opens, power cut or not), write transactions that ``BEGIN IMMEDIATE`` so a writer never
 discovers a lock half-way, and ``PRAGMA user_version`` migrations.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,14 +61,15 @@ class Store:
         self.state_dir = Path(state_dir)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._lock = open(self.state_dir / "lock", "a+")
+            self._flock = open(self.state_dir / "lock", "a+")
         except OSError as e:
             raise StoreError(f"state directory {self.state_dir}: {e.strerror}") from None
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._flock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.close()
+            self._flock.close()
             raise StoreError(f"state directory {self.state_dir} is in use by another gate-terminal process") from None
+        self._lock = threading.RLock()
         try:
             conn = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
@@ -76,12 +79,13 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self._migrate()
         except sqlite3.DatabaseError as e:
-            self._lock.close()
+            self._flock.close()
             raise StoreError(f"{self.state_dir / DB_NAME}: {e}") from None
 
     def close(self) -> None:
-        self.db.close()
-        self._lock.close()
+        with self._lock:
+            self.db.close()
+        self._flock.close()
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -98,19 +102,27 @@ class Store:
     @contextmanager
     def write(self):
         """One write transaction, begun IMMEDIATE; nested sqlite-utils calls become savepoints."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self):
+        """Reads from other threads wait for a write in progress: they see committed rows only."""
+        with self._lock:
+            yield self.db
 
     # --- meta -------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        with self.read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
@@ -119,7 +131,8 @@ class Store:
 
     # --- signed documents ---------------------------------------------------------
     def signed_doc(self, kind: str) -> tuple[int, bytes] | None:
-        row = self.db.execute("SELECT seq, envelope FROM signed_docs WHERE kind = ?", [kind]).fetchone()
+        with self.read() as db:
+            row = db.execute("SELECT seq, envelope FROM signed_docs WHERE kind = ?", [kind]).fetchone()
         return (row[0], bytes(row[1])) if row else None
 
     def save_signed_doc(self, kind: str, seq: int, envelope: bytes) -> None:
@@ -147,15 +160,18 @@ class Store:
         return cur.lastrowid
 
     def events(self, after_seq: int = 0, limit: int = 200) -> list[dict]:
-        return list(self.db["events"].rows_where("seq > ?", [after_seq], order_by="seq", limit=limit))
+        with self.read() as db:
+            return list(db["events"].rows_where("seq > ?", [after_seq], order_by="seq", limit=limit))
 
     def ack(self, acked_seq: int) -> int:
         with self.write():
             return self.db.execute("DELETE FROM events WHERE seq <= ?", [acked_seq]).rowcount
 
     def outbox_depth(self) -> int:
-        return self.db["events"].count
+        with self.read() as db:
+            return db["events"].count
 
     def last_seq(self) -> int:
-        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        with self.read() as db:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return row[0] if row else 0

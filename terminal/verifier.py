@@ -13,8 +13,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from drivers.cards import CardRead
 from terminal import reasons as R
 from terminal import token as tok
+from terminal.cardstatus import StatusSource
 from terminal.clock import ClockGuard
 from terminal.config import Config
 from terminal.idnumber import mask_id, mask_name
@@ -165,7 +167,7 @@ class Verifier:
 
     def verify(self, text: str, *, now: float | None = None, venue: str | None = None,
                started_ns: int | None = None) -> Result:
-        """Decide one presentation of ``text`` and commit its event before returning.
+        """Decide one presentation of a QR ``text`` and commit its event before returning.
 
         ``now`` stands in for the terminal's trusted time (audits, tests): the clock guard is
         neither consulted nor advanced.
@@ -174,30 +176,60 @@ class Verifier:
         policy = self.cfg.policy(venue)
         t = now if now is not None else self.clock.now()
         a = self.assess(text, t, policy)
-        body, decision, reason = a.body, a.decision, a.reason
-        subject = None
+        body = a.body
+        nonce = None
         if body is not None:
+            nonce = (a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew)
+        return self._commit("qr", a.decision, a.reason, t, now is not None, started_ns,
+                            (body.status, body.flags) if body else (None, None),
+                            (body.id_number, body.name) if body else None, nonce)
+
+    def verify_card(self, card: CardRead, status: StatusSource, *, venue: str | None = None,
+                    started_ns: int | None = None) -> Result:
+        """Decide a card read: the hub (or its cache) says the health status, the venue policy
+        decides; with no answer, policy ``offline_unknown`` with reason ``status_unavailable``."""
+        started_ns = started_ns or time.monotonic_ns()
+        policy = self.cfg.policy(venue)
+        t = self.clock.now()
+        health = None
+        if t is None:
+            # Neither a nucleic-acid age nor a cached answer can be judged without trusted time.
+            decision, reason = policy.offline_unknown, R.CLOCK_UNTRUSTED
+        else:
+            health = status.lookup(card.kind, card.id_number, card.name, t)
+            if health is None:
+                decision, reason = policy.offline_unknown, R.STATUS_UNAVAILABLE
+            else:
+                decision, reason = decide(policy, health, t)
+        return self._commit(card.kind, decision, reason, t, False, started_ns,
+                            (health.status, health.flags) if health else (None, None),
+                            (card.id_number, card.name), None)
+
+    def _commit(self, method: str, decision: str, reason: str, t: float | None, fixed_time: bool,
+                started_ns: int, status_flags: tuple, person: tuple[str, str] | None,
+                nonce: tuple[bytes, int] | None) -> Result:
+        """Commit the presentation's event (and its nonce) in one transaction; only then return."""
+        subject = None
+        if person is not None:
             subject = self.cfg.hub_key.encrypt(json.dumps(
-                {"id_number": body.id_number, "name": body.name}, ensure_ascii=False).encode()).hex()
+                {"id_number": person[0], "name": person[1]}, ensure_ascii=False).encode()).hex()
         event = {
             "id": uuid7(), "at": t if t is not None else time.time(), "boot_id": BOOT_ID,
-            "mono_ns": started_ns, "method": "qr",
-            "clock": "trusted" if t is not None else "untrusted",
-            "status": body.status if body else None, "flags": body.flags if body else None,
-            "subject": subject,
+            "mono_ns": started_ns, "method": method, "clock": "trusted" if t is not None else "untrusted",
+            "status": status_flags[0], "flags": status_flags[1], "subject": subject,
         }
         with self.store.write():
             # Step 6 runs inside the commit, so two presentations can never both use a nonce.
-            if body is not None and not self.store.use_nonce(a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew):
+            if nonce is not None and not self.store.use_nonce(*nonce):
                 decision, reason = DENY, R.REPLAYED
             latency_ms = (time.monotonic_ns() - started_ns) / 1e6
             event.update(decision=decision, reason=reason, latency_ms=round(latency_ms, 3))
             seq = self.store.insert_event(event)
-            if now is None:
+            if not fixed_time:
                 self.clock.persist()
-        result = Result(decision, reason, "qr", event["status"], event["flags"],
-                        mask_name(body.name) if body else None, mask_id(body.id_number) if body else None,
+        result = Result(decision, reason, method, event["status"], event["flags"],
+                        mask_name(person[1]) if person else None, mask_id(person[0]) if person else None,
                         seq, event["id"], event["latency_ms"])
-        log.info("seq=%d method=qr decision=%s reason=%s name=%s id=%s latency_ms=%.1f",
-                 seq, decision, reason, result.name, result.id, latency_ms)
+        log.info("seq=%d method=%s decision=%s reason=%s name=%s id=%s latency_ms=%.1f",
+                 seq, method, decision, reason, result.name, result.id, latency_ms)
         return result

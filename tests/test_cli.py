@@ -106,7 +106,7 @@ def test_verify_subprocess_no_traceback_on_bad_config(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"gate-terminal: error: {bad}: unknown key terminal.foo "
-                                                "(known: id, venue, state_dir, device_key)"]
+                                                "(known: id, venue, state_dir, device_key, venue_name)"]
 
 
 def test_check_config(keyset, capsys):

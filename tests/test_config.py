@@ -31,7 +31,10 @@ def test_sim_config_loads_with_relative_paths(keyset):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t + "\n[camera]\nx = 1\n", "unknown section [camera]"),
+    (lambda t: t + "\n[cameras]\nx = 1\n", "unknown section [cameras]"),
+    (lambda t: t + "\n[camera]\nx = 1\n", "unknown key camera.x"),
+    (lambda t: t + "\n[relay]\nkind = 'lcus'\n", "relay.port is required"),
+    (lambda t: t + "\n[screen]\nkind = 'tv'\n", "screen.kind must be one of"),
     (lambda t: t.replace('venue = "mall"', 'venue = "mall"\nvenu = "x"'), "unknown key terminal.venu"),
     (lambda t: t.replace('venue = "mall"', 'venue = "casino"'), "terminal.venue unknown venue type 'casino'"),
     (lambda t: t.replace('id = "370102-H0001-01"', 'id = "a/b"'), "terminal.id must be"),

@@ -1,0 +1,215 @@
+"""The gate relay driver that ships, against the virtual LCUS relay over real
+pseudo-terminals (pyserial) and over socket:// — every line test runs on both."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from drivers.relay import LcusRelay, NoRelay, lcus_command, open_relay
+from sim.relay import VirtualRelay
+from sim.serial_endpoint import SerialEndpoint
+
+ON = bytes.fromhex("A0 01 01 A2")
+OFF = bytes.fromhex("A0 01 00 A1")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    before = set(threading.enumerate())
+    yield
+    assert set(threading.enumerate()) <= before
+
+
+@pytest.fixture(params=["pty", "tcp"])
+def rig(request):
+    relay = VirtualRelay()
+    with SerialEndpoint(relay, kind=request.param) as ep:
+        gate = LcusRelay(ep.url)
+        try:
+            yield relay, ep, gate
+        finally:
+            gate.close()
+
+
+def raw(relay: VirtualRelay) -> list[bytes]:
+    return [c.raw for c in relay.commands]
+
+
+def gaps(relay: VirtualRelay) -> list[float]:
+    times = [c.at for c in relay.commands]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def pulse_done(n: int):
+    return lambda r: len(r.pulses) >= n and r.pulses[n - 1].off_at is not None
+
+
+def test_command_bytes():
+    assert lcus_command(1, True) == ON
+    assert lcus_command(1, False) == OFF
+    assert lcus_command(2, True) == bytes.fromhex("A0 02 01 A3")
+
+
+def test_pulse_is_on_then_off_with_gaps(rig):
+    relay, _, gate = rig
+    gate.pulse(300)
+    assert relay.wait_for(pulse_done(1))
+    # The OFF first is the start-up OFF: the relay's state is unknown until we set it.
+    assert raw(relay) == [OFF, ON, OFF]
+    assert all(g >= 0.1 for g in gaps(relay))
+    p = relay.pulses[0]
+    # Lower bound only, with 50 ms for the simulator's own thread to be scheduled late.
+    assert p.off_at - p.on_at >= 0.25
+    assert gate.pulses == 1
+    assert relay.bad_checksums == 0
+
+
+def test_pulse_returns_at_once_and_close_switches_the_relay_off(rig):
+    relay, _, gate = rig
+    gate.pulse(60_000)           # would hold an event loop for a minute if it blocked
+    assert relay.wait_for(lambda r: r.is_on())
+    gate.close()                 # the worker is asked to stop mid-pulse
+    assert relay.wait_for(lambda r: not r.is_on())
+    assert raw(relay) == [OFF, ON, OFF]
+    assert not relay.pulses[0].power_lost
+
+
+def test_pulse_during_a_pulse_extends_it(rig):
+    relay, _, gate = rig
+    gate.pulse(300)
+    assert relay.wait_for(lambda r: r.is_on())
+    gate.pulse(300)
+    assert relay.wait_for(pulse_done(1))
+    assert raw(relay) == [OFF, ON, OFF]
+    assert gate.pulses == 1
+
+
+def test_back_to_back_pulses_keep_100ms_between_commands(rig):
+    relay, _, gate = rig
+    gate.pulse(10)
+    assert relay.wait_for(pulse_done(1))
+    gate.pulse(10)
+    assert relay.wait_for(pulse_done(2))
+    assert raw(relay) == [OFF, ON, OFF, ON, OFF]
+    assert all(g >= 0.1 for g in gaps(relay))
+
+
+def test_unplug_and_replug_recovers(rig):
+    relay, ep, gate = rig
+    gate.pulse(50)
+    assert relay.wait_for(pulse_done(1))
+    ep.unplug()
+    gate.pulse(50)               # dropped: the line is down for the whole pulse
+    time.sleep(0.3)
+    ep.replug()
+    deadline = time.monotonic() + 10
+    while not relay.wait_for(pulse_done(2), 0.3):
+        assert time.monotonic() < deadline, "relay line never recovered"
+        gate.pulse(50)
+    assert gate.failed_pulses >= 1
+    assert raw(relay)[-2:] == [ON, OFF]
+    assert all(g >= 0.1 for g in gaps(relay))
+
+
+def test_relay_left_on_by_an_outage_is_switched_off_when_the_line_is_back(rig):
+    relay, ep, gate = rig
+    gate.pulse(200)
+    assert relay.wait_for(lambda r: r.is_on())
+    ep.unplug()                  # the OFF at the end of the pulse cannot go out
+    time.sleep(0.4)
+    seen = len(relay.commands)
+    ep.replug()
+    # No new pulse: the driver owes the relay an OFF and delivers it.
+    assert relay.wait_for(lambda r: len(r.commands) > seen, 10)
+    assert raw(relay)[seen:] == [OFF]
+
+
+def test_line_down_at_close_gives_up_and_says_so(caplog):
+    gate = LcusRelay("/nonexistent/ttyRelay", close_timeout=0.3)
+    gate.pulse(100)
+    with caplog.at_level(logging.WARNING, logger="drivers.relay"):
+        gate.close()
+    assert "may be left on" in caplog.text
+    assert gate.pulses == 0
+
+
+def test_pulse_that_cannot_start_is_dropped_and_counted():
+    gate = LcusRelay("/nonexistent/ttyRelay", close_timeout=0.1)
+    gate.pulse(50)
+    deadline = time.monotonic() + 5
+    while gate.failed_pulses == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    gate.close()
+    assert (gate.pulses, gate.failed_pulses) == (0, 1)
+
+
+def test_pulse_after_close_is_ignored(rig, caplog):
+    relay, _, gate = rig
+    gate.close()
+    with caplog.at_level(logging.ERROR, logger="drivers.relay"):
+        gate.pulse()
+    assert "closed relay" in caplog.text
+    assert ON not in raw(relay)
+
+
+# --- the virtual relay's parser ----------------------------------------------------------------
+
+def test_virtual_relay_rejects_bad_checksums_and_resyncs():
+    relay = VirtualRelay()
+    stream = b"\x00\xff" + bytes.fromhex("A0 01 01 A3") + ON + bytes.fromhex("A0 01 07 A8") + OFF
+    for b in stream:                 # one byte at a time, as a slow line delivers them
+        relay.received(bytes((b,)))
+    assert raw(relay) == [ON, OFF]
+    assert (relay.bad_checksums, relay.unknown_commands, relay.garbage_bytes) == (1, 1, 2 + 3)
+    assert len(relay.pulses) == 1 and relay.pulses[0].off_at is not None
+
+
+def test_virtual_relay_opens_when_unpowered():
+    relay = VirtualRelay()
+    relay.received(ON)
+    relay.reset()
+    assert not relay.is_on()
+    assert relay.pulses[0].power_lost
+
+
+# --- backends and factory ------------------------------------------------------------------------
+
+def test_none_backend_only_logs(caplog):
+    gate = open_relay("none")
+    assert isinstance(gate, NoRelay)
+    with caplog.at_level(logging.INFO, logger="drivers.relay"):
+        gate.pulse(500)
+    gate.close()
+    assert "gate pulse of 500 ms (no relay configured)" in caplog.text
+    assert gate.pulses == 1
+
+
+def test_factory_opens_lcus_on_a_url():
+    relay = VirtualRelay()
+    with SerialEndpoint(relay, kind="pty") as ep:
+        gate = open_relay("lcus", ep.url, channel=2)
+        gate.pulse(10)
+        assert relay.wait_for(pulse_done(1))
+        gate.close()
+    assert relay.pulses[0].channel == 2
+
+
+@pytest.mark.parametrize("kind, url, options, words", [
+    ("bogus", "/dev/null", {}, "unknown relay kind 'bogus'"),
+    ("lcus", None, {}, "needs a serial URL"),
+    ("lcus", "/dev/null", {"channel": 0}, "channel 0 out of range"),
+])
+def test_factory_refuses_bad_configuration(kind, url, options, words):
+    with pytest.raises(ValueError, match=words):
+        open_relay(kind, url, **options)
+
+
+def test_nonsense_pulse_length_is_refused():
+    gate = LcusRelay("/nonexistent/ttyRelay", close_timeout=0.1)
+    with pytest.raises(ValueError):
+        gate.pulse(0)
+    gate.close()
