@@ -11,9 +11,14 @@ but a quick exception, never a busy loop.
 from __future__ import annotations
 
 import random
+import termios
 import time
 
 import serial
+
+# A hung-up tty (adapter unplugged, pty master closed) fails tcflush/tcdrain with
+# termios.error, which is neither OSError nor SerialException.
+_IO_ERRORS = (serial.SerialException, OSError, termios.error)
 
 
 class LinkDown(Exception):
@@ -69,7 +74,7 @@ class SerialLink:
         if port is not None:
             try:
                 port.close()
-            except (serial.SerialException, OSError):
+            except _IO_ERRORS:
                 pass
 
     def _io_error(self, e: Exception) -> LinkDown:
@@ -82,7 +87,7 @@ class SerialLink:
         try:
             self._port.write(data)
             self._port.flush()
-        except (serial.SerialException, OSError) as e:
+        except _IO_ERRORS as e:
             raise self._io_error(e) from None
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
@@ -103,7 +108,7 @@ class SerialLink:
                 if chunk:
                     more = port.in_waiting
                     return chunk + (port.read(min(more, max_bytes - 1)) if more and max_bytes > 1 else b"")
-        except (serial.SerialException, OSError, TypeError) as e:
+        except (*_IO_ERRORS, TypeError) as e:
             # pyserial raises TypeError from os.read on a port closed under it.
             raise self._io_error(e) from None
 
@@ -113,7 +118,7 @@ class SerialLink:
             return
         try:
             self._port.reset_input_buffer()
-        except (serial.SerialException, OSError) as e:
+        except _IO_ERRORS as e:
             raise self._io_error(e) from None
 
     def __enter__(self):

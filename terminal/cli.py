@@ -12,7 +12,10 @@ from terminal import __version__
 
 COMMAND_MODULES = (
     "terminal.cmd_verify",
+    "terminal.cmd_run",
+    "terminal.cmd_card",
     "terminal.cmd_check",
+    "terminal.cmd_decode",
     "terminal.cmd_sim",
 )
 

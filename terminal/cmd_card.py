@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from drivers import idnumber
+from terminal import idnumber
 from drivers.cards import CardError, CardRead, CardReader, ReaderError
 from drivers.serial_link import LinkDown
 from terminal.cli import UsageError

@@ -1,30 +1,61 @@
-"""Resident ID numbers (GB 11643, ISO 7064 MOD 11-2) and the masked forms screens and logs show."""
+"""Resident ID numbers (GB 11643) and the masks personal data wears in logs and on screens.
+
+    370102 19900101 123 4
+    region birth    seq check      seq: odd = male, even = female
+    check = "10X98765432"[sum(digit_i * weight_i for the first 17) % 11]   (ISO 7064 MOD 11-2)
+"""
 from __future__ import annotations
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
+import datetime as dt
+
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+CHECK_CHARS = "10X98765432"
 
 
 def check_character(first17: str) -> str:
-    return _CHECK[sum(int(c) * w for c, w in zip(first17, _WEIGHTS)) % 11]
+    """The check character for 17 digits."""
+    if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
+        raise ValueError("need exactly 17 digits")
+    return CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, WEIGHTS)) % 11]
 
 
-def valid_id_number(text: str) -> bool:
-    return (len(text) == 18 and text[:17].isascii() and text[:17].isdigit()
-            and text[17] == check_character(text[:17]))
+def valid_check(number: str) -> bool:
+    """18 characters, 17 digits and the right check character (upper-case X): what
+    spec/token.md asks of a token's ``id_number``, nothing more."""
+    if len(number) != 18 or not number[:17].isascii() or not number[:17].isdigit():
+        return False
+    return number[17] == check_character(number[:17])
 
 
-def mask_id(text: str | None) -> str | None:
-    """``370102199001011234`` → ``370102********1234``: region kept, birth date hidden."""
-    if not text:
-        return text
-    if len(text) <= 10:
-        return "*" * len(text)
-    return text[:6] + "*" * (len(text) - 10) + text[-4:]
+def birth_date(number: str) -> dt.date | None:
+    """The birth date an 18-character number encodes, or None if it is not a real date."""
+    try:
+        return dt.datetime.strptime(number[6:14], "%Y%m%d").date()
+    except ValueError:
+        return None
 
 
-def mask_name(name: str | None) -> str | None:
-    """``张三`` → ``张*``, ``欧阳娜娜`` → ``欧***``: only the first character stays."""
-    if not name:
-        return name
+def is_valid(number: str) -> bool:
+    """A check character that fits and a real birth date: what a card read must carry."""
+    return valid_check(number) and birth_date(number) is not None
+
+
+def mask_name(name: str) -> str:
+    """``张三`` -> ``张*``: the first character, a star for each of the rest."""
+    if len(name) <= 1:
+        return "*" * len(name)
     return name[0] + "*" * (len(name) - 1)
+
+
+def mask_id(number: str) -> str:
+    """``370102199001011234`` -> ``370102********1234``; shorter card numbers keep less."""
+    n = len(number)
+    head, tail = (6, 4) if n >= 15 else (n // 4, n // 4)
+    return number[:head] + "*" * (n - head - tail) + number[n - tail:]
+
+
+def mask_address(address: str) -> str:
+    """The first six characters (at most half), then ``***``: the district, never the door."""
+    if not address:
+        return ""
+    return address[:min(6, len(address) // 2)] + "***"

@@ -13,7 +13,7 @@ import base45
 
 from terminal import reasons as R
 from terminal.gmcrypto import PaddingError, sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
-from terminal.idnumber import valid_id_number
+from terminal.idnumber import valid_check
 from terminal.sm2 import PrivateKey
 
 PREFIX = "SDHC1:"
@@ -168,7 +168,7 @@ def parse_body(plain: bytes) -> Body:
         id_number = plain[8:26].decode("ascii")
     except UnicodeDecodeError:
         raise TokenError(R.BAD_FORMAT, "id_number not ASCII") from None
-    if not valid_id_number(id_number):
+    if not valid_check(id_number):
         raise TokenError(R.BAD_FORMAT, "id_number check character")
     name_len = plain[26]
     if not 1 <= name_len <= 60:

@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from drivers.cards import CardRead, CardRemoved, CardUnreadable
+from drivers.cards import CardRead, CardRemoved, CardUnreadable, ReaderError
 from drivers.serial_link import LinkDown
 from drivers.sscard import apdu
 from drivers.sscard.reader import CardMute, ReaderNotResponding, SsCardReader
@@ -137,6 +137,31 @@ def test_garbled_command_gets_frame_error_from_the_reader(rig):
     assert sim.bad_frames == 1
 
 
+def test_late_answer_to_another_command_is_skipped(rig):
+    sim, ep, reader = rig
+    ep.faults.garbage = bytes.fromhex("02 0001 32 33 03")  # a well-formed power-on answer
+    sim.card = LI
+    expect_li(reader.poll(1.0))
+    # Before each of the 10 answers: presence, power on, 7 APDUs, power off. For power on it
+    # has the right CMD but no ATR in it.
+    assert (reader.protocol.stale_frames, reader.protocol.bad_answers) == (9, 1)
+    assert reader.protocol.timeouts == 0
+
+
+class NonsensePresence(VirtualSsReader):
+    def _answer(self, cmd: int, data: bytes) -> bytes:
+        return self._frame(0x31, b"\x05") if cmd == 0x31 else super()._answer(cmd, data)
+
+
+def test_meaningless_answer_is_retried_then_reported(kind):
+    with SerialEndpoint(NonsensePresence(LI), kind=kind) as ep:
+        reader = SsCardReader(ep.url, timeout=0.2, retries=2)
+        with pytest.raises(ReaderNotResponding, match="command 31 after 3 tries"):
+            reader.poll(0)
+        reader.close()
+    assert (reader.protocol.bad_answers, reader.protocol.timeouts) == (3, 3)
+
+
 def test_card_removed_mid_read(rig):
     sim, _, reader = rig
     sim.card = LI
@@ -161,13 +186,13 @@ def test_mute_card_is_reported_once(rig):
     expect_li(reader.poll(1.0))
 
 
-def test_silent_reader_is_a_link_problem_not_a_card_problem(rig):
+def test_silent_reader_is_a_reader_problem_not_a_card_problem(rig):
     sim, ep, reader = rig
     sim.card = LI
     ep.faults.mute = True
     with pytest.raises(ReaderNotResponding) as e:
         reader.poll(1.0)
-    assert isinstance(e.value, LinkDown)
+    assert isinstance(e.value, ReaderError)
     assert reader.protocol.timeouts == 3
     ep.faults.mute = False
     expect_li(reader.poll(1.0))
@@ -202,15 +227,13 @@ def test_unplug_and_replug(rig):
     ep.unplug()
     with pytest.raises(LinkDown):
         reader.poll(0.1)
+    sim.card = VirtualSsCard()  # swapped while the reader was away
     ep.replug()
-    # The card stayed in: back online, it is not presented again...
-    assert poll_once_back(reader) is None
+    # Back online, whatever is in the reader is read afresh...
+    assert poll_once_back(reader).extra["card_number"] == "A00000001"
     assert reader.link.opens == 2
-    # ...but the next one is.
-    sim.card = None
+    # ...once.
     assert reader.poll(0.1) is None
-    sim.card = VirtualSsCard()
-    assert reader.poll(1.0).extra["card_number"] == "A00000001"
 
 
 def poll_once_back(reader: SsCardReader, limit: float = 10.0) -> CardRead | None:
@@ -225,11 +248,30 @@ def poll_once_back(reader: SsCardReader, limit: float = 10.0) -> CardRead | None
             time.sleep(0.05)
 
 
-def test_missing_device_is_link_down():
-    reader = SsCardReader("/nonexistent/ttySS0")
+def test_missing_device_is_link_down_when_the_wait_ends():
+    reader = SsCardReader("/nonexistent/ttySS0", poll_interval=0.02)
+    with pytest.raises(LinkDown, match="cannot open"):
+        reader.poll(0)
     with pytest.raises(LinkDown):
         reader.poll(0.1)
     reader.close()
+
+
+def test_port_back_within_the_wait_is_no_error(kind):
+    sim = VirtualSsReader(LI)
+    with SerialEndpoint(sim, kind=kind) as ep:
+        reader = SsCardReader(ep.url, timeout=0.2, poll_interval=0.02)
+        expect_li(reader.poll(1.0))
+        ep.unplug()
+        with pytest.raises(LinkDown):
+            reader.poll(0)
+        replug = threading.Timer(0.3, ep.replug)
+        replug.start()
+        try:
+            expect_li(reader.poll(10.0))  # the outage passes inside one poll
+        finally:
+            replug.join()
+            reader.close()
 
 
 # --- the APDU layer on the virtual card, no serial line ------------------------------------
