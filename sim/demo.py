@@ -1,0 +1,165 @@
+"""``gate-terminal sim demo``: the whole terminal on a laptop.
+
+The real daemon runs against simulated hardware that speaks the real bytes: the virtual
+SAM module and social-security reader on pseudo-terminals (read by the shipping drivers
+through pyserial), the virtual LCUS relay on another, the virtual camera rendering each
+visitor's phone, and PNG panels. A crowd (:mod:`sim.crowd`) walks through; every decision
+is printed as it happens and checked against the visitor's ground truth.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import statistics
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from drivers.camera import FrameGrabber
+from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors
+from sim.devkeys import write_key_set
+from sim.idcard_sam import VirtualSam
+from sim.issuer import Issuer
+from sim.relay import VirtualRelay
+from sim.serial_endpoint import SerialEndpoint
+from sim.sscard_reader import VirtualSsReader
+from terminal import config as cfgmod
+from terminal.daemon import Daemon
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, math.ceil(p / 100 * len(v)) - 1)]
+
+
+def write_config(keys: Path, out: Path, venue: str, ports: dict[str, str]) -> Path:
+    text = (keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
+    text += f"""
+[id_card]
+port = "{ports['id_card']}"
+
+[ss_card]
+port = "{ports['ss_card']}"
+
+[relay]
+kind = "lcus"
+port = "{ports['relay']}"
+
+[screen]
+kind = "png"
+path = "{out / 'screens'}"
+width = 800
+height = 480
+result_seconds = 1.2
+"""
+    path = out / "terminal.toml"
+    path.write_text(text)
+    return path
+
+
+def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str = "mild",
+             seed: int | None = None, report: Path | None = None, echo=print) -> dict:
+    rng = random.Random(seed)
+    keys = out / "keys"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    write_key_set(keys, venue=venue)
+    issuer = Issuer.from_dir(keys)
+    sam, ss, relay = VirtualSam(read_delay=(0.1, 0.3)), VirtualSsReader(), VirtualRelay()
+    endpoints = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(ss), "relay": SerialEndpoint(relay)}
+    for ep in endpoints.values():
+        ep.start()
+    cfg = cfgmod.load(write_config(keys, out, venue, {k: ep.url for k, ep in endpoints.items()}))
+    policy = cfg.policy()
+    camera = ScenarioCamera(level=level, seed=rng.randrange(1 << 30))
+    visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng)
+    by_text, by_id = {}, {}
+    lock = threading.Lock()
+    t0 = time.monotonic()
+
+    def on_result(p, r):
+        with lock:
+            if p.method == "qr":
+                v = by_text.get(p.text)
+            else:
+                v = by_id.get((p.method, p.card.id_number))
+            if v is None or v.result is not None:
+                echo(f"{time.monotonic() - t0:7.1f}s  ?   {p.method:<7} {r.decision:<6} {r.reason:<18} (nobody expected)")
+                return
+            v.result, v.decided_at = r, time.monotonic() - t0
+        ok = (r.decision, r.reason) == v.expect
+        mark = "ok" if ok else f"WRONG, expected {v.expect[0]}/{v.expect[1]}"
+        echo(f"{v.decided_at:7.1f}s #{v.n:<3} {p.method:<7} {r.decision:<6} {r.reason:<18} "
+             f"{r.name or '-':<5} {r.latency_ms:7.1f} ms  {v.kind:<17} {mark}")
+
+    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=on_result)
+    daemon.start()
+    lane = Lane(camera, sam, ss)
+    echo(f"demo: {len(visitors)} visitors at a {venue} ({cfg.terminal_id}), about {rate:g}/min, "
+         f"camera '{level}'; output in {out}")
+    echo(f"{'time':>8} {'who':<4} {'method':<7} {'result':<6} {'reason':<18} {'name':<5} {'latency':>10}  kind")
+    try:
+        for v in visitors:
+            wait = v.arrive_at - (time.monotonic() - t0)
+            if wait > 0:
+                time.sleep(wait)
+            if v.method == "qr":
+                v.text = code_for(v, issuer, policy.nat_hours)
+            with lock:  # the newest holder of a code or card is who the next decision is for
+                if v.method == "qr":
+                    by_text[v.text] = v
+                else:
+                    by_id[(v.method, v.id_number)] = v
+            lane.present(v)
+        time.sleep(2.5)  # the last decisions and panels
+    finally:
+        daemon.stop()
+        for ep in endpoints.values():
+            ep.stop()
+    return summarize(visitors, relay, out, report, echo, time.monotonic() - t0)
+
+
+def summarize(visitors, relay, out: Path, report: Path | None, echo, wall: float) -> dict:
+    decided = [v for v in visitors if v.result is not None]
+    agree = [v for v in decided if (v.result.decision, v.result.reason) == v.expect]
+    lat = [v.result.latency_ms for v in decided]
+    admitted_wrongly = [v.n for v in decided if v.result.decision == "allow" and v.expect[0] != "allow"]
+    res = {
+        "visitors": len(visitors),
+        "decided": len(decided),
+        "agreement": round(len(agree) / len(visitors), 4) if visitors else 1.0,
+        "counts": {
+            "decision": dict(Counter(v.result.decision for v in decided)),
+            "reason": dict(Counter(v.result.reason for v in decided)),
+            "method": dict(Counter(v.method for v in decided)),
+        },
+        "wrongly_admitted": admitted_wrongly,
+        "missed": [v.n for v in visitors if v.result is None],
+        "disagreements": [{"visitor": v.n, "kind": v.kind, "expected": list(v.expect),
+                           "got": [v.result.decision, v.result.reason]} for v in decided if v not in agree],
+        "p50_ms": round(statistics.median(lat), 1) if lat else None,
+        "p99_ms": round(pct(lat, 99), 1) if lat else None,
+        "gate_pulses": len(relay.pulses),
+        "allowed": sum(1 for v in decided if v.result.decision == "allow"),
+        "screens": str(out / "screens"),
+        "seconds": round(wall, 1),
+    }
+    echo("")
+    echo(f"visitors {res['visitors']}, decided {res['decided']}, agreement {res['agreement']:.3f}, "
+         f"frame/card-to-gate latency p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms")
+    echo("decisions: " + ", ".join(f"{k} {n}" for k, n in sorted(res["counts"]["decision"].items())))
+    echo("reasons:   " + ", ".join(f"{k} {n}" for k, n in sorted(res["counts"]["reason"].items())))
+    echo(f"gate pulses {res['gate_pulses']} for {res['allowed']} allowed; screens in {res['screens']}")
+    if res["missed"] or res["disagreements"]:
+        echo(f"missed {res['missed']}; disagreements {res['disagreements']}")
+    if report is not None:
+        report.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n")
+        echo(f"report written to {report}")
+    return res
+

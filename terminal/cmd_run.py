@@ -1,0 +1,43 @@
+"""``gate-terminal run``: the daemon at the door, until SIGTERM or SIGINT."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from terminal import config as cfgmod
+from terminal.cli import UsageError
+from terminal.daemon import Daemon
+from terminal.keyfiles import KeyFileError
+from terminal.store import StoreError
+from terminal.verifier import SetupError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run the terminal (the daemon) until SIGTERM",
+                       description="Open the store, trust state and every configured device, then decide "
+                                   "every presentation until SIGTERM or SIGINT.")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--state-dir", type=Path, help="state directory instead of the configured one")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        cfg = cfgmod.load(args.config)
+        daemon = Daemon(cfg, state_dir=args.state_dir)
+        daemon.open()
+    except (cfgmod.ConfigError, SetupError, StoreError, KeyFileError) as e:
+        raise UsageError(str(e)) from None
+    daemon.start()
+    stop.wait()
+    log.info("stopping: finishing the presentations in hand")
+    daemon.stop()
+    return 0
