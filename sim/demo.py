@@ -57,7 +57,7 @@ width = 800
 height = 480
 result_seconds = 1.2
 """
-    path = out / "terminal.toml"
+    path = keys / "terminal.toml"  # beside the keys: its relative paths name them
     path.write_text(text)
     return path
 

@@ -32,7 +32,8 @@ from terminal.cardstatus import NoHub, StatusSource
 from terminal.config import Config
 from terminal.policy import ALLOW
 from terminal.presentation import QrPresentations
-from terminal.verifier import Result, Verifier
+from terminal.screen import texts
+from terminal.verifier import Result, SetupError, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +101,30 @@ class Daemon:
 
     # --- setup ------------------------------------------------------------------
     def open(self) -> None:
-        """Open store, trust state and every configured device; raise on a setup error."""
+        """Open store, trust state and every configured device; SetupError names what is wrong.
+
+        A device that is merely absent (a reader unplugged, no camera yet) is not a setup
+        error: its driver retries with backoff and the others start deciding.
+        """
+        from drivers.camera import CameraError
         from drivers.relay import open_relay
+        from terminal.screen import FontError, FramebufferError
         from terminal.screen_loop import ScreenLoop
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
         dev = self.cfg.devices
-        if self.camera is None and dev["camera"]["source"]:
-            from drivers.camera import FrameGrabber
-            from sim.camera import open_source
-            cam = dev["camera"]
-            self.camera = FrameGrabber(open_source(cam["source"]) if cam["source"].startswith("sim:") else
-                                       _open_camera(cam))
-        for kind in ("id_card", "ss_card"):
-            if self.readers[kind] is None and dev[kind]["port"]:
-                self.readers[kind] = _open_reader(kind, dev[kind]["port"], dev[kind]["baud"])
-        if self.relay is None:
-            self.relay = open_relay(dev["relay"]["kind"], dev["relay"]["port"])
-        self.screen_loop = ScreenLoop(self.cfg, self.screen, self.devices)
+        try:
+            if self.camera is None and dev["camera"]["source"]:
+                self.camera = _open_camera(dev["camera"])
+            for kind in ("id_card", "ss_card"):
+                if self.readers[kind] is None and dev[kind]["port"]:
+                    self.readers[kind] = _open_reader(kind, dev[kind]["port"], dev[kind]["baud"])
+            if self.relay is None:
+                self.relay = open_relay(dev["relay"]["kind"], dev["relay"]["port"])
+            self.screen_loop = ScreenLoop(self.cfg, self.screen, self.devices)
+        except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
+            self.verifier.close()
+            raise SetupError(f"{self.cfg.path}: {e}") from None
 
     # --- running ----------------------------------------------------------------
     def start(self) -> None:
@@ -196,7 +203,7 @@ class Daemon:
             except CardError as e:
                 self.devices.ok(kind)
                 log.warning("%s: card not read: %s", kind, e)
-                self.screen_loop.notice("读卡失败,请重新刷卡")
+                self.screen_loop.notice(texts.CARD_UNREAD)
                 continue
             self.devices.ok(kind)
             if card is not None:
@@ -214,7 +221,7 @@ class Daemon:
                 self._decide(p)
             except Exception:  # a bug must cost one presentation, not the terminal
                 log.exception("presentation by %s could not be decided", p.method)
-                self.screen_loop.notice("系统异常,请联系工作人员")
+                self.screen_loop.notice(texts.SYSTEM_ERROR)
 
     def _decide(self, p: Presentation) -> None:
         if p.method == "qr":
@@ -232,6 +239,9 @@ class Daemon:
 
 def _open_camera(cam: dict):
     from drivers.camera import FrameGrabber, open_source
+    if cam["source"] == "sim" or cam["source"].startswith("sim:"):
+        from sim.camera import open_source as open_sim
+        return FrameGrabber(open_sim(cam["source"]))
     return FrameGrabber(open_source(cam["source"], width=cam["width"], height=cam["height"], fps=cam["fps"]))
 
 

@@ -20,15 +20,13 @@ VENUE_LABELS = dict(zip(VENUES, ("医院", "药店", "学校", "公交", "商场
 
 class ScreenLoop:
     def __init__(self, cfg, screen, devices):
-        """``screen``: a backend with ``show(image)``/``close()`` and ``size``; None opens the
-        configured one."""
+        """``screen``: a backend (``size``, ``show(image)``, ``close()``); None opens the configured one."""
         from terminal.screen import open_screen
         from terminal.screen.render import Renderer
 
         sc = cfg.devices["screen"]
-        self.screen = screen if screen is not None else open_screen(
-            sc["kind"], path=sc["path"], size=(sc["width"], sc["height"]))
-        self.renderer = Renderer(getattr(self.screen, "size", None) or (sc["width"], sc["height"]))
+        self.screen = screen if screen is not None else open_screen(**sc)
+        self.renderer = Renderer(self.screen.size)
         self.venue = cfg.venue_name or VENUE_LABELS.get(cfg.venue, cfg.venue)
         self.result_seconds = sc["result_seconds"]
         self.devices = devices
@@ -54,10 +52,10 @@ class ScreenLoop:
             self._pending = ("result", result)
             self._cond.notify()
 
-    def notice(self, text: str) -> None:
-        """A short message for the person at the reader (a card not read, ...)."""
+    def notice(self, key: str) -> None:
+        """A screen-only notice (``texts.CARD_UNREAD``, ``texts.SYSTEM_ERROR``) on an amber panel."""
         with self._cond:
-            self._pending = ("notice", text)
+            self._pending = ("notice", key)
             self._cond.notify()
 
     def _alarm(self) -> str | None:
@@ -85,7 +83,7 @@ class ScreenLoop:
                         image = self.renderer.result(Panel(r.decision, r.reason, r.name, r.method,
                                                            self._alarm(), datetime.now()))
                     else:
-                        image = self.renderer.result(Panel(REVIEW, "notice", None, None, payload,
+                        image = self.renderer.result(Panel(REVIEW, payload, None, None, self._alarm(),
                                                            datetime.now()))
                     self._until = time.monotonic() + self.result_seconds
                     last_idle = None

@@ -1,0 +1,216 @@
+"""The daemon at the door against the simulated hardware: real drivers, real pseudo-terminals."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import qrcode
+
+from drivers.camera import FrameGrabber
+from sim.crowd import ScenarioCamera
+from sim.idcard_sam import SimCard, VirtualSam
+from sim.issuer import Issuer, Person, random_id_number
+from sim.relay import VirtualRelay
+from sim.serial_endpoint import SerialEndpoint
+from sim.sscard_reader import VirtualSsCard, VirtualSsReader
+from terminal import config as cfgmod
+from terminal.daemon import Daemon
+from terminal.presentation import QrPresentations
+
+from conftest import ROOT
+
+
+def wait_for(cond, timeout=10.0, step=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return False
+
+
+def test_presentations_from_frames():
+    t = QrPresentations(gap=1.0)
+    assert t.observe(["A"], 0.0) == ["A"]
+    assert t.observe(["A", "A "], 0.1) == []          # the same phone, several frames
+    assert t.observe([], 0.5) == []                   # a blurred frame in between
+    assert t.observe(["A", "B"], 0.9) == ["B"]        # a second phone beside it
+    assert t.observe([], 2.5) == [] and t.in_view == 0
+    assert t.observe(["A"], 2.6) == ["A"]             # shown again after leaving: a new presentation
+
+
+def write_config(keys: Path, tmp: Path, ports: dict, camera: str | None = None) -> Path:
+    text = (keys / "config.toml").read_text()
+    if camera:
+        text += f'\n[camera]\nsource = "{camera}"\nfps = 15\n'
+    text += f"""
+[id_card]
+port = "{ports['id_card']}"
+
+[ss_card]
+port = "{ports['ss_card']}"
+
+[relay]
+kind = "lcus"
+port = "{ports['relay']}"
+pulse_ms = 200
+
+[screen]
+kind = "png"
+path = "{tmp / 'screens'}"
+result_seconds = 0.5
+"""
+    path = keys / "terminal.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def rig(keyset, tmp_path):
+    """Virtual SAM, social-security reader and relay on pseudo-terminals, and a config naming them."""
+    sam, ss, relay = VirtualSam(read_delay=0.05), VirtualSsReader(), VirtualRelay()
+    eps = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(ss), "relay": SerialEndpoint(relay)}
+    for ep in eps.values():
+        ep.start()
+    yield {"keys": keyset, "sam": sam, "ss": ss, "relay": relay, "eps": eps,
+           "config": write_config(keyset, tmp_path, {k: e.url for k, e in eps.items()})}
+    for ep in eps.values():
+        ep.stop()
+
+
+def events(keys: Path) -> list[dict]:
+    con = sqlite3.connect(f"file:{keys / 'state' / 'terminal.db'}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM events ORDER BY seq")]
+    except sqlite3.OperationalError:  # the daemon has not created its schema yet
+        return []
+    finally:
+        con.close()
+
+
+def test_end_to_end_with_every_input(rig, tmp_path):
+    cfg = cfgmod.load(rig["config"])
+    issuer = Issuer.from_dir(rig["keys"])
+    camera = ScenarioCamera(level="clean", fps=20)
+    results = []
+    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=lambda p, r: results.append((p, r)))
+    daemon.start()
+    try:
+        def show(text):
+            n = len(results)
+            camera.show(text, 40)
+            assert wait_for(lambda: len(results) > n), "no decision for a code under the camera"
+            time.sleep(0.3)  # more frames of the same phone: still one presentation
+            camera.clear()
+            time.sleep(cfg.devices["camera"]["gap"] + 0.3)
+            return results[-1][1]
+
+        green = issuer.issue(Person(name="张三"))
+        r = show(green)
+        assert (r.decision, r.reason, r.method, r.name) == ("allow", "ok", "qr", "张*")
+        assert wait_for(lambda: len(rig["relay"].pulses) == 1 and rig["relay"].pulses[0].off_at)
+        assert show(issuer.issue(Person(status="red"))).reason == "red_code"
+        assert show(green).reason == "replayed"   # the same code back after the person left
+
+        id_number = random_id_number()
+        rig["sam"].card = SimCard(name="李四", id_number=id_number, birth=id_number[6:14],
+                                  sex="1" if int(id_number[16]) % 2 else "2")
+        assert wait_for(lambda: results[-1][1].method == "id_card")
+        rig["sam"].card = None
+        rig["ss"].card = VirtualSsCard(ss_number=random_id_number(), name="王五")
+        assert wait_for(lambda: results[-1][1].method == "ss_card")
+        rig["ss"].card = None
+        time.sleep(0.3)
+    finally:
+        daemon.stop()
+    got = [(r.method, r.decision, r.reason) for _, r in results]
+    assert got == [("qr", "allow", "ok"), ("qr", "deny", "red_code"), ("qr", "deny", "replayed"),
+                   ("id_card", "review", "status_unavailable"), ("ss_card", "review", "status_unavailable")]
+    rows = events(rig["keys"])
+    assert [(e["method"], e["decision"], e["reason"]) for e in rows] == got
+    assert all(e["latency_ms"] > 0 and e["subject"] for e in rows)
+    assert len(rig["relay"].pulses) == 1             # one allow, one gate opening
+    assert rig["relay"].commands[-1].on is False      # and the gate is closed again
+    pngs = sorted((tmp_path / "screens").glob("0*.png"))
+    assert len(pngs) >= 5
+    assert not [t for t in threading.enumerate() if t.name in ("decide", "camera", "screen", "id_card")]
+
+
+def test_unplugged_reader_keeps_the_rest_working(rig):
+    cfg = cfgmod.load(rig["config"])
+    issuer = Issuer.from_dir(rig["keys"])
+    camera = ScenarioCamera(level="clean", fps=20)
+    results = []
+    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=lambda p, r: results.append(r))
+    daemon.start()
+    try:
+        rig["eps"]["id_card"].unplug()
+        assert wait_for(lambda: "id_card" in daemon.devices.errors(), timeout=10)
+        assert daemon.devices.alarms() == ["身份证读卡器故障"]
+        camera.show(issuer.issue(Person()), 30)      # the camera still lets people through
+        assert wait_for(lambda: results and results[-1].decision == "allow")
+        camera.clear()
+        rig["eps"]["id_card"].replug()
+        assert wait_for(lambda: "id_card" not in daemon.devices.errors(), timeout=15)
+        id_number = random_id_number()
+        rig["sam"].card = SimCard(name="赵六", id_number=id_number, birth=id_number[6:14],
+                                  sex="1" if int(id_number[16]) % 2 else "2")
+        assert wait_for(lambda: results[-1].method == "id_card", timeout=10)
+    finally:
+        daemon.stop()
+
+
+def test_sigterm_mid_presentation(rig, tmp_path):
+    """SIGTERM while a card read is in progress and a code is under the camera: the daemon
+    finishes what it took, exits 0, leaves no half-written event, and every gate pulse has
+    its committed allow event."""
+    issuer = Issuer.from_dir(rig["keys"])
+    image = tmp_path / "phone.png"
+    qrcode.make(issuer.issue(Person()), box_size=4).save(image)
+    config = write_config(rig["keys"], tmp_path, {k: e.url for k, e in rig["eps"].items()}, camera=str(image))
+    rig["sam"].read_delay = 0.4
+    id_number = random_id_number()
+    rig["sam"].card = SimCard(name="孙七", id_number=id_number, birth=id_number[6:14],
+                              sex="1" if int(id_number[16]) % 2 else "2")
+    proc = subprocess.Popen([sys.executable, "-m", "terminal", "run", "--config", str(config)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        db = rig["keys"] / "state" / "terminal.db"
+        assert wait_for(lambda: db.exists() and len(events(rig["keys"])) >= 2, timeout=30), proc.stderr
+        rig["sam"].card = None
+        time.sleep(0.5)  # the first card leaves the reader
+        reads = rig["sam"].commands.count(b"\x30\x01")
+        id_number = random_id_number()
+        rig["sam"].card = SimCard(name="周八", id_number=id_number, birth=id_number[6:14],
+                                  sex="1" if int(id_number[16]) % 2 else "2")
+        # SIGTERM once the reader has asked for the second card's data (answered 0.4 s later)
+        assert wait_for(lambda: rig["sam"].commands.count(b"\x30\x01") > reads, timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    rows = events(rig["keys"])
+    assert all(all(e[k] is not None for k in ("id", "at", "method", "decision", "reason", "latency_ms"))
+               for e in rows)
+    # the card being read when SIGTERM came was finished and decided, not dropped
+    assert [e["method"] for e in rows].count("id_card") == 2
+    allows = [e for e in rows if e["decision"] == "allow"]
+    assert len(allows) == 1                           # the code under the camera: one presentation
+    assert len(rig["relay"].pulses) == len(allows)    # no pulse without its committed event
+    assert rig["relay"].commands[-1].on is False      # the gate is closed on the way out
+    assert [e["seq"] for e in rows] == list(range(1, len(rows) + 1))
+    assert os.path.exists(rig["keys"] / "state" / "lock")
