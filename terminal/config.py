@@ -80,6 +80,28 @@ def _choice(*options):
     return check
 
 
+def _broker_url(v):
+    m = re.fullmatch(r"(mqtts?)://([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})", _str(v))
+    if not m or not 0 < int(m.group(3)) < 65536:
+        raise ValueError("must be mqtts://host:port (or mqtt://127.0.0.1:port for a broker on this machine)")
+    if m.group(1) == "mqtt" and m.group(2) not in ("127.0.0.1", "localhost", "[::1]"):
+        raise ValueError("mqtt:// (no TLS) is allowed only for a broker on this machine; use mqtts://")
+    return v
+
+
+def _topic_prefix(v):
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*", _str(v)):
+        raise ValueError("must be topic levels of letters, digits, '_' or '-' separated by '/'")
+    return v
+
+
+def _listen(v):
+    m = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})", _str(v))
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ValueError("must be 127.0.0.1:PORT (metrics are served on this machine only)")
+    return v
+
+
 def _seconds(lo, hi):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
@@ -104,6 +126,18 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
     "hub": {
         "public_key": (_pubkey, REQUIRED),
+        "broker": (_broker_url, None),       # absent: no hub connection (cards: offline_unknown)
+        "ca": (_path, None),
+        "cert": (_path, None),
+        "key": (_path, None),
+        "prefix": (_topic_prefix, "hc/v1"),
+        "query_timeout": (_seconds(0.1, 30), 1.5),
+    },
+    "metrics": {
+        "listen": (_listen, None),           # e.g. "127.0.0.1:9105"; absent: no endpoint
+    },
+    "retention": {
+        "days": (_int_range(1, 3650), 21),   # synced events older than this are purged
     },
     "time": {
         "tolerance": (_seconds(0, 3600), 5.0),
@@ -138,7 +172,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 }
 DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "relay", "screen")
 PATH_KEYS = {("terminal", "state_dir"), ("terminal", "device_key"), ("trust", "trust_list"),
-             ("trust", "data_keys")}
+             ("trust", "data_keys"), ("hub", "ca"), ("hub", "cert"), ("hub", "key")}
 
 
 @dataclass
@@ -156,6 +190,9 @@ class Config:
     policy_overrides: dict = field(default_factory=dict)
     venue_name: str | None = None
     devices: dict[str, dict] = field(default_factory=dict)  # camera, id_card, ss_card, relay, screen
+    hub: dict = field(default_factory=dict)                 # broker, ca, cert, key, prefix, query_timeout
+    metrics_listen: str | None = None
+    retention_days: int = 21
 
     def policy(self, venue: str | None = None) -> pol.Policy:
         """The venue's preset with this terminal's overrides on top."""
@@ -204,6 +241,13 @@ def from_dict(raw: dict, path: Path) -> Config:
             if (section, key) in PATH_KEYS and value is not None:
                 value = (base / value).resolve()
             values[(section, key)] = value
+    broker = values["hub", "broker"]
+    if broker and broker.startswith("mqtts:"):
+        for key in ("ca", "cert", "key"):
+            if values["hub", key] is None:
+                raise ConfigError(f"{path}: hub.{key} is required for a mqtts:// broker")
+    if broker and values["terminal", "device_key"] is None:
+        raise ConfigError(f"{path}: terminal.device_key is required to sign event batches for the hub")
     if values["relay", "kind"] == "lcus" and not values["relay", "port"]:
         raise ConfigError(f"{path}: relay.port is required when relay.kind = \"lcus\"")
     if values["screen", "kind"] == "framebuffer" and not values["screen", "path"]:
@@ -222,4 +266,6 @@ def from_dict(raw: dict, path: Path) -> Config:
         clock_tolerance=values["time", "tolerance"], policy_overrides=overrides,
         venue_name=values["terminal", "venue_name"],
         devices={section: {k: values[section, k] for k in SCHEMA[section]} for section in DEVICE_SECTIONS},
+        hub={k: values["hub", k] for k in SCHEMA["hub"] if k != "public_key"},
+        metrics_listen=values["metrics", "listen"], retention_days=values["retention", "days"],
     )

@@ -46,6 +46,12 @@ MIGRATIONS = (
         subject TEXT
     );
     """,
+    """
+    -- an event acked by the hub stays (synced) for local history until retention purges it;
+    -- the outbox is the events not yet acked
+    ALTER TABLE events ADD COLUMN acked_at REAL;
+    CREATE INDEX events_unacked ON events (seq) WHERE acked_at IS NULL;
+    """,
 )
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
@@ -160,16 +166,30 @@ class Store:
         return cur.lastrowid
 
     def events(self, after_seq: int = 0, limit: int = 200) -> list[dict]:
+        """Outbox events (not yet acked) after ``after_seq``, in seq order, wire fields only."""
         with self.read() as db:
-            return list(db["events"].rows_where("seq > ?", [after_seq], order_by="seq", limit=limit))
+            rows = db.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE acked_at IS NULL AND seq > ?"
+                              " ORDER BY seq LIMIT ?", [after_seq, limit]).fetchall()
+        return [dict(zip(EVENT_FIELDS, r)) for r in rows]
 
-    def ack(self, acked_seq: int) -> int:
+    def ack(self, acked_seq: int, now: float) -> int:
+        """The hub holds every event up to ``acked_seq``: they leave the outbox."""
         with self.write():
-            return self.db.execute("DELETE FROM events WHERE seq <= ?", [acked_seq]).rowcount
+            return self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
+                                   [now, acked_seq]).rowcount
 
     def outbox_depth(self) -> int:
         with self.read() as db:
-            return db["events"].count
+            return db.execute("SELECT count(*) FROM events WHERE acked_at IS NULL").fetchone()[0]
+
+    def oldest_unsynced_at(self) -> float | None:
+        with self.read() as db:
+            return db.execute("SELECT min(at) FROM events WHERE acked_at IS NULL").fetchone()[0]
+
+    def purge_synced(self, before: float) -> int:
+        """Delete acked events decided before ``before``; an unsynced event is never purged."""
+        with self.write():
+            return self.db.execute("DELETE FROM events WHERE acked_at IS NOT NULL AND at < ?", [before]).rowcount
 
     def last_seq(self) -> int:
         with self.read() as db:

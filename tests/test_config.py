@@ -45,6 +45,10 @@ def test_sim_config_loads_with_relative_paths(keyset):
     (lambda t: t + "\n[policy]\nmax_age = -5\n", "policy.max_age"),
     (lambda t: t + "\n[time]\ntolerance = 'soon'\n", "time.tolerance"),
     (lambda t: t + "\n[policy\n", "not valid TOML"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = 'mqtt://10.1.2.3:1883'"), "only for a broker on this machine"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = 'mqtts://hub:8883'"), "hub.ca is required"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = 'tcp://hub'"), "hub.broker must be mqtts://"),
+    (lambda t: t + "\n[metrics]\nlisten = '0.0.0.0:9105'\n", "metrics.listen"),
 ])
 def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
     p = write(tmp_path, edit(base(keyset)))

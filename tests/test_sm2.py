@@ -10,7 +10,7 @@ from gmssl import sm2 as gmssl_sm2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.gmcrypto import PaddingError, sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
+from terminal.gmcrypto import PaddingError, sm3, sm3_gmssl, sm4_cbc_decrypt, sm4_cbc_encrypt
 from terminal.keyfiles import load_private_key, private_key_pem
 from terminal.sm2 import N, PrivateKey, PublicKey, SM2Error
 
@@ -31,6 +31,13 @@ def gmssl_for(key: PrivateKey, mode: int = 1) -> gmssl_sm2.CryptSM2:
 def test_sm3_standard_vector():
     # GB/T 32905 example 1
     assert sm3(b"abc").hex() == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+    assert sm3_gmssl(b"abc") == sm3(b"abc")
+
+
+@settings(max_examples=50)
+@given(st.binary(max_size=1000))
+def test_sm3_backends_agree(data):
+    assert sm3(data) == sm3_gmssl(data)
 
 
 def test_sm4_standard_vector_and_padding():

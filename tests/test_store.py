@@ -54,12 +54,27 @@ def test_seq_survives_ack_and_restart(tmp_path):
         seqs = [s.insert_event(event(i)) for i in range(5)]
     assert seqs == [1, 2, 3, 4, 5]
     assert [e["seq"] for e in s.events(after_seq=2)] == [3, 4, 5]
-    assert s.ack(5) == 5 and s.outbox_depth() == 0
+    assert s.ack(3, now=10.0) == 3 and s.outbox_depth() == 2
+    assert [e["seq"] for e in s.events()] == [4, 5]
+    assert s.ack(5, now=11.0) == 2 and s.outbox_depth() == 0 and s.events() == []
+    assert s.purge_synced(before=2.0) == 5
     s.close()
     s = Store(tmp_path)
     with s.write():
         assert s.insert_event(event(9)) == 6
     assert s.last_seq() == 6
+    s.close()
+
+
+def test_retention_never_purges_unsynced(tmp_path):
+    s = Store(tmp_path)
+    with s.write():
+        for i in range(4):
+            s.insert_event(event(i) | {"at": float(i)})
+    s.ack(2, now=100.0)
+    assert s.oldest_unsynced_at() == 2.0
+    assert s.purge_synced(before=1000.0) == 2           # seq 1, 2: synced
+    assert [e["seq"] for e in s.events()] == [3, 4]     # unsynced, however old
     s.close()
 
 
