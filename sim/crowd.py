@@ -125,11 +125,18 @@ def code_for(v: Visitor, issuer: Issuer, nat_hours: int) -> str:
     return text
 
 
+def resident_card(name: str, id_number: str) -> SimCard:
+    """A resident ID card whose fields agree with the number (birth date, sex by the sequence)."""
+    birth = id_number[6:14]
+    sex = "1" if int(id_number[16]) % 2 else "2"
+    # issued in 2021; a card issued past 46 never expires (长期), else 20 years
+    valid_to = "长期" if int(birth[:4]) < 1975 else "20410301"
+    return SimCard(name=name, id_number=id_number, birth=birth, sex=sex, valid_from="20210301", valid_to=valid_to)
+
+
 def sim_card(v: Visitor):
     if v.method == "id_card":
-        birth = v.id_number[6:14]
-        sex = "1" if int(v.id_number[16]) % 2 else "2"
-        return SimCard(name=v.name, id_number=v.id_number, birth=birth, sex=sex)
+        return resident_card(v.name, v.id_number)
     return VirtualSsCard(card_number=f"A{random.randint(0, 99999999):08d}", ss_number=v.id_number,
                          name=v.name)
 

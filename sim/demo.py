@@ -37,8 +37,12 @@ def pct(values: list[float], p: float) -> float | None:
     return v[min(len(v) - 1, math.ceil(p / 100 * len(v)) - 1)]
 
 
-def write_config(keys: Path, out: Path, venue: str, ports: dict[str, str]) -> Path:
+def write_config(keys: Path, screens: Path, venue: str, ports: dict[str, str], *, camera: str | None = None,
+                 pulse_ms: int = 800, result_seconds: float = 1.2) -> Path:
+    """The terminal's config for simulated devices: the key set's config plus device sections."""
     text = (keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
+    if camera:
+        text += f'\n[camera]\nsource = "{camera}"\nfps = 15\n'
     text += f"""
 [id_card]
 port = "{ports['id_card']}"
@@ -49,13 +53,14 @@ port = "{ports['ss_card']}"
 [relay]
 kind = "lcus"
 port = "{ports['relay']}"
+pulse_ms = {pulse_ms}
 
 [screen]
 kind = "png"
-path = "{out / 'screens'}"
+path = "{screens}"
 width = 800
 height = 480
-result_seconds = 1.2
+result_seconds = {result_seconds}
 """
     path = keys / "terminal.toml"  # beside the keys: its relative paths name them
     path.write_text(text)
@@ -75,7 +80,7 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
     endpoints = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(ss), "relay": SerialEndpoint(relay)}
     for ep in endpoints.values():
         ep.start()
-    cfg = cfgmod.load(write_config(keys, out, venue, {k: ep.url for k, ep in endpoints.items()}))
+    cfg = cfgmod.load(write_config(keys, out / "screens", venue, {k: ep.url for k, ep in endpoints.items()}))
     policy = cfg.policy()
     camera = ScenarioCamera(level=level, seed=rng.randrange(1 << 30))
     visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng)
@@ -140,7 +145,7 @@ def summarize(visitors, relay, out: Path, report: Path | None, echo, wall: float
             "method": dict(Counter(v.method for v in decided)),
         },
         "wrongly_admitted": admitted_wrongly,
-        "missed": [v.n for v in visitors if v.result is None],
+        "missed": [{"visitor": v.n, "kind": v.kind} for v in visitors if v.result is None],
         "disagreements": [{"visitor": v.n, "kind": v.kind, "expected": list(v.expect),
                            "got": [v.result.decision, v.result.reason]} for v in decided if v not in agree],
         "p50_ms": round(statistics.median(lat), 1) if lat else None,

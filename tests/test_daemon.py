@@ -14,8 +14,9 @@ import pytest
 import qrcode
 
 from drivers.camera import FrameGrabber
-from sim.crowd import ScenarioCamera
-from sim.idcard_sam import SimCard, VirtualSam
+from sim.crowd import ScenarioCamera, resident_card
+from sim.demo import write_config as demo_config
+from sim.idcard_sam import VirtualSam
 from sim.issuer import Issuer, Person, random_id_number
 from sim.relay import VirtualRelay
 from sim.serial_endpoint import SerialEndpoint
@@ -47,29 +48,7 @@ def test_presentations_from_frames():
 
 
 def write_config(keys: Path, tmp: Path, ports: dict, camera: str | None = None) -> Path:
-    text = (keys / "config.toml").read_text()
-    if camera:
-        text += f'\n[camera]\nsource = "{camera}"\nfps = 15\n'
-    text += f"""
-[id_card]
-port = "{ports['id_card']}"
-
-[ss_card]
-port = "{ports['ss_card']}"
-
-[relay]
-kind = "lcus"
-port = "{ports['relay']}"
-pulse_ms = 200
-
-[screen]
-kind = "png"
-path = "{tmp / 'screens'}"
-result_seconds = 0.5
-"""
-    path = keys / "terminal.toml"
-    path.write_text(text)
-    return path
+    return demo_config(keys, tmp / "screens", "mall", ports, camera=camera, pulse_ms=200, result_seconds=0.5)
 
 
 @pytest.fixture
@@ -121,8 +100,7 @@ def test_end_to_end_with_every_input(rig, tmp_path):
         assert show(green).reason == "replayed"   # the same code back after the person left
 
         id_number = random_id_number()
-        rig["sam"].card = SimCard(name="李四", id_number=id_number, birth=id_number[6:14],
-                                  sex="1" if int(id_number[16]) % 2 else "2")
+        rig["sam"].card = resident_card("李四", id_number)
         assert wait_for(lambda: results[-1][1].method == "id_card")
         rig["sam"].card = None
         rig["ss"].card = VirtualSsCard(ss_number=random_id_number(), name="王五")
@@ -161,8 +139,7 @@ def test_unplugged_reader_keeps_the_rest_working(rig):
         rig["eps"]["id_card"].replug()
         assert wait_for(lambda: "id_card" not in daemon.devices.errors(), timeout=15)
         id_number = random_id_number()
-        rig["sam"].card = SimCard(name="赵六", id_number=id_number, birth=id_number[6:14],
-                                  sex="1" if int(id_number[16]) % 2 else "2")
+        rig["sam"].card = resident_card("赵六", id_number)
         assert wait_for(lambda: results[-1].method == "id_card", timeout=10)
     finally:
         daemon.stop()
@@ -178,8 +155,7 @@ def test_sigterm_mid_presentation(rig, tmp_path):
     config = write_config(rig["keys"], tmp_path, {k: e.url for k, e in rig["eps"].items()}, camera=str(image))
     rig["sam"].read_delay = 0.4
     id_number = random_id_number()
-    rig["sam"].card = SimCard(name="孙七", id_number=id_number, birth=id_number[6:14],
-                              sex="1" if int(id_number[16]) % 2 else "2")
+    rig["sam"].card = resident_card("孙七", id_number)
     proc = subprocess.Popen([sys.executable, "-m", "terminal", "run", "--config", str(config)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -189,8 +165,7 @@ def test_sigterm_mid_presentation(rig, tmp_path):
         time.sleep(0.5)  # the first card leaves the reader
         reads = rig["sam"].commands.count(b"\x30\x01")
         id_number = random_id_number()
-        rig["sam"].card = SimCard(name="周八", id_number=id_number, birth=id_number[6:14],
-                                  sex="1" if int(id_number[16]) % 2 else "2")
+        rig["sam"].card = resident_card("周八", id_number)
         # SIGTERM once the reader has asked for the second card's data (answered 0.4 s later)
         assert wait_for(lambda: rig["sam"].commands.count(b"\x30\x01") > reads, timeout=5)
         proc.send_signal(signal.SIGTERM)
