@@ -116,6 +116,13 @@ class Verifier:
         self.trust = trust
         self.data_keys = data_keys
         self.clock = clock
+        self.hub_policy: dict[str, dict] = {}  # venue → fields, from the hub's signed policy bundle
+
+    def policy(self, venue: str | None = None) -> Policy:
+        """The venue's preset, this terminal's [policy] overrides, then the hub's signed bundle:
+        the province's newest word wins over a local setting."""
+        venue = venue or self.cfg.venue
+        return self.cfg.policy(venue).with_overrides(self.hub_policy.get(venue, {}))
 
     @classmethod
     def open(cls, cfg: Config, state_dir: Path | None = None) -> "Verifier":
@@ -173,7 +180,7 @@ class Verifier:
         neither consulted nor advanced.
         """
         started_ns = started_ns or time.monotonic_ns()
-        policy = self.cfg.policy(venue)
+        policy = self.policy(venue)
         t = now if now is not None else self.clock.now()
         a = self.assess(text, t, policy)
         body = a.body
@@ -189,7 +196,7 @@ class Verifier:
         """Decide a card read: the hub (or its cache) says the health status, the venue policy
         decides; with no answer, policy ``offline_unknown`` with reason ``status_unavailable``."""
         started_ns = started_ns or time.monotonic_ns()
-        policy = self.cfg.policy(venue)
+        policy = self.policy(venue)
         t = self.clock.now()
         health = None
         if t is None:
