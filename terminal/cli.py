@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from terminal import __version__
+from terminal import __version__, journal
 
 COMMAND_MODULES = (
     "terminal.cmd_verify",
@@ -17,6 +17,9 @@ COMMAND_MODULES = (
     "terminal.cmd_check",
     "terminal.cmd_decode",
     "terminal.cmd_sim",
+    "terminal.cmd_status",
+    "terminal.cmd_provision",
+    "terminal.cmd_install",
 )
 
 
@@ -37,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    journal.setup(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except UsageError as e:

@@ -10,6 +10,7 @@ from terminal import config as cfgmod
 from terminal.cli import UsageError
 from terminal.daemon import Daemon
 from terminal.keyfiles import KeyFileError
+from terminal.sdnotify import Notifier
 from terminal.store import StoreError
 from terminal.verifier import SetupError
 
@@ -30,14 +31,16 @@ def run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    notifier = Notifier()
     try:
         cfg = cfgmod.load(args.config)
-        daemon = Daemon(cfg, state_dir=args.state_dir)
+        daemon = Daemon(cfg, state_dir=args.state_dir, notifier=notifier)
         daemon.open()
     except (cfgmod.ConfigError, SetupError, StoreError, KeyFileError) as e:
         raise UsageError(str(e)) from None
-    daemon.start()
+    daemon.start()  # sends READY=1 once everything is open
     stop.wait()
     log.info("stopping: finishing the presentations in hand")
+    notifier.stopping("finishing the presentations in hand")
     daemon.stop()
     return 0

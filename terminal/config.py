@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from terminal import policy as pol
+from terminal.sdnotify import CREDENTIALS, credential_path
 from terminal.sm2 import PublicKey, SM2Error
 
 
@@ -258,6 +259,10 @@ def from_dict(raw: dict, path: Path) -> Config:
         overrides = pol.validate_overrides(raw.get("policy", {}))
     except ValueError as e:
         raise ConfigError(f"{path}: policy.{e}") from None
+    # Secrets systemd passes with LoadCredential= take the place of the configured files.
+    for dotted, name in CREDENTIALS.items():
+        section, key = dotted.split(".")
+        values[section, key] = credential_path(name, values[section, key])
     return Config(
         path=path, terminal_id=values["terminal", "id"], venue=values["terminal", "venue"],
         state_dir=values["terminal", "state_dir"], device_key=values["terminal", "device_key"],

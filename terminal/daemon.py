@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -28,11 +29,16 @@ from typing import Callable
 
 from drivers.cards import CardError, CardRead, CardReader, ReaderError
 from drivers.serial_link import LinkDown
+from terminal import diskguard, retention
 from terminal.cardstatus import NoHub, StatusSource
+from terminal.cmd_status import WRITE_EVERY, StatusFile
+from terminal.diskguard import DiskGuard
+from terminal.metrics import Metrics
 from terminal.config import Config
 from terminal.policy import ALLOW
 from terminal.presentation import QrPresentations
 from terminal.screen import texts
+from terminal.sdnotify import Notifier, Watchdog
 from terminal.verifier import Result, SetupError, Verifier
 
 log = logging.getLogger(__name__)
@@ -49,17 +55,20 @@ class Presentation:
 
 
 class DeviceStatus:
-    """Which devices are out of order: logged on every change, shown as alarms on the screen."""
+    """Which devices are out of order: logged and counted on every change, shown as alarms."""
 
-    def __init__(self):
+    def __init__(self, metrics=None):
         self._lock = threading.Lock()
         self._errors: dict[str, str] = {}
+        self._metrics = metrics
 
     def ok(self, name: str) -> None:
         with self._lock:
             was = self._errors.pop(name, None)
         if was is not None:
             log.warning("device %s is back", name)
+            if self._metrics:
+                self._metrics.device_up(name)
 
     def fail(self, name: str, why: str) -> None:
         with self._lock:
@@ -67,6 +76,8 @@ class DeviceStatus:
             self._errors[name] = why
         if was is None:
             log.error("device %s out of order: %s", name, why)
+            if self._metrics:
+                self._metrics.device_error(name)
 
     def errors(self) -> dict[str, str]:
         with self._lock:
@@ -80,8 +91,10 @@ class Daemon:
     def __init__(self, cfg: Config, *, state_dir: Path | None = None, camera=None,
                  id_reader: CardReader | None = None, ss_reader: CardReader | None = None,
                  relay=None, screen=None, status_source: StatusSource | None = None,
-                 on_result: Callable[[Presentation, Result], None] | None = None):
-        """Devices not passed in are opened from ``cfg``; tests and the simulator pass their own."""
+                 on_result: Callable[[Presentation, Result], None] | None = None,
+                 notifier: Notifier | None = None):
+        """Devices not passed in are opened from ``cfg``; tests and the simulator pass their own.
+        ``notifier`` talks to systemd (a no-op outside it)."""
         self.cfg = cfg
         self._state_dir = state_dir
         self.camera = camera
@@ -90,10 +103,15 @@ class Daemon:
         self.screen = screen
         self.status_source = status_source or NoHub()
         self.on_result = on_result
-        self.devices = DeviceStatus()
+        self.notifier = notifier or Notifier(env={})
+        self.watchdog = Watchdog(self.notifier)
+        self.metrics = Metrics()
+        self.devices = DeviceStatus(self.metrics)
         self.verifier: Verifier | None = None
+        self._metrics_server = None
         self._queue: queue.Queue[Presentation] = queue.Queue(maxsize=64)
         self._stop_inputs = threading.Event()
+        self._ready = threading.Event()
         self._inputs_done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._decider: threading.Thread | None = None
@@ -112,6 +130,11 @@ class Daemon:
         from terminal.screen_loop import ScreenLoop
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
+        store = self.verifier.store
+        self.disk = DiskGuard(store.state_dir)
+        self.disk.ensure_reserve()
+        self.status_file = StatusFile(store.state_dir, self.cfg.terminal_id)
+        self.metrics.watch_outbox(store.outbox_depth, store.oldest_unsynced_at)
         dev = self.cfg.devices
         try:
             if self.camera is None and dev["camera"]["source"]:
@@ -121,16 +144,31 @@ class Daemon:
                     self.readers[kind] = _open_reader(kind, dev[kind]["port"], dev[kind]["baud"])
             if self.relay is None:
                 self.relay = open_relay(dev["relay"]["kind"], dev["relay"]["port"])
-            self.screen_loop = ScreenLoop(self.cfg, self.screen, self.devices)
+            self.screen_loop = ScreenLoop(self.cfg, self.screen, self.alarms)
+            if self.cfg.metrics_listen:
+                self._metrics_server = self.metrics.serve(self.cfg.metrics_listen)
         except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
             self.verifier.close()
             raise SetupError(f"{self.cfg.path}: {e}") from None
+
+    def alarms(self) -> list[str]:
+        """What the screen's alarm banner says: devices out of order, a full disk."""
+        return self.devices.alarms() + ([diskguard.ALARM] if self.disk.alarm else [])
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS= and the log."""
+        down = ", ".join(sorted(self.devices.errors())) or "none"
+        return (f"{self.decided} decided; outbox {self.verifier.store.outbox_depth()}; "
+                f"clock {self.verifier.clock.state}; devices down: {down}")
 
     # --- running ----------------------------------------------------------------
     def start(self) -> None:
         if self.verifier is None:
             self.open()
         self.screen_loop.start()
+        for name in ["decide", "store"] + (["camera"] if self.camera else []) + \
+                [k for k, r in self.readers.items() if r]:
+            self.watchdog.watch(name)
         if self.camera is not None:
             self.camera.start()
             self._spawn("camera", self._camera_loop)
@@ -139,6 +177,16 @@ class Daemon:
                 self._spawn(kind, self._card_loop, kind, reader)
         self._decider = threading.Thread(target=self._decide_loop, name="decide", daemon=True)
         self._decider.start()
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
+        self._housekeeper.start()
+        if self.camera is not None:  # the camera opens on its grabber thread: let it try first
+            end = time.monotonic() + 5
+            while time.monotonic() < end and self.camera.latest() is None and not self.camera.error:
+                time.sleep(0.05)
+        # READY only now: store, trust state and every configured device are open (or known
+        # absent and being retried); the watchdog pings only from here on.
+        self.notifier.ready(self.summary())
+        self._ready.set()
         log.info("terminal %s at a %s is deciding (camera: %s, readers: %s, relay: %s)",
                  self.cfg.terminal_id, self.cfg.venue, "yes" if self.camera else "no",
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
@@ -154,9 +202,13 @@ class Daemon:
         self._stop_inputs.set()
         for t in self._threads:
             t.join(timeout)
+            self.watchdog.unwatch(t.name)
         self._inputs_done.set()
         if self._decider is not None:
             self._decider.join(timeout)
+        self._housekeeper.join(timeout)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         if self.camera is not None:
             self.camera.stop()
         for reader in self.readers.values():
@@ -183,13 +235,15 @@ class Daemon:
             frame = self.camera.wait_newer(last, timeout=0.5)
             if frame is None:
                 err = self.camera.error
-                if err:
+                if err:  # a failure its driver is retrying: not a hang
                     self.devices.fail("camera", err)
+                    self.watchdog.progress("camera")
                 continue
+            self.watchdog.progress("camera")
             self.devices.ok("camera")
             last = frame.counter
-            texts = decode(frame.image).texts
-            for text in tracker.observe(texts, frame.ts):
+            for text in tracker.observe(decode(frame.image).texts, frame.ts):
+                self.metrics.presented("qr")
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
 
     def _card_loop(self, kind: str, reader: CardReader) -> None:
@@ -197,24 +251,33 @@ class Daemon:
             try:
                 card = reader.poll(0.5)
             except (LinkDown, ReaderError) as e:
+                self.watchdog.progress(kind)
                 self.devices.fail(kind, str(e))
                 self._stop_inputs.wait(0.5)
                 continue
             except CardError as e:
+                self.watchdog.progress(kind)
                 self.devices.ok(kind)
                 log.warning("%s: card not read: %s", kind, e)
                 self.screen_loop.notice(texts.CARD_UNREAD)
                 continue
+            self.watchdog.progress(kind)
             self.devices.ok(kind)
             if card is not None:
+                self.metrics.presented(kind)
                 self._put(Presentation(kind, time.monotonic_ns(), card=card))
 
     def _decide_loop(self) -> None:
         while True:
+            # The watchdog pings from here: a wedged decision loop stops the pings.
+            self.watchdog.progress("decide")
+            if self._ready.is_set():
+                self.watchdog.tick()
             try:
                 p = self._queue.get(timeout=0.2)
             except queue.Empty:
                 if self._inputs_done.is_set():
+                    self.watchdog.unwatch("decide")
                     return
                 continue
             try:
@@ -223,18 +286,60 @@ class Daemon:
                 log.exception("presentation by %s could not be decided", p.method)
                 self.screen_loop.notice(texts.SYSTEM_ERROR)
 
-    def _decide(self, p: Presentation) -> None:
+    def _verify(self, p: Presentation) -> Result:
         if p.method == "qr":
-            r = self.verifier.verify(p.text, started_ns=p.started_ns)
-        else:
-            r = self.verifier.verify_card(p.card, self.status_source, started_ns=p.started_ns)
+            return self.verifier.verify(p.text, started_ns=p.started_ns)
+        return self.verifier.verify_card(p.card, self.status_source, started_ns=p.started_ns)
+
+    def _decide(self, p: Presentation) -> None:
+        try:
+            r = self._verify(p)
+        except sqlite3.OperationalError as e:
+            # A failed commit rolled back whole; with a full disk the reserve makes room once.
+            if not self.disk.on_write_error(e):
+                raise
+            try:
+                r = self._verify(p)
+            except sqlite3.OperationalError:
+                log.error("presentation by %s not committed: disk full; gate stays shut", p.method)
+                self.screen_loop.notice(texts.SYSTEM_ERROR)
+                return
         # The event is committed: only now may the gate open.
         if r.decision == ALLOW:
             self.relay.pulse(self.cfg.devices["relay"]["pulse_ms"])
         self.decided += 1
         self.screen_loop.show_result(r)
+        self.metrics.decided(r.method, r.decision, r.reason, r.latency_ms)
+        self.status_file.record(r, time.time())
         if self.on_result is not None:
             self.on_result(p, r)
+
+    def _housekeeping(self) -> None:
+        """Every few seconds: store health (for the watchdog), disk, status file and STATUS=;
+        hourly: retention of synced events and expired nonces."""
+        next_purge = 0.0
+        while not self._inputs_done.wait(WRITE_EVERY):
+            try:
+                store = self.verifier.store
+                if diskguard.probe(store):
+                    self.watchdog.progress("store")
+                self.metrics.storage_alarm(self.disk.check())
+                self.metrics.clock(self.verifier.clock.state)
+                if time.monotonic() >= next_purge:
+                    retention.purge(store, self.cfg.retention_days, self.verifier.clock.now())
+                    next_purge = time.monotonic() + retention.PURGE_EVERY
+                self.status_file.write(
+                    devices={**{n: None for n in self._device_names()}, **self.devices.errors()},
+                    hub={"state": "off"}, clock=self.verifier.clock.state,
+                    storage={"alarm": self.disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)})
+                self.notifier.status(self.summary())
+            except Exception:  # housekeeping must never take the terminal down
+                log.exception("housekeeping failed")
+        self.watchdog.unwatch("store")
+
+    def _device_names(self) -> list[str]:
+        return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
+            (["relay"] if self.cfg.devices["relay"]["kind"] != "none" else [])
 
 
 def _open_camera(cam: dict):

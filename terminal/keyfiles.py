@@ -15,6 +15,7 @@ from pathlib import Path
 
 from Cryptodome.Util.asn1 import DerBitString, DerObjectId, DerOctetString, DerSequence
 
+from terminal.sdnotify import is_credential
 from terminal.sm2 import PrivateKey, SM2Error
 
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
@@ -26,6 +27,8 @@ class KeyFileError(ValueError):
 
 
 def check_private_mode(path: Path) -> None:
+    if is_credential(path):
+        return  # systemd's private credentials directory: readable through an ACL (mode 0440)
     try:
         mode = path.stat().st_mode
     except OSError as e:

@@ -19,7 +19,7 @@ VENUE_LABELS = dict(zip(VENUES, ("医院", "药店", "学校", "公交", "商场
 
 
 class ScreenLoop:
-    def __init__(self, cfg, screen, devices):
+    def __init__(self, cfg, screen, alarms):
         """``screen``: a backend (``size``, ``show(image)``, ``close()``); None opens the configured one."""
         from terminal.screen import open_screen
         from terminal.screen.render import Renderer
@@ -29,7 +29,7 @@ class ScreenLoop:
         self.renderer = Renderer(self.screen.size)
         self.venue = cfg.venue_name or VENUE_LABELS.get(cfg.venue, cfg.venue)
         self.result_seconds = sc["result_seconds"]
-        self.devices = devices
+        self.alarms = alarms  # () -> list of alarm texts (devices out of order, disk full)
         self._cond = threading.Condition()
         self._pending = None        # (kind, payload) to draw next
         self._until = 0.0           # monotonic time the current result stays up to
@@ -59,7 +59,7 @@ class ScreenLoop:
             self._cond.notify()
 
     def _alarm(self) -> str | None:
-        alarms = self.devices.alarms()
+        alarms = self.alarms()
         return "、".join(alarms) if alarms else None
 
     def _run(self) -> None:

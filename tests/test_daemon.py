@@ -189,3 +189,49 @@ def test_sigterm_mid_presentation(rig, tmp_path):
     assert rig["relay"].commands[-1].on is False      # the gate is closed on the way out
     assert [e["seq"] for e in rows] == list(range(1, len(rows) + 1))
     assert os.path.exists(rig["keys"] / "state" / "lock")
+
+
+def test_systemd_notify_protocol(rig, tmp_path):
+    """Under systemd: READY once everything is open, WATCHDOG while the loops make progress,
+    STATUS lines, STOPPING on SIGTERM — over a real AF_UNIX datagram socket."""
+    import socket
+    issuer = Issuer.from_dir(rig["keys"])
+    image = tmp_path / "phone.png"
+    qrcode.make(issuer.issue(Person()), box_size=4).save(image)
+    config = write_config(rig["keys"], tmp_path, {k: e.url for k, e in rig["eps"].items()}, camera=str(image))
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.5)
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")
+    proc = subprocess.Popen([sys.executable, "-c", "import os, sys; os.environ['WATCHDOG_PID'] = str(os.getpid());"
+                             "from terminal.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "run", "--config", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    messages: list[str] = []
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and sum("WATCHDOG=1" in m for m in messages) < 3:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any("STOPPING=1" in m for m in messages):
+            try:
+                messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+    ready = [i for i, m in enumerate(messages) if "READY=1" in m]
+    pings = [i for i, m in enumerate(messages) if "WATCHDOG=1" in m]
+    stopping = [i for i, m in enumerate(messages) if "STOPPING=1" in m]
+    assert len(ready) == 1 and "STATUS=" in messages[ready[0]]
+    assert len(pings) >= 3 and pings[0] > ready[0]
+    assert stopping and stopping[0] > ready[0]
+    assert proc.returncode == 0

@@ -1,0 +1,203 @@
+"""``gate-terminal status``: how the terminal is doing, read-only, daemon running or not.
+
+Two sources. The database, opened read-only (``mode=ro``: the running daemon holds the state
+directory's flock and the one writing connection): trust and policy versions, outbox depth,
+oldest unsynced event, last sync, the clock state kept on disk, the last events (which carry
+no personal data). And the daemon's status file, ``state_dir/status.json``, which the daemon
+rewrites atomically every few seconds (:class:`StatusFile`)::
+
+    {"version": 1, "written_at": 1767300000.5, "pid": 812, "terminal_id": "370102-H0001-03",
+     "devices": {"camera": null, "id_card": "LinkDown: /dev/gate/idcard: gone"},  # null = ok
+     "hub": {"state": "connected" | "disconnected" | "off", "last_sync_at": 1767299990.1},
+     "clock": "trusted" | "untrusted", "storage": {"alarm": false, "free_bytes": 123456789},
+     "decided": 42,
+     "last_decisions": [{"at": ..., "seq": 41, "method": "qr", "decision": "allow", "reason": "ok",
+                         "name": "张*", "id": "370102********1234", "latency_ms": 4.1}]}
+
+Names and ID numbers in it are the masked forms the daemon already shows; the file is mode
+0600 (the daemon's umask). A status file older than :data:`STALE_AFTER` means the daemon is not
+running (or is wedged): it is reported, not trusted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections import deque
+from pathlib import Path
+
+from terminal import config as cfgmod
+from terminal.cli import UsageError
+from terminal.store import DB_NAME
+
+STATUS_NAME = "status.json"
+WRITE_EVERY = 5.0
+STALE_AFTER = 3 * WRITE_EVERY
+LAST_DECISIONS = 10
+
+
+class StatusFile:
+    """The daemon side: remembers the last decisions (masked), writes the file on request."""
+
+    def __init__(self, state_dir: Path, terminal_id: str, keep: int = LAST_DECISIONS):
+        self.path = Path(state_dir) / STATUS_NAME
+        self.terminal_id = terminal_id
+        self._last: deque[dict] = deque(maxlen=keep)
+        self.decided = 0
+
+    def record(self, result, at: float) -> None:
+        """One decided presentation (a verifier ``Result``: its name and id are masked)."""
+        self.decided += 1
+        self._last.appendleft({"at": at, "seq": result.seq, "method": result.method,
+                               "decision": result.decision, "reason": result.reason,
+                               "name": result.name, "id": result.id, "latency_ms": result.latency_ms})
+
+    def write(self, *, devices: dict[str, str | None], hub: dict, clock: str, storage: dict,
+              now: float | None = None) -> None:
+        doc = {"version": 1, "written_at": time.time() if now is None else now, "pid": os.getpid(),
+               "terminal_id": self.terminal_id, "devices": devices, "hub": hub, "clock": clock,
+               "storage": storage, "decided": self.decided, "last_decisions": list(self._last)}
+        write_atomic(self.path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one (no fsync: it is rewritten
+    every few seconds, and a status file lost to a power cut costs nothing)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# --- the reading side -----------------------------------------------------------------
+def read_database(state_dir: Path, now: float) -> dict:
+    db = Path(state_dir) / DB_NAME
+    if not db.exists():
+        raise UsageError(f"{db}: no database (has the terminal ever run with this state directory?)")
+    # mode=ro reads through the daemon's WAL; with no WAL and -shm present (the daemon is not
+    # running: it checkpointed and removed them) a read-only connection would still create
+    # them — owned by whoever runs status, often root, and then unwritable for the daemon.
+    # immutable=1 reads the main file alone and creates nothing.
+    live = all(db.with_name(db.name + suffix).exists() for suffix in ("-wal", "-shm"))
+    try:
+        conn = sqlite3.connect(f"{db.as_uri()}?{'mode=ro' if live else 'immutable=1'}", uri=True, timeout=5)
+    except sqlite3.Error as e:
+        raise UsageError(f"{db}: {e}") from None
+    try:
+        q = conn.execute
+        meta = dict(q("SELECT key, value FROM meta").fetchall())
+        docs = {kind: seq for kind, seq in q("SELECT kind, seq FROM signed_docs ORDER BY kind")}
+        depth, oldest = q("SELECT count(*), min(at) FROM events WHERE acked_at IS NULL").fetchone()
+        last_ack = q("SELECT max(acked_at) FROM events").fetchone()[0]
+        last_events = [dict(zip(("seq", "at", "method", "decision", "reason", "synced"), row)) for row in q(
+            "SELECT seq, at, method, decision, reason, acked_at IS NOT NULL FROM events ORDER BY seq DESC LIMIT ?",
+            [LAST_DECISIONS])]
+    except sqlite3.Error as e:
+        raise UsageError(f"{db}: {e}") from None
+    finally:
+        conn.close()
+    last_sync = float(meta["last_sync_at"]) if "last_sync_at" in meta else last_ack
+    return {"signed_docs": docs, "clock": meta.get("clock_state", "trusted"),
+            "outbox": {"depth": depth, "oldest_age_s": round(now - oldest, 1) if oldest is not None else None},
+            "last_sync_at": last_sync, "last_events": [dict(e, synced=bool(e["synced"])) for e in last_events]}
+
+
+def read_status_file(state_dir: Path, now: float) -> dict | None:
+    try:
+        doc = json.loads((Path(state_dir) / STATUS_NAME).read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            return None
+        doc["stale"] = not now - float(doc["written_at"]) <= STALE_AFTER
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return doc
+
+
+def status_snapshot(state_dir: Path, now: float | None = None) -> dict:
+    """Everything ``status`` reports, as one JSON-able dict."""
+    now = time.time() if now is None else now
+    snap = {"state_dir": str(state_dir), "now": now, **read_database(state_dir, now)}
+    live = read_status_file(state_dir, now)
+    snap["daemon"] = "running" if live and not live["stale"] else "not running"
+    snap["live"] = live
+    problems = []
+    if snap["daemon"] != "running":
+        problems.append("daemon not running" + (" (status file is stale)" if live else ""))
+    else:
+        problems += [f"{name}: {why}" for name, why in sorted(live["devices"].items()) if why]
+        if live["storage"].get("alarm"):
+            problems.append("storage: disk (nearly) full")
+        snap["clock"] = live["clock"]
+    if snap["clock"] != "trusted":
+        problems.append("clock untrusted")
+    snap["problems"] = problems
+    return snap
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="how the terminal is doing (read-only)",
+                       description="Devices, clock, trust and policy versions, outbox and last decisions "
+                                   "(masked), from the state directory; changes nothing. Exit 0 when all "
+                                   "is well, 1 when the daemon is not running or something needs attention.")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--state-dir", type=Path, help="state directory instead of the configured one")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        cfg = cfgmod.load(args.config)
+    except cfgmod.ConfigError as e:
+        raise UsageError(str(e)) from None
+    snap = status_snapshot(args.state_dir or cfg.state_dir)
+    snap["terminal_id"] = cfg.terminal_id
+    if args.json:
+        print(json.dumps(snap, ensure_ascii=False))
+    else:
+        print(render(snap))
+    return 1 if snap["problems"] else 0
+
+
+def _when(t: float | None, now: float) -> str:
+    if t is None:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({_age(now - t)} ago)"
+
+
+def _age(s: float) -> str:
+    s = max(0, int(s))
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else f"{s // 3600}h{s % 3600 // 60:02d}m" \
+        if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def render(snap: dict) -> str:
+    now, live = snap["now"], snap["live"]
+    lines = [f"terminal {snap['terminal_id']}: daemon {snap['daemon']}"
+             + (f" (pid {live['pid']}, {live['decided']} decided)" if snap["daemon"] == "running" else "")]
+    if live:
+        lines.append("devices:  " + (", ".join(f"{n} {'ok' if not why else 'OUT OF ORDER: ' + why}"
+                                              for n, why in sorted(live["devices"].items())) or "none"))
+        hub = live.get("hub", {})
+        lines.append(f"hub:      {hub.get('state', '?')}")
+        storage = live.get("storage", {})
+        if "free_bytes" in storage:
+            lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"
+                         + (", ALARM" if storage.get("alarm") else ""))
+    lines.append(f"clock:    {snap['clock']}")
+    lines.append("signed:   " + (", ".join(f"{k} seq {v}" for k, v in snap["signed_docs"].items()) or "none"))
+    out = snap["outbox"]
+    lines.append(f"outbox:   {out['depth']} events"
+                 + (f", oldest {_age(out['oldest_age_s'])} old" if out["oldest_age_s"] is not None else ""))
+    lines.append(f"synced:   {_when(snap['last_sync_at'], now)}")
+    recent = live["last_decisions"] if live and live.get("last_decisions") else snap["last_events"]
+    if recent:
+        lines.append("last decisions:")
+        for d in recent[:5]:
+            who = f" {d['name'] or '-'} {d['id'] or '-'}" if "name" in d else ""
+            lines.append(f"  #{d['seq']} {_when(d['at'], now)} {d['method']} {d['decision']} {d['reason']}{who}")
+    for p in snap["problems"]:
+        lines.append(f"PROBLEM:  {p}")
+    return "\n".join(lines)
