@@ -199,10 +199,13 @@ class Lane:
     sam: object          # sim.idcard_sam.VirtualSam
     ss: object           # sim.sscard_reader.VirtualSsReader
     show_s: float = 1.6  # how long a phone is held up / a card lies on the reader
+    leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
 
     def present(self, v: Visitor) -> None:
         """Hold ``v``'s phone (``v.text``) or card to the terminal for ``show_s``, then leave."""
+        if v.kind == "passed_on_friend":
+            self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
         if v.method == "qr":
             self.camera.show(v.text, int(self.show_s * self.camera.fps))
             self.stop.wait(self.show_s)
@@ -215,3 +218,4 @@ class Lane:
             self.ss.card = sim_card(v)
             self.stop.wait(self.show_s)
             self.ss.card = None
+        self.stop.wait(self.leave_s)

@@ -38,9 +38,10 @@ def pct(values: list[float], p: float) -> float | None:
 
 
 def write_config(keys: Path, screens: Path, venue: str, ports: dict[str, str], *, camera: str | None = None,
-                 pulse_ms: int = 800, result_seconds: float = 1.2) -> Path:
-    """The terminal's config for simulated devices: the key set's config plus device sections."""
-    text = (keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
+                 pulse_ms: int = 800, result_seconds: float = 1.2, base: Path | None = None) -> Path:
+    """The terminal's config for simulated devices: the key set's config (or ``base``) plus
+    device sections, written as ``terminal.toml`` beside the keys (its relative paths name them)."""
+    text = (base or keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
     if camera:
         text += f'\n[camera]\nsource = "{camera}"\nfps = 15\n'
     text += f"""
@@ -68,22 +69,74 @@ result_seconds = {result_seconds}
 
 
 def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str = "mild",
-             seed: int | None = None, report: Path | None = None, echo=print) -> dict:
+             seed: int | None = None, report: Path | None = None, hub: bool = False,
+             config: Path | None = None, echo=print) -> dict:
+    """The crowd demo. ``hub``: also a Mosquitto and the hub simulator, which answers for the
+    card holders; ``config``: a terminal config naming an outside broker and hub (its directory
+    must hold the issuer key and data keys of a ``sim keys`` set); the demo starts no hub then."""
     rng = random.Random(seed)
-    keys = out / "keys"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    write_key_set(keys, venue=venue)
+    keys = config.parent if config is not None else out / "keys"
+    if config is None:
+        write_key_set(keys, venue=venue)
     issuer = Issuer.from_dir(keys)
     sam, ss, relay = VirtualSam(read_delay=(0.1, 0.3)), VirtualSsReader(), VirtualRelay()
     endpoints = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(ss), "relay": SerialEndpoint(relay)}
-    for ep in endpoints.values():
-        ep.start()
-    cfg = cfgmod.load(write_config(keys, out / "screens", venue, {k: ep.url for k, ep in endpoints.items()}))
+    broker = hubsim = None
+    try:
+        for ep in endpoints.values():
+            ep.start()
+        ports = {k: ep.url for k, ep in endpoints.items()}
+        if config is not None:
+            cfg = cfgmod.load(config)
+            cfg.venue = venue
+            cfg.devices.update(cfgmod.load(write_config(out, out / "screens", venue, ports, base=config)).devices)
+        else:
+            cfg = cfgmod.load(write_config(keys, out / "screens", venue, ports))
+        policy = cfg.policy()
+        visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng,
+                                 hub_answers_cards=hub)
+        if hub:
+            broker, hubsim = start_hub(cfg, keys, out, visitors)
+        return _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim)
+    finally:
+        if hubsim is not None:
+            hubsim.stop()
+        if broker is not None:
+            broker.stop()
+        for ep in endpoints.values():
+            ep.stop()
+
+
+def start_hub(cfg, keys: Path, out: Path, visitors):
+    """A Mosquitto with TLS and the hub simulator; the terminal's config is pointed at them."""
+    from sim.broker import Broker
+    from sim.hub import HubSim
+    from terminal.keyfiles import load_private_key
+
+    broker = Broker(workdir=out / "broker").start()
+    cert, key = broker.client_cert(cfg.terminal_id)
+    cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key)
+    now = time.time()
+    people = {v.id_number: {"name": v.name, "status": 0, "flags": 0, "nat_at": int(now - 12 * 3600),
+                            "nat_result": 1, "vax_doses": 3, "valid_until": int(now + 86400)}
+              for v in visitors if v.method != "qr"}
+    hub_cert, hub_key_path = broker.client_cert("hub")
+    hubsim = HubSim(broker.url, broker.ca, hub_cert, hub_key_path, hub_key=load_private_key(keys / "hub.pem"),
+                    root_key=load_private_key(keys / "root.pem"), db_path=out / "hub.db",
+                    terminals={cfg.terminal_id: load_private_key(keys / "device.pem").public_key},
+                    people=people, start_seq=1).start()
+    hubsim.publish_trust((keys / "trust.envelope.json").read_bytes())
+    if not hubsim.wait_connected(15):
+        raise RuntimeError("the hub simulator could not connect to its broker")
+    return broker, hubsim
+
+
+def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim) -> dict:
     policy = cfg.policy()
     camera = ScenarioCamera(level=level, seed=rng.randrange(1 << 30))
-    visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng)
     by_text, by_id = {}, {}
     lock = threading.Lock()
     t0 = time.monotonic()
@@ -95,7 +148,9 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
             else:
                 v = by_id.get((p.method, p.card.id_number))
             if v is None or v.result is not None:
-                echo(f"{time.monotonic() - t0:7.1f}s  ?   {p.method:<7} {r.decision:<6} {r.reason:<18} (nobody expected)")
+                what = repr(p.text[:24]) if p.text else ""
+                echo(f"{time.monotonic() - t0:7.1f}s  ?   {p.method:<7} {r.decision:<6} {r.reason:<18} "
+                     f"(nobody expected this presentation {what})")
                 return
             v.result, v.decided_at = r, time.monotonic() - t0
         ok = (r.decision, r.reason) == v.expect
@@ -106,9 +161,11 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
     daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=on_result)
     daemon.start()
     lane = Lane(camera, sam, ss)
-    echo(f"demo: {len(visitors)} visitors at a {venue} ({cfg.terminal_id}), about {rate:g}/min, "
-         f"camera '{level}'; output in {out}")
+    hub_note = f", hub {cfg.hub['broker']}" if cfg.hub.get("broker") else ", no hub"
+    echo(f"demo: {len(visitors)} visitors at a {cfg.venue} ({cfg.terminal_id}), about "
+         f"{60 * len(visitors) / max(1.0, visitors[-1].arrive_at):.0f}/min, camera '{level}'{hub_note}; output in {out}")
     echo(f"{'time':>8} {'who':<4} {'method':<7} {'result':<6} {'reason':<18} {'name':<5} {'latency':>10}  kind")
+    synced = None
     try:
         for v in visitors:
             wait = v.arrive_at - (time.monotonic() - t0)
@@ -123,14 +180,26 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
                     by_id[(v.method, v.id_number)] = v
             lane.present(v)
         time.sleep(2.5)  # the last decisions and panels
+        if daemon.hub is not None:  # give the outbox a moment to reach the hub
+            end = time.monotonic() + 15
+            while time.monotonic() < end and daemon.verifier.store.outbox_depth():
+                time.sleep(0.2)
+            synced = {"outbox_depth": daemon.verifier.store.outbox_depth(),
+                      "hub_events": len(hubsim.stored_seqs(cfg.terminal_id)) if hubsim else None}
     finally:
         daemon.stop()
-        for ep in endpoints.values():
-            ep.stop()
-    return summarize(visitors, relay, out, report, echo, time.monotonic() - t0)
+    res = summarize(visitors, relay, out, echo, time.monotonic() - t0)
+    if synced is not None:
+        res["sync"] = synced
+        echo(f"outbox after the run: {synced['outbox_depth']} events"
+             + (f"; the hub holds {synced['hub_events']}" if synced["hub_events"] is not None else ""))
+    if report is not None:
+        report.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n")
+        echo(f"report written to {report}")
+    return res
 
 
-def summarize(visitors, relay, out: Path, report: Path | None, echo, wall: float) -> dict:
+def summarize(visitors, relay, out: Path, echo, wall: float) -> dict:
     decided = [v for v in visitors if v.result is not None]
     agree = [v for v in decided if (v.result.decision, v.result.reason) == v.expect]
     lat = [v.result.latency_ms for v in decided]
@@ -163,8 +232,5 @@ def summarize(visitors, relay, out: Path, report: Path | None, echo, wall: float
     echo(f"gate pulses {res['gate_pulses']} for {res['allowed']} allowed; screens in {res['screens']}")
     if res["missed"] or res["disagreements"]:
         echo(f"missed {res['missed']}; disagreements {res['disagreements']}")
-    if report is not None:
-        report.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n")
-        echo(f"report written to {report}")
     return res
 

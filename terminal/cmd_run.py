@@ -28,9 +28,10 @@ def register(sub) -> None:
 
 def run(args) -> int:
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    stop = threading.Event()
+    stop, hup = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: hup.set())
     notifier = Notifier()
     try:
         cfg = cfgmod.load(args.config)
@@ -39,7 +40,15 @@ def run(args) -> int:
     except (cfgmod.ConfigError, SetupError, StoreError, KeyFileError) as e:
         raise UsageError(str(e)) from None
     daemon.start()  # sends READY=1 once everything is open
-    stop.wait()
+    while not stop.wait(0.2):
+        if hup.is_set():
+            hup.clear()
+            notifier.send("RELOADING=1")
+            try:
+                daemon.reload(cfgmod.load(args.config))
+            except cfgmod.ConfigError as e:  # a bad edit must not stop a working terminal
+                log.error("reload refused, keeping the running configuration: %s", e)
+            notifier.ready(daemon.summary())
     log.info("stopping: finishing the presentations in hand")
     notifier.stopping("finishing the presentations in hand")
     daemon.stop()

@@ -54,6 +54,12 @@ def register(sub) -> None:
     d.add_argument("--seed", type=int, help="make the crowd repeatable")
     d.add_argument("--out", type=Path, default=Path("demo-out"), help="keys, state and screens (replaced)")
     d.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
+    hub = d.add_mutually_exclusive_group()
+    hub.add_argument("--hub", action="store_true",
+                     help="also run a Mosquitto (TLS) and the hub simulator: events sync, cards are answered")
+    hub.add_argument("--config", type=Path, metavar="FILE",
+                     help="a terminal config naming an outside broker and hub (beside it: a 'sim keys' set); "
+                          "the demo starts no hub of its own")
     d.set_defaults(func=run_demo)
 
 
@@ -61,8 +67,18 @@ def run_demo(args) -> int:
     from sim.demo import run_demo as demo
     if args.duration <= 0 or not 0 < args.rate <= 40:
         raise UsageError("--duration must be positive and --rate from 0 to 40 per minute (one lane)")
+    if args.config is not None:
+        from terminal import config as cfgmod
+        try:
+            cfg = cfgmod.load(args.config)
+        except cfgmod.ConfigError as e:
+            raise UsageError(str(e)) from None
+        if not cfg.hub.get("broker"):
+            raise UsageError(f"{args.config}: no [hub] broker: nothing to run the demo against")
+        if not (args.config.parent / "issuer.pem").exists():
+            raise UsageError(f"{args.config.parent}: no issuer.pem beside the config (a 'sim keys' set)")
     res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
-               seed=args.seed, report=args.report)
+               seed=args.seed, report=args.report, hub=args.hub, config=args.config)
     return 0 if res["agreement"] == 1.0 else 1
 
 

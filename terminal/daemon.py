@@ -83,6 +83,32 @@ class DeviceStatus:
         with self._lock:
             return dict(self._errors)
 
+    def reload(self, cfg: Config) -> None:
+        """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
+        two presentations; the devices (and the camera's stream) stay as they are."""
+        def apply() -> None:
+            from terminal.keyfiles import KeyFileError, load_data_keys
+            from terminal.verifier import load_trust
+            v = self.verifier
+            try:
+                trust = load_trust(v.store, cfg)
+                file_keys = load_data_keys(cfg.data_keys)
+            except (SetupError, KeyFileError) as e:
+                log.error("reload refused, keeping the running configuration: %s", e)
+                return
+            for issuer in trust.issuers.values():
+                issuer.public_key.precompute()
+            if cfg.devices != self.cfg.devices or cfg.hub != self.cfg.hub:
+                log.warning("reload: device and hub settings take effect at the next restart")
+                cfg.devices, cfg.hub = self.cfg.devices, self.cfg.hub
+            self._file_keys = file_keys
+            v.cfg, v.trust, v.data_keys = cfg, trust, {**file_keys, **self._hub_keys}
+            self.cfg = cfg
+            self.screen_loop.configure(cfg)
+            log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
+                        trust.seq)
+        self._updates.put(apply)
+
     def alarms(self) -> list[str]:
         return [f"{LABELS.get(n, n)}故障" for n in sorted(self.errors())]
 
@@ -108,7 +134,13 @@ class Daemon:
         self.metrics = Metrics()
         self.devices = DeviceStatus(self.metrics)
         self.verifier: Verifier | None = None
+        self.hub = None  # terminal.hub.HubLink when [hub] broker is set
         self._metrics_server = None
+        # Updates from the hub (trust list, policy, data keys, time) are applied by the decide
+        # thread between two presentations, never under a presentation being decided.
+        self._updates: queue.SimpleQueue = queue.SimpleQueue()
+        self._reconnects_seen = 0
+        self._rejected_seen: dict[str, int] = {}
         self._queue: queue.Queue[Presentation] = queue.Queue(maxsize=64)
         self._stop_inputs = threading.Event()
         self._ready = threading.Event()
@@ -130,6 +162,8 @@ class Daemon:
         from terminal.screen_loop import ScreenLoop
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
+        self._file_keys = dict(self.verifier.data_keys)
+        self._hub_keys: dict[int, bytes] = {}
         store = self.verifier.store
         self.disk = DiskGuard(store.state_dir)
         self.disk.ensure_reserve()
@@ -137,6 +171,8 @@ class Daemon:
         self.metrics.watch_outbox(store.outbox_depth, store.oldest_unsynced_at)
         dev = self.cfg.devices
         try:
+            if self.cfg.hub.get("broker"):
+                self._open_hub()
             if self.camera is None and dev["camera"]["source"]:
                 self.camera = _open_camera(dev["camera"])
             for kind in ("id_card", "ss_card"):
@@ -150,6 +186,69 @@ class Daemon:
         except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
             self.verifier.close()
             raise SetupError(f"{self.cfg.path}: {e}") from None
+
+    def _open_hub(self) -> None:
+        from terminal.hub import HubLink, HubStatusSource, load_persisted, usable_keys
+        from terminal.keyfiles import KeyFileError, load_private_key
+        from terminal.statuscache import StatusCache
+
+        v = self.verifier
+        try:
+            device_key = load_private_key(self.cfg.device_key)
+        except KeyFileError as e:
+            raise SetupError(str(e)) from None
+        kept = load_persisted(v.store, self.cfg, device_key)
+        if kept.policy:
+            v.hub_policy = kept.policy
+        if kept.data_keys:
+            self._hub_keys = usable_keys(kept.data_keys, time.time())
+            v.data_keys = {**self._file_keys, **self._hub_keys}
+
+        def later(fn):
+            return lambda value: self._updates.put(lambda: fn(value))
+
+        def keys(hub_keys: dict[int, bytes]) -> None:
+            self._hub_keys = hub_keys
+            v.data_keys = {**self._file_keys, **hub_keys}  # the hub's word wins for a dkid it names
+
+        def beacon(t: float) -> None:
+            # A beacon older than the highest time already trusted is a stale retained copy.
+            if v.clock.state == "untrusted" and t >= v.clock.floor:
+                log.warning("clock: restored from the hub's time beacon")
+                v.clock.restore(t)
+
+        self.hub = HubLink(self.cfg, v.store, device_key,
+                           on_trust=later(lambda tl: setattr(v, "trust", tl)),
+                           on_policy=later(lambda venues: setattr(v, "hub_policy", venues)),
+                           on_data_keys=later(keys), on_time=later(beacon),
+                           clock_state=lambda: v.clock.state)
+        self.status_source = HubStatusSource(self.hub, StatusCache(v.store), self.cfg, policy=v.policy)
+
+    def reload(self, cfg: Config) -> None:
+        """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
+        two presentations; the devices (and the camera's stream) stay as they are."""
+        def apply() -> None:
+            from terminal.keyfiles import KeyFileError, load_data_keys
+            from terminal.verifier import load_trust
+            v = self.verifier
+            try:
+                trust = load_trust(v.store, cfg)
+                file_keys = load_data_keys(cfg.data_keys)
+            except (SetupError, KeyFileError) as e:
+                log.error("reload refused, keeping the running configuration: %s", e)
+                return
+            for issuer in trust.issuers.values():
+                issuer.public_key.precompute()
+            if cfg.devices != self.cfg.devices or cfg.hub != self.cfg.hub:
+                log.warning("reload: device and hub settings take effect at the next restart")
+                cfg.devices, cfg.hub = self.cfg.devices, self.cfg.hub
+            self._file_keys = file_keys
+            v.cfg, v.trust, v.data_keys = cfg, trust, {**file_keys, **self._hub_keys}
+            self.cfg = cfg
+            self.screen_loop.configure(cfg)
+            log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
+                        trust.seq)
+        self._updates.put(apply)
 
     def alarms(self) -> list[str]:
         """What the screen's alarm banner says: devices out of order, a full disk."""
@@ -177,6 +276,8 @@ class Daemon:
                 self._spawn(kind, self._card_loop, kind, reader)
         self._decider = threading.Thread(target=self._decide_loop, name="decide", daemon=True)
         self._decider.start()
+        if self.hub is not None:
+            self.hub.start()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()
         if self.camera is not None:  # the camera opens on its grabber thread: let it try first
@@ -207,6 +308,8 @@ class Daemon:
         if self._decider is not None:
             self._decider.join(timeout)
         self._housekeeper.join(timeout)
+        if self.hub is not None:
+            self.hub.stop()
         if self._metrics_server is not None:
             self._metrics_server.close()
         if self.camera is not None:
@@ -273,6 +376,8 @@ class Daemon:
             self.watchdog.progress("decide")
             if self._ready.is_set():
                 self.watchdog.tick()
+            while not self._updates.empty():
+                self._updates.get()()
             try:
                 p = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -307,6 +412,8 @@ class Daemon:
         # The event is committed: only now may the gate open.
         if r.decision == ALLOW:
             self.relay.pulse(self.cfg.devices["relay"]["pulse_ms"])
+        if self.hub is not None:
+            self.hub.notify()
         self.decided += 1
         self.screen_loop.show_result(r)
         self.metrics.decided(r.method, r.decision, r.reason, r.latency_ms)
@@ -330,12 +437,27 @@ class Daemon:
                     next_purge = time.monotonic() + retention.PURGE_EVERY
                 self.status_file.write(
                     devices={**{n: None for n in self._device_names()}, **self.devices.errors()},
-                    hub={"state": "off"}, clock=self.verifier.clock.state,
+                    hub=self._hub_status(), clock=self.verifier.clock.state,
                     storage={"alarm": self.disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)})
                 self.notifier.status(self.summary())
             except Exception:  # housekeeping must never take the terminal down
                 log.exception("housekeeping failed")
         self.watchdog.unwatch("store")
+
+    def _hub_status(self) -> dict:
+        if self.hub is None:
+            return {"state": "off"}
+        st = self.hub.status()
+        self.metrics.hub_connected(st["connected"])
+        # the link counts since start; the metrics take the increments since the last look
+        self.metrics.reconnected(st["reconnects"] - self._reconnects_seen)
+        self._reconnects_seen = st["reconnects"]
+        for kind, n in st["rejected"].items():
+            self.metrics.rejected_update(kind, n - self._rejected_seen.get(kind, 0))
+            self._rejected_seen[kind] = n
+        return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
+                "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
+                "rejected": st["rejected"]}
 
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \

@@ -85,12 +85,13 @@ class Metrics:
     def hub_connected(self, connected: bool) -> None:
         self._hub_connected.set(1 if connected else 0)
 
-    def reconnected(self) -> None:
-        self._reconnects.inc()
-        self._hub_connected.set(1)
+    def reconnected(self, n: int = 1) -> None:
+        if n > 0:
+            self._reconnects.inc(n)
 
-    def rejected_update(self, kind: str) -> None:
-        self._rejected.labels(kind).inc()
+    def rejected_update(self, kind: str, n: int = 1) -> None:
+        if n > 0:
+            self._rejected.labels(kind).inc(n)
 
     def clock(self, state: str) -> None:
         self._clock.set(1 if state == "trusted" else 0)

@@ -27,8 +27,7 @@ class ScreenLoop:
         sc = cfg.devices["screen"]
         self.screen = screen if screen is not None else open_screen(**sc)
         self.renderer = Renderer(self.screen.size)
-        self.venue = cfg.venue_name or VENUE_LABELS.get(cfg.venue, cfg.venue)
-        self.result_seconds = sc["result_seconds"]
+        self.configure(cfg)
         self.alarms = alarms  # () -> list of alarm texts (devices out of order, disk full)
         self._cond = threading.Condition()
         self._pending = None        # (kind, payload) to draw next
@@ -36,6 +35,11 @@ class ScreenLoop:
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="screen", daemon=True)
         self.shown = 0
+
+    def configure(self, cfg) -> None:
+        """Venue name and timing (at start, and on a reload)."""
+        self.venue = cfg.venue_name or VENUE_LABELS.get(cfg.venue, cfg.venue)
+        self.result_seconds = cfg.devices["screen"]["result_seconds"]
 
     def start(self) -> None:
         self._thread.start()

@@ -39,12 +39,21 @@ def wait_for(cond, timeout=10.0, step=0.02):
 
 def test_presentations_from_frames():
     t = QrPresentations(gap=1.0)
-    assert t.observe(["A"], 0.0) == ["A"]
-    assert t.observe(["A", "A "], 0.1) == []          # the same phone, several frames
-    assert t.observe([], 0.5) == []                   # a blurred frame in between
-    assert t.observe(["A", "B"], 0.9) == ["B"]        # a second phone beside it
+    assert t.observe(["SDHC1:A"], 0.0) == ["SDHC1:A"]
+    assert t.observe(["SDHC1:A", "SDHC1:A "], 0.1) == []         # the same phone, several frames
+    assert t.observe([], 0.5) == []                              # a blurred frame in between
+    assert t.observe(["SDHC1:A", "SDHC1:B"], 0.9) == ["SDHC1:B"]  # a second phone beside it
     assert t.observe([], 2.5) == [] and t.in_view == 0
-    assert t.observe(["A"], 2.6) == ["A"]             # shown again after leaving: a new presentation
+    assert t.observe(["SDHC1:A"], 2.6) == ["SDHC1:A"]            # back after leaving: a new presentation
+
+
+def test_other_codes_need_two_frames():
+    t = QrPresentations(gap=1.0)
+    assert t.observe(["2576"], 0.0) == []             # one frame of noise read as digits: nothing
+    assert t.observe([], 1.5) == [] and t.in_view == 0
+    assert t.observe(["https://pay.example/x"], 2.0) == []
+    assert t.observe(["https://pay.example/x"], 2.1) == ["https://pay.example/x"]  # a real other code
+    assert t.observe(["https://pay.example/x"], 2.2) == []
 
 
 def write_config(keys: Path, tmp: Path, ports: dict, camera: str | None = None) -> Path:
@@ -209,13 +218,19 @@ def test_systemd_notify_protocol(rig, tmp_path):
                              "run", "--config", str(config)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     messages: list[str] = []
-    try:
-        end = time.monotonic() + 30
-        while time.monotonic() < end and sum("WATCHDOG=1" in m for m in messages) < 3:
+
+    def receive_until(cond, timeout=30):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not cond():
             try:
                 messages.append(sock.recv(4096).decode())
             except TimeoutError:
                 pass
+
+    try:
+        receive_until(lambda: sum("WATCHDOG=1" in m for m in messages) >= 3)
+        proc.send_signal(signal.SIGHUP)  # reload: RELOADING=1, then READY=1 again
+        receive_until(lambda: sum("READY=1" in m for m in messages) >= 2)
         proc.send_signal(signal.SIGTERM)
         end = time.monotonic() + 20
         while time.monotonic() < end and not any("STOPPING=1" in m for m in messages):
@@ -231,7 +246,38 @@ def test_systemd_notify_protocol(rig, tmp_path):
     ready = [i for i, m in enumerate(messages) if "READY=1" in m]
     pings = [i for i, m in enumerate(messages) if "WATCHDOG=1" in m]
     stopping = [i for i, m in enumerate(messages) if "STOPPING=1" in m]
-    assert len(ready) == 1 and "STATUS=" in messages[ready[0]]
+    reloading = [i for i, m in enumerate(messages) if "RELOADING=1" in m]
+    assert len(ready) == 2 and "STATUS=" in messages[ready[0]]
     assert len(pings) >= 3 and pings[0] > ready[0]
+    assert len(reloading) == 1 and ready[0] < reloading[0] < ready[1]
     assert stopping and stopping[0] > ready[0]
     assert proc.returncode == 0
+
+
+def test_reload_changes_policy_not_the_camera(rig, tmp_path):
+    cfg = cfgmod.load(rig["config"])
+    camera = ScenarioCamera(level="clean", fps=20)
+    grabber = FrameGrabber(camera)
+    results = []
+    daemon = Daemon(cfg, camera=grabber, on_result=lambda p, r: results.append(r))
+    daemon.start()
+    try:
+        def card(name):
+            n = len(results)
+            rig["sam"].card = resident_card(name, random_id_number())
+            assert wait_for(lambda: len(results) > n, timeout=10)
+            rig["sam"].card = None
+            time.sleep(0.4)
+            return results[-1]
+
+        assert (card("甲").decision, results[-1].reason) == ("review", "status_unavailable")
+        rig["config"].write_text(rig["config"].read_text() + '\n[policy]\noffline_unknown = "deny"\n')
+        daemon.reload(cfgmod.load(rig["config"]))
+        time.sleep(0.5)  # applied by the decide thread between presentations
+        assert card("乙").decision == "deny"
+        assert grabber.opens == 1  # the camera kept streaming through the reload
+        rig["config"].write_text(rig["config"].read_text() + "\n[policy]\nred = 'x'\n")
+        with pytest.raises(cfgmod.ConfigError):
+            cfgmod.load(rig["config"])  # a bad edit is refused before it reaches the daemon
+    finally:
+        daemon.stop()

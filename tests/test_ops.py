@@ -241,6 +241,7 @@ def test_metrics_endpoint(tmp_path):
         m.device_error("id_card")
         m.device_up("camera")
         m.reconnected()
+        m.hub_connected(True)
         m.rejected_update("trust")
         m.clock("untrusted")
         m.storage_alarm(True)
