@@ -52,6 +52,20 @@ MIGRATIONS = (
     ALTER TABLE events ADD COLUMN acked_at REAL;
     CREATE INDEX events_unacked ON events (seq) WHERE acked_at IS NULL;
     """,
+    """
+    -- the hub's answers for cards, to stand in during an outage: keyed by HMAC-SM3 of the ID
+    -- number under a per-terminal secret (meta status_cache_key), never by the number itself
+    CREATE TABLE status_cache (
+        digest BLOB PRIMARY KEY,
+        status INTEGER NOT NULL,
+        flags INTEGER NOT NULL,
+        nat_at INTEGER NOT NULL,
+        nat_result INTEGER NOT NULL,
+        vax_doses INTEGER NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX status_cache_expires ON status_cache (expires);
+    """,
 )
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
@@ -195,3 +209,36 @@ class Store:
         with self.read() as db:
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return row[0] if row else 0
+
+    def ack_synced(self, acked_seq: int, now: float) -> int:
+        """:meth:`ack`, and note ``now`` as the last successful sync, in one transaction."""
+        with self.write():
+            n = self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
+                                [now, acked_seq]).rowcount
+            self.set_meta("last_sync_at", repr(now))
+        return n
+
+    def last_sync_at(self) -> float | None:
+        value = self.get_meta("last_sync_at")
+        return float(value) if value is not None else None
+
+    # --- card status cache ----------------------------------------------------------
+    STATUS_FIELDS = ("status", "flags", "nat_at", "nat_result", "vax_doses")
+
+    def cached_status(self, digest: bytes, now: float) -> dict | None:
+        with self.read() as db:
+            row = db.execute(f"SELECT {', '.join(self.STATUS_FIELDS)} FROM status_cache"
+                             " WHERE digest = ? AND expires > ?", [digest, now]).fetchone()
+        return dict(zip(self.STATUS_FIELDS, row)) if row else None
+
+    def cache_status(self, digest: bytes, fields: dict, expires: float, now: float) -> None:
+        """Keep one answer until ``expires``; answers already expired are purged on the way."""
+        with self.write():
+            self.db.execute("DELETE FROM status_cache WHERE expires <= ?", [now])
+            self.db.execute(
+                f"INSERT OR REPLACE INTO status_cache (digest, {', '.join(self.STATUS_FIELDS)}, expires)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", [digest, *(fields[k] for k in self.STATUS_FIELDS), expires])
+
+    def drop_cached_status(self, digest: bytes) -> None:
+        with self.write():
+            self.db.execute("DELETE FROM status_cache WHERE digest = ?", [digest])

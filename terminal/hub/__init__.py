@@ -1,0 +1,13 @@
+"""The terminal's side of the hub connection (spec/mqtt.md).
+
+    link.py     HubLink: MQTT 5 connection (TLS, jittered reconnect), the pump thread
+    outbox.py   OutboxPump: outbox → signed batches, bounded window, signed acks
+    updates.py  SignedUpdates: trust list, policy, data keys, time beacon; load_persisted
+    query.py    HubStatusSource: card status queries, with terminal.statuscache standing in
+"""
+from terminal.hub.link import HubLink, backoff_delay
+from terminal.hub.query import HubStatusSource
+from terminal.hub.updates import Persisted, SignedUpdates, load_persisted, usable_keys
+
+__all__ = ["HubLink", "HubStatusSource", "Persisted", "SignedUpdates", "backoff_delay", "load_persisted",
+           "usable_keys"]

@@ -1,0 +1,372 @@
+"""The terminal's MQTT 5 connection to the provincial hub (spec/mqtt.md).
+
+Two threads of ours, plus paho's network thread for each connection:
+
+    hub-net    connect (TLS, client certificate, clean_start=False + session expiry, will)
+               → run paho's network thread until the connection drops → wait a fully
+               jittered, exponentially growing delay → connect again with a FRESH client.
+               paho's own reconnect (un-jittered, and it resends whatever sat in the old
+               client) is off.
+    hub-pump   everything else: the outbox pump, acks, signed updates, the birth message. It
+               alone reads and writes the store for the link, so a slow disk or a flood of
+               messages never stalls the network loop, and verification never waits on it.
+
+paho callbacks only put into queues (no lock of ours, no SQLite): connection changes and
+messages go to the pump's inbox; a reply to a card query goes straight to the queue of the
+query waiting for it, found by its MQTT 5 correlation data.
+
+Nothing waits inside the client while disconnected: batches are published only on a live
+connection, at most ``window`` batches are in flight, and each connection gets a new client,
+so a dead connection's unacknowledged messages die with it; the outbox is read again from the
+last hub ack instead. ``max_queued_messages_set`` is the backstop.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import re
+import threading
+import time
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+import terminal
+from terminal import hubproto
+from terminal.config import Config
+from terminal.hub.outbox import OutboxPump
+from terminal.hub.updates import SignedUpdates
+from terminal.sm2 import PrivateKey
+from terminal.store import Store
+from terminal.trust import TrustList
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 1 << 20    # an inbound message larger than this is not read
+# The GIL switch interval the daemon should set (sys.setswitchinterval) when a link runs: with
+# the default 5 ms, a verification that released the GIL for its fsync waits up to 5 ms for
+# the pump or paho thread to hand it back (benchmarks/bench_drain.py measures both).
+SWITCH_INTERVAL = 0.001
+INBOX_SIZE = 10_000
+
+
+def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
+    """Full jitter: uniform in [0, min(cap, base·2^attempt)). After a broker restart thousands
+    of terminals spread their reconnects over the whole interval instead of arriving together."""
+    return (rng or random).uniform(0, min(cap, base * 2 ** min(attempt, 32)))
+
+
+def parse_broker_url(url: str) -> tuple[bool, str, int]:
+    """(tls, host, port) of ``mqtts://host:port`` / ``mqtt://host:port`` (config checked it)."""
+    m = re.fullmatch(r"(mqtts?)://(\[[0-9a-fA-F:]+\]|[^:/]+):(\d+)", url)
+    if not m:
+        raise ValueError(f"broker URL {url!r} is not mqtts://host:port")
+    return m.group(1) == "mqtts", m.group(2).strip("[]"), int(m.group(3))
+
+
+class _Wake:
+    """Inbox item: new events were committed."""
+
+
+_WAKE, _STOP = _Wake(), object()
+
+
+class HubLink:
+    def __init__(self, cfg: Config, store: Store, device_key: PrivateKey, *,
+                 on_trust: Callable[[TrustList], None] | None = None,
+                 on_policy: Callable[[dict[str, dict]], None] | None = None,
+                 on_data_keys: Callable[[dict[int, bytes]], None] | None = None,
+                 on_time: Callable[[float], None] | None = None,
+                 clock_state: Callable[[], str] = lambda: "trusted",
+                 window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,
+                 session_expiry: int = 7 * 86400, backoff_base: float = 1.0, backoff_cap: float = 60.0,
+                 stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0):
+        if not cfg.hub.get("broker"):
+            raise ValueError(f"{cfg.path}: no hub.broker configured")
+        self.cfg = cfg
+        self.tid = cfg.terminal_id
+        self.topics = hubproto.Topics(cfg.hub["prefix"], self.tid)
+        self._tls, self._host, self._port = parse_broker_url(cfg.hub["broker"])
+        self._store = store
+        self.pump = OutboxPump(store, self.tid, device_key, cfg.hub_key, window=window, ack_timeout=ack_timeout)
+        self.updates = SignedUpdates(store, cfg, device_key, on_trust=on_trust, on_policy=on_policy,
+                                     on_data_keys=on_data_keys, on_time=on_time)
+        self._clock_state = clock_state
+        self._poll = poll
+        self._keepalive = keepalive
+        self._session_expiry = session_expiry
+        self._backoff = (backoff_base, backoff_cap)
+        self._stable_after = stable_after
+        self._connect_timeout = connect_timeout
+        # A backlog drains at most this many events/s: the pump's CPU is the decision thread's
+        # lost GIL time, and a drain faster than needed would slow every verification.
+        self._max_rate = max_rate
+        self._next_send = 0.0
+        self._kinds = {self.topics.ack: "ack", self.topics.trust: "trust", self.topics.policy: "policy",
+                       self.topics.keys: "keys", self.topics.time: "time", self.topics.reply: "reply"}
+        self._inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
+        self._wake_pending = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        # Set by paho callbacks (plain assignments): what queries and status see.
+        self._client: mqtt.Client | None = None      # the client of the current attempt
+        self._online: mqtt.Client | None = None      # ... once its CONNACK said yes
+        self._queries: dict[bytes, queue.Queue] = {}
+        # Owned by the pump thread.
+        self._conn: mqtt.Client | None = None
+        self.connects = 0
+        self.dropped_messages = 0
+
+    # --- public: lifecycle and status ---------------------------------------------
+    def start(self) -> None:
+        for name, target in (("hub-pump", self._pump_loop), ("hub-net", self._net_loop)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say offline (a clean DISCONNECT discards the will), disconnect, join the threads."""
+        if not self._threads:
+            return
+        self._inbox.put(_STOP)
+        self._threads[0].join(timeout)
+        self._stop.set()
+        self._threads[1].join(timeout + self._connect_timeout)
+        self._threads.clear()
+
+    def notify(self) -> None:
+        """New events are committed: pump now rather than at the next poll. Never blocks."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._inbox.put_nowait(_WAKE)
+            except queue.Full:
+                pass
+
+    @property
+    def connected(self) -> bool:
+        return self._online is not None
+
+    def status(self) -> dict:
+        """Counters and state for metrics and the status command."""
+        return {
+            "connected": self.connected,
+            "last_sync_at": self.pump.last_sync_at,
+            "connects": self.connects,
+            "reconnects": max(0, self.connects - 1),
+            "outbox_depth": self._store.outbox_depth(),
+            "in_flight_batches": len(self.pump.in_flight),
+            "acked_seq": self.pump.acked_seq,
+            "sent_seq": self.pump.sent_max,
+            "resends": self.pump.resends,
+            "rejected": {"ack": self.pump.rejected_acks, **{k: self.updates.rejected[k] for k in
+                                                              ("trust", "policy", "keys", "time")}},
+            "dropped_messages": self.dropped_messages,
+        }
+
+    # --- card queries (called from the decision thread) --------------------------------
+    def query(self, qid: str, payload: bytes) -> queue.Queue | None:
+        """Publish a card status query; the queue its replies arrive on, or None if offline.
+        Call :meth:`end_query` with the same qid when done waiting."""
+        client = self._online
+        if client is None:
+            return None
+        replies: queue.Queue = queue.Queue(maxsize=8)
+        self._queries[qid.encode()] = replies
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = self.topics.reply
+        props.CorrelationData = qid.encode()
+        info = client.publish(self.topics.query, payload, qos=1, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.end_query(qid)
+            return None
+        return replies
+
+    def end_query(self, qid: str) -> None:
+        self._queries.pop(qid.encode(), None)
+
+    # --- hub-net thread -----------------------------------------------------------
+    def _new_client(self, gone: threading.Event) -> mqtt.Client:
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.tid,
+                        protocol=mqtt.MQTTv5, reconnect_on_failure=False, userdata=gone)
+        if self._tls:
+            hub = self.cfg.hub
+            c.tls_set(ca_certs=str(hub["ca"]), certfile=str(hub["cert"]), keyfile=str(hub["key"]))
+        c.connect_timeout = self._connect_timeout
+        c.suppress_exceptions = True  # a callback bug must not end the network thread silently
+        c.max_queued_messages_set(self.pump.window + 16)
+        c.will_set(self.topics.state, hubproto.dumps({"state": "offline"}), qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        return c
+
+    def _net_loop(self) -> None:
+        attempt = 0
+        quiet = False  # this outage is already logged
+        while not self._stop.is_set():
+            gone = threading.Event()
+            client = self._new_client(gone)
+            self._client = client
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._session_expiry
+            up_at = None
+            try:
+                client.connect(self._host, self._port, self._keepalive, clean_start=False, properties=props)
+                up_at = time.monotonic()
+                quiet = False
+                self._run(client, gone)
+            except Exception as e:  # OSError, ssl.SSLError, an unreadable certificate: retried alike
+                (log.debug if quiet else log.warning)("hub: cannot reach %s: %s (retrying with backoff)",
+                                                      self.cfg.hub["broker"], e)
+                quiet = True
+            self._online = None
+            self._client = None
+            if up_at is not None and time.monotonic() - up_at >= self._stable_after:
+                attempt = 0  # that was a working connection, not a flapping one: start over
+            if self._stop.wait(backoff_delay(attempt, base=self._backoff[0], cap=self._backoff[1])):
+                break
+            attempt += 1
+
+    def _run(self, client: mqtt.Client, gone: threading.Event) -> None:
+        """paho's network thread until the connection drops, or stop() asks for a clean DISCONNECT.
+
+        paho's own thread, not ``loop()`` here: with no loop thread of its own, paho writes a
+        publish from the calling thread straight into the TLS socket, racing the network loop
+        (corrupt TLS records, "bad record mac"); with one, other threads only queue."""
+        client.loop_start()
+        try:
+            while not gone.wait(0.5):
+                if self._stop.is_set():
+                    client.disconnect()
+                    gone.wait(2.0)
+                    break
+        finally:
+            client.loop_stop()
+
+    # --- paho callbacks (hub-net thread): queue puts and plain assignments only -----
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("hub: broker refused the connection: %s", reason_code)
+            client.disconnect()
+            return
+        client.subscribe([(t, SubscribeOptions(qos=0 if t == self.topics.time else 1)) for t in self._kinds])
+        self._online = client
+        self._inbox.put(("up", client))
+
+    def _on_disconnect(self, client, gone: threading.Event, flags, reason_code, properties) -> None:
+        if self._online is client:
+            self._online = None
+        self._inbox.put(("down", client))
+        gone.set()
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        kind = self._kinds.get(msg.topic)
+        if kind is None or len(msg.payload) > MAX_PAYLOAD:
+            self.dropped_messages += 1
+            return
+        if kind == "reply":
+            corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
+            replies = self._queries.get(corr) if corr else None
+            if replies is None:
+                self.dropped_messages += 1  # a late reply, or one for no query of ours
+                return
+            try:
+                replies.put_nowait(msg.payload)
+            except queue.Full:
+                self.dropped_messages += 1
+            return
+        try:
+            self._inbox.put_nowait((kind, msg.payload))
+        except queue.Full:  # acks are repeated and updates retained: dropping costs a delay
+            self.dropped_messages += 1
+
+    # --- hub-pump thread ----------------------------------------------------------
+    def _pump_loop(self) -> None:
+        pause = self._poll
+        while True:
+            try:
+                items = [self._inbox.get(timeout=pause)]
+            except queue.Empty:
+                items = []
+            while len(items) < 256:
+                try:
+                    items.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                if _STOP in items:
+                    self._say_offline()
+                    return
+                self._handle(items)
+                pause = min(self._poll, self._send() or self._poll)
+            except Exception:  # a bug costs a round, not the link
+                log.exception("hub: pump round failed")
+                pause = self._poll
+
+    def _handle(self, items: list) -> None:
+        best_ack = None
+        for item in items:
+            if item is _WAKE:
+                self._wake_pending = False
+                continue
+            kind, arg = item
+            if kind == "up":
+                self._conn = arg
+                self.connects += 1
+                self.pump.reset()
+                log.info("hub: connected to %s (outbox %d events)", self.cfg.hub["broker"],
+                         self._store.outbox_depth())
+                self._birth(arg)
+            elif kind == "down":
+                if self._conn is arg:
+                    self._conn = None
+                    self.pump.reset()
+                    log.warning("hub: connection lost; events stay in the outbox")
+            elif kind == "ack":
+                n = self.pump.check_ack(arg)
+                if n is not None and (best_ack is None or n > best_ack):
+                    best_ack = n
+            else:
+                self.updates.handle(kind, arg)
+        if best_ack is not None:  # many acks in one round: one transaction
+            self.pump.apply_ack(best_ack)
+
+    def _send(self) -> float | None:
+        """Publish what the window and the pace allow; the seconds until the pace allows more."""
+        client = self._conn
+        if client is None:
+            return None
+        self.pump.check_timeout()
+        while True:
+            wait = self._next_send - time.monotonic()
+            if wait > 0:
+                return wait
+            nxt = self.pump.next_batch()
+            if nxt is None:
+                return None
+            payload, batch = nxt
+            rc = client.publish(self.topics.events, payload, qos=1).rc
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                log.debug("hub: publish refused: %s", mqtt.error_string(rc))
+                return None  # the connection is going; its "down" resets the window
+            self.pump.sent(batch)
+            self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
+
+    def _birth(self, client: mqtt.Client) -> None:
+        state = {"state": "online", "version": terminal.__version__, "queue": self._store.outbox_depth(),
+                 "trust_seq": max(0, int(self.updates.held["trust"])),
+                 "policy_seq": max(0, int(self.updates.held["policy"])), "clock": self._clock_state()}
+        client.publish(self.topics.state, hubproto.dumps(state), qos=1, retain=True)
+
+    def _say_offline(self) -> None:
+        client = self._conn
+        if client is not None and self._online is client:
+            info = client.publish(self.topics.state, hubproto.dumps({"state": "offline"}), qos=1, retain=True)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                info.wait_for_publish(2.0)

@@ -1,0 +1,132 @@
+"""The outbox pump: SQLite outbox → signed batches in flight → hub acks (spec/mqtt.md, Events).
+
+A state machine with no MQTT and no threads of its own; the link's worker thread drives it.
+
+    outbox (acked_at IS NULL), seq order
+      ... acked_seq | in flight: up to ``window`` batches published, not yet acked | cursor ...
+                      [first..last] [first..last] ...
+
+An event leaves the outbox only when a hub ack covers its seq, never on PUBACK. A lost batch
+(the hub consumer was down, the broker restarted) is re-read from the outbox: on reconnect,
+or when the oldest batch in flight waited ``ack_timeout`` for its ack. The hub drops the
+duplicates this makes by (tid, seq).
+
+Ack (hubproto.ack): signed envelope of ``{"acked_seq": N, "tid": tid}`` by the hub key. It is
+believed only if the signature verifies, the tid is ours and N is not beyond the highest seq
+this process actually sent: a forged or too-high ack deletes nothing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from terminal import hubproto
+from terminal.sm2 import PrivateKey, PublicKey
+from terminal.store import Store
+from terminal.trust import EnvelopeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    first: int
+    last: int
+    sent_at: float  # monotonic
+
+
+class OutboxPump:
+    def __init__(self, store: Store, tid: str, device_key: PrivateKey, hub_key: PublicKey, *,
+                 window: int = 8, batch_size: int = hubproto.MAX_BATCH, ack_timeout: float = 15.0,
+                 mono: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+        if not 0 < batch_size <= hubproto.MAX_BATCH or window < 1:
+            raise ValueError("batch_size must be 1-200 and window at least 1")
+        self._store = store
+        self._tid = tid
+        self._device_key = device_key
+        self._hub_keys = {hub_key.kid(): hub_key}
+        self.window = window
+        self.batch_size = batch_size
+        self.ack_timeout = ack_timeout
+        self._mono = mono
+        self._wall = wall
+        self.in_flight: deque[Batch] = deque()
+        self.acked_seq = 0     # highest seq a hub ack covered in this process
+        self.cursor = 0        # the next batch starts after this seq
+        self.sent_max = 0      # highest seq ever published: no believable ack goes beyond it
+        self.rejected_acks = 0
+        self.resends = 0       # times the window was re-read after an ack timeout
+        self._silent = 0       # resends in a row without an ack: each waits twice as long
+        self.last_sync_at: float | None = store.last_sync_at()
+
+    def reset(self) -> None:
+        """Forget what is in flight: the next batch re-reads the outbox after the last hub ack."""
+        self.in_flight.clear()
+        self.cursor = self.acked_seq
+
+    def next_batch(self) -> tuple[bytes, Batch] | None:
+        """The next signed batch to publish, or None (window full, or nothing new)."""
+        if len(self.in_flight) >= self.window:
+            return None
+        events = self._store.events(self.cursor, self.batch_size)
+        if not events:
+            return None
+        return (hubproto.batch(self._tid, events, self._device_key),
+                Batch(events[0]["seq"], events[-1]["seq"], self._mono()))
+
+    def sent(self, batch: Batch) -> None:
+        """The batch was handed to a connected client."""
+        self.in_flight.append(batch)
+        self.cursor = batch.last
+        self.sent_max = max(self.sent_max, batch.last)
+
+    def check_timeout(self) -> bool:
+        """Re-read the window if its oldest batch waited too long for an ack (True if so). The
+        wait doubles (up to 8×) while no ack comes, so a hub slow under load is not buried in
+        copies of what it is still working through."""
+        timeout = self.ack_timeout * 2 ** min(self._silent, 3)
+        if self.in_flight and self._mono() - self.in_flight[0].sent_at > timeout:
+            log.warning("hub: no ack for seq %d-%d in %.0f s; sending again from seq %d",
+                        self.in_flight[0].first, self.in_flight[0].last, timeout, self.acked_seq + 1)
+            self.resends += 1
+            self._silent += 1
+            self.reset()
+            return True
+        return False
+
+    def check_ack(self, raw: bytes) -> int | None:
+        """The seq a genuine ack covers, or None (forged, another tid, beyond what we sent: counted)."""
+        try:
+            doc = hubproto.open_signed(raw, self._hub_keys)
+        except EnvelopeError as e:
+            return self._reject(str(e))
+        n = doc.get("acked_seq")
+        if doc.get("tid") != self._tid:
+            return self._reject(f"for tid {str(doc.get('tid'))[:64]!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            return self._reject("acked_seq is not a non-negative integer")
+        if n > self.sent_max:
+            return self._reject(f"acked_seq {n} is beyond the highest seq sent ({self.sent_max})")
+        return n
+
+    def _reject(self, why: str) -> None:
+        self.rejected_acks += 1
+        log.warning("hub: ack ignored: %s", why)
+        return None
+
+    def apply_ack(self, n: int) -> int:
+        """Every event up to ``n`` leaves the outbox; returns how many just left."""
+        now = self._wall()
+        self.last_sync_at = now
+        if n <= self.acked_seq:
+            return 0  # a repeated ack (the hub acks every batch, duplicates included)
+        left = self._store.ack_synced(n, now)
+        self.acked_seq = n
+        self._silent = 0
+        self.cursor = max(self.cursor, n)
+        while self.in_flight and self.in_flight[0].last <= n:
+            self.in_flight.popleft()
+        return left

@@ -1,0 +1,125 @@
+"""Card status from the hub, with the SQLite cache standing in during outages (spec/mqtt.md).
+
+    query  {prefix}/t/{tid}/query  {"qid", "method", "subject": hex SM2 ciphertext of
+           {"id_number", "name"} to the hub key}; MQTT 5 response topic {prefix}/t/{tid}/reply,
+           correlation data = qid
+    reply  signed by the hub key: {"qid", "status", "flags", "nat_at", "nat_result", "vax_doses",
+           "valid_until"} or {"qid", "error": "unknown_person"}
+
+How each outcome decides (``None`` makes the verifier apply ``offline_unknown`` with reason
+``status_unavailable``):
+
+    genuine answer              that status; cached until min(valid_until, now + status_cache_hours)
+    genuine "unknown_person"    None, and any cached answer for the person is dropped: the hub
+                                answered and no longer vouches for them, so an older answer must
+                                not stand in (it would outlive what the hub says now)
+    other error / no answer in time / offline (no wait) / only forged or malformed replies
+                                the cached answer if one is still valid, else None
+
+Forged, malformed or mismatched replies are counted in ``rejected`` and the wait goes on, so a
+forger cannot crowd out the genuine answer.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from typing import Callable
+
+from terminal import hubproto
+from terminal.config import Config
+from terminal.hub.link import HubLink
+from terminal.policy import HealthStatus, Policy
+from terminal.statuscache import StatusCache
+from terminal.trust import EnvelopeError
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = object()  # the hub's "unknown_person"
+RANGES = {"status": (0, 2), "flags": (0, 0xFF), "nat_at": (0, 1 << 40), "nat_result": (0, 3),
+          "vax_doses": (0, 99)}
+
+
+def parse_answer(doc: dict) -> tuple[HealthStatus, float] | object | None:
+    """(status, valid_until), UNKNOWN, or None for another error; EnvelopeError if malformed."""
+    if "error" in doc:
+        return UNKNOWN if doc["error"] == "unknown_person" else None
+    values = {}
+    for name, (lo, hi) in RANGES.items():
+        v = doc.get(name)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise EnvelopeError(f"reply: {name} must be an integer from {lo} to {hi}")
+        values[name] = v
+    valid_until = doc.get("valid_until")
+    if isinstance(valid_until, bool) or not isinstance(valid_until, (int, float)):
+        raise EnvelopeError("reply: valid_until must be a number")
+    return HealthStatus(**values), float(valid_until)
+
+
+class HubStatusSource:
+    """:class:`terminal.cardstatus.StatusSource` over a :class:`HubLink` and a :class:`StatusCache`.
+
+    ``lookup`` runs on the daemon's decision thread, the store's writer: cache writes are made there.
+    """
+
+    def __init__(self, link: HubLink, cache: StatusCache, cfg: Config,
+                 policy: Callable[[], Policy] | None = None, mono: Callable[[], float] = time.monotonic):
+        self._link = link
+        self._cache = cache
+        self._hub_key = cfg.hub_key
+        self._hub_keys = {cfg.hub_key.kid(): cfg.hub_key}
+        self._timeout = float(cfg.hub["query_timeout"])
+        self._policy = policy or cfg.policy
+        self._mono = mono
+        self._lock = threading.Lock()
+        self.answered = self.from_cache = self.unavailable = self.rejected = 0
+
+    def lookup(self, method: str, id_number: str, name: str, now: float) -> HealthStatus | None:
+        answer = self._ask(method, id_number, name)
+        if answer is UNKNOWN:
+            self._cache.drop(id_number)
+            self._count("unavailable")
+            return None
+        if answer is not None:
+            health, valid_until = answer
+            hours = self._policy().status_cache_hours
+            self._cache.put(id_number, health, min(valid_until, now + hours * 3600), now)
+            self._count("answered")
+            return health
+        cached = self._cache.get(id_number, now)
+        self._count("from_cache" if cached is not None else "unavailable")
+        return cached
+
+    def _ask(self, method: str, id_number: str, name: str):
+        qid = str(uuid.uuid4())
+        subject = self._hub_key.encrypt(json.dumps({"id_number": id_number, "name": name},
+                                                   ensure_ascii=False).encode()).hex()
+        replies = self._link.query(qid, hubproto.dumps({"qid": qid, "method": method, "subject": subject}))
+        if replies is None:
+            return None  # offline: do not wait for an answer that cannot come
+        try:
+            deadline = self._mono() + self._timeout
+            while (left := deadline - self._mono()) > 0:
+                try:
+                    raw = replies.get(timeout=left)
+                except queue.Empty:
+                    break
+                try:
+                    doc = hubproto.open_signed(raw, self._hub_keys)
+                    if doc.get("qid") != qid:
+                        raise EnvelopeError("reply is for another query")
+                    return parse_answer(doc)
+                except EnvelopeError as e:
+                    self._count("rejected")
+                    log.warning("hub: card status reply ignored: %s", e)
+            log.info("hub: no card status answer within %.1f s", self._timeout)
+            return None
+        finally:
+            self._link.end_query(qid)
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)

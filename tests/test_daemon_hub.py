@@ -1,0 +1,98 @@
+"""The whole terminal with its hub: decisions stay right during an outage, events catch up after."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from drivers.camera import FrameGrabber
+from mqtt_fixtures import broker  # noqa: F401  (fixture)
+from sim.crowd import ScenarioCamera, resident_card
+from sim.hub import HubSim
+from sim.issuer import Issuer, Person, random_id_number
+from sim.relay import VirtualRelay
+from sim.serial_endpoint import SerialEndpoint
+from sim.idcard_sam import VirtualSam
+from sim.sscard_reader import VirtualSsReader
+from terminal import config as cfgmod
+from terminal.daemon import Daemon
+from terminal.keyfiles import load_private_key
+
+from test_daemon import demo_config, wait_for
+
+
+@pytest.fixture
+def terminal(keyset, broker, tmp_path):  # noqa: F811
+    sam = VirtualSam(read_delay=0.05)
+    eps = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(VirtualSsReader()),
+           "relay": SerialEndpoint(VirtualRelay())}
+    for ep in eps.values():
+        ep.start()
+    cfg = cfgmod.load(demo_config(keyset, tmp_path / "screens", "mall", {k: e.url for k, e in eps.items()},
+                                  pulse_ms=200, result_seconds=0.5))
+    cert, key = broker.client_cert(cfg.terminal_id)
+    cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=1.0)
+    known = random_id_number()
+    now = time.time()
+    hub_cert, hub_key = broker.client_cert("hub")
+    hub = HubSim(broker.url, broker.ca, hub_cert, hub_key, hub_key=load_private_key(keyset / "hub.pem"),
+                 root_key=load_private_key(keyset / "root.pem"), db_path=tmp_path / "hub.db",
+                 terminals={cfg.terminal_id: load_private_key(keyset / "device.pem").public_key},
+                 people={known: {"name": "钱一", "status": 0, "flags": 0, "nat_at": int(now - 3600),
+                                 "nat_result": 1, "vax_doses": 3, "valid_until": int(now + 86400)}},
+                 start_seq=1, time_interval=0).start()
+    assert hub.wait_connected(30)
+    camera = ScenarioCamera(level="clean", fps=20)
+    results = []
+    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=lambda p, r: results.append(r))
+    daemon.start()
+    yield {"daemon": daemon, "hub": hub, "sam": sam, "camera": camera, "results": results, "known": known,
+           "issuer": Issuer.from_dir(keyset), "tid": cfg.terminal_id}
+    daemon.stop()
+    hub.stop()
+    for ep in eps.values():
+        ep.stop()
+
+
+def present_card(t, name, id_number):
+    n = len(t["results"])
+    t["sam"].card = resident_card(name, id_number)
+    assert wait_for(lambda: len(t["results"]) > n, timeout=15)
+    t["sam"].card = None
+    time.sleep(0.4)
+    return t["results"][-1]
+
+
+def show_code(t, text):
+    n = len(t["results"])
+    t["camera"].show(text, 30)
+    assert wait_for(lambda: len(t["results"]) > n, timeout=10)
+    t["camera"].clear()
+    time.sleep(1.8)
+    return t["results"][-1]
+
+
+def test_outage_cards_by_cache_then_offline_unknown_and_catch_up(terminal, broker):  # noqa: F811
+    t = terminal
+    daemon = t["daemon"]
+    assert wait_for(lambda: daemon.hub.connected, timeout=30)
+    r = present_card(t, "钱一", t["known"])
+    assert (r.decision, r.reason) == ("allow", "ok")          # the hub answered
+    assert daemon.status_source.answered == 1
+
+    broker.kill()                                             # the network is gone
+    assert wait_for(lambda: not daemon.hub.connected, timeout=30)
+    assert show_code(t, t["issuer"].issue(Person())).decision == "allow"   # QR: fully offline
+    r = present_card(t, "钱一", t["known"])
+    assert (r.decision, r.reason) == ("allow", "ok")          # the cached answer stands in
+    assert daemon.status_source.from_cache == 1
+    r = present_card(t, "孙二", random_id_number())
+    assert (r.decision, r.reason) == ("review", "status_unavailable")  # neither hub nor cache
+    # offline, the terminal does not wait for an answer that cannot come
+    assert r.latency_ms < 1000 * daemon.cfg.hub["query_timeout"]
+    assert daemon.verifier.store.outbox_depth() >= 3
+
+    broker.restart()                                          # back: everything reaches the hub
+    assert wait_for(lambda: daemon.verifier.store.outbox_depth() == 0, timeout=60)
+    seqs = t["hub"].stored_seqs(t["tid"])
+    assert sorted(seqs) == list(range(1, len(t["results"]) + 1))

@@ -1,0 +1,266 @@
+"""The hub link end to end: a real Mosquitto (sim.broker, TLS + ACL) and the hub simulator."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
+from mqtt_fixtures import TestClient, broker  # noqa: F401  (fixture)
+from sim.devkeys import make_trust_list
+from sim.hub import HubSim
+from terminal import config as cfgmod
+from terminal import hubproto
+from terminal.hub import HubLink, HubStatusSource
+from terminal.policy import HealthStatus
+from terminal.sm2 import PrivateKey
+from terminal.statuscache import StatusCache
+from terminal.store import DB_NAME, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+WAIT = 30.0
+
+
+def wait_for(pred, what: str, timeout: float = WAIT) -> None:
+    """Poll until ``pred()``; a failure, never a measurement, if it takes ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def env(keyset, broker, tmp_path):  # noqa: F811
+    cfg = cfgmod.load(keyset / "config.toml")
+    cert, key = broker.client_cert(cfg.terminal_id)
+    cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=0.5)
+    store = Store(tmp_path / "state")
+    e = Env(cfg, store, keys(keyset), broker, tmp_path)
+    yield e
+    e.close()
+
+
+class Env:
+    def __init__(self, cfg, store, k, broker, tmp):  # noqa: F811
+        self.cfg, self.store, self.k, self.broker, self.tmp = cfg, store, k, broker, tmp
+        self.tid = cfg.terminal_id
+        self._stops = []
+
+    def hub(self, **kw) -> HubSim:
+        cert, key = self.broker.client_cert("hub")
+        h = HubSim(self.broker.url, self.broker.ca, cert, key, hub_key=self.k["hub"], root_key=self.k["root"],
+                   db_path=self.tmp / "hub.db", terminals={self.tid: self.k["device"].public_key},
+                   start_seq=1, time_interval=0, **kw).start()
+        assert h.wait_connected(WAIT)
+        self._stops.append(h.stop)
+        return h
+
+    def link(self, **kw) -> HubLink:
+        kw = {"backoff_base": 0.05, "backoff_cap": 0.5, "poll": 0.05, **kw}
+        link = HubLink(self.cfg, self.store, self.k["device"], **kw)
+        link.start()
+        self._stops.append(link.stop)
+        return link
+
+    def close(self):
+        for stop in reversed(self._stops):
+            stop()
+        self.store.close()
+
+
+def paho_backlog(link: HubLink) -> int:
+    """Messages inside the current paho client (white box: paho has no public accessor)."""
+    client = link._client
+    return len(client._out_messages) if client is not None else 0
+
+
+def test_delivery_end_to_end_birth_and_offline(env):
+    hub = env.hub()
+    commit_events(env.store, 450)
+    with TestClient(env.broker, "hub", client_id="observer") as obs:
+        link = env.link()
+        wait_for(lambda: link.connected, "the connection")
+        link.notify()
+        wait_for(lambda: env.store.outbox_depth() == 0, "the outbox to drain")
+        assert hub.stored_seqs(env.tid) == list(range(1, 451))
+        assert obs.subscribe(f"hc/v1/t/{env.tid}/state") == 1
+        birth = json.loads(obs.get().payload)
+        assert birth == {"state": "online", "version": "0.1.0", "queue": 450, "trust_seq": 0, "policy_seq": 0,
+                         "clock": "trusted"}
+        seqs = commit_events(env.store, 3)
+        link.notify()
+        wait_for(lambda: env.store.outbox_depth() == 0, "new events to leave")
+        assert hub.stored_seqs(env.tid) == list(range(1, seqs[-1] + 1))
+        s = link.status()
+        assert s["connected"] and s["acked_seq"] == 453 and s["in_flight_batches"] == 0 \
+            and s["last_sync_at"] == env.store.last_sync_at()
+        link.stop()
+        assert json.loads(obs.get().payload) == {"state": "offline"}
+
+
+def test_broker_killed_mid_stream_and_an_outage_of_thousands(env):
+    hub = env.hub()
+    commit_events(env.store, 2000)
+    # After a broker restart the hub may subscribe after the terminal's first batches: those
+    # go nowhere and come again after ack_timeout.
+    link = env.link(ack_timeout=1.0)
+    link.notify()
+    wait_for(lambda: (hub.acked_seq(env.tid) or 0) > 0, "the first ack")
+    env.broker.kill()  # SIGKILL, batches in flight
+    wait_for(lambda: not link.connected, "the link to notice")
+    commit_events(env.store, 3000)
+    for _ in range(20):  # while the broker is down, nothing waits inside the MQTT client
+        link.notify()
+        assert paho_backlog(link) == 0
+        time.sleep(0.02)
+    assert env.store.outbox_depth() >= 3000
+    env.broker.start()
+    wait_for(lambda: env.store.outbox_depth() == 0, "the outbox to drain after the restart")
+    assert hub.stored_seqs(env.tid) == list(range(1, 5001))
+    assert link.status()["reconnects"] >= 1
+
+
+def test_hub_consumer_down_while_the_broker_is_up(env):
+    hub = env.hub()
+    link = env.link(ack_timeout=0.5)
+    commit_events(env.store, 300)
+    link.notify()
+    wait_for(lambda: env.store.outbox_depth() == 0, "the first drain")
+    hub.stop()
+    commit_events(env.store, 1000)
+    link.notify()
+    wait_for(lambda: link.pump.sent_max == 1300, "batches sent to a hub that is gone")
+    assert env.store.outbox_depth() == 1000  # published and PUBACKed, but not acked: still here
+    hub = env.hub()
+    wait_for(lambda: env.store.outbox_depth() == 0, "the drain once the hub is back")
+    assert hub.stored_seqs(env.tid) == list(range(1, 1301))
+    assert link.pump.resends >= 1
+
+
+CHILD = r"""
+import json, sys, time
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+from hub_helpers import event, keys
+from terminal import config as cfgmod
+from terminal.hub import HubLink
+from terminal.store import Store
+a = json.loads(sys.argv[2])
+cfg = cfgmod.load(a["config"])
+cfg.hub.update(broker=a["broker"], ca=a["ca"], cert=a["cert"], key=a["key"])
+store = Store(a["state"])
+link = HubLink(cfg, store, keys(cfgmod.Path(a["keys"]))["device"], poll=0.05)
+link.start()
+while True:
+    with store.write():
+        seq = store.insert_event(event())
+    link.notify()
+    print(seq, flush=True)
+    time.sleep(0.002)
+"""
+
+
+def test_terminal_killed_while_writing_and_sending(env, keyset):
+    hub = env.hub()
+    env.store.close()  # the child owns the state directory
+    cert, key = env.broker.client_cert(env.tid)
+    args = {"config": str(keyset / "config.toml"), "broker": env.broker.url, "ca": str(env.broker.ca),
+            "cert": str(cert), "key": str(key), "state": str(env.tmp / "state"), "keys": str(keyset)}
+    with TestClient(env.broker, "hub", client_id="observer") as obs:
+        obs.subscribe(f"hc/v1/t/{env.tid}/state")
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(ROOT), json.dumps(args)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            printed = 0
+            for line in child.stdout:  # committed seqs, as the child commits them
+                printed = int(line)
+                if printed >= 300 and (hub.acked_seq(env.tid) or 0) >= 100:
+                    break
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+        states = [json.loads(obs.get().payload)["state"] for _ in range(2)]
+        assert states == ["online", "offline"]  # the will
+    env.store = Store(env.tmp / "state")
+    last = env.store.last_seq()
+    assert last >= printed  # nothing committed was lost
+    more = commit_events(env.store, 5)
+    assert more == list(range(last + 1, last + 6))  # seq carries on
+    env.link().notify()
+    wait_for(lambda: env.store.outbox_depth() == 0, "the drain after the restart")
+    assert hub.stored_seqs(env.tid) == list(range(1, last + 6))
+
+
+def test_forged_and_rolled_back_messages_change_nothing(env):
+    got: dict[str, list] = {"trust": [], "policy": [], "keys": [], "time": []}
+    link = env.link(on_trust=got["trust"].append, on_policy=got["policy"].append,
+                    on_data_keys=got["keys"].append, on_time=got["time"].append)
+    hub, stranger, tid, now = env.k["hub"], PrivateKey.generate(), env.tid, int(time.time())
+    t = hubproto.Topics("hc/v1", tid)
+    commit_events(env.store, 50)
+    wait_for(lambda: link.connected, "the connection")
+    link.notify()
+    wait_for(lambda: link.pump.sent_max == 50, "the batch to go out")  # no hub runs: nobody acks
+    genuine_trust = make_trust_list(env.k["issuer"], env.k["root"], seq=3, now=now)
+    with TestClient(env.broker, "hub", client_id="forger") as f:
+        for topic, raw in [
+            (t.ack, hubproto.ack(tid, 50, stranger)),                  # wrong key
+            (t.ack, hubproto.ack("370102-H0001-09", 50, hub)),         # another terminal's
+            (t.ack, hubproto.ack(tid, 51, hub)),                       # beyond what was sent
+            (t.trust, genuine_trust),
+            (t.trust, make_trust_list(env.k["issuer"], hub, seq=9, now=now)),      # not a root
+            (t.trust, make_trust_list(env.k["issuer"], env.k["root"], seq=2, now=now)),  # rollback
+            (t.policy, signed(policy_doc(5), hub)),
+            (t.policy, signed(policy_doc(6, nat_hours=1), stranger)),
+            (t.policy, signed(policy_doc(4, nat_hours=1), hub)),       # rollback
+            (t.keys, signed(keys_doc(2, tid, env.k["device"], dkid=3, key=b"D" * 16), hub)),
+            (t.keys, signed(keys_doc(3, "370102-H0001-09", env.k["device"]), hub)),  # another tid
+            (t.keys, signed(keys_doc(4, tid, env.k["device"]), stranger)),
+            (t.keys, signed(keys_doc(1, tid, env.k["device"]), hub)),  # rollback
+            (t.time, signed(time_doc(now + 10), hub)),
+            (t.time, signed(time_doc(now + 20), stranger)),
+            (t.time, signed(time_doc(now + 5), hub)),                  # older
+            (t.ack, hubproto.ack(tid, 20, hub)),                       # genuine, last: all before were handled
+        ]:
+            assert f.publish(topic, raw, qos=1) == 0
+        wait_for(lambda: link.pump.acked_seq == 20, "the genuine ack")
+        s = link.status()
+        assert s["rejected"] == {"ack": 3, "trust": 2, "policy": 2, "keys": 3, "time": 2}
+        assert env.store.outbox_depth() == 30
+        assert [x.seq for x in got["trust"]] == [3] and got["policy"] == [{"mall": {"nat_hours": 24}}]
+        assert got["keys"] == [{3: b"D" * 16}] and got["time"] == [now + 10]
+        assert {k: env.store.signed_doc(k)[0] for k in ("trust", "policy", "keys", "time")} == \
+            {"trust": 3, "policy": 5, "keys": 2, "time": now + 10}
+
+
+ID, NAME = "370102199003071234", "张三"
+PERSON = {"name": NAME, "status": 1, "flags": 0, "nat_at": 1_700_000_000, "nat_result": 1, "vax_doses": 2}
+
+
+def test_card_queries_answer_cache_and_nothing(env):
+    hub = env.hub(people={ID: PERSON})
+    link = env.link()
+    src = HubStatusSource(link, StatusCache(env.store), env.cfg)
+    wait_for(lambda: link.connected, "the connection")
+    now = time.time()
+    expected = HealthStatus(1, 0, 1_700_000_000, 1, 2)
+    assert src.lookup("id_card", ID, NAME, now) == expected
+    assert src.lookup("id_card", "110105194001011235", "李四", now) is None  # unknown_person
+    hub.mute_queries = True
+    assert src.lookup("id_card", ID, NAME, now + 60) == expected             # no answer in time: cache
+    assert src.lookup("ss_card", "110105194001011235", "李四", now) is None  # no answer, no cache
+    assert (src.answered, src.from_cache, src.unavailable) == (1, 1, 2)
+    env.broker.stop()
+    wait_for(lambda: not link.connected, "the link to notice")
+    assert src.lookup("id_card", ID, NAME, now + 120) == expected            # offline: cache
+    env.store.db.execute("PRAGMA wal_checkpoint(FULL)")
+    blob = b"".join(p.read_bytes() for p in (env.tmp / "state").iterdir() if p.name.startswith(DB_NAME))
+    assert ID.encode() not in blob and ID[6:14].encode() not in blob and NAME.encode() not in blob
