@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -189,9 +190,13 @@ class Daemon:
 
     def _open_hub(self) -> None:
         from terminal.hub import HubLink, HubStatusSource, load_persisted, usable_keys
+        from terminal.hub.link import SWITCH_INTERVAL
         from terminal.keyfiles import KeyFileError, load_private_key
         from terminal.statuscache import StatusCache
 
+        # With the pump and paho's threads beside it, a verification that released the GIL for
+        # its fsync would wait up to the default 5 ms to get it back (benchmarks/bench_drain.py).
+        sys.setswitchinterval(SWITCH_INTERVAL)
         v = self.verifier
         try:
             device_key = load_private_key(self.cfg.device_key)

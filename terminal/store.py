@@ -187,10 +187,13 @@ class Store:
         return [dict(zip(EVENT_FIELDS, r)) for r in rows]
 
     def ack(self, acked_seq: int, now: float) -> int:
-        """The hub holds every event up to ``acked_seq``: they leave the outbox."""
+        """The hub holds every event up to ``acked_seq``: they leave the outbox, and ``now`` is
+        the last successful sync, in one transaction."""
         with self.write():
-            return self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
-                                   [now, acked_seq]).rowcount
+            n = self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
+                                [now, acked_seq]).rowcount
+            self.set_meta("last_sync_at", repr(now))
+        return n
 
     def outbox_depth(self) -> int:
         with self.read() as db:
@@ -209,14 +212,6 @@ class Store:
         with self.read() as db:
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return row[0] if row else 0
-
-    def ack_synced(self, acked_seq: int, now: float) -> int:
-        """:meth:`ack`, and note ``now`` as the last successful sync, in one transaction."""
-        with self.write():
-            n = self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
-                                [now, acked_seq]).rowcount
-            self.set_meta("last_sync_at", repr(now))
-        return n
 
     def last_sync_at(self) -> float | None:
         value = self.get_meta("last_sync_at")

@@ -123,7 +123,7 @@ class OutboxPump:
         self.last_sync_at = now
         if n <= self.acked_seq:
             return 0  # a repeated ack (the hub acks every batch, duplicates included)
-        left = self._store.ack_synced(n, now)
+        left = self._store.ack(n, now)
         self.acked_seq = n
         self._silent = 0
         self.cursor = max(self.cursor, n)
