@@ -84,32 +84,6 @@ class DeviceStatus:
         with self._lock:
             return dict(self._errors)
 
-    def reload(self, cfg: Config) -> None:
-        """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
-        two presentations; the devices (and the camera's stream) stay as they are."""
-        def apply() -> None:
-            from terminal.keyfiles import KeyFileError, load_data_keys
-            from terminal.verifier import load_trust
-            v = self.verifier
-            try:
-                trust = load_trust(v.store, cfg)
-                file_keys = load_data_keys(cfg.data_keys)
-            except (SetupError, KeyFileError) as e:
-                log.error("reload refused, keeping the running configuration: %s", e)
-                return
-            for issuer in trust.issuers.values():
-                issuer.public_key.precompute()
-            if cfg.devices != self.cfg.devices or cfg.hub != self.cfg.hub:
-                log.warning("reload: device and hub settings take effect at the next restart")
-                cfg.devices, cfg.hub = self.cfg.devices, self.cfg.hub
-            self._file_keys = file_keys
-            v.cfg, v.trust, v.data_keys = cfg, trust, {**file_keys, **self._hub_keys}
-            self.cfg = cfg
-            self.screen_loop.configure(cfg)
-            log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
-                        trust.seq)
-        self._updates.put(apply)
-
     def alarms(self) -> list[str]:
         return [f"{LABELS.get(n, n)}故障" for n in sorted(self.errors())]
 
