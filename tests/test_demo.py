@@ -5,6 +5,7 @@ import json
 
 from PIL import Image
 
+from mqtt_fixtures import broker  # noqa: F401  (fixture)
 from terminal.cli import main
 
 
@@ -28,3 +29,45 @@ def test_demo_agrees_with_ground_truth(tmp_path, capsys):
     assert len(colours) >= 3  # idle and at least two kinds of decision were on the panel
     for line in out.splitlines():
         assert "Traceback" not in line
+
+
+def test_demo_with_its_own_hub(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    rc = main(["sim", "demo", "--hub", "--duration", "12", "--rate", "40", "--seed", "4", "--venue", "bus",
+               "--out", str(tmp_path / "out"), "--report", str(report)])
+    out = capsys.readouterr().out
+    res = json.loads(report.read_text())
+    assert rc == 0, out
+    assert res["agreement"] == 1.0 and res["decided"] == res["visitors"]
+    assert res["sync"] == {"outbox_depth": 0, "hub_events": res["visitors"]}
+
+
+def test_demo_against_an_outside_hub(keyset, broker, tmp_path, capsys):  # noqa: F811
+    """`sim demo --config FILE`: the simulated terminal uses the broker and hub the file names."""
+    from sim.hub import HubSim
+    from terminal.keyfiles import load_private_key
+
+    tid = "370102-H0001-01"
+    cert, key = broker.client_cert(tid)
+    config = keyset / "outside.toml"
+    config.write_text((keyset / "config.toml").read_text().replace(
+        "[hub]", f'[hub]\nbroker = "{broker.url}"\nca = "{broker.ca}"\ncert = "{cert}"\nkey = "{key}"'))
+    hub_cert, hub_key = broker.client_cert("hub")
+    hub = HubSim(broker.url, broker.ca, hub_cert, hub_key, hub_key=load_private_key(keyset / "hub.pem"),
+                 db_path=tmp_path / "hub.db", terminals={tid: load_private_key(keyset / "device.pem").public_key},
+                 start_seq=1, time_interval=0).start()
+    try:
+        assert hub.wait_connected(30)
+        report = tmp_path / "report.json"
+        rc = main(["sim", "demo", "--config", str(config), "--duration", "10", "--rate", "40", "--seed", "2",
+                   "--out", str(tmp_path / "out"), "--report", str(report)])
+        out = capsys.readouterr().out
+        res = json.loads(report.read_text())
+        assert rc == 0, out
+        assert broker.url in out
+        # the outside hub knows nobody: card holders are status_unavailable, QR codes unaffected
+        assert res["agreement"] == 1.0
+        assert res["sync"]["outbox_depth"] == 0
+        assert sorted(hub.stored_seqs(tid)) == list(range(1, res["visitors"] + 1))
+    finally:
+        hub.stop()
