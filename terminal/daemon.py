@@ -407,6 +407,7 @@ class Daemon:
         while not self._inputs_done.wait(WRITE_EVERY):
             try:
                 store = self.verifier.store
+                store.checkpoint()
                 if diskguard.probe(store):
                     self.watchdog.progress("store")
                 self.metrics.storage_alarm(self.disk.check())

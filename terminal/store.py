@@ -9,12 +9,15 @@ discovers a lock half-way, and ``PRAGMA user_version`` migrations.
 from __future__ import annotations
 
 import fcntl
+import logging
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "terminal.db"
 
@@ -90,6 +93,10 @@ class Store:
             self._flock.close()
             raise StoreError(f"state directory {self.state_dir} is in use by another gate-terminal process") from None
         self._lock = threading.RLock()
+        # Clear while a presentation is being decided: background work (the hub pump) waits
+        # for it, so a person at the gate never waits for a backlog being sent.
+        self.no_presentation = threading.Event()
+        self.no_presentation.set()
         try:
             conn = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
@@ -97,6 +104,11 @@ class Store:
             if mode != "wal":
                 raise StoreError(f"{self.state_dir / DB_NAME}: cannot switch to WAL (journal_mode={mode})")
             self.db.execute("PRAGMA synchronous=FULL")
+            # No checkpoint inside a presentation's commit: checkpoint() runs them from
+            # background threads, on a connection of their own.
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False,
+                                                 isolation_level=None)
             self._migrate()
         except sqlite3.DatabaseError as e:
             self._flock.close()
@@ -104,8 +116,17 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            self._checkpointer.close()
             self.db.close()
         self._flock.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database (PASSIVE: never waits for, nor blocks, the writer).
+        Called by the hub pump after acks and by housekeeping; never on the decision path."""
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError as e:  # busy or full: the next call tries again
+            log.debug("checkpoint deferred: %s", e)
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -132,6 +153,15 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    @contextmanager
+    def presentation(self):
+        """Mark a presentation in progress (the decision thread only)."""
+        self.no_presentation.clear()
+        try:
+            yield
+        finally:
+            self.no_presentation.set()
 
     @contextmanager
     def read(self):
@@ -188,11 +218,21 @@ class Store:
 
     def ack(self, acked_seq: int, now: float) -> int:
         """The hub holds every event up to ``acked_seq``: they leave the outbox, and ``now`` is
-        the last successful sync, in one transaction."""
-        with self.write():
-            n = self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
-                                [now, acked_seq]).rowcount
-            self.set_meta("last_sync_at", repr(now))
+        the last successful sync, in one transaction.
+
+        Committed without an fsync (``synchronous=NORMAL`` for this transaction only): an ack
+        lost to a power cut only means those events are sent again and the hub drops the
+        duplicates, while an fsync here would hold the store for milliseconds that the next
+        presentation's commit would wait out."""
+        with self._lock:
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self.write():
+                    n = self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
+                                        [now, acked_seq]).rowcount
+                    self.set_meta("last_sync_at", repr(now))
+            finally:
+                self.db.execute("PRAGMA synchronous=FULL")
         return n
 
     def outbox_depth(self) -> int:

@@ -180,37 +180,39 @@ class Verifier:
         neither consulted nor advanced.
         """
         started_ns = started_ns or time.monotonic_ns()
-        policy = self.policy(venue)
-        t = now if now is not None else self.clock.now()
-        a = self.assess(text, t, policy)
-        body = a.body
-        nonce = None
-        if body is not None:
-            nonce = (a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew)
-        return self._commit("qr", a.decision, a.reason, t, now is not None, started_ns,
-                            (body.status, body.flags) if body else (None, None),
-                            (body.id_number, body.name) if body else None, nonce)
+        with self.store.presentation():
+            policy = self.policy(venue)
+            t = now if now is not None else self.clock.now()
+            a = self.assess(text, t, policy)
+            body = a.body
+            nonce = None
+            if body is not None:
+                nonce = (a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew)
+            return self._commit("qr", a.decision, a.reason, t, now is not None, started_ns,
+                                (body.status, body.flags) if body else (None, None),
+                                (body.id_number, body.name) if body else None, nonce)
 
     def verify_card(self, card: CardRead, status: StatusSource, *, venue: str | None = None,
                     started_ns: int | None = None) -> Result:
         """Decide a card read: the hub (or its cache) says the health status, the venue policy
         decides; with no answer, policy ``offline_unknown`` with reason ``status_unavailable``."""
         started_ns = started_ns or time.monotonic_ns()
-        policy = self.policy(venue)
-        t = self.clock.now()
-        health = None
-        if t is None:
-            # Neither a nucleic-acid age nor a cached answer can be judged without trusted time.
-            decision, reason = policy.offline_unknown, R.CLOCK_UNTRUSTED
-        else:
-            health = status.lookup(card.kind, card.id_number, card.name, t)
-            if health is None:
-                decision, reason = policy.offline_unknown, R.STATUS_UNAVAILABLE
+        with self.store.presentation():
+            policy = self.policy(venue)
+            t = self.clock.now()
+            health = None
+            if t is None:
+                # Neither a nucleic-acid age nor a cached answer can be judged without trusted time.
+                decision, reason = policy.offline_unknown, R.CLOCK_UNTRUSTED
             else:
-                decision, reason = decide(policy, health, t)
-        return self._commit(card.kind, decision, reason, t, False, started_ns,
-                            (health.status, health.flags) if health else (None, None),
-                            (card.id_number, card.name), None)
+                health = status.lookup(card.kind, card.id_number, card.name, t)
+                if health is None:
+                    decision, reason = policy.offline_unknown, R.STATUS_UNAVAILABLE
+                else:
+                    decision, reason = decide(policy, health, t)
+            return self._commit(card.kind, decision, reason, t, False, started_ns,
+                                (health.status, health.flags) if health else (None, None),
+                                (card.id_number, card.name), None)
 
     def _commit(self, method: str, decision: str, reason: str, t: float | None, fixed_time: bool,
                 started_ns: int, status_flags: tuple, person: tuple[str, str] | None,

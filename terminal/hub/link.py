@@ -347,6 +347,8 @@ class HubLink:
             wait = self._next_send - time.monotonic()
             if wait > 0:
                 return wait
+            if not self._store.no_presentation.is_set():
+                return 0.002  # a person is being decided: the backlog waits its turn
             nxt = self.pump.next_batch()
             if nxt is None:
                 return None

@@ -124,6 +124,7 @@ class OutboxPump:
         if n <= self.acked_seq:
             return 0  # a repeated ack (the hub acks every batch, duplicates included)
         left = self._store.ack(n, now)
+        self._store.checkpoint()  # here, on the pump's thread, not in a presentation's commit
         self.acked_seq = n
         self._silent = 0
         self.cursor = max(self.cursor, n)
