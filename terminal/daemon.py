@@ -53,6 +53,17 @@ class Presentation:
     started_ns: int             # monotonic ns of the frame, or of the card read's completion
     text: str | None = None
     card: CardRead | None = None
+    health: object = None       # a card's status, asked on the reader's thread (see _card_loop)
+
+
+class _Asked:
+    """The answer a card's reader thread already got: the decision thread never waits on the hub."""
+
+    def __init__(self, health):
+        self.health = health
+
+    def lookup(self, method, id_number, name, now):
+        return self.health
 
 
 class DeviceStatus:
@@ -346,8 +357,13 @@ class Daemon:
             self.watchdog.progress(kind)
             self.devices.ok(kind)
             if card is not None:
+                started = time.monotonic_ns()
                 self.metrics.presented(kind)
-                self._put(Presentation(kind, time.monotonic_ns(), card=card))
+                # Ask the hub here, on this reader's thread: a slow hub (up to query_timeout) must
+                # not hold up the camera's presentations queued behind this one.
+                now = self.verifier.clock.now()
+                health = self.status_source.lookup(kind, card.id_number, card.name, now) if now else None
+                self._put(Presentation(kind, started, card=card, health=health))
 
     def _decide_loop(self) -> None:
         while True:
@@ -373,7 +389,7 @@ class Daemon:
     def _verify(self, p: Presentation) -> Result:
         if p.method == "qr":
             return self.verifier.verify(p.text, started_ns=p.started_ns)
-        return self.verifier.verify_card(p.card, self.status_source, started_ns=p.started_ns)
+        return self.verifier.verify_card(p.card, _Asked(p.health), started_ns=p.started_ns)
 
     def _decide(self, p: Presentation) -> None:
         try:

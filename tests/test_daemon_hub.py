@@ -96,3 +96,18 @@ def test_outage_cards_by_cache_then_offline_unknown_and_catch_up(terminal, broke
     assert wait_for(lambda: daemon.verifier.store.outbox_depth() == 0, timeout=60)
     seqs = t["hub"].stored_seqs(t["tid"])
     assert sorted(seqs) == list(range(1, len(t["results"]) + 1))
+
+
+def test_a_slow_hub_answer_does_not_hold_up_the_camera(terminal):
+    t = terminal
+    assert wait_for(lambda: t["daemon"].hub.connected, timeout=30)
+    t["hub"].reply_delay = 1.0                     # the hub answers, slowly (query_timeout is 1.0 s)
+    n = len(t["results"])
+    t["sam"].card = resident_card("钱一", t["known"])
+    time.sleep(0.3)                                # the card is read and its query is out
+    t["camera"].show(t["issuer"].issue(Person()), 30)
+    assert wait_for(lambda: len(t["results"]) >= n + 2, timeout=20)
+    t["camera"].clear()
+    t["sam"].card = None
+    # the code shown after the card was decided first: it never waited for the hub
+    assert [r.method for r in t["results"][n:n + 2]] == ["qr", "id_card"]
