@@ -303,6 +303,8 @@ class HubLink:
                 if _STOP in items:
                     self._say_offline()
                     return
+                # A person being decided goes first: the round waits (a few ms) for the decision.
+                self._store.no_presentation.wait(0.1)
                 self._handle(items)
                 pause = min(self._poll, self._send() or self._poll)
             except Exception:  # a bug costs a round, not the link
