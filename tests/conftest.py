@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,14 @@ VECTORS = ROOT.parent / "shared" / "vectors"
 
 def load_cases() -> list[dict]:
     return json.loads((VECTORS / "cases.json").read_text())
+
+
+@pytest.fixture
+def no_leaked_threads():
+    """A test that starts device threads must stop every one of them."""
+    before = set(threading.enumerate())
+    yield
+    assert set(threading.enumerate()) <= before
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ pseudo-terminals (pyserial) and over socket:// — every line test runs on both.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import pytest
@@ -16,11 +15,7 @@ ON = bytes.fromhex("A0 01 01 A2")
 OFF = bytes.fromhex("A0 01 00 A1")
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads():
-    before = set(threading.enumerate())
-    yield
-    assert set(threading.enumerate()) <= before
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 @pytest.fixture(params=["pty", "tcp"])

@@ -28,11 +28,7 @@ LI = VirtualSsCard(card_number="D12345678", ss_number=with_check("37010219900307
                    name="李晓明", expiry="20351130")
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads():
-    before = set(threading.enumerate())
-    yield
-    assert set(threading.enumerate()) <= before
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 @pytest.fixture(params=["pty", "tcp"])
