@@ -96,7 +96,8 @@ def test_delivery_end_to_end_birth_and_offline(env):
                          "clock": "trusted"}
         seqs = commit_events(env.store, 3)
         link.notify()
-        wait_for(lambda: env.store.outbox_depth() == 0, "new events to leave")
+        # the pump notes the ack just after the store does: wait for both
+        wait_for(lambda: env.store.outbox_depth() == 0 and link.pump.acked_seq == seqs[-1], "new events to leave")
         assert hub.stored_seqs(env.tid) == list(range(1, seqs[-1] + 1))
         s = link.status()
         assert s["connected"] and s["acked_seq"] == 453 and s["in_flight_batches"] == 0 \
