@@ -97,7 +97,8 @@ def test_delivery_end_to_end_birth_and_offline(env):
         seqs = commit_events(env.store, 3)
         link.notify()
         # the pump notes the ack just after the store does: wait for both
-        wait_for(lambda: env.store.outbox_depth() == 0 and link.pump.acked_seq == seqs[-1], "new events to leave")
+        wait_for(lambda: env.store.outbox_depth() == 0 and link.pump.acked_seq == seqs[-1]
+                 and not link.pump.in_flight, "new events to leave")
         assert hub.stored_seqs(env.tid) == list(range(1, seqs[-1] + 1))
         s = link.status()
         assert s["connected"] and s["acked_seq"] == 453 and s["in_flight_batches"] == 0 \
