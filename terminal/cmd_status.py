@@ -89,18 +89,19 @@ def read_database(state_dir: Path, now: float) -> dict:
         q = conn.execute
         meta = dict(q("SELECT key, value FROM meta").fetchall())
         docs = {kind: seq for kind, seq in q("SELECT kind, seq FROM signed_docs ORDER BY kind")}
-        depth, oldest = q("SELECT count(*), min(at) FROM events WHERE acked_at IS NULL").fetchone()
-        last_ack = q("SELECT max(acked_at) FROM events").fetchone()[0]
+        acked = int(meta.get("acked_seq", 0))
+        depth = q("SELECT count(*) FROM events WHERE seq > ?", [acked]).fetchone()[0]
+        oldest = q("SELECT at FROM events WHERE seq > ? ORDER BY seq LIMIT 1", [acked]).fetchone()
         last_events = [dict(zip(("seq", "at", "method", "decision", "reason", "synced"), row)) for row in q(
-            "SELECT seq, at, method, decision, reason, acked_at IS NOT NULL FROM events ORDER BY seq DESC LIMIT ?",
-            [LAST_DECISIONS])]
+            "SELECT seq, at, method, decision, reason, seq <= ? FROM events ORDER BY seq DESC LIMIT ?",
+            [acked, LAST_DECISIONS])]
     except sqlite3.Error as e:
         raise UsageError(f"{db}: {e}") from None
     finally:
         conn.close()
-    last_sync = float(meta["last_sync_at"]) if "last_sync_at" in meta else last_ack
+    last_sync = float(meta["last_sync_at"]) if "last_sync_at" in meta else None
     return {"signed_docs": docs, "clock": meta.get("clock_state", "trusted"),
-            "outbox": {"depth": depth, "oldest_age_s": round(now - oldest, 1) if oldest is not None else None},
+            "outbox": {"depth": depth, "oldest_age_s": round(now - oldest[0], 1) if oldest else None},
             "last_sync_at": last_sync, "last_events": [dict(e, synced=bool(e["synced"])) for e in last_events]}
 
 

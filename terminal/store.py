@@ -1,10 +1,12 @@
 """The terminal's one SQLite database: event outbox, replay window, signed state, clock floor.
 
 One process owns a state directory (an exclusive ``flock`` on ``state_dir/lock``), and in it
-one connection, shared by the daemon's threads under one lock, so a transaction never
-interleaves with another thread's statements (a reader never sees an uncommitted event): WAL, ``synchronous=FULL`` (an event is on disk before the gate
-opens, power cut or not), write transactions that ``BEGIN IMMEDIATE`` so a writer never
-discovers a lock half-way, and ``PRAGMA user_version`` migrations.
+one writing connection, shared by the daemon's threads under one lock, so a transaction never
+interleaves with another thread's statements (a reader never sees an uncommitted event): WAL,
+``synchronous=FULL`` (an event is on disk before the gate opens, power cut or not), write
+transactions that ``BEGIN IMMEDIATE`` so a writer never discovers a lock half-way, and
+``PRAGMA user_version`` migrations. Two more connections never write rows: one reads the
+outbox for the hub pump and status, one runs WAL checkpoints.
 """
 from __future__ import annotations
 
@@ -69,6 +71,14 @@ MIGRATIONS = (
     );
     CREATE INDEX status_cache_expires ON status_cache (expires);
     """,
+    """
+    -- acks are cumulative, so the acked events are always the prefix seq <= meta acked_seq:
+    -- an ack writes that one row instead of rewriting every page of the events it covers
+    INSERT OR REPLACE INTO meta (key, value)
+        SELECT 'acked_seq', CAST(COALESCE(max(seq), 0) AS TEXT) FROM events WHERE acked_at IS NOT NULL;
+    DROP INDEX events_unacked;
+    ALTER TABLE events DROP COLUMN acked_at
+    """,
 )
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
@@ -110,12 +120,19 @@ class Store:
             self._checkpointer = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False,
                                                  isolation_level=None)
             self._migrate()
+            # The outbox is read (hub pump, status, metrics) on a connection of its own: a WAL
+            # reader sees committed rows only and never holds up a presentation's commit.
+            self._reader = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False,
+                                           isolation_level=None)
+            self._reader_lock = threading.Lock()
+            self._acked = int(self.get_meta("acked_seq", "0"))
         except sqlite3.DatabaseError as e:
             self._flock.close()
             raise StoreError(f"{self.state_dir / DB_NAME}: {e}") from None
 
     def close(self) -> None:
         with self._lock:
+            self._reader.close()
             self._checkpointer.close()
             self.db.close()
         self._flock.close()
@@ -209,44 +226,58 @@ class Store:
             [event[k] for k in EVENT_FIELDS if k != "seq"])
         return cur.lastrowid
 
+    # Outbox = events with seq > acked_seq (meta); acked events stay as local history until
+    # retention purges them. INTEGER PRIMARY KEY seq: every query below is a rowid range.
+    def acked_seq(self) -> int:
+        return self._acked
+
     def events(self, after_seq: int = 0, limit: int = 200) -> list[dict]:
-        """Outbox events (not yet acked) after ``after_seq``, in seq order, wire fields only."""
-        with self.read() as db:
-            rows = db.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE acked_at IS NULL AND seq > ?"
-                              " ORDER BY seq LIMIT ?", [after_seq, limit]).fetchall()
+        """Outbox events after ``after_seq``, in seq order, wire fields only."""
+        with self._reader_lock:
+            rows = self._reader.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE seq > ?"
+                                        " ORDER BY seq LIMIT ?", [max(after_seq, self._acked), limit]).fetchall()
         return [dict(zip(EVENT_FIELDS, r)) for r in rows]
 
     def ack(self, acked_seq: int, now: float) -> int:
         """The hub holds every event up to ``acked_seq``: they leave the outbox, and ``now`` is
-        the last successful sync, in one transaction.
+        the last successful sync, in one transaction; returns how many events just left.
 
         Committed without an fsync (``synchronous=NORMAL`` for this transaction only): an ack
         lost to a power cut only means those events are sent again and the hub drops the
         duplicates, while an fsync here would hold the store for milliseconds that the next
         presentation's commit would wait out."""
         with self._lock:
+            if acked_seq <= self._acked:
+                return 0
             self.db.execute("PRAGMA synchronous=NORMAL")
             try:
                 with self.write():
-                    n = self.db.execute("UPDATE events SET acked_at = ? WHERE acked_at IS NULL AND seq <= ?",
-                                        [now, acked_seq]).rowcount
+                    n = self.db.execute("SELECT count(*) FROM events WHERE seq > ? AND seq <= ?",
+                                        [self._acked, acked_seq]).fetchone()[0]
+                    self.set_meta("acked_seq", str(acked_seq))
                     self.set_meta("last_sync_at", repr(now))
             finally:
                 self.db.execute("PRAGMA synchronous=FULL")
+            self._acked = acked_seq
         return n
 
     def outbox_depth(self) -> int:
-        with self.read() as db:
-            return db.execute("SELECT count(*) FROM events WHERE acked_at IS NULL").fetchone()[0]
+        """Counted on the reader connection: a backlog of 100,000 takes tens of ms to count,
+        which must not hold the store's lock (status and metrics ask every few seconds)."""
+        with self._reader_lock:
+            return self._reader.execute("SELECT count(*) FROM events WHERE seq > ?", [self._acked]).fetchone()[0]
 
     def oldest_unsynced_at(self) -> float | None:
-        with self.read() as db:
-            return db.execute("SELECT min(at) FROM events WHERE acked_at IS NULL").fetchone()[0]
+        """When the first event not yet acked was decided (first in seq order: one row, not a scan)."""
+        with self._reader_lock:
+            row = self._reader.execute("SELECT at FROM events WHERE seq > ? ORDER BY seq LIMIT 1",
+                                       [self._acked]).fetchone()
+        return row[0] if row else None
 
     def purge_synced(self, before: float) -> int:
         """Delete acked events decided before ``before``; an unsynced event is never purged."""
         with self.write():
-            return self.db.execute("DELETE FROM events WHERE acked_at IS NOT NULL AND at < ?", [before]).rowcount
+            return self.db.execute("DELETE FROM events WHERE seq <= ? AND at < ?", [self._acked, before]).rowcount
 
     def last_seq(self) -> int:
         with self.read() as db:

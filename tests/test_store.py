@@ -66,6 +66,43 @@ def test_seq_survives_ack_and_restart(tmp_path):
     s.close()
 
 
+def test_acked_rows_of_a_version_3_database_become_the_watermark(tmp_path):
+    """A terminal upgraded with events in its outbox: what the hub acked stays acked, the rest
+    is still to send, seq goes on."""
+    con = sqlite3.connect(tmp_path / "terminal.db")
+    for i, migration in enumerate(MIGRATIONS[:3]):
+        con.executescript(migration)
+        con.execute(f"PRAGMA user_version = {i + 1}")
+    cols = [f for f in event(0) if f != "seq"]
+    for i in range(5):
+        con.execute(f"INSERT INTO events ({', '.join(cols)}, acked_at) VALUES ({', '.join('?' * (len(cols) + 1))})",
+                    [event(i)[c] for c in cols] + [9.0 if i < 3 else None])
+    con.commit()
+    con.close()
+    s = Store(tmp_path)
+    assert s.acked_seq() == 3 and s.outbox_depth() == 2
+    assert [e["seq"] for e in s.events()] == [4, 5]
+    assert "acked_at" not in {c.name for c in s.db["events"].columns}
+    with s.write():
+        assert s.insert_event(event(7)) == 6
+    s.close()
+
+
+def test_an_ack_writes_a_page_not_the_events_it_covers(tmp_path):
+    """Acks are cumulative: a drained backlog of thousands must not rewrite every event's page
+    (flash wear, and WAL traffic queued in front of each presentation's fsync)."""
+    s = Store(tmp_path)
+    with s.write():
+        for i in range(5000):
+            s.insert_event(event(i) | {"subject": "ab" * 150})
+    s.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert s.ack(4000, now=10.0) == 4000
+    busy, wal_frames, _ = s.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and wal_frames <= 4             # the meta row's page(s), not ~200 event pages
+    assert s.outbox_depth() == 1000 and s.events(limit=1)[0]["seq"] == 4001
+    s.close()
+
+
 def test_retention_never_purges_unsynced(tmp_path):
     s = Store(tmp_path)
     with s.write():

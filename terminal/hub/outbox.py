@@ -2,7 +2,7 @@
 
 A state machine with no MQTT and no threads of its own; the link's worker thread drives it.
 
-    outbox (acked_at IS NULL), seq order
+    outbox (seq > the store's acked_seq), seq order
       ... acked_seq | in flight: up to ``window`` batches published, not yet acked | cursor ...
                       [first..last] [first..last] ...
 
@@ -54,8 +54,8 @@ class OutboxPump:
         self._mono = mono
         self._wall = wall
         self.in_flight: deque[Batch] = deque()
-        self.acked_seq = 0     # highest seq a hub ack covered in this process
-        self.cursor = 0        # the next batch starts after this seq
+        self.acked_seq = store.acked_seq()  # highest seq a hub ack covered
+        self.cursor = self.acked_seq        # the next batch starts after this seq
         self.sent_max = 0      # highest seq ever published: no believable ack goes beyond it
         self.rejected_acks = 0
         self.resends = 0       # times the window was re-read after an ack timeout
