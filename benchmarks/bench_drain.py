@@ -116,9 +116,8 @@ def main() -> int:
     args = ap.parse_args()
     sys.setswitchinterval(args.switch_interval)
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         broker = stack.enter_context(Broker(max_queued_messages=100_000))
-        tmp = Path(tmp)
         keys = tmp / "keys"
         write_key_set(keys)
         cfg = load(keys / "config.toml")

@@ -231,11 +231,14 @@ class Store:
     def acked_seq(self) -> int:
         return self._acked
 
+    def _read_outbox(self, sql: str, params: list) -> list[tuple]:
+        with self._reader_lock:
+            return self._reader.execute(sql, params).fetchall()
+
     def events(self, after_seq: int = 0, limit: int = 200) -> list[dict]:
         """Outbox events after ``after_seq``, in seq order, wire fields only."""
-        with self._reader_lock:
-            rows = self._reader.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE seq > ?"
-                                        " ORDER BY seq LIMIT ?", [max(after_seq, self._acked), limit]).fetchall()
+        rows = self._read_outbox(f"SELECT {', '.join(EVENT_FIELDS)} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                 [max(after_seq, self._acked), limit])
         return [dict(zip(EVENT_FIELDS, r)) for r in rows]
 
     def ack(self, acked_seq: int, now: float) -> int:
@@ -264,15 +267,12 @@ class Store:
     def outbox_depth(self) -> int:
         """Counted on the reader connection: a backlog of 100,000 takes tens of ms to count,
         which must not hold the store's lock (status and metrics ask every few seconds)."""
-        with self._reader_lock:
-            return self._reader.execute("SELECT count(*) FROM events WHERE seq > ?", [self._acked]).fetchone()[0]
+        return self._read_outbox("SELECT count(*) FROM events WHERE seq > ?", [self._acked])[0][0]
 
     def oldest_unsynced_at(self) -> float | None:
         """When the first event not yet acked was decided (first in seq order: one row, not a scan)."""
-        with self._reader_lock:
-            row = self._reader.execute("SELECT at FROM events WHERE seq > ? ORDER BY seq LIMIT 1",
-                                       [self._acked]).fetchone()
-        return row[0] if row else None
+        rows = self._read_outbox("SELECT at FROM events WHERE seq > ? ORDER BY seq LIMIT 1", [self._acked])
+        return rows[0][0] if rows else None
 
     def purge_synced(self, before: float) -> int:
         """Delete acked events decided before ``before``; an unsynced event is never purged."""

@@ -112,19 +112,26 @@ def test_will_only_on_own_topics(broker):
             old.close()
 
 
+def events_until_barrier(hub, b, n: int) -> list[bytes]:
+    """B publishes ``n`` events, then its state as a barrier (same publisher, so it arrives after
+    every event): the event payloads the hub got before it."""
+    hub.subscribe(t(B, "state"))
+    for i in range(n):
+        b.publish(t(B, "events"), str(i).encode())
+    b.publish(t(B, "state"), b"done")
+    got = []
+    while (m := hub.get()).topic != t(B, "state"):
+        got.append(m.payload)
+    return got
+
+
 def test_terminal_in_the_hub_share_group_reads_nothing_but_swallows_its_share(broker):
     """Mosquitto 2.0.11 deals shared messages before the read check (see sim/broker.py)."""
     n = 10
     with TestClient(broker, "hub") as hub, TestClient(broker, A) as a, TestClient(broker, B) as b:
         assert hub.subscribe(f"$share/hub/{P}/t/+/events") == 1
         assert a.subscribe(f"$share/hub/{P}/t/+/events") == 1  # granted
-        hub.subscribe(t(B, "state"))  # the barrier: same publisher, so after every event
-        for i in range(n):
-            b.publish(t(B, "events"), str(i).encode())
-        b.publish(t(B, "state"), b"done")
-        got = []
-        while (m := hub.get()).topic != t(B, "state"):
-            got.append(m.payload)
+        got = events_until_barrier(hub, b, n)
         assert 0 < len(got) < n
         assert a.messages.empty()
 
@@ -134,13 +141,7 @@ def test_a_secret_share_group_cannot_be_joined(broker):
     with TestClient(broker, "hub") as hub, TestClient(broker, A) as a, TestClient(broker, B) as b:
         hub.subscribe(f"$share/h-9f2c41/{P}/t/+/events")
         a.subscribe(f"$share/hub/{P}/t/+/events")
-        hub.subscribe(t(B, "state"))
-        for i in range(n):
-            b.publish(t(B, "events"), str(i).encode())
-        b.publish(t(B, "state"), b"done")
-        got = []
-        while (m := hub.get()).topic != t(B, "state"):
-            got.append(m.payload)
+        got = events_until_barrier(hub, b, n)
         assert got == [str(i).encode() for i in range(n)]
 
 

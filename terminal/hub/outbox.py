@@ -54,13 +54,17 @@ class OutboxPump:
         self._mono = mono
         self._wall = wall
         self.in_flight: deque[Batch] = deque()
-        self.acked_seq = store.acked_seq()  # highest seq a hub ack covered
-        self.cursor = self.acked_seq        # the next batch starts after this seq
+        self.cursor = store.acked_seq()  # the next batch starts after this seq
         self.sent_max = 0      # highest seq ever published: no believable ack goes beyond it
         self.rejected_acks = 0
         self.resends = 0       # times the window was re-read after an ack timeout
         self._silent = 0       # resends in a row without an ack: each waits twice as long
         self.last_sync_at: float | None = store.last_sync_at()
+
+    @property
+    def acked_seq(self) -> int:
+        """Highest seq a hub ack covered (the store keeps it)."""
+        return self._store.acked_seq()
 
     def reset(self) -> None:
         """Forget what is in flight: the next batch re-reads the outbox after the last hub ack."""
@@ -125,7 +129,6 @@ class OutboxPump:
             return 0  # a repeated ack (the hub acks every batch, duplicates included)
         left = self._store.ack(n, now)
         self._store.checkpoint()  # here, on the pump's thread, not in a presentation's commit
-        self.acked_seq = n
         self._silent = 0
         self.cursor = max(self.cursor, n)
         while self.in_flight and self.in_flight[0].last <= n:
