@@ -1,4 +1,4 @@
-"""Shared fixtures: the contract vectors in ../shared/vectors, development key sets, configs."""
+"""Shared fixtures: the contract vectors (tests/vectors, a copy of the platform's), development key sets, configs."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ settings.register_profile("project", deadline=None,
 settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parents[1]
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "vectors"
 
 
 def load_cases() -> list[dict]:
