@@ -28,10 +28,10 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from sim.broker import Broker  # noqa: E402
 from sim.hub import HubSim  # noqa: E402
-from terminal import hubproto  # noqa: E402
-from terminal.sm2 import PrivateKey  # noqa: E402
+from terminal.hub import wire  # noqa: E402
+from terminal.crypto.sm2 import PrivateKey  # noqa: E402
 
-PREFIX = hubproto.DEFAULT_PREFIX
+PREFIX = wire.DEFAULT_PREFIX
 
 
 class SyntheticTerminal:
@@ -53,7 +53,7 @@ class SyntheticTerminal:
 
     def _on_ack(self, client, userdata, msg) -> None:
         # checking the hub's signature is part of the terminal's cost, not the hub's; done here anyway
-        doc = hubproto.open_signed(msg.payload, self.pin)
+        doc = wire.open_signed(msg.payload, self.pin)
         self.acked = max(self.acked, doc["acked_seq"])
         if self.acked >= self.last_seq:
             self.done.set()
@@ -74,7 +74,7 @@ def make_batches(tid: str, device: PrivateKey, n_events: int, size: int, subject
                    "mono_ns": s, "clock": "trusted", "method": "qr", "decision": "allow", "reason": "ok",
                    "status": 0, "flags": 0, "latency_ms": 12.5, "subject": subjects[s % len(subjects)]}
                   for s in range(lo, min(lo + size, n_events + 1))]
-        out.append(hubproto.batch(tid, events, device))
+        out.append(wire.batch(tid, events, device))
     return out
 
 

@@ -65,7 +65,7 @@ import time
 import weakref
 from pathlib import Path
 
-from terminal.hubproto import DEFAULT_PREFIX
+from terminal.hub.wire import DEFAULT_PREFIX
 
 HUB_IDENTITY = "hub"
 READY_TIMEOUT = 10.0

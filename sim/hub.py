@@ -14,7 +14,7 @@ Ingest of one batch on ``{prefix}/t/{tid}/events``:
    dropped as ``malformed``.
 2. its events go into SQLite once each by ``(tid, seq)`` (INSERT OR IGNORE inside BEGIN
    IMMEDIATE), so two consumers may share one DB file (WAL, busy timeout).
-3. the ack, signed by the hub key (``hubproto.ack``), says the highest CONTIGUOUS seq held
+3. the ack, signed by the hub key (``wire.ack``), says the highest CONTIGUOUS seq held
    for that tid: never past a gap, since the terminal deletes everything up to it. A
    duplicate batch is acked again (its first ack may have been lost).
 
@@ -55,10 +55,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from terminal import hubproto
-from terminal.idnumber import mask_id, mask_name
-from terminal.sm2 import PrivateKey, PublicKey, SM2Error
-from terminal.trust import EnvelopeError, open_envelope
+from terminal.hub import wire
+from drivers.idnumber import mask_id, mask_name
+from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
+from terminal.core.trust import EnvelopeError, open_envelope
 
 log = logging.getLogger("sim.hub")
 
@@ -120,7 +120,7 @@ class HubSim:
 
     def __init__(self, broker_url: str, ca: Path | None, cert: Path | None, key: Path | None, *,
                  hub_key: PrivateKey, root_key: PrivateKey | None = None, db_path: Path,
-                 prefix: str = hubproto.DEFAULT_PREFIX, terminals: dict[str, PublicKey],
+                 prefix: str = wire.DEFAULT_PREFIX, terminals: dict[str, PublicKey],
                  people: dict[str, dict] | None = None, group: str = "hub", client_id: str | None = None,
                  start_seq: int | None = None, time_interval: float = 60.0, mute_queries: bool = False,
                  reply_delay: float = 0.0, backoff: tuple[float, float] = (0.2, 30.0),
@@ -187,7 +187,7 @@ class HubSim:
         if rc.is_failure:
             return
         self._failures = 0
-        client.subscribe([(hubproto.shared_events_subscription(self.prefix, self.group), 1),
+        client.subscribe([(wire.shared_events_subscription(self.prefix, self.group), 1),
                           (f"{self.prefix}/t/+/query", 1)])
         for topic, (payload, qos) in self._retained.items():  # replaced, never mutated: no lock
             client.publish(topic, payload, qos=qos, retain=True)
@@ -279,7 +279,7 @@ class HubSim:
             self.line(f"batch dropped: unknown terminal on {topic[:80]!r}")
             return
         try:
-            doc = hubproto.open_signed(raw, {key.kid(): key})
+            doc = wire.open_signed(raw, {key.kid(): key})
         except EnvelopeError as e:
             self.stats["forged"] += 1
             self.line(f"batch dropped: {tid}: {e}")
@@ -289,11 +289,11 @@ class HubSim:
             self.line(f"batch dropped: {tid}: signed for tid {str(doc.get('tid'))[:40]!r}")
             return
         events = doc.get("events")
-        if (not isinstance(events, list) or not 0 < len(events) <= hubproto.MAX_BATCH
+        if (not isinstance(events, list) or not 0 < len(events) <= wire.MAX_BATCH
                 or not all(isinstance(e, dict) and type(e.get("seq")) is int and 1 <= e["seq"] < 2 ** 63
                            for e in events)):
             self.stats["malformed"] += 1
-            self.line(f"batch dropped: {tid}: not 1-{hubproto.MAX_BATCH} events with integer seq >= 1")
+            self.line(f"batch dropped: {tid}: not 1-{wire.MAX_BATCH} events with integer seq >= 1")
             return
         now = time.time()
         # ensure_ascii: a lone surrogate from the JSON stays an escape, never a str SQLite rejects
@@ -315,7 +315,7 @@ class HubSim:
         if acked is None:
             self.line(f"batch {tid} seq {lo}..{hi}: {new} new; nothing contiguous from {self.start_seq} yet")
             return
-        self.client.publish(f"{self.prefix}/t/{tid}/ack", hubproto.ack(tid, acked, self.hub_key), qos=1)
+        self.client.publish(f"{self.prefix}/t/{tid}/ack", wire.ack(tid, acked, self.hub_key), qos=1)
         self.stats["acks"] += 1
         self.line(f"batch {tid} seq {lo}..{hi}: {new} new, {len(rows) - new} dup; ack {acked}")
 
@@ -406,7 +406,7 @@ class HubSim:
         props = Properties(PacketTypes.PUBLISH)
         if correlation is not None:
             props.CorrelationData = correlation
-        self.client.publish(reply_topic, hubproto.seal(answer, self.hub_key), qos=1, properties=props)
+        self.client.publish(reply_topic, wire.seal(answer, self.hub_key), qos=1, properties=props)
         self.stats["queries"] += 1
         outcome = answer.get("error") or f"status {answer['status']}"
         self.line(f"query {tid} {qid[:8]}: {shown} -> {outcome}")
@@ -456,7 +456,7 @@ class HubSim:
     def publish_policy(self, venues: dict[str, dict], seq: int | None = None) -> bool:
         topic = f"{self.prefix}/policy"
         seq = self._next_seq(topic) if seq is None else seq
-        return self._publish_retained(topic, seq, hubproto.seal({"type": "policy", "seq": seq, "venues": venues},
+        return self._publish_retained(topic, seq, wire.seal({"type": "policy", "seq": seq, "venues": venues},
                                                                 self.hub_key))
 
     def publish_keys(self, tid: str, data_keys: dict[int, bytes], seq: int | None = None,
@@ -469,12 +469,12 @@ class HubSim:
         doc = {"type": "data-keys", "seq": seq, "tid": tid,
                "keys": [{"dkid": dkid, "key": device.encrypt(k).hex(), "not_after": not_after}
                         for dkid, k in sorted(data_keys.items())]}
-        return self._publish_retained(topic, seq, hubproto.seal(doc, self.hub_key))
+        return self._publish_retained(topic, seq, wire.seal(doc, self.hub_key))
 
     def publish_time(self) -> bool:
         t = int(time.time())
         return self._publish_retained(f"{self.prefix}/time", t,
-                                      hubproto.seal({"type": "time", "t": t}, self.hub_key), qos=0)
+                                      wire.seal({"type": "time", "t": t}, self.hub_key), qos=0)
 
     def _beacon_loop(self) -> None:
         if self.time_interval <= 0:

@@ -11,9 +11,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from terminal import policy as pol
-from terminal.sdnotify import CREDENTIALS, credential_path
-from terminal.sm2 import PublicKey, SM2Error
+from terminal.core import policy as pol
+from terminal.ops.sdnotify import CREDENTIALS, credential_path
+from terminal.crypto.sm2 import PublicKey, SM2Error
 
 
 class ConfigError(ValueError):

@@ -30,16 +30,16 @@ from typing import Callable
 
 from drivers.cards import CardError, CardRead, CardReader, ReaderError
 from drivers.serial_link import LinkDown
-from terminal import diskguard, retention
-from terminal.cardstatus import NoHub, StatusSource
-from terminal.cmd_status import WRITE_EVERY, StatusFile
-from terminal.diskguard import DiskGuard
-from terminal.metrics import Metrics
+from terminal.state import diskguard, retention
+from terminal.core.cardstatus import NoHub, StatusSource
+from terminal.state.statusfile import WRITE_EVERY, StatusFile
+from terminal.state.diskguard import DiskGuard
+from terminal.ops.metrics import Metrics
 from terminal.config import Config
-from terminal.policy import ALLOW
-from terminal.presentation import QrPresentations
+from terminal.core.policy import ALLOW
+from terminal.core.presentation import QrPresentations
 from terminal.screen import texts
-from terminal.sdnotify import Notifier, Watchdog
+from terminal.ops.sdnotify import Notifier, Watchdog
 from terminal.verifier import Result, SetupError, Verifier
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class Daemon:
         from drivers.camera import CameraError
         from drivers.relay import open_relay
         from terminal.screen import FontError, FramebufferError
-        from terminal.screen_loop import ScreenLoop
+        from terminal.screen.loop import ScreenLoop
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
         self._file_keys = dict(self.verifier.data_keys)
@@ -176,8 +176,8 @@ class Daemon:
     def _open_hub(self) -> None:
         from terminal.hub import HubLink, HubStatusSource, load_persisted, usable_keys
         from terminal.hub.link import SWITCH_INTERVAL
-        from terminal.keyfiles import KeyFileError, load_private_key
-        from terminal.statuscache import StatusCache
+        from terminal.crypto.keyfiles import KeyFileError, load_private_key
+        from terminal.state.statuscache import StatusCache
 
         # With the pump and paho's threads beside it, a verification that released the GIL for
         # its fsync would wait up to the default 5 ms to get it back (benchmarks/bench_drain.py).
@@ -218,7 +218,7 @@ class Daemon:
         """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
         two presentations; the devices (and the camera's stream) stay as they are."""
         def apply() -> None:
-            from terminal.keyfiles import KeyFileError, load_data_keys
+            from terminal.crypto.keyfiles import KeyFileError, load_data_keys
             from terminal.verifier import load_trust
             v = self.verifier
             try:

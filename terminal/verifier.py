@@ -14,16 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from drivers.cards import CardRead
-from terminal import reasons as R
-from terminal import token as tok
-from terminal.cardstatus import StatusSource
-from terminal.clock import ClockGuard
+from terminal.core import reasons as R
+from terminal.core import token as tok
+from terminal.core.cardstatus import StatusSource
+from terminal.state.clock import ClockGuard
 from terminal.config import Config
-from terminal.idnumber import mask_id, mask_name
-from terminal.keyfiles import KeyFileError, load_data_keys
-from terminal.policy import DENY, HealthStatus, Policy, decide
-from terminal.store import Store
-from terminal.trust import EnvelopeError, TrustList, open_trust_list
+from drivers.idnumber import mask_id, mask_name
+from terminal.crypto.keyfiles import KeyFileError, load_data_keys
+from terminal.core.policy import DENY, HealthStatus, Policy, decide
+from terminal.state.store import Store
+from terminal.core.trust import EnvelopeError, TrustList, open_trust_list
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from sim.issuer import Issuer, Person
-from terminal.clock import MIN_PLAUSIBLE_TIME, ClockGuard
-from terminal.store import Store
+from terminal.state.clock import MIN_PLAUSIBLE_TIME, ClockGuard
+from terminal.state.store import Store
 from terminal.verifier import Verifier
 
 T0 = 1_800_000_000.0

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from terminal import config as cfgmod
-from terminal.policy import FIELD_NAMES
+from terminal.core.policy import FIELD_NAMES
 
 from conftest import ROOT
 

@@ -23,7 +23,7 @@ from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsCard, VirtualSsReader
 from terminal import config as cfgmod
 from terminal.daemon import Daemon
-from terminal.presentation import QrPresentations
+from terminal.core.presentation import QrPresentations
 
 from conftest import ROOT
 

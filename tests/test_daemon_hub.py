@@ -16,7 +16,7 @@ from sim.idcard_sam import VirtualSam
 from sim.sscard_reader import VirtualSsReader
 from terminal import config as cfgmod
 from terminal.daemon import Daemon
-from terminal.keyfiles import load_private_key
+from terminal.crypto.keyfiles import load_private_key
 
 from test_daemon import demo_config, wait_for
 

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
 from sim.devkeys import make_trust_list
-from terminal import hubproto
+from terminal.hub import wire
 from terminal.hub import HubStatusSource, SignedUpdates, backoff_delay, load_persisted, usable_keys
 from terminal.hub.outbox import OutboxPump
-from terminal.policy import HealthStatus, Policy
-from terminal.sm2 import PrivateKey
-from terminal.statuscache import StatusCache, hmac_sm3
-from terminal.store import DB_NAME, Store
+from terminal.core.policy import HealthStatus, Policy
+from terminal.crypto.sm2 import PrivateKey
+from terminal.state.statuscache import StatusCache, hmac_sm3
+from terminal.state.store import DB_NAME, Store
 
 TID = "370102-H0001-01"  # the keyset's terminal id
 
@@ -70,15 +70,15 @@ def test_batches_in_order_signed_by_device_key_window_bounded(store, k):
     sent = []
     while (nxt := pump.next_batch()) is not None:
         payload, b = nxt
-        doc = hubproto.open_signed(payload, {k["device"].public_key.kid(): k["device"].public_key})
+        doc = wire.open_signed(payload, {k["device"].public_key.kid(): k["device"].public_key})
         assert doc["tid"] == TID
         sent.append([e["seq"] for e in doc["events"]])
         pump.sent(b)
     assert sent == [list(range(1, 201)), list(range(201, 401))]  # window of 2 batches
-    n = pump.check_ack(hubproto.ack(TID, 200, k["hub"]))
+    n = pump.check_ack(wire.ack(TID, 200, k["hub"]))
     assert n == 200 and pump.apply_ack(n) == 200
     payload, b = pump.next_batch()
-    assert [e["seq"] for e in hubproto.open_signed(payload, {k["device"].public_key.kid(): k["device"].public_key})
+    assert [e["seq"] for e in wire.open_signed(payload, {k["device"].public_key.kid(): k["device"].public_key})
             ["events"]] == list(range(401, 451))
     assert store.outbox_depth() == 250 and store.last_sync_at() is not None
 
@@ -90,9 +90,9 @@ def test_forged_and_too_high_acks_delete_nothing(store, k):
     pump.sent(b)  # seq 1-200 sent, 201-300 not yet
     stranger = PrivateKey.generate()
     bad = [
-        hubproto.ack(TID, 200, stranger),                          # wrong key
-        hubproto.ack("370102-H0001-02", 200, k["hub"]),            # another terminal's ack
-        hubproto.ack(TID, 300, k["hub"]),                          # beyond what was sent
+        wire.ack(TID, 200, stranger),                          # wrong key
+        wire.ack("370102-H0001-02", 200, k["hub"]),            # another terminal's ack
+        wire.ack(TID, 300, k["hub"]),                          # beyond what was sent
         signed({"acked_seq": "200", "tid": TID}, k["hub"]),        # malformed
         b"not json", b'{"acked_seq": 200}',                         # unsigned
     ]
@@ -108,7 +108,7 @@ def test_reset_and_ack_timeout_resend_from_last_ack(store, k):
     pump = make_pump(store, k, ack_timeout=10, mono=lambda: now[0])
     for _ in range(2):
         pump.sent(pump.next_batch()[1])
-    pump.apply_ack(pump.check_ack(hubproto.ack(TID, 150, k["hub"])))
+    pump.apply_ack(pump.check_ack(wire.ack(TID, 150, k["hub"])))
     assert [(b.first, b.last) for b in pump.in_flight] == [(1, 200), (201, 400)]  # 151-200 unacked
     assert not pump.check_timeout()
     now[0] = 11
@@ -120,7 +120,7 @@ def test_reset_and_ack_timeout_resend_from_last_ack(store, k):
     now[0] = 11 + 21
     assert pump.check_timeout() and pump.resends == 2
     # a late ack of the first sending still counts (it is within what was sent)
-    assert pump.check_ack(hubproto.ack(TID, 400, k["hub"])) == 400
+    assert pump.check_ack(wire.ack(TID, 400, k["hub"])) == 400
 
 
 @given(st.lists(st.tuples(st.sampled_from(["send", "ack", "reset"]), st.integers(0, 10)), max_size=40))
@@ -136,7 +136,7 @@ def test_pump_never_loses_or_skips_events(tmp_path_factory, keyset, actions):
             if action == "send" and (nxt := pump.next_batch()) is not None:
                 pump.sent(nxt[1])
             elif action == "ack":
-                n = pump.check_ack(hubproto.ack(TID, x * 7, k["hub"]))
+                n = pump.check_ack(wire.ack(TID, x * 7, k["hub"]))
                 if n is not None:
                     pump.apply_ack(n)
                     assert n <= pump.sent_max

@@ -16,12 +16,12 @@ from mqtt_fixtures import TestClient, broker  # noqa: F401  (fixture)
 from sim.devkeys import make_trust_list
 from sim.hub import HubSim
 from terminal import config as cfgmod
-from terminal import hubproto
+from terminal.hub import wire
 from terminal.hub import HubLink, HubStatusSource
-from terminal.policy import HealthStatus
-from terminal.sm2 import PrivateKey
-from terminal.statuscache import StatusCache
-from terminal.store import DB_NAME, Store
+from terminal.core.policy import HealthStatus
+from terminal.crypto.sm2 import PrivateKey
+from terminal.state.statuscache import StatusCache
+from terminal.state.store import DB_NAME, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 30.0
@@ -152,7 +152,7 @@ sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from hub_helpers import event, keys
 from terminal import config as cfgmod
 from terminal.hub import HubLink
-from terminal.store import Store
+from terminal.state.store import Store
 a = json.loads(sys.argv[2])
 cfg = cfgmod.load(a["config"])
 cfg.hub.update(broker=a["broker"], ca=a["ca"], cert=a["cert"], key=a["key"])
@@ -206,7 +206,7 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
     link = env.link(on_trust=got["trust"].append, on_policy=got["policy"].append,
                     on_data_keys=got["keys"].append, on_time=got["time"].append)
     hub, stranger, tid, now = env.k["hub"], PrivateKey.generate(), env.tid, int(time.time())
-    t = hubproto.Topics("hc/v1", tid)
+    t = wire.Topics("hc/v1", tid)
     commit_events(env.store, 50)
     wait_for(lambda: link.connected, "the connection")
     link.notify()
@@ -214,9 +214,9 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
     genuine_trust = make_trust_list(env.k["issuer"], env.k["root"], seq=3, now=now)
     with TestClient(env.broker, "hub", client_id="forger") as f:
         for topic, raw in [
-            (t.ack, hubproto.ack(tid, 50, stranger)),                  # wrong key
-            (t.ack, hubproto.ack("370102-H0001-09", 50, hub)),         # another terminal's
-            (t.ack, hubproto.ack(tid, 51, hub)),                       # beyond what was sent
+            (t.ack, wire.ack(tid, 50, stranger)),                  # wrong key
+            (t.ack, wire.ack("370102-H0001-09", 50, hub)),         # another terminal's
+            (t.ack, wire.ack(tid, 51, hub)),                       # beyond what was sent
             (t.trust, genuine_trust),
             (t.trust, make_trust_list(env.k["issuer"], hub, seq=9, now=now)),      # not a root
             (t.trust, make_trust_list(env.k["issuer"], env.k["root"], seq=2, now=now)),  # rollback
@@ -230,7 +230,7 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
             (t.time, signed(time_doc(now + 10), hub)),
             (t.time, signed(time_doc(now + 20), stranger)),
             (t.time, signed(time_doc(now + 5), hub)),                  # older
-            (t.ack, hubproto.ack(tid, 20, hub)),                       # genuine, last: all before were handled
+            (t.ack, wire.ack(tid, 20, hub)),                       # genuine, last: all before were handled
         ]:
             assert f.publish(topic, raw, qos=1) == 0
         wait_for(lambda: link.pump.acked_seq == 20, "the genuine ack")

@@ -10,9 +10,9 @@ from gmssl import sm2 as gmssl_sm2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.gmcrypto import PaddingError, sm3, sm3_gmssl, sm4_cbc_decrypt, sm4_cbc_encrypt
-from terminal.keyfiles import load_private_key, private_key_pem
-from terminal.sm2 import N, PrivateKey, PublicKey, SM2Error
+from terminal.crypto.gmcrypto import PaddingError, sm3, sm3_gmssl, sm4_cbc_decrypt, sm4_cbc_encrypt
+from terminal.crypto.keyfiles import load_private_key, private_key_pem
+from terminal.crypto.sm2 import N, PrivateKey, PublicKey, SM2Error
 
 from conftest import VECTORS
 

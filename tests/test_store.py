@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 from sim.issuer import Issuer, Person
-from terminal.idnumber import check_character
-from terminal.store import MIGRATIONS, Store, StoreError
+from drivers.idnumber import check_character
+from terminal.state.store import MIGRATIONS, Store, StoreError
 from terminal.verifier import Verifier
 
 
@@ -159,7 +159,7 @@ def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, ca
         assert s.decode() not in caplog.text
     assert "欧***" in caplog.text and f"370102********{person.id_number[-4:]}" in caplog.text
     # the hub, and only the hub, can read who it was
-    from terminal.keyfiles import load_private_key
+    from terminal.crypto.keyfiles import load_private_key
     hub = load_private_key(keyset / "hub.pem")
     subjects = [json.loads(hub.decrypt(bytes.fromhex(r["subject"]))) for r in rows]
     assert subjects == [{"id_number": person.id_number, "name": person.name}] * 3

@@ -9,10 +9,10 @@ import pytest
 from sim.devkeys import make_trust_list
 from sim.issuer import Issuer, Person
 from terminal.config import load
-from terminal.keyfiles import load_private_key
-from terminal.sm2 import PrivateKey, PublicKey
-from terminal.store import Store
-from terminal.trust import EnvelopeError, open_envelope, open_trust_list, seal_envelope
+from terminal.crypto.keyfiles import load_private_key
+from terminal.crypto.sm2 import PrivateKey, PublicKey
+from terminal.state.store import Store
+from terminal.core.trust import EnvelopeError, open_envelope, open_trust_list, seal_envelope
 from terminal.verifier import SetupError, Verifier, load_trust
 
 from conftest import VECTORS

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from terminal import idnumber
+from drivers import idnumber
 from drivers.cards import CardRead, CardRemoved, CardUnreadable, ReaderError
 from drivers.idcard.protocol import Command, SamError, SamProtocol, Status
 from drivers.serial_link import LinkDown, SerialLink

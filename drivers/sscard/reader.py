@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from terminal import idnumber
+from drivers import idnumber
 from drivers.cards import CardRead, CardRemoved, CardUnreadable, ReaderError
 from drivers.serial_link import LinkDown, SerialLink
 from drivers.sscard import apdu

@@ -3,7 +3,7 @@
     link.py     HubLink: MQTT 5 connection (TLS, jittered reconnect), the pump thread
     outbox.py   OutboxPump: outbox → signed batches, bounded window, signed acks
     updates.py  SignedUpdates: trust list, policy, data keys, time beacon; load_persisted
-    query.py    HubStatusSource: card status queries, with terminal.statuscache standing in
+    query.py    HubStatusSource: card status queries, with terminal.state.statuscache standing in
 """
 from terminal.hub.link import HubLink, backoff_delay
 from terminal.hub.query import HubStatusSource

@@ -37,13 +37,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import terminal
-from terminal import hubproto
+from terminal.hub import wire
 from terminal.config import Config
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import SignedUpdates
-from terminal.sm2 import PrivateKey
-from terminal.store import Store
-from terminal.trust import TrustList
+from terminal.crypto.sm2 import PrivateKey
+from terminal.state.store import Store
+from terminal.core.trust import TrustList
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class HubLink:
             raise ValueError(f"{cfg.path}: no hub.broker configured")
         self.cfg = cfg
         self.tid = cfg.terminal_id
-        self.topics = hubproto.Topics(cfg.hub["prefix"], self.tid)
+        self.topics = wire.Topics(cfg.hub["prefix"], self.tid)
         self._tls, self._host, self._port = parse_broker_url(cfg.hub["broker"])
         self._store = store
         self.pump = OutboxPump(store, self.tid, device_key, cfg.hub_key, window=window, ack_timeout=ack_timeout)
@@ -200,7 +200,7 @@ class HubLink:
         c.connect_timeout = self._connect_timeout
         c.suppress_exceptions = True  # a callback bug must not end the network thread silently
         c.max_queued_messages_set(self.pump.window + 16)
-        c.will_set(self.topics.state, hubproto.dumps({"state": "offline"}), qos=1, retain=True)
+        c.will_set(self.topics.state, wire.dumps({"state": "offline"}), qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -366,11 +366,11 @@ class HubLink:
         state = {"state": "online", "version": terminal.__version__, "queue": self._store.outbox_depth(),
                  "trust_seq": max(0, int(self.updates.held["trust"])),
                  "policy_seq": max(0, int(self.updates.held["policy"])), "clock": self._clock_state()}
-        client.publish(self.topics.state, hubproto.dumps(state), qos=1, retain=True)
+        client.publish(self.topics.state, wire.dumps(state), qos=1, retain=True)
 
     def _say_offline(self) -> None:
         client = self._conn
         if client is not None and self._online is client:
-            info = client.publish(self.topics.state, hubproto.dumps({"state": "offline"}), qos=1, retain=True)
+            info = client.publish(self.topics.state, wire.dumps({"state": "offline"}), qos=1, retain=True)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 info.wait_for_publish(2.0)

@@ -11,7 +11,7 @@ An event leaves the outbox only when a hub ack covers its seq, never on PUBACK. 
 or when the oldest batch in flight waited ``ack_timeout`` for its ack. The hub drops the
 duplicates this makes by (tid, seq).
 
-Ack (hubproto.ack): signed envelope of ``{"acked_seq": N, "tid": tid}`` by the hub key. It is
+Ack (wire.ack): signed envelope of ``{"acked_seq": N, "tid": tid}`` by the hub key. It is
 believed only if the signature verifies, the tid is ours and N is not beyond the highest seq
 this process actually sent: a forged or too-high ack deletes nothing.
 """
@@ -23,10 +23,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from terminal import hubproto
-from terminal.sm2 import PrivateKey, PublicKey
-from terminal.store import Store
-from terminal.trust import EnvelopeError
+from terminal.hub import wire
+from terminal.crypto.sm2 import PrivateKey, PublicKey
+from terminal.state.store import Store
+from terminal.core.trust import EnvelopeError
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class Batch:
 
 class OutboxPump:
     def __init__(self, store: Store, tid: str, device_key: PrivateKey, hub_key: PublicKey, *,
-                 window: int = 8, batch_size: int = hubproto.MAX_BATCH, ack_timeout: float = 15.0,
+                 window: int = 8, batch_size: int = wire.MAX_BATCH, ack_timeout: float = 15.0,
                  mono: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
-        if not 0 < batch_size <= hubproto.MAX_BATCH or window < 1:
+        if not 0 < batch_size <= wire.MAX_BATCH or window < 1:
             raise ValueError("batch_size must be 1-200 and window at least 1")
         self._store = store
         self._tid = tid
@@ -78,7 +78,7 @@ class OutboxPump:
         events = self._store.events(self.cursor, self.batch_size)
         if not events:
             return None
-        return (hubproto.batch(self._tid, events, self._device_key),
+        return (wire.batch(self._tid, events, self._device_key),
                 Batch(events[0]["seq"], events[-1]["seq"], self._mono()))
 
     def sent(self, batch: Batch) -> None:
@@ -104,7 +104,7 @@ class OutboxPump:
     def check_ack(self, raw: bytes) -> int | None:
         """The seq a genuine ack covers, or None (forged, another tid, beyond what we sent: counted)."""
         try:
-            doc = hubproto.open_signed(raw, self._hub_keys)
+            doc = wire.open_signed(raw, self._hub_keys)
         except EnvelopeError as e:
             return self._reject(str(e))
         n = doc.get("acked_seq")

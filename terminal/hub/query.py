@@ -29,12 +29,12 @@ import time
 import uuid
 from typing import Callable
 
-from terminal import hubproto
+from terminal.hub import wire
 from terminal.config import Config
 from terminal.hub.link import HubLink
-from terminal.policy import HealthStatus, Policy
-from terminal.statuscache import StatusCache
-from terminal.trust import EnvelopeError
+from terminal.core.policy import HealthStatus, Policy
+from terminal.state.statuscache import StatusCache
+from terminal.core.trust import EnvelopeError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def parse_answer(doc: dict) -> tuple[HealthStatus, float] | object | None:
 
 
 class HubStatusSource:
-    """:class:`terminal.cardstatus.StatusSource` over a :class:`HubLink` and a :class:`StatusCache`.
+    """:class:`terminal.core.cardstatus.StatusSource` over a :class:`HubLink` and a :class:`StatusCache`.
 
     ``lookup`` runs on the daemon's decision thread, the store's writer: cache writes are made there.
     """
@@ -97,7 +97,7 @@ class HubStatusSource:
         qid = str(uuid.uuid4())
         subject = self._hub_key.encrypt(json.dumps({"id_number": id_number, "name": name},
                                                    ensure_ascii=False).encode()).hex()
-        replies = self._link.query(qid, hubproto.dumps({"qid": qid, "method": method, "subject": subject}))
+        replies = self._link.query(qid, wire.dumps({"qid": qid, "method": method, "subject": subject}))
         if replies is None:
             return None  # offline: do not wait for an answer that cannot come
         try:
@@ -108,7 +108,7 @@ class HubStatusSource:
                 except queue.Empty:
                     break
                 try:
-                    doc = hubproto.open_signed(raw, self._hub_keys)
+                    doc = wire.open_signed(raw, self._hub_keys)
                     if doc.get("qid") != qid:
                         raise EnvelopeError("reply is for another query")
                     return parse_answer(doc)

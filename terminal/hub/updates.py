@@ -23,12 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from terminal import hubproto
-from terminal import policy as pol
+from terminal.hub import wire
+from terminal.core import policy as pol
 from terminal.config import Config
-from terminal.sm2 import PrivateKey, PublicKey, SM2Error
-from terminal.store import Store
-from terminal.trust import EnvelopeError, TrustList, open_trust_list
+from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
+from terminal.state.store import Store
+from terminal.core.trust import EnvelopeError, TrustList, open_trust_list
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class SignedUpdates:
             for issuer in trust.issuers.values():  # here, not on the first presentation
                 issuer.public_key.precompute()
             return trust.seq, trust
-        doc = hubproto.open_signed(raw, self._hub)
+        doc = wire.open_signed(raw, self._hub)
         if kind == "policy":
             return parse_policy(doc)
         if kind == "keys":
@@ -182,7 +182,7 @@ def load_persisted(store: Store, cfg: Config, device_key: PrivateKey | None) -> 
             if kind == "trust":
                 out.seqs[kind] = open_trust_list(kept[1], {k.kid(): k for k in cfg.root_keys}).seq
                 continue
-            doc = hubproto.open_signed(kept[1], hub)
+            doc = wire.open_signed(kept[1], hub)
             if kind == "policy":
                 out.seqs[kind], out.policy = parse_policy(doc)
             elif kind == "keys":

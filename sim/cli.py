@@ -4,10 +4,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from terminal.cli import UsageError
-from terminal.idnumber import valid_check
-from terminal.keyfiles import KeyFileError
-from terminal.policy import VENUES
+from drivers.idnumber import valid_check
+from terminal.commands.usage import UsageError
+from terminal.crypto.keyfiles import KeyFileError
+from terminal.core.policy import VENUES
 
 LEVELS = ("clean", "mild", "moderate", "hard")
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import base45
 
-from terminal import reasons as R
-from terminal.gmcrypto import PaddingError, sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
-from terminal.idnumber import valid_check
-from terminal.sm2 import PrivateKey
+from terminal.core import reasons as R
+from terminal.crypto.gmcrypto import PaddingError, sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
+from drivers.idnumber import valid_check
+from terminal.crypto.sm2 import PrivateKey
 
 PREFIX = "SDHC1:"
 _OTHER_VERSION = re.compile(r"SDHC[0-9]+:")

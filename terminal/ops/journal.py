@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Mapping, TextIO
 
-from terminal.idnumber import mask_id
+from drivers.idnumber import mask_id
 
 PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 # 18 characters: 17 digits and a digit or X, not inside a longer run of digits (hex, seqs)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from Cryptodome.Util.asn1 import DerBitString, DerObjectId, DerOctetString, DerSequence
 
-from terminal.sdnotify import is_credential
-from terminal.sm2 import PrivateKey, SM2Error
+from terminal.ops.sdnotify import is_credential
+from terminal.crypto.sm2 import PrivateKey, SM2Error
 
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 OID_SM2 = "1.2.156.10197.1.301"

@@ -7,12 +7,7 @@ import threading
 from pathlib import Path
 
 from terminal import config as cfgmod
-from terminal.cli import UsageError
-from terminal.daemon import Daemon
-from terminal.keyfiles import KeyFileError
-from terminal.sdnotify import Notifier
-from terminal.store import StoreError
-from terminal.verifier import SetupError
+from terminal.commands.usage import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +22,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from terminal.crypto.keyfiles import KeyFileError
+    from terminal.daemon import Daemon
+    from terminal.ops.sdnotify import Notifier
+    from terminal.state.store import StoreError
+    from terminal.verifier import SetupError
+
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     stop, hup = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from terminal.sm2 import PrivateKey, PublicKey
-from terminal.trust import EnvelopeError, open_envelope, seal_envelope
+from terminal.crypto.sm2 import PrivateKey, PublicKey
+from terminal.core.trust import EnvelopeError, open_envelope, seal_envelope
 
 DEFAULT_PREFIX = "hc/v1"
 MAX_BATCH = 200

@@ -22,9 +22,7 @@ import tempfile
 from pathlib import Path
 
 from terminal import config as cfgmod
-from terminal.cli import UsageError
-from terminal.keyfiles import private_key_pem, write_secret
-from terminal.sm2 import PrivateKey
+from terminal.commands.usage import UsageError
 
 DEVICE_KEY, DEVICE_PUB, TLS_KEY, TLS_CSR = "device.pem", "device.pub.hex", "client.key", "client.csr"
 SECRETS = (DEVICE_KEY, TLS_KEY)
@@ -43,6 +41,9 @@ def register(sub) -> None:
 
 def provision(terminal_id: str, out: Path) -> dict:
     """Make the four files in ``out``; returns what the hub needs. Raises UsageError."""
+    from terminal.crypto.keyfiles import private_key_pem, write_secret
+    from terminal.crypto.sm2 import PrivateKey
+
     out.mkdir(parents=True, exist_ok=True)
     existing = [n for n in (DEVICE_KEY, DEVICE_PUB, TLS_KEY, TLS_CSR) if (out / n).exists()]
     if existing:

@@ -10,10 +10,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from terminal import idnumber
+from drivers import idnumber
 from drivers.cards import CardError, CardRead, CardReader, ReaderError
 from drivers.serial_link import LinkDown
-from terminal.cli import UsageError
+from terminal.commands.usage import UsageError
 
 CARD_TYPES = {"resident": "resident ID card", "hmt_residence_permit":
               "HK/Macau/Taiwan residence permit", "foreign_permanent_resident":

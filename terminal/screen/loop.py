@@ -11,7 +11,7 @@ import threading
 import time
 from datetime import datetime
 
-from terminal.policy import REVIEW, VENUES
+from terminal.core.policy import REVIEW, VENUES
 
 log = logging.getLogger(__name__)
 

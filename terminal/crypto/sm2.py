@@ -6,7 +6,7 @@ over hex strings), which alone would eat the 25 ms budget of a presentation; its
 ``encrypt`` and default signing nonce come from ``random.choice`` (not a CSPRNG); its
 ``decrypt`` never compares C3; ``verify`` does not range-check ``r, s``; and it strips a
 ``04`` prefix with ``str.lstrip``, corrupting keys whose X starts with 0 or 4. This module
-keeps gmssl's SM3 (and SM4, in :mod:`terminal.gmcrypto`) and does the curve arithmetic with
+keeps gmssl's SM3 (and SM4, in :mod:`terminal.crypto.gmcrypto`) and does the curve arithmetic with
 precomputed fixed-base tables: every point a terminal multiplies on a hot path is fixed
 (G, the issuers' keys from the trust list, the hub key), so a multiplication is ~64 mixed
 additions. Cross-checked against gmssl and the OpenSSL-made vectors in the tests.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
-from terminal.gmcrypto import sm3
+from terminal.crypto.gmcrypto import sm3
 
 P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
 A = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC

@@ -4,9 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from terminal import config as cfgmod
-from terminal.cli import UsageError
-from terminal.keyfiles import KeyFileError, load_data_keys, load_private_key
-from terminal.trust import EnvelopeError, open_trust_list
+from terminal.commands.usage import UsageError
 
 
 def register(sub) -> None:
@@ -18,6 +16,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from terminal.core.trust import EnvelopeError, open_trust_list
+    from terminal.crypto.keyfiles import KeyFileError, load_data_keys, load_private_key
+
     try:
         cfg = cfgmod.load(args.config)
         data_keys = load_data_keys(cfg.data_keys)

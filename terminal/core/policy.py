@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from terminal import reasons as R
+from terminal.core import reasons as R
 
 ALLOW, DENY, REVIEW = "allow", "deny", "review"
 DECISIONS = (ALLOW, DENY, REVIEW)

@@ -22,10 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from terminal.cli import UsageError
+from terminal.commands.usage import UsageError
 
 USER = "gate-terminal"
-ROOT = Path(__file__).resolve().parents[1]   # the source tree: systemd/ and config.example.toml
+ROOT = Path(__file__).resolve().parents[2]   # the source tree: systemd/ and config.example.toml
 UNIT = ROOT / "systemd" / "gate-terminal.service"
 RULES = ROOT / "systemd" / "99-gate-terminal.rules"
 EXAMPLE_CONFIG = ROOT / "config.example.toml"

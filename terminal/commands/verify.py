@@ -6,11 +6,8 @@ import sys
 from pathlib import Path
 
 from terminal import config as cfgmod
-from terminal.cli import UsageError
-from terminal.keyfiles import KeyFileError
-from terminal.policy import ALLOW, VENUES
-from terminal.store import StoreError
-from terminal.verifier import SetupError, Verifier
+from terminal.commands.usage import UsageError
+from terminal.core.policy import ALLOW, VENUES
 
 
 def register(sub) -> None:
@@ -39,6 +36,10 @@ def _codes(args):
 
 
 def run(args) -> int:
+    from terminal.crypto.keyfiles import KeyFileError
+    from terminal.state.store import StoreError
+    from terminal.verifier import SetupError, Verifier
+
     try:
         cfg = cfgmod.load(args.config)
         verifier = Verifier.open(cfg, args.state_dir)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import secrets
 
-from terminal.gmcrypto import sm3
-from terminal.policy import HealthStatus
-from terminal.store import Store
+from terminal.crypto.gmcrypto import sm3
+from terminal.core.policy import HealthStatus
+from terminal.state.store import Store
 
 SM3_BLOCK = 64
 SECRET_META = "status_cache_key"

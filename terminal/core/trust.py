@@ -11,7 +11,7 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from terminal.sm2 import PrivateKey, PublicKey, SM2Error
+from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
 
 
 class EnvelopeError(ValueError):

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-
-from drivers import qrdecode
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_image(path: str) -> np.ndarray:
     """The image as BGR, or OSError / ValueError with a message fit for the operator."""
+    import cv2
+    import numpy as np
+
     with open(path, "rb") as f:      # FileNotFoundError, IsADirectoryError, PermissionError
         data = f.read()
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
@@ -46,6 +48,8 @@ def _describe(e: Exception) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from drivers import qrdecode
+
     status = 0
     for path in args.images:
         try:

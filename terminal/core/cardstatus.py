@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from terminal.policy import HealthStatus
+from terminal.core.policy import HealthStatus
 
 
 class StatusSource(Protocol):
