@@ -12,6 +12,23 @@ not flash 禁止通行 at the person in front of the camera.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drivers.cards import CardRead
+    from terminal.core.policy import HealthStatus
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """One person at the door, as an input hands it to the decide thread."""
+    method: str                 # "qr" | "id_card" | "ss_card"
+    started_ns: int             # monotonic ns of the frame, or of the card read's completion
+    text: str | None = None
+    card: CardRead | None = None
+    health: HealthStatus | None = None  # a card's status, asked on the reader's thread
+
 
 class QrPresentations:
     def __init__(self, gap: float = 1.5):
