@@ -162,10 +162,7 @@ class Verifier:
             self._hub_keys = update.keys
             self.data_keys = {**self._file_keys, **update.keys}
         elif isinstance(update, TimeBeacon):
-            # A beacon older than the highest time already trusted is a stale retained copy.
-            if self.clock.state == "untrusted" and update.t >= self.clock.floor:
-                log.warning("clock: restored from the hub's time beacon")
-                self.clock.restore(update.t)
+            self.clock.beacon(update.t)
         elif isinstance(update, Reconfigure):
             self._file_keys = update.file_keys
             self.cfg, self.trust = update.cfg, update.trust

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class ClockGuard:
         self.floor = float(store.get_meta("clock_floor", str(MIN_PLAUSIBLE_TIME)))
         self._untrusted = store.get_meta("clock_state") == "untrusted"
         self._anchor: tuple[float, float] | None = None  # (trusted unix time, monotonic) from the hub
+        # now() moves the floor and is called from the decide, card reader and housekeeping
+        # threads; the hub's time beacon restores from the decide thread.
+        self._lock = threading.Lock()
 
     @property
     def state(self) -> str:
@@ -52,6 +56,10 @@ class ClockGuard:
 
     def now(self) -> float | None:
         """The terminal's trusted time, or None while the clock is untrusted."""
+        with self._lock:
+            return self._now()
+
+    def _now(self) -> float | None:
         wall = self._wall()
         if self._synchronised():
             if self._untrusted or wall < self.floor:
@@ -77,11 +85,27 @@ class ClockGuard:
 
     def restore(self, trusted: float) -> None:
         """A trusted time from the hub: run on it (monotonic) until the system clock syncs."""
+        with self._lock:
+            self._restore(trusted)
+
+    def _restore(self, trusted: float) -> None:
         self._anchor = (trusted, self._mono())
         self._untrusted = False
         self.floor = trusted  # signed and newer than any beacon before it: it outranks the floor
 
+    def beacon(self, t: float) -> bool:
+        """The hub's signed time beacon: restores an untrusted clock, in one step with the check.
+        A beacon older than the highest time already trusted is a stale retained copy."""
+        with self._lock:
+            if not self._untrusted or t < self.floor:
+                return False
+            self._restore(t)
+        log.warning("clock: restored from the hub's time beacon")
+        return True
+
     def persist(self) -> None:
         """Write floor and state; call inside a store write transaction."""
-        self._store.set_meta("clock_floor", repr(self.floor))
-        self._store.set_meta("clock_state", self.state)
+        with self._lock:
+            floor, state = self.floor, self.state
+        self._store.set_meta("clock_floor", repr(floor))
+        self._store.set_meta("clock_state", state)

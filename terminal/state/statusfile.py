@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -37,19 +38,23 @@ class StatusFile:
         self.terminal_id = terminal_id
         self._last: deque[dict] = deque(maxlen=keep)
         self.decided = 0
+        self._lock = threading.Lock()  # record() runs on the decide thread, write() on housekeeping
 
     def record(self, result, at: float) -> None:
         """One decided presentation (a verifier ``Result``: its name and id are masked)."""
-        self.decided += 1
-        self._last.appendleft({"at": at, "seq": result.seq, "method": result.method,
-                               "decision": result.decision, "reason": result.reason,
-                               "name": result.name, "id": result.id, "latency_ms": result.latency_ms})
+        with self._lock:
+            self.decided += 1
+            self._last.appendleft({"at": at, "seq": result.seq, "method": result.method,
+                                   "decision": result.decision, "reason": result.reason,
+                                   "name": result.name, "id": result.id, "latency_ms": result.latency_ms})
 
     def write(self, *, devices: dict[str, str | None], hub: dict, clock: str, storage: dict,
               now: float | None = None) -> None:
+        with self._lock:
+            decided, last = self.decided, list(self._last)
         doc = {"version": 1, "written_at": time.time() if now is None else now, "pid": os.getpid(),
                "terminal_id": self.terminal_id, "devices": devices, "hub": hub, "clock": clock,
-               "storage": storage, "decided": self.decided, "last_decisions": list(self._last)}
+               "storage": storage, "decided": decided, "last_decisions": last}
         write_atomic(self.path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
 
 
