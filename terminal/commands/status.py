@@ -15,10 +15,11 @@ from pathlib import Path
 from terminal import config as cfgmod
 from terminal.commands.usage import UsageError
 from terminal.state.statusfile import LAST_DECISIONS, read_status_file
-from terminal.state.store import DB_NAME
 
 
 def read_database(state_dir: Path, now: float) -> dict:
+    from terminal.state.store import DB_NAME
+
     db = Path(state_dir) / DB_NAME
     if not db.exists():
         raise UsageError(f"{db}: no database (has the terminal ever run with this state directory?)")

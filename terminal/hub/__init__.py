@@ -4,6 +4,8 @@
     outbox.py   OutboxPump: outbox → signed batches, bounded window, signed acks
     updates.py  SignedUpdates: trust list, policy, data keys, time beacon; load_persisted
     query.py    HubStatusSource: card status queries, with terminal.state.statuscache standing in
+    wire.py     the signed messages and topics both ends speak
+    bridge.py   HubBridge: the link wired to the daemon (updates → Verifier.apply, card queries)
 """
 from terminal.hub.link import HubLink, backoff_delay
 from terminal.hub.query import HubStatusSource
