@@ -139,7 +139,7 @@ class Daemon:
             if self.cfg.hub.get("broker"):
                 from terminal.hub.bridge import HubBridge
                 try:
-                    self.bridge = HubBridge(self.cfg, self.verifier, self._updates.put)
+                    self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source

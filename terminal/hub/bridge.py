@@ -20,7 +20,14 @@ from terminal.verifier import DataKeysUpdate, PolicyUpdate, TimeBeacon, TrustLis
 
 
 class HubBridge:
-    def __init__(self, cfg, verifier: Verifier, submit: Callable[[Update], None]):
+    def __init__(self, link: HubLink, status_source: HubStatusSource | None):
+        self.link = link
+        self.status_source = status_source
+        self._reconnects_seen = 0
+        self._rejected_seen: dict[str, int] = {}
+
+    @classmethod
+    def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None]) -> "HubBridge":
         """Apply what earlier runs kept (policy, data keys) to ``verifier`` now, and make the link.
         Raises KeyFileError for an unreadable device key."""
         from terminal.crypto.keyfiles import load_private_key
@@ -34,15 +41,13 @@ class HubBridge:
             verifier.apply(PolicyUpdate(kept.policy))
         if kept.data_keys:
             verifier.apply(DataKeysUpdate(usable_keys(kept.data_keys, time.time())))
-        self.link = HubLink(cfg, verifier.store, device_key,
-                            on_trust=lambda trust: submit(TrustListUpdate(trust)),
-                            on_policy=lambda venues: submit(PolicyUpdate(venues)),
-                            on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
-                            on_time=lambda t: submit(TimeBeacon(t)),
-                            clock_state=lambda: verifier.clock.state)
-        self.status_source = HubStatusSource(self.link, StatusCache(verifier.store), cfg, policy=verifier.policy)
-        self._reconnects_seen = 0
-        self._rejected_seen: dict[str, int] = {}
+        link = HubLink(cfg, verifier.store, device_key,
+                       on_trust=lambda trust: submit(TrustListUpdate(trust)),
+                       on_policy=lambda venues: submit(PolicyUpdate(venues)),
+                       on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
+                       on_time=lambda t: submit(TimeBeacon(t)),
+                       clock_state=lambda: verifier.clock.state)
+        return cls(link, HubStatusSource(link, StatusCache(verifier.store), cfg, policy=verifier.policy))
 
     def start(self) -> None:
         self.link.start()

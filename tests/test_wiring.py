@@ -1,4 +1,5 @@
-"""The backend registries (terminal/inputs/registry.py) and the verifier's one update seam."""
+"""The daemon's seams: the backend registries (terminal/inputs/registry.py), Verifier.apply,
+the hub bridge's report."""
 from __future__ import annotations
 
 import cv2
@@ -94,3 +95,42 @@ def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset
         assert v.clock.floor == floor + 7
     finally:
         v.close()
+
+
+class FakeLink:
+    def __init__(self):
+        self.st = {"connected": True, "reconnects": 0, "rejected": {}, "last_sync_at": None,
+                   "in_flight_batches": 0}
+
+    def status(self):
+        return dict(self.st)
+
+
+class CountingMetrics:
+    def __init__(self):
+        self.connected, self.reconnects, self.rejected = None, 0, {}
+
+    def hub_connected(self, up):
+        self.connected = up
+
+    def reconnected(self, n=1):
+        self.reconnects += n
+
+    def rejected_update(self, kind, n=1):
+        self.rejected[kind] = self.rejected.get(kind, 0) + n
+
+
+def test_hub_report_gives_the_metrics_increments_only():
+    """The link counts since start; each report adds only what is new since the last one."""
+    from terminal.hub.bridge import HubBridge
+    link, m = FakeLink(), CountingMetrics()
+    bridge = HubBridge(link, None)
+    assert bridge.report(m)["state"] == "connected" and (m.reconnects, m.rejected) == (0, {})
+    link.st.update(connected=False, reconnects=2, rejected={"trust": 1})
+    doc = bridge.report(m)
+    assert doc["state"] == "disconnected" and doc["reconnects"] == 2 and m.connected is False
+    assert (m.reconnects, m.rejected) == (2, {"trust": 1})
+    link.st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2})
+    bridge.report(m)
+    bridge.report(m)  # nothing new
+    assert (m.reconnects, m.rejected) == (3, {"trust": 1, "policy": 2}) and m.connected is True
