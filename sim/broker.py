@@ -4,7 +4,7 @@ Each :class:`Broker` owns a temp directory holding a test CA (made with the open
 line, EC P-256), a server certificate for 127.0.0.1/localhost, the client certificates asked
 for (CN = terminal id, or ``hub``), ``mosquitto.conf``, ``acl``, the persistence file and the
 log. The TLS listener requires a client certificate and takes its CN as the username, and
-the ACL (spec/mqtt.md) is::
+the ACL (docs/protocol/hub.md) is::
 
     user hub                                    # the hub identity: everything under the prefix
     topic readwrite {prefix}/#

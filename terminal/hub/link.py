@@ -1,4 +1,4 @@
-"""The terminal's MQTT 5 connection to the provincial hub (spec/mqtt.md).
+"""The terminal's MQTT 5 connection to the provincial hub (docs/protocol/hub.md).
 
 Two threads of ours, plus paho's network thread for each connection:
 

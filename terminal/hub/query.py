@@ -1,4 +1,4 @@
-"""Card status from the hub, with the SQLite cache standing in during outages (spec/mqtt.md).
+"""Card status from the hub, with the SQLite cache standing in during outages (docs/protocol/hub.md).
 
     query  {prefix}/t/{tid}/query  {"qid", "method", "subject": hex SM2 ciphertext of
            {"id_number", "name"} to the hub key}; MQTT 5 response topic {prefix}/t/{tid}/reply,

@@ -1,4 +1,4 @@
-"""Signed updates from the hub: trust list, policy, data keys, time (spec/mqtt.md).
+"""Signed updates from the hub: trust list, policy, data keys, time (docs/protocol/hub.md).
 
 Each kind is accepted only if its envelope verifies against the key pinned for it and it is
 newer than what the terminal holds; it is then kept in the store (``signed_docs``: the raw
