@@ -169,7 +169,7 @@ class HubLink:
             "dropped_messages": self.dropped_messages,
         }
 
-    # --- card queries (called from the decision thread) --------------------------------
+    # --- card queries (called from the card readers' threads, see Daemon._card_loop) ----
     def query(self, qid: str, payload: bytes) -> queue.Queue | None:
         """Publish a card status query; the queue its replies arrive on, or None if offline.
         Call :meth:`end_query` with the same qid when done waiting."""
