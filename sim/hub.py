@@ -486,10 +486,6 @@ class HubSim:
 
     # --- what the hub holds -------------------------------------------------------------
 
-    def register_terminal(self, tid: str, device_key: PublicKey) -> None:
-        device_key.precompute()
-        self.terminals = {**self.terminals, tid: device_key}
-
     def acked_seq(self, tid: str) -> int | None:
         with _db(self.db_path) as db:
             row = db.execute("SELECT acked_seq FROM acks WHERE tid = ?", [tid]).fetchone()

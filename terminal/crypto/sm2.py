@@ -242,7 +242,7 @@ class PublicKey:
         _fixed_base(self.x, self.y)
 
     def kid(self) -> str:
-        """Key id of spec/token.md: first 4 bytes of SM3(04‖X‖Y), as 8 hex digits."""
+        """Key id of docs/protocol/token.md: first 4 bytes of SM3(04‖X‖Y), as 8 hex digits."""
         return sm3(self.to_bytes())[:4].hex()
 
     def __eq__(self, other):
