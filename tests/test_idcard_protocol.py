@@ -48,7 +48,10 @@ class ScriptedLine:
             if timeout <= 0:
                 return b""
         if self._chunks:
-            return self._chunks.pop(0)
+            chunk = self._chunks.pop(0)
+            if len(chunk) > max_bytes:  # the rest waits for the next read, as on a real port
+                self._chunks.insert(0, chunk[max_bytes:])
+            return chunk[:max_bytes]
         self.now += timeout
         return b""
 
@@ -112,6 +115,19 @@ def test_no_retries():
     with pytest.raises(SamNoAnswer, match="after 1 attempts"):
         sam(line, retries=0).request(FIND)
     assert len(line.writes) == 1
+
+
+def test_an_answer_longer_than_one_read():
+    read = bytes([0, 0, 0x90]) + bytes(range(256)) * 9   # 2307 + 10 bytes on the line: one answer
+    line = ScriptedLine([encode(read)])
+    assert sam(line).request(Command.READ_TEXT_PHOTO).data == read[3:]
+
+
+def test_no_attempt_at_all_is_no_answer():
+    line = ScriptedLine([encode(OK)])
+    with pytest.raises(SamNoAnswer, match="^command 20 01: no answer after 0 attempts$"):
+        sam(line, retries=-1).request(FIND)
+    assert line.writes == []
 
 
 def test_answer_just_inside_the_timeout_and_one_after_it():

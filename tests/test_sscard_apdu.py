@@ -133,7 +133,7 @@ def test_card_number(value):
 
 @pytest.mark.parametrize("value", [b"A0000000 ", b"A0000000-", "A0000000Ä".encode("latin-1"), b"A0000000\x00"])
 def test_card_number_refused(value):
-    with pytest.raises(CardUnreadable, match="card number is not 9 ASCII letters/digits"):
+    with pytest.raises(CardUnreadable, match="^card number is not 9 ASCII letters/digits$"):
         apdu.decode_card_number(value)
 
 
@@ -171,6 +171,7 @@ def test_ssn():
     ("李晓明".encode("gbk") + b"\x00" * 24, "李晓明"),
     ("李晓明\u3000".encode("gbk") + b" " * 22, "李晓明"),
     (b" " + "欧阳 娜娜".encode("gbk") + b" " * 20, "欧阳 娜娜"),   # only the padding goes
+    (b"XAVIER X" + b" " * 22, "XAVIER X"),
 ])
 def test_name(value, name):
     assert apdu.decode_name(value) == name
@@ -184,3 +185,31 @@ def test_name(value, name):
 def test_name_refused(value, words):
     with pytest.raises(CardUnreadable, match=f"^{words}$"):
         apdu.decode_name(value)
+
+
+def test_record_faults_name_their_step():
+    with pytest.raises(CardUnreadable, match="^read name: reply of 1 bytes has no status word$"):
+        apdu.read_record(Scripted(b"\x90"), "read name", apdu.TAG_NAME)
+    with pytest.raises(CardUnreadable, match="^read name: reply of 0 bytes has no status word$"):
+        apdu.read_record(Scripted(H("0910") + H("6110"), b""), "read name", apdu.TAG_NAME)  # GET RESPONSE
+    with pytest.raises(CardUnreadable, match="^read name: record 07 09 is not tag 09$"):
+        apdu.read_record(Scripted(NUMBER + H("9000")), "read name", apdu.TAG_NAME)
+
+
+STEPS = ["select SSSE", "select EF05", "read card number", "read expiry", "select EF06",
+         "read social security number", "read name"]
+GOOD = [H("9000"), H("6110"), NUMBER + H("9000"), H("0604 20301231 9000"), H("9000"),
+        H("0812") + b"11010519491231002X" + H("9000"), H("091E") + "李晓明".encode("gbk").ljust(30) + H("9000")]
+
+
+def test_a_whole_read():
+    assert apdu.read_card(Scripted(*GOOD)) == apdu.SsCardData("A00000001", date(2030, 12, 31),
+                                                              "11010519491231002X", "李晓明")
+
+
+@pytest.mark.parametrize("k", range(len(STEPS)))
+def test_each_refusal_names_its_step(k):
+    card = Scripted(*GOOD[:k], H("6A82"))
+    with pytest.raises(apdu.ApduError, match=rf"^{STEPS[k]}: SW 6A82 \(file or application not found\)$"):
+        apdu.read_card(card)
+    assert len(card.sent) == k + 1
