@@ -208,6 +208,7 @@ class HubSim:
         if msg.topic.endswith("/events"):
             self._events_q.put((msg.topic, msg.payload))
         elif msg.topic.endswith("/query"):
+            self.stats["queries_received"] += 1  # answered or not ("queries" counts the answers)
             p = msg.properties
             self._query_q.put((time.monotonic() + self.reply_delay, next(self._order), msg.topic, msg.payload,
                                getattr(p, "ResponseTopic", None), getattr(p, "CorrelationData", None)))
