@@ -246,24 +246,77 @@ def _recode(k: int) -> list[int]:
     return digits
 
 
-def _select(row: tuple, d: int) -> tuple[int, int]:
-    """|d|·(row's point) negated if d < 0, for odd d in [-15, 15], reading every entry of row."""
+def _select(row: tuple, d: int, points: int = 1) -> tuple[int, ...]:
+    """|d| times the row's point(s), negated if d < 0, for odd d in [-15, 15]: entry (|d| - 1) / 2
+    — one point x‖y, or two (a pair row) x‖y‖x'‖y' — taken by a masked scan of every entry."""
     neg = d >> 4                       # -1 if d < 0 else 0
     idx = ((d ^ neg) - neg) >> 1       # (|d| - 1) / 2
     out = row[0]
-    for j, entry in enumerate(row):
-        out ^= (out ^ entry) & (((idx ^ j) - 1) >> 8)   # mask -1 only where j == idx
-    x, y = out & _M256, out >> 256
-    y ^= (y ^ (P - y)) & neg
-    return x, y
+    for j in range(1, 8):
+        out ^= (out ^ row[j]) & ((idx ^ j) - 1 >> 8)   # mask -1 only where j == idx
+    coords = []
+    for _ in range(points):
+        x, y = out & _M256, (out >> 256) & _M256
+        coords += (x, y ^ ((y ^ (P - y)) & neg))
+        out >>= 512
+    return tuple(coords)
+
+
+def _jadd(pt, x2: int, y2: int):
+    """Jacobian ``pt`` + affine ``(x2, y2)`` with none of _add_affine's checks: only for sums
+    that cannot meet its special cases (pt = O or ±(x2, y2)) — the comb rows 1..62 below."""
+    x1, y1, z1 = pt
+    z1z1 = z1 * z1 % P
+    h = (x2 * z1z1 - x1) % P
+    r = (y2 * z1 * z1z1 - y1) % P
+    hh = h * h % P
+    hhh = h * hh % P
+    v = x1 * hh % P
+    x3 = (r * r - hhh - 2 * v) % P
+    return (x3, (r * (v - x3) - y1 * hhh) % P, z1 * h % P)
+
+
+def _comb_ct(rows, tops: list, k: int) -> list:
+    """[k·Q for each Q of tops] for a SECRET 1 ≤ k < n: one masked scan of each of the 64 rows
+    (rows of one point, or pair rows) serves every Q.
+
+    Why rows 1..62 may use the cheaper incomplete addition: after rows 0..i-1 the sum is S·Q
+    with S = Σ d_j·16^j odd and |S| < 16^i; the addend is d_i·16^i·Q with |d_i·16^i| ≥ 16^i,
+    and |S ± d_i·16^i| < 16^(i+1) ≤ 16^63 < n, so S ≢ 0, ±d_i·16^i (mod n). Row 63 and the
+    top digit can meet those cases (for a few scalars), so they use the complete formulas.
+    """
+    points = len(tops)
+    digits = _recode(k)
+    sel = _select(rows[0], digits[0], points)
+    accs = [(sel[2 * i], sel[2 * i + 1], 1) for i in range(points)]
+    for row, d in zip(rows[1:63], digits[1:63]):
+        sel = _select(row, d, points)
+        accs = [_jadd(acc, sel[2 * i], sel[2 * i + 1]) for i, acc in enumerate(accs)]
+    sel = _select(rows[63], digits[63], points)
+    out = []
+    for i, (x, y, z) in enumerate(accs):
+        acc = (x * z % P, y, z * z % P * z % P)          # Jacobian → projective (X/Z, Y/Z)
+        acc = _padd(acc, sel[2 * i], sel[2 * i + 1])
+        out.append(_padd(acc, *tops[i]))
+    return out
 
 
 def _mul_base_ct(fb: _FixedBase, k: int):
-    """k·Q for a SECRET 1 ≤ k < n and a fixed Q: 64 selections and 64 complete additions."""
-    acc = (*fb.top, 1)
-    for row, d in zip(fb.odd_rows, _recode(k)):
-        acc = _padd(acc, *_select(row, d))
-    return acc
+    """k·Q for a SECRET 1 ≤ k < n and a fixed Q: 64 row scans, 62 + 2 additions."""
+    return _comb_ct(fb.odd_rows, [fb.top], k)[0]
+
+
+@lru_cache(maxsize=4)
+def _pair_rows(x: int, y: int) -> tuple[tuple, ...]:
+    """G's and Q's odd rows side by side, one int per entry: encryption multiplies both by the
+    same nonce, so one masked scan per digit serves the two additions."""
+    q = _fixed_base(x, y)
+    return tuple(tuple(g | e << 512 for g, e in zip(gr, qr)) for gr, qr in zip(_G.odd_rows, q.odd_rows))
+
+
+def _mul_pair_ct(k: int, x: int, y: int):
+    """(k·G, k·Q) for a SECRET 1 ≤ k < n and a fixed Q (encryption's C1 and shared point)."""
+    return tuple(_comb_ct(_pair_rows(x, y), [_G.top, _fixed_base(x, y).top], k))
 
 
 def _mul_ct(k: int, x: int, y: int):
@@ -397,11 +450,11 @@ class PublicKey:
         """SM2 encryption (GB/T 32918.4) to this key: ``C1(04‖x1‖y1) ‖ C3 ‖ C2``."""
         if not message:
             raise SM2Error("nothing to encrypt")
-        table = _fixed_base(self.x, self.y)
         while True:
             k = secrets.randbelow(N - 1) + 1
-            c1 = _to_affine_ct(_mul_base_ct(_G, k))        # k is secret too: the regular ladder
-            x2, y2 = _to_affine_ct(_mul_base_ct(table, k))
+            c1_pt, shared = _mul_pair_ct(k, self.x, self.y)   # k is secret too: the regular ladder
+            c1 = _to_affine_ct(c1_pt)
+            x2, y2 = _to_affine_ct(shared)
             t = _kdf(_i2b(x2) + _i2b(y2), len(message))
             if any(t):
                 break

@@ -196,6 +196,9 @@ EDGE_SCALARS = [
     (1 << 252) - 1, (1 << 255) - 1,        # all ones (the largest all-ones scalars below n)
     int("0F" * 32, 16), int("F0" * 32, 16), int("1" * 64, 16),
     int("8" + "0" * 63, 16) | 1,
+    # the comb's last two additions (complete formulas) meet their special cases: row 63 sums
+    # to O, row 63 doubles, the top digit doubles
+    2 ** 256 - N, 46 * 16 ** 63 - 2 * N, 2 ** 257 % N,
 ]
 assert all(1 <= k < N for k in EDGE_SCALARS)    # the ladder's domain: a nonce or a private key
 OTHER = PrivateKey(0x1D3F7A6C2B9E45).public_key    # a second fixed/variable base
@@ -210,6 +213,7 @@ def test_ladder_matches_oracle_on_edge_scalars(k):
     assert sm2._to_affine_ct(sm2._mul_base_ct(sm2._fixed_base(*q), k)) == want_q
     assert sm2._to_affine_ct(sm2._mul_ct(k, *g)) == want_g
     assert sm2._to_affine_ct(sm2._mul_ct(k, *q)) == want_q
+    assert tuple(map(sm2._to_affine_ct, sm2._mul_pair_ct(k, *q))) == (want_g, want_q)
     # and the public-scalar fast path agrees with both
     assert sm2._to_affine(sm2._G.mul(k)) == want_g
 
@@ -231,8 +235,11 @@ def test_recoding_has_no_zero_digit_and_sums_to_k(k):
 
 def test_select_gives_every_signed_odd_multiple():
     row = sm2._G.odd_rows[0]
+    pair_row = sm2._pair_rows(OTHER.x, OTHER.y)[0]
     for d in range(-15, 16, 2):
-        assert sm2._select(row, d) == _oracle_mul(d % N, (GX, GY))
+        want = _oracle_mul(d % N, (GX, GY))
+        assert sm2._select(row, d) == want
+        assert sm2._select(pair_row, d, 2) == want + _oracle_mul(d % N, (OTHER.x, OTHER.y))
 
 
 SCALAR_CLASSES = [1, 2, N - 1, N - 2, 0xF, int("F" * 63, 16), int("0F" * 32, 16),
@@ -243,7 +250,7 @@ def test_ladder_runs_the_same_operations_for_every_scalar(monkeypatch):
     """Counted through the module's own functions: the same number of additions, doublings
     and row scans, over the same rows in the same order, whatever the scalar."""
     log: list = []
-    for name in ("_padd", "_pdouble", "_select"):
+    for name in ("_padd", "_pdouble", "_select", "_jadd"):
         real = getattr(sm2, name)
 
         def counted(*args, _real=real, _name=name):
@@ -257,14 +264,17 @@ def test_ladder_runs_the_same_operations_for_every_scalar(monkeypatch):
         sm2._mul_base_ct(sm2._G, k)
         base = list(log)
         log.clear()
+        sm2._mul_pair_ct(k, OTHER.x, OTHER.y)
+        pair = list(log)
+        log.clear()
         sm2._mul_ct(k, OTHER.x, OTHER.y)
-        traces[k] = (base, [e if isinstance(e, str) else e[0] for e in log])
-    first_base, first_var = traces[SCALAR_CLASSES[0]]
-    assert first_base.count("_padd") == 64 and len(first_base) == 128
+        traces[k] = (base, pair, [e if isinstance(e, str) else e[0] for e in log])
+    first_base, first_pair, first_var = traces[SCALAR_CLASSES[0]]
+    assert (first_base.count("_jadd"), first_base.count("_padd"), len(first_base)) == (62, 2, 128)
+    assert (first_pair.count("_jadd"), first_pair.count("_padd"), len(first_pair)) == (124, 4, 192)
     assert first_var.count("_pdouble") == 256 and first_var.count("_padd") == 64
-    for k, (base, var) in traces.items():
-        assert base == first_base, hex(k)
-        assert var == first_var, hex(k)
+    for k, trace in traces.items():
+        assert trace == (first_base, first_pair, first_var), hex(k)
 
 
 def test_secret_scalars_never_reach_the_variable_time_path(monkeypatch):
