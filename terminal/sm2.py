@@ -179,9 +179,10 @@ class _FixedBase:
 # how many nibbles of a nonce are zero — over many signatures, a lattice attack on the key.
 # For a secret scalar every step below runs the same whatever the scalar: it is recoded into 64
 # odd signed digits (none is zero, nothing to skip), each table entry is taken by a masked scan
-# of its whole row (no memory access indexed by a secret), the sign by a mask, and the additions
-# are complete formulas (Renes–Costello–Batina 2016, a = -3, projective X/Z, Y/Z) with no special
-# case to branch on; the final inversion is blinded (_to_affine_ct).
+# of its whole row (no memory access indexed by a secret), the sign by a mask, and no addition
+# branches: each is either one whose special cases (O, doubling) are shown impossible (_comb_ct)
+# or a complete formula (Renes–Costello–Batina 2016, a = -3, projective X/Z, Y/Z) that has none;
+# the final inversion is blinded (_to_affine_ct).
 # CPython's integers are not constant-time themselves — an operation's cost follows its
 # operands' lengths in 30-bit digits, and `x & 0` is cheaper than `x & -1` — so this removes
 # the data-dependent control flow and table access, not every nanosecond of leakage.
@@ -321,7 +322,7 @@ def _mul_pair_ct(k: int, x: int, y: int):
 
 def _mul_ct(k: int, x: int, y: int):
     """k·(x, y) for a SECRET 1 ≤ k < n and a point seen once (decryption's C1): 256 complete
-    doublings, 64 selections and 64 complete additions."""
+    doublings, 64 row scans and 64 complete additions (rare, so no case analysis to save time)."""
     q = (x, y, 1)
     q2 = _double(q)
     odd = [q]                          # Q, 3Q, ..., 15Q: the point is public, no secret here
