@@ -180,7 +180,7 @@ class _FixedBase:
 # For a secret scalar every step below runs the same whatever the scalar: it is recoded into 64
 # odd signed digits (none is zero, nothing to skip), each table entry is taken by a masked scan
 # of its whole row (no memory access indexed by a secret), the sign by a mask, and no addition
-# branches: each is either one whose special cases (O, doubling) are shown impossible (_comb_ct)
+# branches: each is either one whose special cases (O, doubling) are shown impossible (_jadd)
 # or a complete formula (Renes–Costello–Batina 2016, a = -3, projective X/Z, Y/Z) that has none;
 # the final inversion is blinded (_to_affine_ct).
 # CPython's integers are not constant-time themselves — an operation's cost follows its
@@ -255,17 +255,16 @@ def _select(row: tuple, d: int, points: int = 1) -> tuple[int, ...]:
     out = row[0]
     for j in range(1, 8):
         out ^= (out ^ row[j]) & ((idx ^ j) - 1 >> 8)   # mask -1 only where j == idx
-    coords = []
-    for _ in range(points):
-        x, y = out & _M256, (out >> 256) & _M256
-        coords += (x, y ^ ((y ^ (P - y)) & neg))
-        out >>= 512
-    return tuple(coords)
+    y = (out >> 256) & _M256
+    if points == 1:
+        return out & _M256, y ^ ((y ^ (P - y)) & neg)
+    y2 = out >> 768
+    return (out & _M256, y ^ ((y ^ (P - y)) & neg), (out >> 512) & _M256, y2 ^ ((y2 ^ (P - y2)) & neg))
 
 
 def _jadd(pt, x2: int, y2: int):
     """Jacobian ``pt`` + affine ``(x2, y2)`` with none of _add_affine's checks: only for sums
-    that cannot meet its special cases (pt = O or ±(x2, y2)) — the comb rows 1..62 below."""
+    that cannot meet its special cases (pt = O or ±(x2, y2)): the comb's rows 1..62."""
     x1, y1, z1 = pt
     z1z1 = z1 * z1 % P
     h = (x2 * z1z1 - x1) % P
@@ -277,34 +276,26 @@ def _jadd(pt, x2: int, y2: int):
     return (x3, (r * (v - x3) - y1 * hhh) % P, z1 * h % P)
 
 
-def _comb_ct(rows, tops: list, k: int) -> list:
-    """[k·Q for each Q of tops] for a SECRET 1 ≤ k < n: one masked scan of each of the 64 rows
-    (rows of one point, or pair rows) serves every Q.
+# The comb (_mul_base_ct, _mul_pair_ct) adds rows 1..62 with the cheaper incomplete _jadd. Why
+# that is safe: after rows 0..i-1 the sum is S·Q with S = Σ d_j·16^j odd and |S| < 16^i; the
+# addend is d_i·16^i·Q with |d_i·16^i| ≥ 16^i, and |S ± d_i·16^i| < 16^(i+1) ≤ 16^63 < n, so
+# S ≢ 0, ±d_i·16^i (mod n). Row 63 and the top digit can meet those cases (for a few scalars,
+# in the tests), so _comb_finish adds them with the complete formulas.
 
-    Why rows 1..62 may use the cheaper incomplete addition: after rows 0..i-1 the sum is S·Q
-    with S = Σ d_j·16^j odd and |S| < 16^i; the addend is d_i·16^i·Q with |d_i·16^i| ≥ 16^i,
-    and |S ± d_i·16^i| < 16^(i+1) ≤ 16^63 < n, so S ≢ 0, ±d_i·16^i (mod n). Row 63 and the
-    top digit can meet those cases (for a few scalars), so they use the complete formulas.
-    """
-    points = len(tops)
-    digits = _recode(k)
-    sel = _select(rows[0], digits[0], points)
-    accs = [(sel[2 * i], sel[2 * i + 1], 1) for i in range(points)]
-    for row, d in zip(rows[1:63], digits[1:63]):
-        sel = _select(row, d, points)
-        accs = [_jadd(acc, sel[2 * i], sel[2 * i + 1]) for i, acc in enumerate(accs)]
-    sel = _select(rows[63], digits[63], points)
-    out = []
-    for i, (x, y, z) in enumerate(accs):
-        acc = (x * z % P, y, z * z % P * z % P)          # Jacobian → projective (X/Z, Y/Z)
-        acc = _padd(acc, sel[2 * i], sel[2 * i + 1])
-        out.append(_padd(acc, *tops[i]))
-    return out
+def _comb_finish(acc, last: tuple[int, int], top: tuple[int, int]):
+    x, y, z = acc
+    acc = (x * z % P, y, z * z % P * z % P)          # Jacobian → projective (X/Z, Y/Z)
+    return _padd(_padd(acc, *last), *top)
 
 
 def _mul_base_ct(fb: _FixedBase, k: int):
     """k·Q for a SECRET 1 ≤ k < n and a fixed Q: 64 row scans, 62 + 2 additions."""
-    return _comb_ct(fb.odd_rows, [fb.top], k)[0]
+    digits = _recode(k)
+    rows = fb.odd_rows
+    acc = (*_select(rows[0], digits[0]), 1)
+    for i in range(1, 63):
+        acc = _jadd(acc, *_select(rows[i], digits[i]))
+    return _comb_finish(acc, _select(rows[63], digits[63]), fb.top)
 
 
 @lru_cache(maxsize=4)
@@ -316,8 +307,18 @@ def _pair_rows(x: int, y: int) -> tuple[tuple, ...]:
 
 
 def _mul_pair_ct(k: int, x: int, y: int):
-    """(k·G, k·Q) for a SECRET 1 ≤ k < n and a fixed Q (encryption's C1 and shared point)."""
-    return tuple(_comb_ct(_pair_rows(x, y), [_G.top, _fixed_base(x, y).top], k))
+    """(k·G, k·Q) for a SECRET 1 ≤ k < n and a fixed Q (encryption's C1 and shared point):
+    one scan of each pair row serves both sums."""
+    digits = _recode(k)
+    rows = _pair_rows(x, y)
+    xg, yg, xq, yq = _select(rows[0], digits[0], 2)
+    acc_g, acc_q = (xg, yg, 1), (xq, yq, 1)
+    for i in range(1, 63):
+        xg, yg, xq, yq = _select(rows[i], digits[i], 2)
+        acc_g = _jadd(acc_g, xg, yg)
+        acc_q = _jadd(acc_q, xq, yq)
+    xg, yg, xq, yq = _select(rows[63], digits[63], 2)
+    return (_comb_finish(acc_g, (xg, yg), _G.top), _comb_finish(acc_q, (xq, yq), _fixed_base(x, y).top))
 
 
 def _mul_ct(k: int, x: int, y: int):
