@@ -125,7 +125,9 @@ class Verifier:
         return self.cfg.policy(venue).with_overrides(self.hub_policy.get(venue, {}))
 
     @classmethod
-    def open(cls, cfg: Config, state_dir: Path | None = None) -> "Verifier":
+    def open(cls, cfg: Config, state_dir: Path | None = None, now: float | None = None) -> "Verifier":
+        """``now``: the fixed time the decisions will be made at (audits); the replay window is
+        purged by it, not by the wall clock, else an audit of past codes could never see a replay."""
         store = Store(state_dir or cfg.state_dir)
         try:
             trust = load_trust(store, cfg)
@@ -136,7 +138,8 @@ class Verifier:
         v = cls(cfg, store, trust, data_keys, ClockGuard(store, cfg.clock_tolerance))
         for key in [cfg.hub_key] + [i.public_key for i in trust.issuers.values()]:
             key.precompute()
-        now = v.clock.now()
+        if now is None:
+            now = v.clock.now()
         if now is not None:
             store.purge_nonces(now)
         return v
