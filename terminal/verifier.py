@@ -22,8 +22,9 @@ from terminal.config import Config
 from terminal.idnumber import mask_id, mask_name
 from terminal.keyfiles import KeyFileError, load_data_keys
 from terminal.policy import DENY, HealthStatus, Policy, decide
+from terminal.smallfile import read_small
 from terminal.store import Store
-from terminal.trust import EnvelopeError, TrustList, open_trust_list
+from terminal.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, TrustList, open_trust_list
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def load_trust(store: Store, cfg: Config) -> TrustList:
         except EnvelopeError as e:
             log.warning("trust: the kept trust list no longer verifies against the pinned roots (%s)", e)
     try:
-        raw = cfg.trust_list.read_bytes()
+        raw = read_small(cfg.trust_list, MAX_TRUST_LIST_BYTES)
         fresh = open_trust_list(raw, roots)
     except (OSError, EnvelopeError) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
