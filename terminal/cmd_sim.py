@@ -84,6 +84,9 @@ def run_demo(args) -> int:
 
 def run_keys(args) -> int:
     from sim.devkeys import write_key_set
+    from terminal.config import TID, TID_RULE
+    if not TID.fullmatch(args.terminal_id):
+        raise UsageError(f"--id must be a terminal id like 370102-H0001-03: {TID_RULE}")
     try:
         write_key_set(args.outdir, terminal_id=args.terminal_id, venue=args.venue, force=args.force)
     except (FileExistsError, OSError) as e:

@@ -22,7 +22,11 @@ class ConfigError(ValueError):
 
 
 MAX_BYTES = 1 << 16  # config.example.toml, every key explained, is under 6 KiB
-_TID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# A terminal id (tid, docs/protocol/hub.md): 6-digit district code, site code, 2-digit lane, as
+# 370102-H0001-03. It is the TLS CN, the MQTT client id and a topic level, so nothing else may
+# pass: not "hub" (the broker's all-powerful identity), not a '/', '+' or '#'.
+TID = re.compile(r"[0-9]{6}-[A-Z0-9]{1,16}-[0-9]{2}")
+TID_RULE = "a 6-digit district code, a site code of 1-16 capital letters and digits, a 2-digit lane"
 REQUIRED = object()
 
 
@@ -33,8 +37,8 @@ def _str(v):
 
 
 def _tid(v):
-    if not isinstance(v, str) or not _TID.fullmatch(v):
-        raise ValueError("must be 1-64 letters, digits, '.', '_' or '-' (it names MQTT topics)")
+    if not isinstance(v, str) or not TID.fullmatch(v):
+        raise ValueError(f"must be a terminal id like 370102-H0001-03: {TID_RULE}")
     return v
 
 

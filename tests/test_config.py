@@ -182,3 +182,19 @@ def test_fifo_is_refused_not_waited_on(keyset, command, fifo):
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"gate-terminal: error: {keyset / 'fifo'}: not a regular file"
+
+
+@pytest.mark.parametrize("tid", ["370102-H0001-03", "370102-T0001-01", "000000-7-00", "999999-ABCDEFGH12345678-99"])
+def test_terminal_ids_of_the_tid_form(keyset, tid):
+    p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
+    assert cfgmod.load(p).terminal_id == tid
+
+
+@pytest.mark.parametrize("tid", ["hub", "", "370102-H0001-3", "370102-H0001-003", "37010-H0001-03",
+                                 "3701020-H0001-03", "370102--03", "370102-h0001-03", "370102-H0001-0a",
+                                 "370102-ABCDEFGH123456789-99", "370102-H0001-03/x", "370102-H00+1-03",
+                                 "370102-H0001-03\\n", "３７０１０２-H0001-03"])
+def test_terminal_ids_not_of_the_tid_form(keyset, tid):
+    p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
+    with pytest.raises(cfgmod.ConfigError, match=r"terminal\.id must be a terminal id like 370102-H0001-03"):
+        cfgmod.load(p)
