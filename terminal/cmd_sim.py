@@ -98,7 +98,7 @@ def run_keys(args) -> int:
 def run_issue(args) -> int:
     from sim.issuer import Issuer, Person
     if args.id_number is not None and not valid_check(args.id_number):
-        raise UsageError(f"--id {args.id_number!r} is not a valid 18-character resident ID number")
+        raise UsageError("--id is not a valid 18-character resident ID number")
     if args.name is not None and not 1 <= len(args.name.encode()) <= 60:
         raise UsageError("--name must be 1-60 bytes of UTF-8")
     if not 0 <= args.ttl <= 0xFFFF:

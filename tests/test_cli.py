@@ -156,3 +156,9 @@ def test_audit_of_a_past_code_sees_the_replay(keyset, capsys):
     assert (rc, first["reason"]) == (0, "ok")
     rc, [again] = verify(keyset, capsys, "--now", str(iat + 20), code)  # a second run, a week later
     assert (rc, again["decision"], again["reason"]) == (1, "deny", "replayed")
+
+
+def test_issue_bad_id_number_is_not_echoed(keyset, capsys):
+    assert main(["sim", "issue", "--keys", str(keyset), "--id", "370102199001011230"]) == 2
+    err = capsys.readouterr().err
+    assert err == "gate-terminal: error: --id is not a valid 18-character resident ID number\n"
