@@ -52,7 +52,9 @@ def register(sub) -> None:
     d.add_argument("--rate", type=float, default=20.0, metavar="PER_MIN", help="arrivals per minute (default 20)")
     d.add_argument("--camera", choices=tuple(LEVELS), default="mild", help="how hard the camera has it")
     d.add_argument("--seed", type=int, help="make the crowd repeatable")
-    d.add_argument("--out", type=Path, default=Path("demo-out"), help="keys, state and screens (replaced)")
+    d.add_argument("--out", type=Path, default=Path("demo-out"),
+                   help="keys, state and screens: a new or empty directory, or an earlier demo's "
+                        "(only the demo's own files there are replaced)")
     d.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
     hub = d.add_mutually_exclusive_group()
     hub.add_argument("--hub", action="store_true",
@@ -64,7 +66,7 @@ def register(sub) -> None:
 
 
 def run_demo(args) -> int:
-    from sim.demo import run_demo as demo
+    from sim.demo import NotDemoDir, run_demo as demo
     if args.duration <= 0 or not 0 < args.rate <= 40:
         raise UsageError("--duration must be positive and --rate from 0 to 40 per minute (one lane)")
     if args.config is not None:
@@ -77,8 +79,11 @@ def run_demo(args) -> int:
             raise UsageError(f"{args.config}: no [hub] broker: nothing to run the demo against")
         if not (args.config.parent / "issuer.pem").exists():
             raise UsageError(f"{args.config.parent}: no issuer.pem beside the config (a 'sim keys' set)")
-    res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
-               seed=args.seed, report=args.report, hub=args.hub, config=args.config)
+    try:
+        res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
+                   seed=args.seed, report=args.report, hub=args.hub, config=args.config)
+    except NotDemoDir as e:
+        raise UsageError(str(e)) from None
     return 0 if res["agreement"] == 1.0 else 1
 
 
