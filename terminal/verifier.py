@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Union
 
 from drivers.cards import CardRead
+from drivers.idnumber import mask_id, mask_name
+from terminal.config import Config
 from terminal.core import reasons as R
 from terminal.core import token as tok
-from terminal.state.clock import ClockGuard
-from terminal.config import Config
-from drivers.idnumber import mask_id, mask_name
-from terminal.crypto.keyfiles import KeyFileError, load_data_keys
 from terminal.core.policy import DENY, HealthStatus, Policy, decide
+from terminal.core.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, TrustList, open_trust_list
+from terminal.crypto.keyfiles import KeyFileError, load_data_keys
+from terminal.ops.smallfile import read_small
+from terminal.state.clock import ClockGuard
 from terminal.state.store import Store
-from terminal.core.trust import EnvelopeError, TrustList, open_trust_list
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def load_trust(store: Store, cfg: Config) -> TrustList:
         except EnvelopeError as e:
             log.warning("trust: the kept trust list no longer verifies against the pinned roots (%s)", e)
     try:
-        raw = cfg.trust_list.read_bytes()
+        raw = read_small(cfg.trust_list, MAX_TRUST_LIST_BYTES)
         fresh = open_trust_list(raw, roots)
     except (OSError, EnvelopeError) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
@@ -175,7 +176,9 @@ class Verifier:
         return self.cfg.policy(venue).with_overrides(self.hub_policy.get(venue, {}))
 
     @classmethod
-    def open(cls, cfg: Config, state_dir: Path | None = None) -> "Verifier":
+    def open(cls, cfg: Config, state_dir: Path | None = None, now: float | None = None) -> "Verifier":
+        """``now``: the fixed time the decisions will be made at (audits); the replay window is
+        purged by it, not by the wall clock, else an audit of past codes could never see a replay."""
         store = Store(state_dir or cfg.state_dir)
         try:
             trust = load_trust(store, cfg)
@@ -186,7 +189,8 @@ class Verifier:
         v = cls(cfg, store, trust, data_keys, ClockGuard(store, cfg.clock_tolerance))
         for key in [cfg.hub_key] + [i.public_key for i in trust.issuers.values()]:
             key.precompute()
-        now = v.clock.now()
+        if now is None:
+            now = v.clock.now()
         if now is not None:
             store.purge_nonces(now)
         return v
