@@ -208,6 +208,7 @@ def main() -> int:
     equivalents = tomllib.loads((HERE / "equivalent.toml").read_text()).get("mutant", [])
     started, results = time.monotonic(), []
     for name in args.modules or list(scope):
+        print(f"\n.. {name}: mutating {scope[name]['file']} against {len(scope[name]['tests'])} test set(s)", flush=True)
         results.append(run_module(name, scope[name], equivalents, args.keep))
         show(results[-1])
     print(f"\n{'module':16} {'tried':>6} {'killed':>7} {'survived':>9} {'equiv':>6} {'score':>7} {'time':>7}")
