@@ -1,8 +1,8 @@
-"""Signed envelopes and the issuers' trust list (spec/token.md §5).
+"""Signed envelopes and the issuers' trust list (docs/protocol/token.md §5).
 
 Envelope: ``{"payload": base64(exact JSON bytes), "signer": kid of the signing key,
 "sig": 128 hex r‖s}``, SM2/SM3 over the decoded payload bytes. The same envelope carries
-trust lists, policy bundles, data keys and time beacons (spec/mqtt.md).
+trust lists, policy bundles, data keys and time beacons (docs/protocol/hub.md).
 """
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import json
 from dataclasses import dataclass
 
 from terminal.sm2 import PrivateKey, PublicKey, SM2Error
+
+
+# A trust list file: about 400 bytes an issuer, so some 2,500 issuers.
+MAX_TRUST_LIST_BYTES = 1 << 20
 
 
 class EnvelopeError(ValueError):
@@ -24,7 +28,7 @@ def open_envelope(raw: bytes | str, keys: dict[str, PublicKey]) -> bytes:
         env = json.loads(raw)
         payload = base64.b64decode(env["payload"], validate=True)
         signer, sig = env["signer"], bytes.fromhex(env["sig"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):  # Recursion: nested too deeply
         raise EnvelopeError("not a signed envelope {payload, signer, sig}") from None
     key = keys.get(signer) if isinstance(signer, str) else None
     if key is None:
@@ -67,7 +71,7 @@ def _int(v, what: str) -> int:
 def parse_trust_list(payload: bytes) -> TrustList:
     try:
         doc = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise EnvelopeError("trust list: payload is not JSON") from None
     if not isinstance(doc, dict) or doc.get("type") != "trust-list" or not isinstance(doc.get("issuers"), list):
         raise EnvelopeError("trust list: not a {type: trust-list, issuers: [...]} document")

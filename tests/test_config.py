@@ -1,7 +1,10 @@
 """Configuration: typed, every key documented, errors that name the file and the key."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -90,3 +93,108 @@ def test_key_files_must_be_private(keyset, capsys):
     rc = main(["verify", "--config", str(keyset / "config.toml"), "x"])
     err = capsys.readouterr().err
     assert rc == 2 and "data_keys.json" in err and "chmod 600" in err
+
+
+def _loop(d):
+    """A symbolic link loop: d/loop-a → d/loop-b → d/loop-a."""
+    (d / "loop-a").symlink_to("loop-b")
+    (d / "loop-b").symlink_to("loop-a")
+    return d / "loop-a"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: write(d, "a = " + "[" * 5000 + "]" * 5000 + "\n"), "nested too deeply"),
+    (lambda d: write(d, "a = " + "{b = " * 2000 + "1" + "}" * 2000 + "\n"), "nested too deeply"),
+    (lambda d: write(d, "# " + "x" * cfgmod.MAX_BYTES + "\n"), f"larger than {cfgmod.MAX_BYTES} bytes"),
+    (_loop, "Too many levels of symbolic links"),
+    (lambda d: d, "not a regular file"),
+])
+def test_hostile_config_files(tmp_path, make, message):
+    p = make(tmp_path)
+    with pytest.raises(cfgmod.ConfigError) as e:
+        cfgmod.load(p)
+    assert str(e.value).startswith(f"{p}: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_config_size_limit_both_sides(keyset, tmp_path):
+    text = base(keyset)
+    pad = cfgmod.MAX_BYTES - len(text.encode()) - 2  # "#", the padding, "\n"
+    cfgmod.load(write(keyset, text + "#" + "x" * pad + "\n"))  # exactly MAX_BYTES: loads
+    assert (keyset / "c.toml").stat().st_size == cfgmod.MAX_BYTES
+    with pytest.raises(cfgmod.ConfigError, match="larger than"):
+        cfgmod.load(write(keyset, text + "#" + "x" * (pad + 1) + "\n"))
+
+
+@pytest.mark.parametrize("key", ["trust_list", "data_keys"])
+def test_symlink_loop_named_in_config(keyset, key):
+    _loop(keyset)
+    p = write(keyset, re.sub(rf'^{key} = .*$', f'{key} = "loop-a"', base(keyset), flags=re.M))
+    with pytest.raises(cfgmod.ConfigError, match=rf"^{re.escape(str(p))}: trust.{key} .*loop-a: symbolic link loop$"):
+        cfgmod.load(p)
+
+
+def _cli(*argv):
+    from terminal.cli import main
+    return main(list(argv))
+
+
+HOSTILE_JSON = [
+    ("trust.envelope.json", b"[" * 100_000 + b"]" * 100_000),                             # within 1 MiB
+    ("data_keys.json", b'{"data_keys": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"),         # within 64 KiB
+    ("data_keys.json", b'{"data_keys": {"1": "' + b"0" * 32 + b'"}}' + b" " * (1 << 16)),  # too big
+]
+
+
+@pytest.mark.parametrize("command, name, content", [("verify", *f) for f in HOSTILE_JSON] + [
+    ("check-config", *f) for f in HOSTILE_JSON + [("device.pem", b"-" * (1 << 16) + b"-")]])
+def test_hostile_trust_and_key_files_are_usage_errors(keyset, capsys, command, name, content):
+    (keyset / name).write_bytes(content)
+    argv = [command, "--config", str(keyset / "config.toml")] + (["x"] if command == "verify" else [])
+    assert _cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert name in err and "internal error" not in err and err.count("gate-terminal:") == 1
+
+
+def test_files_at_their_size_limits_are_read(keyset, capsys):
+    from terminal.keyfiles import MAX_BYTES
+    from terminal.trust import MAX_TRUST_LIST_BYTES
+    for name, limit in (("trust.envelope.json", MAX_TRUST_LIST_BYTES), ("data_keys.json", MAX_BYTES)):
+        f = keyset / name
+        f.write_bytes(f.read_bytes().rstrip() + b" " * (limit - len(f.read_bytes().rstrip())))
+        assert f.stat().st_size == limit  # JSON allows trailing white space
+    assert _cli("check-config", "--config", str(keyset / "config.toml")) == 0
+    (keyset / "data_keys.json").write_bytes((keyset / "data_keys.json").read_bytes() + b" ")
+    assert _cli("check-config", "--config", str(keyset / "config.toml")) == 2
+    assert f"larger than {MAX_BYTES} bytes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "verify"])
+@pytest.mark.parametrize("fifo", ["config", "data keys"])
+def test_fifo_is_refused_not_waited_on(keyset, command, fifo):
+    """A FIFO blocks open() until a writer comes: refuse it, never wait (run would be deaf to
+    SIGTERM). In a child process with a deadline, so that a regression fails instead of hanging."""
+    os.mkfifo(keyset / "fifo", 0o600)
+    p = keyset / "fifo" if fifo == "config" else write(
+        keyset, base(keyset).replace('data_keys = "data_keys.json"', 'data_keys = "fifo"'))
+    proc = subprocess.run([sys.executable, "-m", "terminal", command, "--config", str(p)]
+                          + (["x"] if command == "verify" else []),
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"gate-terminal: error: {keyset / 'fifo'}: not a regular file"
+
+
+@pytest.mark.parametrize("tid", ["370102-H0001-03", "370102-T0001-01", "000000-7-00", "999999-ABCDEFGH12345678-99"])
+def test_terminal_ids_of_the_tid_form(keyset, tid):
+    p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
+    assert cfgmod.load(p).terminal_id == tid
+
+
+@pytest.mark.parametrize("tid", ["hub", "", "370102-H0001-3", "370102-H0001-003", "37010-H0001-03",
+                                 "3701020-H0001-03", "370102--03", "370102-h0001-03", "370102-H0001-0a",
+                                 "370102-ABCDEFGH123456789-99", "370102-H0001-03/x", "370102-H00+1-03",
+                                 "370102-H0001-03\\n", "３７０１０２-H0001-03"])
+def test_terminal_ids_not_of_the_tid_form(keyset, tid):
+    p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
+    with pytest.raises(cfgmod.ConfigError, match=r"terminal\.id must be a terminal id like 370102-H0001-03"):
+        cfgmod.load(p)

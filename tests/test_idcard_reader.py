@@ -3,7 +3,6 @@ import dataclasses
 import datetime as dt
 import os
 import threading
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +16,7 @@ from drivers.serial_link import LinkDown, SerialLink
 from sim.idcard_sam import (SimCard, VirtualSam, foreign_card, hmt_permit_card,
                             resident_card)
 from sim.serial_endpoint import SerialEndpoint
+from waiting import wait_for
 
 FIND, SELECT, READ = Command.FIND_CARD, Command.SELECT_CARD, Command.READ_TEXT_PHOTO
 
@@ -83,6 +83,25 @@ def test_foreign_permanent_resident_card():
 def test_doubtful_cards_are_refused(card, why):
     with pytest.raises(CardUnreadable, match=why):
         parse_text(card.text_block())
+
+
+@pytest.mark.parametrize("card, message, secret", [
+    (resident_card(birth="19900231"), "birth date is not a date", "19900231"),
+    (resident_card(birth="1990010X"), "birth date is not a date", "1990010X"),
+    (resident_card(valid_from="20150230"), "valid from is not a date", "20150230"),
+    (resident_card(valid_to="20351301"), "valid to is not a date", "20351301"),
+    (resident_card(sex="7"), "unknown sex code", "'7'"),
+    (resident_card(nation="57"), "unknown nation code", "57"),
+    (hmt_permit_card(issue_count="0A"), "issue count is not a number", "0A"),
+    (hmt_permit_card(birth="19850230"), "birth date is not a date", "19850230"),
+    (foreign_card(nationality="U1A"), "nationality is not a 3-letter code", "U1A"),
+    (foreign_card(birth="19700732"), "birth date is not a date", "19700732"),
+])
+def test_errors_name_the_field_never_its_value(card, message, secret):
+    """The message is logged and shown: it must carry no personal field of the card."""
+    with pytest.raises(CardUnreadable) as e:
+        parse_text(card.text_block())
+    assert str(e.value) == message and secret not in str(e.value)
 
 
 def test_blocks_that_are_not_text_are_refused():
@@ -285,8 +304,11 @@ def test_stale_input_is_flushed_before_a_request(rig):
     sam, ep, reader = rig
     sam.card = None
     assert reader.poll(0) is None           # the port is open now
-    ep.send(encode(bytes([0, 0, Status.CARD_FOUND, 0, 0, 0, 0])))  # a stale "card found"
-    time.sleep(0.05)                         # let it reach the host's buffer
+    stale = encode(bytes([0, 0, Status.CARD_FOUND, 0, 0, 0, 0]))  # a stale "card found"
+    ep.send(stale)
+    # in the host's buffer, unread (the link keeps its port to itself: the test looks in; over
+    # socket:// pyserial's in_waiting only says whether anything is there)
+    wait_for(lambda: reader.link._port.in_waiting > 0, "the stale answer in the host's buffer")
     assert reader.poll(0) is None
     assert SELECT not in sam.commands
 

@@ -1,4 +1,4 @@
-"""Venue policy: presets, reason order, allow-skips, overrides (spec/policy.md)."""
+"""Venue policy: presets, reason order, allow-skips, overrides (docs/protocol/policy.md)."""
 from __future__ import annotations
 
 import pytest
