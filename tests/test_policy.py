@@ -223,3 +223,14 @@ def test_validate_overrides_keeps_every_good_field_and_names_the_first_bad():
         validate_overrides({"max_age": 30, "colour": "red", "red": "maybe"})
     assert str(e.value) == ("colour: unknown policy field (known: max_age, max_skew, red, yellow, star, "
                             "close_contact, nat_hours, vax_min_doses, offline_unknown, status_cache_hours)")
+
+
+def test_policies_and_statuses_are_frozen():
+    """Presets are shared by every presentation (and threads): an override makes a new Policy."""
+    import dataclasses
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PRESETS["mall"].red = "allow"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status().status = 0
+    p = PRESETS["mall"].with_overrides({"red": "review"})
+    assert (p.red, PRESETS["mall"].red) == ("review", "deny")
