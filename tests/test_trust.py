@@ -241,3 +241,13 @@ def test_open_trust_list_checks_the_signature_then_the_shape():
         open_trust_list(seal_envelope(b"nope", root), roots(root.public_key))
     with pytest.raises(EnvelopeError, match="not a pinned key"):
         open_trust_list(seal_envelope(doc(entry()), PrivateKey.generate()), roots(root.public_key))
+
+
+def test_a_parsed_list_cannot_be_changed_in_place():
+    """The verifier's threads share the list; a new list replaces it, never an edit."""
+    import dataclasses
+    tl = parse_trust_list(doc(entry()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tl.seq = 8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tl.issuers[KEY_A.kid()].status = "active"
