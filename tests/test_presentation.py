@@ -73,3 +73,8 @@ def test_surrounding_whitespace_is_not_part_of_the_code():
     assert t.observe(["SDHC1:A"], 0.1) == [] and t.in_view == 1
     assert t.observe(["  2576"], 0.2) == []
     assert t.observe(["2576 "], 0.3) == ["2576"]
+
+
+def test_a_blank_text_does_not_hide_the_codes_after_it():
+    t = QrPresentations(gap=1.0)
+    assert t.observe(["", "SDHC1:A", " ", "SDHC1:B"], 0.0) == ["SDHC1:A", "SDHC1:B"]
