@@ -1,4 +1,4 @@
-"""The gate relay (devices.md §3): open the turnstile by closing a dry contact for a pulse.
+"""The gate relay (docs/protocol/devices.md §3): open the turnstile by closing a dry contact for a pulse.
 
 Backends, chosen by :func:`open_relay`:
 

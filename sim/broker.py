@@ -4,7 +4,7 @@ Each :class:`Broker` owns a temp directory holding a test CA (made with the open
 line, EC P-256), a server certificate for 127.0.0.1/localhost, the client certificates asked
 for (CN = terminal id, or ``hub``), ``mosquitto.conf``, ``acl``, the persistence file and the
 log. The TLS listener requires a client certificate and takes its CN as the username, and
-the ACL (spec/mqtt.md) is::
+the ACL (docs/protocol/hub.md) is::
 
     user hub                                    # the hub identity: everything under the prefix
     topic readwrite {prefix}/#
@@ -34,9 +34,6 @@ How Mosquitto 2.0.11 applies it (each point pinned by tests/test_broker.py):
 - A refused PUBLISH is dropped; an MQTT 5 client at QoS 1 gets PUBACK 0x87 (not authorised),
   a QoS 0 one nothing. A will is checked like a publish when it fires (not at CONNECT).
 - ``pattern`` lines apply to every user, the hub included (harmless: the hub may do all).
-
-The plain listener (``plain=True``) is for development demos only: anonymous, without ACL
-(Mosquitto cannot limit anonymous clients per terminal), bound to loopback, off by default.
 
 Persistence is on, so QoS 1 sessions and retained messages survive :meth:`restart` (which
 stops with SIGTERM: Mosquitto saves on exit). Mosquitto 2.0 saves only sessions opened with
@@ -170,7 +167,7 @@ def acl_text(prefix: str) -> str:
 class Broker:
     """One Mosquitto on free loopback ports; ``with Broker() as b: ... b.url, b.ca, b.client_cert(tid)``."""
 
-    def __init__(self, *, prefix: str = DEFAULT_PREFIX, plain: bool = False, workdir: Path | None = None,
+    def __init__(self, *, prefix: str = DEFAULT_PREFIX, workdir: Path | None = None,
                  autosave_interval: int = 60, max_queued_messages: int = 10000,
                  verbose_log: bool = False) -> None:
         self.prefix = prefix
@@ -183,7 +180,6 @@ class Broker:
         self._probe_cert = self.pki.issue("_probe")  # no ACL line names it: it may do nothing
         self.host = "127.0.0.1"
         self.port = _free_port()
-        self.plain_port = _free_port() if plain else None
         self.log_path = self.workdir / "mosquitto.log"
         self.conf_path = self.workdir / "mosquitto.conf"
         self.acl_path = self.workdir / "acl"
@@ -199,10 +195,6 @@ class Broker:
     @property
     def url(self) -> str:
         return f"mqtts://{self.host}:{self.port}"
-
-    @property
-    def plain_url(self) -> str | None:
-        return None if self.plain_port is None else f"mqtt://{self.host}:{self.plain_port}"
 
     @property
     def ca(self) -> Path:
@@ -248,8 +240,6 @@ class Broker:
             "use_identity_as_username true",
             f"acl_file {self.acl_path}",
         ]
-        if self.plain_port is not None:
-            lines += ["", f"listener {self.plain_port} {self.host}", "allow_anonymous true"]
         self.conf_path.write_text("\n".join(lines) + "\n")
 
     def start(self) -> Broker:
@@ -266,8 +256,6 @@ class Broker:
                     raise
             attempt += 1
             self.port = _free_port()
-            if self.plain_port is not None:
-                self.plain_port = _free_port()
 
     def _start(self) -> Broker:
         self._write_config()

@@ -49,7 +49,7 @@ class Visitor:
 
 
 def expected(kind: str, policy: Policy, hub_answers_cards: bool) -> tuple[str, str]:
-    """What the door should decide for ``kind`` under the venue's policy (spec/policy.md)."""
+    """What the door should decide for ``kind`` under the venue's policy (docs/protocol/policy.md)."""
     def rule(decision: str, reason: str) -> tuple[str, str]:
         return (decision, reason) if decision != ALLOW else (ALLOW, R.OK)
 

@@ -208,6 +208,7 @@ class HubSim:
         if msg.topic.endswith("/events"):
             self._events_q.put((msg.topic, msg.payload))
         elif msg.topic.endswith("/query"):
+            self.stats["queries_received"] += 1  # answered or not ("queries" counts the answers)
             p = msg.properties
             self._query_q.put((time.monotonic() + self.reply_delay, next(self._order), msg.topic, msg.payload,
                                getattr(p, "ResponseTopic", None), getattr(p, "CorrelationData", None)))
@@ -485,10 +486,6 @@ class HubSim:
                 self._stop.wait(self.time_interval)
 
     # --- what the hub holds -------------------------------------------------------------
-
-    def register_terminal(self, tid: str, device_key: PublicKey) -> None:
-        device_key.precompute()
-        self.terminals = {**self.terminals, tid: device_key}
 
     def acked_seq(self, tid: str) -> int | None:
         with _db(self.db_path) as db:

@@ -1,4 +1,4 @@
-"""A virtual LCUS USB relay (devices.md §3) for :class:`sim.serial_endpoint.SerialEndpoint`.
+"""A virtual LCUS USB relay (docs/protocol/devices.md §3) for :class:`sim.serial_endpoint.SerialEndpoint`.
 
 It reads the 4-byte commands off the line and records every switching with its monotonic time:
 

@@ -1,4 +1,5 @@
-"""A virtual social-security card reader (devices.md §2) for :class:`sim.serial_endpoint.SerialEndpoint`.
+"""A virtual social-security card reader (docs/protocol/devices.md §2) for
+:class:`sim.serial_endpoint.SerialEndpoint`.
 
 The reader speaks the STX framing; the card inside it answers the APDUs of EF05/EF06 of the
 SSSE application. It parses frames itself rather than through ``drivers.sscard.framing``, so a

@@ -1,6 +1,6 @@
 """Where a card's health status comes from: the seam the hub query plugs into.
 
-A card says who someone is, not how they are; the provincial hub answers that (spec/mqtt.md,
+A card says who someone is, not how they are; the provincial hub answers that (docs/protocol/hub.md,
 card status query). Until a hub is configured, or whenever it cannot answer, ``lookup``
 returns None and the venue policy's ``offline_unknown`` decides (reason ``status_unavailable``).
 """

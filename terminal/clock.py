@@ -1,4 +1,4 @@
-"""The clock guard of spec/token.md §6: never trust a wall clock blindly.
+"""The clock guard of docs/protocol/token.md §6: never trust a wall clock blindly.
 
 The highest trusted time seen is kept on disk (``clock_floor``). A wall clock behind it by
 more than ``tolerance`` seconds — an RTC reset to 1970, a clock moved back — latches the

@@ -20,15 +20,17 @@ import pwd
 import shutil
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 from terminal.cli import UsageError
 
 USER = "gate-terminal"
-ROOT = Path(__file__).resolve().parents[1]   # the source tree: systemd/ and config.example.toml
-UNIT = ROOT / "systemd" / "gate-terminal.service"
-RULES = ROOT / "systemd" / "99-gate-terminal.rules"
-EXAMPLE_CONFIG = ROOT / "config.example.toml"
+# Package data, so a wheel install has them too (no source tree there): terminal/shipped/.
+SHIPPED = files("terminal.shipped")
+UNIT = SHIPPED / "gate-terminal.service"
+RULES = SHIPPED / "99-gate-terminal.rules"
+EXAMPLE_CONFIG = SHIPPED / "config.example.toml"
 
 
 def register(sub) -> None:

@@ -1,6 +1,6 @@
-"""The terminal ⇄ hub wire formats of spec/mqtt.md, shared by the terminal and the hub simulator.
+"""The terminal ⇄ hub wire formats of docs/protocol/hub.md, shared by the terminal and the hub simulator.
 
-Who signs what (a signed envelope is spec/token.md §5: ``{"payload", "signer", "sig"}``):
+Who signs what (a signed envelope is docs/protocol/token.md §5: ``{"payload", "signer", "sig"}``):
 
     hc/v1/t/{tid}/events   terminal → hub   signed by the terminal's device key
     hc/v1/t/{tid}/ack      hub → terminal   signed by the hub key   {"acked_seq": N, "tid": tid}

@@ -21,7 +21,7 @@ def check_character(first17: str) -> str:
 
 def valid_check(number: str) -> bool:
     """18 characters, 17 digits and the right check character (upper-case X): what
-    spec/token.md asks of a token's ``id_number``, nothing more."""
+    docs/protocol/token.md asks of a token's ``id_number``, nothing more."""
     if len(number) != 18 or not number[:17].isascii() or not number[:17].isdigit():
         return False
     return number[17] == check_character(number[:17])

@@ -116,7 +116,7 @@ def write_secret(path: Path, data: str | bytes) -> None:
 
 
 def load_data_keys(path: Path) -> dict[int, bytes]:
-    """The local data-key file ``{"data_keys": {"1": "<32 hex>"}}`` (spec/token.md §5), mode 0600."""
+    """The local data-key file ``{"data_keys": {"1": "<32 hex>"}}`` (docs/protocol/token.md §5), mode 0600."""
     raw = _read_secret(path)
     try:
         doc = json.loads(raw)

@@ -1,4 +1,4 @@
-"""Venue policy (spec/policy.md): presets per venue type, field overrides, the reason order.
+"""Venue policy (docs/protocol/policy.md): presets per venue type, field overrides, the reason order.
 
 The same policy decides whatever brought the health status in (QR token, ID card,
 social-security card): :func:`decide` takes a :class:`HealthStatus`, not a token.

@@ -1,4 +1,5 @@
-"""Reason codes (spec/token.md §7, spec/policy.md): stable strings, in the order checks run."""
+"""Reason codes (docs/protocol/token.md §7, docs/protocol/policy.md): stable strings, in the
+order checks run."""
 
 OK = "ok"
 NOT_HEALTH_CODE = "not_health_code"

@@ -1,4 +1,4 @@
-"""SDHC1 health-code freshness tokens (spec/token.md): text form, binary layout, body.
+"""SDHC1 health-code freshness tokens (docs/protocol/token.md): text form, binary layout, body.
 
 This module only parses and builds; the order of the checks, and what is trusted, lives in
 :mod:`terminal.verifier`. Every parse failure raises :class:`TokenError` carrying the
@@ -100,7 +100,7 @@ def body_iv(nonce: bytes, iat: int) -> bytes:
 
 
 def parse_text(text: str) -> Envelope:
-    """Step 1 of spec/token.md §4: text form, Base45, version, lengths."""
+    """Step 1 of docs/protocol/token.md §4: text form, Base45, version, lengths."""
     text = text.strip()
     if not text.startswith(PREFIX):
         if _OTHER_VERSION.match(text):

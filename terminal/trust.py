@@ -1,8 +1,8 @@
-"""Signed envelopes and the issuers' trust list (spec/token.md §5).
+"""Signed envelopes and the issuers' trust list (docs/protocol/token.md §5).
 
 Envelope: ``{"payload": base64(exact JSON bytes), "signer": kid of the signing key,
 "sig": 128 hex r‖s}``, SM2/SM3 over the decoded payload bytes. The same envelope carries
-trust lists, policy bundles, data keys and time beacons (spec/mqtt.md).
+trust lists, policy bundles, data keys and time beacons (docs/protocol/hub.md).
 """
 from __future__ import annotations
 

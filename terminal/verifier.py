@@ -1,6 +1,6 @@
 """One presentation of a health code → allow / deny / review, committed as an event.
 
-The checks run in the order of spec/token.md §4; the signature is checked before anything
+The checks run in the order of docs/protocol/token.md §4; the signature is checked before anything
 is decrypted, and the event (with the subject encrypted to the hub) is committed to the
 outbox before the caller may open the gate.
 """
@@ -145,7 +145,7 @@ class Verifier:
         self.store.close()
 
     def assess(self, text: str, t: float | None, policy: Policy) -> Assessment:
-        """Steps 1-5 and 7 of spec/token.md §4 (replay, step 6, needs the store: see verify)."""
+        """Steps 1-5 and 7 of docs/protocol/token.md §4 (replay, step 6, needs the store: see verify)."""
         env: tok.Envelope | None = None
         try:
             env = tok.parse_text(text)

@@ -2,7 +2,7 @@
 
 ``from mqtt_fixtures import broker`` (or import it into conftest). The broker is a
 :class:`sim.broker.Broker`: TLS with client certificates on a free loopback port, the ACL of
-spec/mqtt.md, stopped and its files removed after the test.
+docs/protocol/hub.md, stopped and its files removed after the test.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The test Mosquitto: TLS client certificates and the per-terminal ACL of spec/mqtt.md.
+"""The test Mosquitto: TLS client certificates and the per-terminal ACL of docs/protocol/hub.md.
 
 "Never receives" is shown with a barrier, not a wait: after the forbidden message, an allowed
 one goes the same way; the broker keeps order per connection, so the first message the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -14,15 +14,7 @@ from drivers.camera import (CameraError, EndOfStream, FrameGrabber, FrameSource,
                             V4L2Source, VideoFileSource, open_source)
 from sim import camera as simcam
 from sim.camera import LEVELS, VirtualCamera, sample_text
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition the grabber thread brings about (a deadline, not a speed check)."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.002)
+from waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +66,7 @@ class CountingSource(FrameSource):
         self.waiting.clear()
         for _ in range(n):
             self.permits.release()
-        wait_until(lambda: self.produced == target and self.waiting.is_set())
+        wait_for(lambda: self.produced == target and self.waiting.is_set())
 
 
 def stop_gated(grabber: FrameGrabber, src: CountingSource) -> None:
@@ -176,14 +168,14 @@ class FlakySource(FrameSource):
 def test_failure_is_reported_and_the_camera_reopened() -> None:
     src = FlakySource()
     with FrameGrabber(src, backoff_min=0.001, backoff_max=0.005) as grabber:
-        wait_until(lambda: src.open_calls == 3)           # two failed opens, waiting in the third
+        wait_for(lambda: src.open_calls == 3)           # two failed opens, waiting in the third
         assert grabber.error == "flaky: cannot open" and grabber.latest() is None
         src.gates[("open", 3)].set()
-        wait_until(lambda: src.reads == 5)                # frames 1-3, the unplug, reopened
+        wait_for(lambda: src.reads == 5)                # frames 1-3, the unplug, reopened
         assert grabber.error == "flaky: no frame (unplugged)"
         assert grabber.latest().counter == 3 and src.open_calls == 4 and src.closes == 1
         src.gates[("read", 5)].set()
-        wait_until(lambda: grabber.latest().counter >= 6)
+        wait_for(lambda: grabber.latest().counter >= 6)
         assert grabber.error is None                      # frames flow again
         assert grabber.failures == 4                      # two opens, the unplug, the driver bug
         assert grabber.opens == 3
@@ -199,7 +191,7 @@ def test_missing_device_is_reported_not_raised() -> None:
     with pytest.raises(CameraError, match="no such device"):
         src.open()
     with FrameGrabber(src, backoff_min=0.001, backoff_max=0.005) as grabber:
-        wait_until(lambda: grabber.failures >= 3)
+        wait_for(lambda: grabber.failures >= 3)
         assert "no such device" in (grabber.error or "")
         assert grabber.latest() is None
 
@@ -209,7 +201,7 @@ def test_stall_is_reported() -> None:
     grabber = FrameGrabber(src, stall_after=0.05).start()
     try:
         src.release(1)
-        wait_until(lambda: grabber.error is not None)
+        wait_for(lambda: grabber.error is not None)
         assert "no frame for" in grabber.error
     finally:
         stop_gated(grabber, src)
@@ -232,7 +224,7 @@ def test_image_files_play_once_then_end(tmp_path) -> None:
     with pytest.raises(EndOfStream):
         src.read()
     with FrameGrabber(ImageFileSource(paths, fps=0, loop=False)) as grabber:
-        wait_until(lambda: grabber.ended)
+        wait_for(lambda: grabber.ended)
         assert int(grabber.latest().image[0, 0, 0]) == 90
         assert "all images played" in grabber.error
 
@@ -341,7 +333,7 @@ def test_virtual_camera_through_the_grabber() -> None:
     cam = VirtualCamera(TEXTS, conditions=LEVELS["clean"], seed=4, show_frames=2, gap_frames=1,
                         realtime=False, loop=False)
     with FrameGrabber(cam) as grabber:
-        wait_until(lambda: grabber.ended)
+        wait_for(lambda: grabber.ended)
         last = grabber.latest()
     assert last.counter == 6
     assert qrdecode.decode(last.image).texts == [TEXTS[1]]

@@ -1,4 +1,4 @@
-"""The clock guard (spec/token.md §6): a clock moved back is refused, never silently used."""
+"""The clock guard (docs/protocol/token.md §6): a clock moved back is refused, never silently used."""
 from __future__ import annotations
 
 import pytest

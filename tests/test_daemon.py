@@ -26,15 +26,51 @@ from terminal.daemon import Daemon
 from terminal.presentation import QrPresentations
 
 from conftest import ROOT
+from waiting import wait_for
 
 
-def wait_for(cond, timeout=10.0, step=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
+class WatchedGrabber(FrameGrabber):
+    """The grabber, telling the test which frames the daemon's camera loop has finished with: the
+    loop takes one frame at a time, so taking a frame means the one before it was decoded and
+    observed."""
+
+    def __init__(self, source):
+        super().__init__(source)
+        self.taken: list[float] = []  # capture times of the frames handed to the camera loop
+
+    def wait_newer(self, after: int = 0, timeout: float = 1.0):
+        frame = super().wait_newer(after, timeout)
+        if frame is not None:
+            self.taken.append(frame.ts)
+        return frame
+
+    def observed_after(self, t: float) -> list[float]:
+        """Capture times after ``t`` of the frames the camera loop has observed."""
+        return [ts for ts in self.taken[:-1] if ts > t]
+
+
+def phone_taken_away(camera: ScenarioCamera, grabber: WatchedGrabber, gap: float) -> None:
+    """Clear the camera and wait until the camera loop has seen it empty for longer than ``gap``:
+    shown again, the code is a new presentation."""
+    camera.clear()
+    gone = time.monotonic()
+    wait_for(lambda: grabber.observed_after(gone), "a frame taken after the phone left")
+    # That frame may still show the phone (read before the clear); every frame after it is empty.
+    last_with_phone = grabber.observed_after(gone)[0]
+    wait_for(lambda: grabber.observed_after(last_with_phone + gap), "the camera empty for the gap")
+
+
+def card_taken_off(sim, ask) -> None:
+    """Take the card off a virtual reader and wait until the reader has seen it gone: two of its
+    ``ask`` commands after the removal (the second goes out only once the first's "no card"
+    answer is in)."""
+    sim.card = None
+    n = len(sim.commands)
+    wait_for(lambda: sim.commands[n:].count(ask) >= 2, "the reader to see the card gone")
+
+
+FIND = b"\x20\x01"   # the SAM's find-card command
+SS_PRESENT = 0x31      # the social-security reader's card-present query
 
 
 def test_presentations_from_frames():
@@ -88,17 +124,19 @@ def test_end_to_end_with_every_input(rig, tmp_path):
     cfg = cfgmod.load(rig["config"])
     issuer = Issuer.from_dir(rig["keys"])
     camera = ScenarioCamera(level="clean", fps=20)
+    grabber = WatchedGrabber(camera)
     results = []
-    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=lambda p, r: results.append((p, r)))
+    daemon = Daemon(cfg, camera=grabber, on_result=lambda p, r: results.append((p, r)))
     daemon.start()
     try:
         def show(text):
             n = len(results)
             camera.show(text, 40)
-            assert wait_for(lambda: len(results) > n), "no decision for a code under the camera"
-            time.sleep(0.3)  # more frames of the same phone: still one presentation
-            camera.clear()
-            time.sleep(cfg.devices["camera"]["gap"] + 0.3)
+            wait_for(lambda: len(results) > n, "a decision for the code under the camera")
+            decided = time.monotonic()
+            # more frames of the same phone: still one presentation
+            wait_for(lambda: len(grabber.observed_after(decided)) >= 5, "more frames of the same phone")
+            phone_taken_away(camera, grabber, cfg.devices["camera"]["gap"])
             return results[-1][1]
 
         green = issuer.issue(Person(name="张三"))
@@ -111,11 +149,10 @@ def test_end_to_end_with_every_input(rig, tmp_path):
         id_number = random_id_number()
         rig["sam"].card = resident_card("李四", id_number)
         assert wait_for(lambda: results[-1][1].method == "id_card")
-        rig["sam"].card = None
+        card_taken_off(rig["sam"], FIND)
         rig["ss"].card = VirtualSsCard(ss_number=random_id_number(), name="王五")
         assert wait_for(lambda: results[-1][1].method == "ss_card")
-        rig["ss"].card = None
-        time.sleep(0.3)
+        card_taken_off(rig["ss"], SS_PRESENT)  # and not presented again while it lay there
     finally:
         daemon.stop()
     got = [(r.method, r.decision, r.reason) for _, r in results]
@@ -170,8 +207,7 @@ def test_sigterm_mid_presentation(rig, tmp_path):
     try:
         db = rig["keys"] / "state" / "terminal.db"
         assert wait_for(lambda: db.exists() and len(events(rig["keys"])) >= 2, timeout=30), proc.stderr
-        rig["sam"].card = None
-        time.sleep(0.5)  # the first card leaves the reader
+        card_taken_off(rig["sam"], FIND)
         reads = rig["sam"].commands.count(b"\x30\x01")
         id_number = random_id_number()
         rig["sam"].card = resident_card("周八", id_number)
@@ -266,14 +302,14 @@ def test_reload_changes_policy_not_the_camera(rig, tmp_path):
             n = len(results)
             rig["sam"].card = resident_card(name, random_id_number())
             assert wait_for(lambda: len(results) > n, timeout=10)
-            rig["sam"].card = None
-            time.sleep(0.4)
+            card_taken_off(rig["sam"], FIND)
             return results[-1]
 
         assert (card("甲").decision, results[-1].reason) == ("review", "status_unavailable")
         rig["config"].write_text(rig["config"].read_text() + '\n[policy]\noffline_unknown = "deny"\n')
-        daemon.reload(cfgmod.load(rig["config"]))
-        time.sleep(0.5)  # applied by the decide thread between presentations
+        reloaded = cfgmod.load(rig["config"])
+        daemon.reload(reloaded)
+        wait_for(lambda: daemon.cfg is reloaded, "the decide thread to apply the reload")
         assert card("乙").decision == "deny"
         assert grabber.opens == 1  # the camera kept streaming through the reload
         rig["config"].write_text(rig["config"].read_text() + "\n[policy]\nred = 'x'\n")

@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from drivers.camera import FrameGrabber
 from mqtt_fixtures import broker  # noqa: F401  (fixture)
 from sim.crowd import ScenarioCamera, resident_card
 from sim.hub import HubSim
@@ -18,7 +17,8 @@ from terminal import config as cfgmod
 from terminal.daemon import Daemon
 from terminal.keyfiles import load_private_key
 
-from test_daemon import demo_config, wait_for
+from test_daemon import FIND, WatchedGrabber, card_taken_off, demo_config, phone_taken_away
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -43,10 +43,12 @@ def terminal(keyset, broker, tmp_path):  # noqa: F811
                  start_seq=1, time_interval=0).start()
     assert hub.wait_connected(30)
     camera = ScenarioCamera(level="clean", fps=20)
+    grabber = WatchedGrabber(camera)
     results = []
-    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=lambda p, r: results.append(r))
+    daemon = Daemon(cfg, camera=grabber, on_result=lambda p, r: results.append(r))
     daemon.start()
-    yield {"daemon": daemon, "hub": hub, "sam": sam, "camera": camera, "results": results, "known": known,
+    yield {"daemon": daemon, "hub": hub, "sam": sam, "camera": camera, "grabber": grabber, "results": results,
+           "known": known,
            "issuer": Issuer.from_dir(keyset), "tid": cfg.terminal_id}
     daemon.stop()
     hub.stop()
@@ -58,8 +60,7 @@ def present_card(t, name, id_number):
     n = len(t["results"])
     t["sam"].card = resident_card(name, id_number)
     assert wait_for(lambda: len(t["results"]) > n, timeout=15)
-    t["sam"].card = None
-    time.sleep(0.4)
+    card_taken_off(t["sam"], FIND)
     return t["results"][-1]
 
 
@@ -67,8 +68,7 @@ def show_code(t, text):
     n = len(t["results"])
     t["camera"].show(text, 30)
     assert wait_for(lambda: len(t["results"]) > n, timeout=10)
-    t["camera"].clear()
-    time.sleep(1.8)
+    phone_taken_away(t["camera"], t["grabber"], t["daemon"].cfg.devices["camera"]["gap"])
     return t["results"][-1]
 
 
@@ -104,7 +104,7 @@ def test_a_slow_hub_answer_does_not_hold_up_the_camera(terminal):
     t["hub"].reply_delay = 1.0                     # the hub answers, slowly (query_timeout is 1.0 s)
     n = len(t["results"])
     t["sam"].card = resident_card("钱一", t["known"])
-    time.sleep(0.3)                                # the card is read and its query is out
+    wait_for(lambda: t["hub"].stats["queries_received"] == 1, "the card's query at the hub")
     t["camera"].show(t["issuer"].issue(Person()), 30)
     assert wait_for(lambda: len(t["results"]) >= n + 2, timeout=20)
     t["camera"].clear()

@@ -20,6 +20,7 @@ from sim.hub import HubSim
 from terminal import hubproto
 from terminal.sm2 import PrivateKey
 from terminal.trust import EnvelopeError, open_envelope, seal_envelope
+from waiting import wait_for
 
 A, B, C = "370102-H0001-01", "370102-H0001-02", "370102-H0001-09"
 P = "hc/v1"
@@ -261,10 +262,7 @@ def test_hub_restart_and_broker_restart_resume(broker, tmp_path, keys):
         assert hub.wait_connected()
         assert hub.publish_policy({"mall": {}})  # seq continues from the DB
         broker.restart()
-        deadline = time.monotonic() + 10
-        while hub.stats["subscribed"] < 2:  # reconnected (backoff) and subscribed again
-            assert time.monotonic() < deadline, "hub did not reconnect"
-            time.sleep(0.02)
+        wait_for(lambda: hub.stats["subscribed"] >= 2, "the hub to reconnect (backoff) and subscribe again")
         with terminal(broker) as t:
             t.publish(f"{P}/t/{A}/events", batch(keys, range(3, 9)))  # a resend overlapping the ack
             assert next_ack(t, keys) == {"acked_seq": 8, "tid": A}

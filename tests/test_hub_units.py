@@ -219,7 +219,7 @@ def test_persisted_updates_survive_a_restart(tmp_path, keyset_config, k):
     s = Store(tmp_path / "st")
     try:
         p = load_persisted(s, keyset_config, k["device"])
-        assert p.policy == {"mall": {"nat_hours": 12}} and p.time == 1_800_000_000.25
+        assert p.policy == {"mall": {"nat_hours": 12}} and p.seqs["time"] == 1_800_000_000.25
         assert p.data_keys[2].key == b"Z" * 16 and usable_keys(p.data_keys, 11) == {} \
             and usable_keys(p.data_keys, 9) == {2: b"Z" * 16}
         u2 = make_updates(s, keyset_config, k, Got())

@@ -22,18 +22,9 @@ from terminal.policy import HealthStatus
 from terminal.sm2 import PrivateKey
 from terminal.statuscache import StatusCache
 from terminal.store import DB_NAME, Store
+from waiting import DEADLINE, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-WAIT = 30.0
-
-
-def wait_for(pred, what: str, timeout: float = WAIT) -> None:
-    """Poll until ``pred()``; a failure, never a measurement, if it takes ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -58,7 +49,7 @@ class Env:
         h = HubSim(self.broker.url, self.broker.ca, cert, key, hub_key=self.k["hub"], root_key=self.k["root"],
                    db_path=self.tmp / "hub.db", terminals={self.tid: self.k["device"].public_key},
                    start_seq=1, time_interval=0, **kw).start()
-        assert h.wait_connected(WAIT)
+        assert h.wait_connected(DEADLINE)
         self._stops.append(h.stop)
         return h
 

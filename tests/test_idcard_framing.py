@@ -26,10 +26,11 @@ def test_longest_answers_have_the_spec_lengths():
     assert encode(read)[5:7] == H("0508")
     assert encode(read_fp)[5:7] == H("090A")
     assert FrameDecoder().feed(encode(read_fp)) == [read_fp]
-    with pytest.raises(ValueError):
-        encode(read_fp + b"\x00")
-    with pytest.raises(ValueError):
-        encode(b"\x20")
+    with pytest.raises(ValueError, match=f"payload of {len(read_fp) + 1} bytes cannot be framed"):
+        encode(read_fp + b"\x00")                     # LEN = MAX_LEN + 1
+    assert encode(b"\x20\x01")[5:7] == H("0003")       # LEN = MIN_LEN: the shortest frame
+    with pytest.raises(ValueError, match="payload of 1 bytes cannot be framed"):
+        encode(b"\x20")                               # LEN = MIN_LEN - 1
 
 
 def test_byte_by_byte():
@@ -46,6 +47,48 @@ def test_garbage_and_partial_preambles_before_a_frame():
     assert d.feed(H("69") + encode(H("000080"))[5:]) == [H("000080")]
 
 
+def test_garbage_is_not_held():
+    d = FrameDecoder()
+    assert d.feed(H("00 FF 96 69 13")) == [] and d.pending == 0
+    assert d.feed(H("AA")) == [] and d.pending == 1          # may be a preamble's start
+
+
+@pytest.mark.parametrize("k", range(1, len(PREAMBLE)))
+def test_a_preamble_split_anywhere_is_found(k):
+    wire = encode(H("000080"))
+    d = FrameDecoder()
+    assert d.feed(H("00") + wire[:k]) == [] and d.pending == k
+    assert d.feed(wire[k:]) == [H("000080")] and d.pending == 0
+
+
+def test_a_timeout_inside_a_preamble_costs_one_byte():
+    # A stray AA, then a preamble cut by the timeout after its first two bytes: the resync
+    # drops the stray byte only, and the frame whose preamble began one byte later is found.
+    wire = encode(H("000080"))
+    d = FrameDecoder()
+    assert d.feed(H("AA") + wire[:2]) == [] and d.pending == 3
+    assert d.resync() == [] and d.pending == 2
+    assert d.feed(wire[2:]) == [H("000080")]
+
+
+def test_every_checksum_byte_position_matters():
+    wire = encode(H("00009F01020304"))
+    for at in range(5, len(wire)):              # LEN_H .. CHK
+        for flip in (0x01, 0x80):
+            bad = bytearray(wire)
+            bad[at] ^= flip
+            d = FrameDecoder()
+            assert d.feed(bytes(bad)) + d.resync() == [], (at, flip)
+
+
+def test_rejections_are_counted_one_by_one():
+    bad_chk = bytearray(encode(H("000090")))
+    bad_chk[-1] ^= 0x01
+    d = FrameDecoder()
+    frames = d.feed(bytes(bad_chk) + PREAMBLE + H("0000") + bytes(bad_chk) + encode(H("000080")))
+    assert frames == [H("000080")] and d.rejected == 3
+
+
 def test_bad_checksum_is_dropped_and_the_next_frame_found():
     bad = bytearray(encode(H("000090")))
     bad[-1] ^= 0x01
@@ -57,9 +100,16 @@ def test_bad_checksum_is_dropped_and_the_next_frame_found():
 @pytest.mark.parametrize("length", [0x0000, 0x0001, 0x0002, MAX_LEN + 1, 0xFFFF])
 def test_impossible_length_is_rejected_at_once(length):
     d = FrameDecoder()
-    frames = d.feed(PREAMBLE + length.to_bytes(2, "big") + encode(H("000090")))
-    assert frames == [H("000090")]
-    assert d.rejected == 1
+    assert d.feed(PREAMBLE + length.to_bytes(2, "big")) == []   # header only: no waiting for a body
+    assert d.rejected == 1 and d.pending == 0
+    assert d.feed(encode(H("000090"))) == [H("000090")]
+
+
+@pytest.mark.parametrize("length", [0x0003, MAX_LEN])
+def test_possible_length_waits_for_its_body(length):
+    d = FrameDecoder()
+    assert d.feed(PREAMBLE + length.to_bytes(2, "big")) == []
+    assert d.rejected == 0 and d.pending == 7
 
 
 def test_plausible_but_wrong_length_costs_only_that_frame():

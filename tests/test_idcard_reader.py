@@ -3,7 +3,6 @@ import dataclasses
 import datetime as dt
 import os
 import threading
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +16,7 @@ from drivers.serial_link import LinkDown, SerialLink
 from sim.idcard_sam import (SimCard, VirtualSam, foreign_card, hmt_permit_card,
                             resident_card)
 from sim.serial_endpoint import SerialEndpoint
+from waiting import wait_for
 
 FIND, SELECT, READ = Command.FIND_CARD, Command.SELECT_CARD, Command.READ_TEXT_PHOTO
 
@@ -285,8 +285,11 @@ def test_stale_input_is_flushed_before_a_request(rig):
     sam, ep, reader = rig
     sam.card = None
     assert reader.poll(0) is None           # the port is open now
-    ep.send(encode(bytes([0, 0, Status.CARD_FOUND, 0, 0, 0, 0])))  # a stale "card found"
-    time.sleep(0.05)                         # let it reach the host's buffer
+    stale = encode(bytes([0, 0, Status.CARD_FOUND, 0, 0, 0, 0]))  # a stale "card found"
+    ep.send(stale)
+    # in the host's buffer, unread (the link keeps its port to itself: the test looks in; over
+    # socket:// pyserial's in_waiting only says whether anything is there)
+    wait_for(lambda: reader.link._port.in_waiting > 0, "the stale answer in the host's buffer")
     assert reader.poll(0) is None
     assert SELECT not in sam.commands
 

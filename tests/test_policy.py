@@ -1,4 +1,4 @@
-"""Venue policy: presets, reason order, allow-skips, overrides (spec/policy.md)."""
+"""Venue policy: presets, reason order, allow-skips, overrides (docs/protocol/policy.md)."""
 from __future__ import annotations
 
 import pytest
@@ -142,7 +142,7 @@ def test_no_vaccination_required_by_default(venue):
 
 
 def test_reason_order_and_allow_skips_to_the_next():
-    """spec/policy.md: red, close contact, yellow, NAT positive, star, NAT missing, NAT expired,
+    """docs/protocol/policy.md: red, close contact, yellow, NAT positive, star, NAT missing, NAT expired,
     vaccination, ok — the first check that applies and is not ``allow`` wins."""
     p = STRICT
     red_all = status(status=2, flags=3, nat_at=0, nat_result=2, vax=0)

@@ -10,6 +10,7 @@ import pytest
 from drivers.relay import LcusRelay, NoRelay, lcus_command, open_relay
 from sim.relay import VirtualRelay
 from sim.serial_endpoint import SerialEndpoint
+from waiting import wait_for
 
 ON = bytes.fromhex("A0 01 01 A2")
 OFF = bytes.fromhex("A0 01 00 A1")
@@ -98,13 +99,12 @@ def test_unplug_and_replug_recovers(rig):
     assert relay.wait_for(pulse_done(1))
     ep.unplug()
     gate.pulse(50)               # dropped: the line is down for the whole pulse
-    time.sleep(0.3)
+    wait_for(lambda: gate.failed_pulses == 1, "the pulse to be dropped")
     ep.replug()
     deadline = time.monotonic() + 10
     while not relay.wait_for(pulse_done(2), 0.3):
         assert time.monotonic() < deadline, "relay line never recovered"
         gate.pulse(50)
-    assert gate.failed_pulses >= 1
     assert raw(relay)[-2:] == [ON, OFF]
     assert all(g >= 0.1 for g in gaps(relay))
 
@@ -114,8 +114,9 @@ def test_relay_left_on_by_an_outage_is_switched_off_when_the_line_is_back(rig):
     gate.pulse(200)
     assert relay.wait_for(lambda r: r.is_on())
     ep.unplug()                  # the OFF at the end of the pulse cannot go out
-    time.sleep(0.4)
+    wait_for(lambda: gate.link.last_error is not None, "the OFF to fail on the line")
     seen = len(relay.commands)
+    assert relay.is_on()
     ep.replug()
     # No new pulse: the driver owes the relay an OFF and delivers it.
     assert relay.wait_for(lambda r: len(r.commands) > seen, 10)
@@ -134,10 +135,7 @@ def test_line_down_at_close_gives_up_and_says_so(caplog):
 def test_pulse_that_cannot_start_is_dropped_and_counted():
     gate = LcusRelay("/nonexistent/ttyRelay", close_timeout=0.1)
     gate.pulse(50)
-    deadline = time.monotonic() + 5
-    while gate.failed_pulses == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(lambda: gate.failed_pulses == 1, "the pulse to be dropped")
     gate.close()
     assert (gate.pulses, gate.failed_pulses) == (0, 1)
 

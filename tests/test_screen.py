@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import struct
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -97,17 +98,44 @@ def test_font_falls_back_from_a_bad_preference(r800, tmp_path):
     assert fonts.covers_cjk(r800.font_path) and not fonts.covers_cjk(str(junk))
 
 
-def test_fc_match_is_the_fallback(monkeypatch, r800):
+FC_MATCH = ["fc-match", "-f", "%{file}", "sans:lang=zh-cn"]
+
+
+def test_fc_match_is_the_fallback(monkeypatch):
+    """No known font path: the real fontconfig is asked for a Chinese sans font, and its answer taken."""
     monkeypatch.setattr(fonts, "KNOWN_FONTS", ())
-    monkeypatch.setattr(fonts, "_fc_match", lambda: r800.font_path)
-    assert fonts.find_cjk_font() == r800.font_path
+    asked = []
+    run = subprocess.run
+
+    def spy(argv, **kw):
+        asked.append(argv)
+        return run(argv, **kw)
+
+    monkeypatch.setattr(fonts.subprocess, "run", spy)
+    path = fonts.find_cjk_font()
+    assert asked == [FC_MATCH]
+    assert Path(path).is_file() and fonts.covers_cjk(path)
 
 
-def test_no_cjk_font_is_a_clear_error_at_startup(monkeypatch, tmp_path):
+@pytest.mark.parametrize("fc_match", [
+    FileNotFoundError(2, "No such file or directory", "fc-match"),  # fontconfig not installed
+    subprocess.TimeoutExpired(FC_MATCH, 10),                        # fontconfig hangs
+    "",                                                              # no match at all
+    "/nonexistent/font.ttf",                                         # names a file that is not there
+    "junk",                                                          # names a file that is no font
+])
+def test_no_cjk_font_is_a_clear_error_at_startup(monkeypatch, tmp_path, fc_match):
     junk = tmp_path / "junk.ttf"
     junk.write_bytes(b"\0" * 64)
+
+    def run(argv, **kw):  # the subprocess boundary: fontconfig's answer, or its failure
+        assert argv == FC_MATCH
+        if isinstance(fc_match, BaseException):
+            raise fc_match
+        return subprocess.CompletedProcess(argv, 0, stdout=str(junk) if fc_match == "junk" else fc_match, stderr="")
+
     monkeypatch.setattr(fonts, "KNOWN_FONTS", (str(junk),))
-    monkeypatch.setattr(fonts, "_fc_match", lambda: str(junk))
+    monkeypatch.setattr(fonts.subprocess, "run", run)
     with pytest.raises(FontError, match="fonts-wqy-microhei"):
         Renderer((800, 480))
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from terminal.gmcrypto import PaddingError, sm3, sm3_gmssl, sm4_cbc_decrypt, sm4_cbc_encrypt
 from terminal.keyfiles import load_private_key, private_key_pem
-from terminal.sm2 import N, PrivateKey, PublicKey, SM2Error
+from terminal import sm2
+from terminal.sm2 import GX, GY, N, P, PrivateKey, PublicKey, SM2Error
 
 from conftest import VECTORS
 
@@ -154,3 +155,143 @@ def test_openssl_sm4_matches():
     theirs = _openssl("enc", "-sm4-cbc", "-K", key.hex(), "-iv", iv.hex(), data=plain)
     assert sm4_cbc_encrypt(key, iv, plain) == theirs
     assert sm4_cbc_decrypt(key, iv, theirs) == plain
+
+
+# --- the regular ladder for secret scalars (issue #12, finding 22) ---------------------
+
+def _affine_add(p1, p2):
+    """Textbook affine addition with None as the point at infinity: the oracle below shares
+    no formula, table or recoding with terminal.sm2."""
+    if p1 is None:
+        return p2
+    if p2 is None:
+        return p1
+    (x1, y1), (x2, y2) = p1, p2
+    if x1 == x2 and (y1 + y2) % P == 0:
+        return None
+    if p1 == p2:
+        lam = (3 * x1 * x1 + sm2.A) * pow(2 * y1, -1, P) % P
+    else:
+        lam = (y2 - y1) * pow(x2 - x1, -1, P) % P
+    x3 = (lam * lam - x1 - x2) % P
+    return (x3, (lam * (x1 - x3) - y1) % P)
+
+
+def _oracle_mul(k, pt):
+    acc = None
+    for bit in bin(k)[2:]:
+        acc = _affine_add(acc, acc)
+        if bit == "1":
+            acc = _affine_add(acc, pt)
+    return acc
+
+
+EDGE_SCALARS = [
+    1, 2, 3, 15, 16, 17, 31, 32, 33, N - 1, N - 2, N - 3, N - 15, N - 16, N - 17,
+    N // 2, N // 2 + 1,
+    0xF,                                   # all-zero high nibbles
+    (1 << 128) - 1,                        # high half zero
+    ((1 << 128) - 1) << 124,               # low 31 nibbles zero
+    1 << 252, 15 << 252,                   # one non-zero nibble, at the top
+    (1 << 252) - 1, (1 << 255) - 1,        # all ones (the largest all-ones scalars below n)
+    int("0F" * 32, 16), int("F0" * 32, 16), int("1" * 64, 16),
+    int("8" + "0" * 63, 16) | 1,
+    # the comb's last two additions (complete formulas) meet their special cases: row 63 sums
+    # to O, row 63 doubles, the top digit doubles
+    2 ** 256 - N, 46 * 16 ** 63 - 2 * N, 2 ** 257 % N,
+]
+assert all(1 <= k < N for k in EDGE_SCALARS)    # the ladder's domain: a nonce or a private key
+OTHER = PrivateKey(0x1D3F7A6C2B9E45).public_key    # a second fixed/variable base
+
+
+@pytest.mark.parametrize("k", EDGE_SCALARS, ids=hex)
+def test_ladder_matches_oracle_on_edge_scalars(k):
+    g = (GX, GY)
+    q = (OTHER.x, OTHER.y)
+    want_g, want_q = _oracle_mul(k, g), _oracle_mul(k, q)
+    assert sm2._to_affine_ct(sm2._mul_base_ct(sm2._G, k)) == want_g
+    assert sm2._to_affine_ct(sm2._mul_base_ct(sm2._fixed_base(*q), k)) == want_q
+    assert sm2._to_affine_ct(sm2._mul_ct(k, *g)) == want_g
+    assert sm2._to_affine_ct(sm2._mul_ct(k, *q)) == want_q
+    assert tuple(map(sm2._to_affine_ct, sm2._mul_pair_ct(k, *q))) == (want_g, want_q)
+    # and the public-scalar fast path agrees with both
+    assert sm2._to_affine(sm2._G.mul(k)) == want_g
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=1, max_value=N - 1))
+def test_ladder_matches_oracle_on_random_scalars(k):
+    assert sm2._to_affine_ct(sm2._mul_base_ct(sm2._G, k)) == _oracle_mul(k, (GX, GY))
+    assert sm2._to_affine_ct(sm2._mul_ct(k, OTHER.x, OTHER.y)) == _oracle_mul(k, (OTHER.x, OTHER.y))
+
+
+@pytest.mark.parametrize("k", EDGE_SCALARS, ids=hex)
+def test_recoding_has_no_zero_digit_and_sums_to_k(k):
+    digits = sm2._recode(k)
+    assert len(digits) == 64
+    assert all(d % 2 == 1 and -15 <= d <= 15 for d in digits)
+    assert (16 ** 64 + sum(d * 16 ** i for i, d in enumerate(digits))) % N == k
+
+
+def test_select_gives_every_signed_odd_multiple():
+    row = sm2._G.odd_rows[0]
+    pair_row = sm2._pair_rows(OTHER.x, OTHER.y)[0]
+    for d in range(-15, 16, 2):
+        want = _oracle_mul(d % N, (GX, GY))
+        assert sm2._select(row, d) == want
+        assert sm2._select(pair_row, d, 2) == want + _oracle_mul(d % N, (OTHER.x, OTHER.y))
+
+
+SCALAR_CLASSES = [1, 2, N - 1, N - 2, 0xF, int("F" * 63, 16), int("0F" * 32, 16),
+                  int("1" * 64, 16), 0x8D3A7E19C05B4F26]
+
+
+def test_ladder_runs_the_same_operations_for_every_scalar(monkeypatch):
+    """Counted through the module's own functions: the same number of additions, doublings
+    and row scans, over the same rows in the same order, whatever the scalar."""
+    log: list = []
+    for name in ("_padd", "_pdouble", "_select", "_jadd"):
+        real = getattr(sm2, name)
+
+        def counted(*args, _real=real, _name=name):
+            log.append((_name, id(args[0])) if _name == "_select" else _name)
+            return _real(*args)
+        monkeypatch.setattr(sm2, name, counted)
+
+    traces = {}
+    for k in SCALAR_CLASSES:
+        log.clear()
+        sm2._mul_base_ct(sm2._G, k)
+        base = list(log)
+        log.clear()
+        sm2._mul_pair_ct(k, OTHER.x, OTHER.y)
+        pair = list(log)
+        log.clear()
+        sm2._mul_ct(k, OTHER.x, OTHER.y)
+        traces[k] = (base, pair, [e if isinstance(e, str) else e[0] for e in log])
+    first_base, first_pair, first_var = traces[SCALAR_CLASSES[0]]
+    assert (first_base.count("_jadd"), first_base.count("_padd"), len(first_base)) == (62, 2, 128)
+    assert (first_pair.count("_jadd"), first_pair.count("_padd"), len(first_pair)) == (124, 4, 192)
+    assert first_var.count("_pdouble") == 256 and first_var.count("_padd") == 64
+    for k, trace in traces.items():
+        assert trace == (first_base, first_pair, first_var), hex(k)
+
+
+def test_secret_scalars_never_reach_the_variable_time_path(monkeypatch):
+    """Key loading, signing, encryption and decryption must not call _FixedBase.mul (it skips
+    zero digits); verification, with public scalars, still does."""
+    hub = PrivateKey.generate()
+    hub.public_key.precompute()
+
+    def refuse(self, k):
+        raise AssertionError("variable-time multiplication used")
+    monkeypatch.setattr(sm2._FixedBase, "mul", refuse)
+    key = PrivateKey(KEY.d)
+    sig = key.sign(b"batch")
+    ct = hub.public_key.encrypt(b"data key")
+    assert hub.decrypt(ct) == b"data key"
+    with pytest.raises(AssertionError, match="variable-time"):
+        key.public_key.verify(b"batch", sig)
+    monkeypatch.undo()
+    assert key.public_key == KEY.public_key
+    assert key.public_key.verify(b"batch", sig)

@@ -20,8 +20,8 @@ def test_encode_apdu_select_ef05():
 
 
 def test_encode_refuses_oversized_frame():
-    encode(0x33, bytes(MAX_LEN - 1))
-    with pytest.raises(FrameTooLong):
+    assert len(encode(0x33, bytes(MAX_LEN - 1))) == MAX_LEN + 5   # LEN = MAX_LEN: the longest frame
+    with pytest.raises(FrameTooLong, match=f"frame of {MAX_LEN + 1} bytes exceeds {MAX_LEN}"):
         encode(0x33, bytes(MAX_LEN))
 
 
@@ -88,6 +88,13 @@ def test_sync_after_timeout_mid_frame():
 
 # --- fuzzing ---------------------------------------------------------------------------------
 
+def _xor(data: bytes) -> int:
+    x = 0
+    for b in data:
+        x ^= b
+    return x
+
+
 def frame_at(stream: bytes, i: int) -> Frame | None:
     """The frame the bytes at ``i`` spell, read straight from the spec, if they spell one."""
     if stream[i] != 0x02 or i + 3 > len(stream):
@@ -96,27 +103,50 @@ def frame_at(stream: bytes, i: int) -> Frame | None:
     end = i + 3 + length
     if not 1 <= length <= MAX_LEN or end + 2 > len(stream):
         return None
-    x = 0
-    for b in stream[i + 1:end]:
-        x ^= b
-    if stream[end] != x or stream[end + 1] != 0x03:
+    if stream[end] != _xor(stream[i + 1:end]) or stream[end + 1] != 0x03:
         return None
     return Frame(stream[i + 3], bytes(stream[i + 4:end]))
 
 
-def reference_scan(stream: bytes) -> list[Frame]:
+def reference_scan(stream: bytes) -> tuple[list[Frame], dict[str, int]]:
     """The spec read literally over a complete stream: at each byte, a frame if the bytes
     there are one, else move on one byte. An incremental decoder that is later told the line
-    went quiet (expire) must yield exactly this, however the stream was chunked."""
+    went quiet (expire) must yield exactly this, however the stream was chunked — frames and
+    counters: each byte passed over is garbage (not an STX) or an STX that failed for one
+    reason, or that the stream ended under (the decoder waits for it, then expires it)."""
     out, i = [], 0
+    counts = dict.fromkeys(COUNTERS, 0)
     while i < len(stream):
         frame = frame_at(stream, i)
-        if frame is None:
-            i += 1
-        else:
+        if frame is not None:
             out.append(frame)
+            counts["frames"] += 1
             i += len(frame.data) + 6
-    return out
+            continue
+        if stream[i] != 0x02:
+            counts["garbage_bytes"] += 1
+        else:
+            length = int.from_bytes(stream[i + 1:i + 3], "big")
+            end = i + 3 + length
+            if i + 3 > len(stream):
+                counts["expired"] += 1
+            elif not 1 <= length <= MAX_LEN:
+                counts["bad_length"] += 1
+            elif end + 2 > len(stream):
+                counts["expired"] += 1
+            elif stream[end] != _xor(stream[i + 1:end]):  # the BCC is checked before the ETX
+                counts["bad_bcc"] += 1
+            else:
+                counts["bad_etx"] += 1
+        i += 1
+    return out, counts
+
+
+COUNTERS = ("frames", "garbage_bytes", "bad_length", "bad_bcc", "bad_etx", "expired")
+
+
+def counters(dec: FrameDecoder) -> dict[str, int]:
+    return {name: getattr(dec, name) for name in COUNTERS}
 
 
 def decode_chunked(stream: bytes, cuts: list[int]) -> tuple[list[Frame], FrameDecoder]:
@@ -142,11 +172,29 @@ def test_any_chunking_and_noise_without_stx_yield_exactly_the_frames(frames, noi
     assert dec.pending == 0
 
 
-@given(soup=st.binary(max_size=300), cuts=cuts_st)
+def _damaged(frame: Frame, at: int, flip: int) -> bytes:
+    wire = bytearray(encode(frame.cmd, frame.data))
+    wire[at % len(wire)] ^= flip
+    return bytes(wire)
+
+
+# Random bytes alone rarely hold an STX whose LEN fits the bytes after it: mix in what a line
+# really carries — frames, frames hit by one bad byte, bare headers with any LEN, lone STXs.
+soup_part = st.one_of(
+    st.binary(max_size=20),
+    st.builds(lambda f: encode(f.cmd, f.data), st.builds(Frame, st.integers(0, 255), st.binary(max_size=20))),
+    st.builds(_damaged, st.builds(Frame, st.integers(0, 255), st.binary(max_size=20)),
+              st.integers(0, 100), st.integers(1, 255)),
+    st.builds(lambda n: bytes((0x02,)) + n.to_bytes(2, "big"), st.sampled_from([0, 1, 2, 30, MAX_LEN, MAX_LEN + 1])),
+    st.just(b"\x02"),
+)
+
+
+@given(soup=st.one_of(st.binary(max_size=300), st.lists(soup_part, max_size=12).map(b"".join)), cuts=cuts_st)
 @settings(max_examples=300)
 def test_any_byte_soup_decodes_like_the_spec_reading(soup, cuts):
     out, dec = decode_chunked(soup, cuts)
-    assert out == reference_scan(soup)
+    assert (out, counters(dec)) == reference_scan(soup)
     assert dec.pending == 0
 
 
@@ -174,8 +222,8 @@ def damaged_streams(draw):
 @settings(max_examples=300)
 def test_garbage_and_one_corrupted_byte_lose_only_the_damaged_frame(damaged, cuts):
     stream, sent, starts = damaged
-    out, _ = decode_chunked(stream, cuts)
-    assert out == reference_scan(stream)
+    out, dec = decode_chunked(stream, cuts)
+    assert (out, counters(dec)) == reference_scan(stream)
     # An 8-bit BCC plus ETX is a 16-bit check: now and then the damage or the garbage does
     # spell a well-formed frame, which no decoder can refuse. Wherever the stream holds no
     # such accidental frame, the decoder yields the undamaged frames, all of them, and only them.

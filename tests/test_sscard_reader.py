@@ -4,7 +4,6 @@ layer against the virtual card directly."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import date
 
 import pytest
@@ -15,6 +14,7 @@ from drivers.sscard import apdu
 from drivers.sscard.reader import CardMute, ReaderNotResponding, SsCardReader
 from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsCard, VirtualSsReader
+from waiting import wait_for
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -234,14 +234,17 @@ def test_unplug_and_replug(rig):
 
 def poll_once_back(reader: SsCardReader, limit: float = 10.0) -> CardRead | None:
     """Poll through the link's reconnect backoff; the first poll the reader answers."""
-    deadline = time.monotonic() + limit
-    while True:
+    answers: list[CardRead | None] = []
+
+    def answered() -> bool:
         try:
-            return reader.poll(0.05)
+            answers.append(reader.poll(0.05))
         except LinkDown:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+        return True
+
+    wait_for(answered, "the reader back on the line", limit)
+    return answers[0]
 
 
 def test_missing_device_is_link_down_when_the_wait_ends():

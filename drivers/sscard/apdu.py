@@ -1,4 +1,4 @@
-"""The ISO 7816 APDU sequence that reads a social-security card (devices.md §2).
+"""The ISO 7816 APDU sequence that reads a social-security card (docs/protocol/devices.md §2).
 
 Only EF05 and EF06 of the SSSE application are read: they need neither a PSAM nor a PIN.
 This layer sees APDUs and responses, never the reader's framing: it works over anything with

@@ -1,4 +1,4 @@
-"""STX/ETX framing of the UART social-security-card reader (devices.md §2): bytes ⇄ frames.
+"""STX/ETX framing of the UART social-security-card reader (docs/protocol/devices.md §2): bytes ⇄ frames.
 
     STX=02 | LEN_H LEN_L | CMD | DATA ... | BCC | ETX=03
              `--- LEN counts CMD + DATA ---'

@@ -1,4 +1,4 @@
-"""Social-security card reader on a serial line (devices.md §2): commands and presentations.
+"""Social-security card reader on a serial line (docs/protocol/devices.md §2): commands and presentations.
 
 Two layers over :mod:`drivers.sscard.framing`:
 

@@ -1,4 +1,4 @@
-"""The terminal's side of the hub connection (spec/mqtt.md).
+"""The terminal's side of the hub connection (docs/protocol/hub.md).
 
     link.py     HubLink: MQTT 5 connection (TLS, jittered reconnect), the pump thread
     outbox.py   OutboxPump: outbox → signed batches, bounded window, signed acks

@@ -1,4 +1,4 @@
-"""The terminal's MQTT 5 connection to the provincial hub (spec/mqtt.md).
+"""The terminal's MQTT 5 connection to the provincial hub (docs/protocol/hub.md).
 
 Two threads of ours, plus paho's network thread for each connection:
 
@@ -169,7 +169,7 @@ class HubLink:
             "dropped_messages": self.dropped_messages,
         }
 
-    # --- card queries (called from the decision thread) --------------------------------
+    # --- card queries (called from the card readers' threads, see Daemon._card_loop) ----
     def query(self, qid: str, payload: bytes) -> queue.Queue | None:
         """Publish a card status query; the queue its replies arrive on, or None if offline.
         Call :meth:`end_query` with the same qid when done waiting."""

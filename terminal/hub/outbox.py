@@ -1,4 +1,4 @@
-"""The outbox pump: SQLite outbox → signed batches in flight → hub acks (spec/mqtt.md, Events).
+"""The outbox pump: SQLite outbox → signed batches in flight → hub acks (docs/protocol/hub.md, Events).
 
 A state machine with no MQTT and no threads of its own; the link's worker thread drives it.
 

@@ -1,4 +1,4 @@
-"""Card status from the hub, with the SQLite cache standing in during outages (spec/mqtt.md).
+"""Card status from the hub, with the SQLite cache standing in during outages (docs/protocol/hub.md).
 
     query  {prefix}/t/{tid}/query  {"qid", "method", "subject": hex SM2 ciphertext of
            {"id_number", "name"} to the hub key}; MQTT 5 response topic {prefix}/t/{tid}/reply,
@@ -62,7 +62,9 @@ def parse_answer(doc: dict) -> tuple[HealthStatus, float] | object | None:
 class HubStatusSource:
     """:class:`terminal.cardstatus.StatusSource` over a :class:`HubLink` and a :class:`StatusCache`.
 
-    ``lookup`` runs on the daemon's decision thread, the store's writer: cache writes are made there.
+    ``lookup`` runs on each card reader's own thread (``Daemon._card_loop``): waiting up to
+    ``query_timeout`` for an answer holds up that reader only, never the decision thread. Cache
+    writes go through the store's one locked writing connection (:meth:`Store.write`).
     """
 
     def __init__(self, link: HubLink, cache: StatusCache, cfg: Config,

@@ -1,4 +1,4 @@
-"""Signed updates from the hub: trust list, policy, data keys, time (spec/mqtt.md).
+"""Signed updates from the hub: trust list, policy, data keys, time (docs/protocol/hub.md).
 
 Each kind is accepted only if its envelope verifies against the key pinned for it and it is
 newer than what the terminal holds; it is then kept in the store (``signed_docs``: the raw
@@ -101,7 +101,6 @@ class Persisted:
     """What the store kept from earlier runs, re-verified: None/empty where nothing good is kept."""
     policy: dict[str, dict] | None = None
     data_keys: dict[int, DataKey] = field(default_factory=dict)
-    time: float | None = None
     seqs: dict[str, float] = field(default_factory=dict)  # kind → seq (time: t) held
 
 
@@ -169,8 +168,9 @@ class SignedUpdates:
 
 
 def load_persisted(store: Store, cfg: Config, device_key: PrivateKey | None) -> Persisted:
-    """The policy, data keys and last time beacon kept by earlier runs, verified again against
-    today's pinned keys (a kept document that no longer verifies is skipped, with a warning).
+    """The policy, data keys and seqs (a time beacon's seq is its time) kept by earlier runs,
+    verified again against today's pinned keys (a kept document that no longer verifies is
+    skipped, with a warning).
     The trust list is loaded by :func:`terminal.verifier.load_trust`."""
     hub = {cfg.hub_key.kid(): cfg.hub_key}
     out = Persisted()
@@ -190,7 +190,7 @@ def load_persisted(store: Store, cfg: Config, device_key: PrivateKey | None) -> 
                     continue
                 out.seqs[kind], out.data_keys = parse_data_keys(doc, cfg.terminal_id, device_key)
             else:
-                out.seqs[kind] = out.time = parse_time(doc)
+                out.seqs[kind] = parse_time(doc)
         except EnvelopeError as e:
             log.warning("hub: the kept %s no longer verifies (%s); ignoring it", kind, e)
     return out

@@ -1,0 +1,215 @@
+"""The social-security card's responses, byte by byte: status words, chained replies, records
+and the four values, each at its limits (the whole read is in test_sscard_reader.py)."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from drivers.cards import CardUnreadable
+from drivers.sscard import apdu
+
+H = bytes.fromhex
+
+
+class Scripted:
+    """A card that gives the replies it is told to, in order, and keeps what it was sent."""
+
+    def __init__(self, *replies: bytes):
+        self.replies = list(replies)
+        self.sent: list[bytes] = []
+
+    def transmit(self, command: bytes) -> bytes:
+        self.sent.append(command)
+        return self.replies.pop(0)
+
+
+# --- status words --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reply", [b"", b"\x90"])
+def test_reply_without_a_status_word_is_unreadable(reply):
+    with pytest.raises(CardUnreadable, match=f"^select EF05: reply of {len(reply)} bytes has no status word$"):
+        apdu.select(Scripted(reply), "select EF05", apdu.SELECT_EF05)
+
+
+@pytest.mark.parametrize("sw", [0x9000, 0x6100, 0x6101, 0x61FF])
+def test_select_accepts_ok_and_61xx(sw):
+    card = Scripted(sw.to_bytes(2, "big"))
+    apdu.select(card, "select EF05", apdu.SELECT_EF05)
+    assert card.sent == [apdu.SELECT_EF05]
+
+
+@pytest.mark.parametrize("sw", [0x9001, 0x8FFF, 0x60FF, 0x6200, 0x6A82, 0x0000])
+def test_select_refuses_everything_else(sw):
+    with pytest.raises(apdu.ApduError) as e:
+        apdu.select(Scripted(H("AABB") + sw.to_bytes(2, "big")), "select EF05", apdu.SELECT_EF05)
+    assert (e.value.step, e.value.sw) == ("select EF05", sw)
+    assert str(e.value) == f"select EF05: SW {sw:04X} ({apdu.sw_name(sw)})"
+
+
+@pytest.mark.parametrize("sw, name", [
+    (0x6A82, "file or application not found"),
+    (0x6F00, "no precise diagnosis"),
+    (0x6100, "256 more bytes available"),
+    (0x6101, "1 more bytes available"),
+    (0x61FF, "255 more bytes available"),
+    (0x6C00, "wrong Le, card has 0 bytes"),
+    (0x6C20, "wrong Le, card has 32 bytes"),
+    (0x6000, "unknown status"),
+    (0x6200, "unknown status"),
+    (0x6B01, "unknown status"),
+    (0x6D01, "unknown status"),
+])
+def test_status_word_names(sw, name):
+    assert apdu.sw_name(sw) == name
+
+
+# --- records ---------------------------------------------------------------------------------
+
+NUMBER = H("0709") + b"A00000001"
+
+
+def test_read_record_asks_by_tag_for_tag_length_and_value():
+    card = Scripted(NUMBER + H("9000"))
+    assert apdu.read_record(card, "read card number", apdu.TAG_CARD_NUMBER) == b"A00000001"
+    assert card.sent == [H("00B207000B")]
+
+
+def test_61xx_fetches_the_rest_with_get_response():
+    card = Scripted(NUMBER[:3] + H("6108"), NUMBER[3:] + H("9000"))
+    assert apdu.read_record(card, "read card number", apdu.TAG_CARD_NUMBER) == b"A00000001"
+    assert card.sent == [H("00B207000B"), H("00C0000008")]
+
+
+def test_6100_asks_for_256_bytes_as_le_00():
+    card = Scripted(NUMBER[:3] + H("6100"), NUMBER[3:] + H("9000"))
+    apdu.read_record(card, "read card number", apdu.TAG_CARD_NUMBER)
+    assert card.sent[1] == H("00C0000000")
+
+
+def test_get_response_at_most_four_times():
+    four = Scripted(NUMBER[:3] + H("6102"), NUMBER[3:5] + H("6102"), NUMBER[5:7] + H("6102"),
+                    NUMBER[7:9] + H("6107"), NUMBER[9:] + H("9000"))
+    assert apdu.read_record(four, "read card number", apdu.TAG_CARD_NUMBER) == b"A00000001"
+    assert len(four.sent) == 5
+    five = Scripted(*[H("6101")] * 6)
+    with pytest.raises(apdu.ApduError, match=r"^read card number: SW 6101 \(1 more bytes available\)$"):
+        apdu.read_record(five, "read card number", apdu.TAG_CARD_NUMBER)
+    assert len(five.sent) == 5  # the first reply and four GET RESPONSEs, then it gives up
+
+
+@pytest.mark.parametrize("sw", [0x6A83, 0x9001, 0x6281])
+def test_record_refused(sw):
+    with pytest.raises(apdu.ApduError) as e:
+        apdu.read_record(Scripted(NUMBER + sw.to_bytes(2, "big")), "read card number", apdu.TAG_CARD_NUMBER)
+    assert e.value.sw == sw
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"", r"record  is not tag 07"),
+    (H("07"), r"record 07 is not tag 07"),
+    (H("0609") + b"A" * 9, r"record 06 09 is not tag 07"),
+    (H("0708") + b"A" * 9, r"record length 8 with 9 value bytes, expected 9"),
+    (H("070A") + b"A" * 9, r"record length 10 with 9 value bytes, expected 9"),
+    (H("0709") + b"A" * 8, r"record length 9 with 8 value bytes, expected 9"),
+    (H("0709") + b"A" * 10, r"record length 9 with 10 value bytes, expected 9"),
+])
+def test_record_shape_is_checked(data, words):
+    with pytest.raises(CardUnreadable, match=f"^read card number: {words}$"):
+        apdu.parse_record("read card number", data, 0x07, 9)
+
+
+def test_record_of_the_right_shape():
+    assert apdu.parse_record("s", H("0709") + b"A" * 9, 0x07, 9) == b"A" * 9
+    assert apdu.parse_record("s", H("0600"), 0x06, 0) == b""
+
+
+# --- values ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [b"A00000001", b"z12345678", b"123456789"])
+def test_card_number(value):
+    assert apdu.decode_card_number(value) == value.decode()
+
+
+@pytest.mark.parametrize("value", [b"A0000000 ", b"A0000000-", "A0000000Ä".encode("latin-1"), b"A0000000\x00"])
+def test_card_number_refused(value):
+    with pytest.raises(CardUnreadable, match="^card number is not 9 ASCII letters/digits$"):
+        apdu.decode_card_number(value)
+
+
+@pytest.mark.parametrize("value, day", [
+    (H("20301231"), date(2030, 12, 31)),
+    (H("20000101"), date(2000, 1, 1)),
+    (H("20240229"), date(2024, 2, 29)),
+])
+def test_expiry(value, day):
+    assert apdu.decode_expiry(value) == day
+
+
+@pytest.mark.parametrize("value, words", [
+    (H("2030123A"), "expiry is not BCD"),
+    (H("A0301231"), "expiry is not BCD"),
+    (H("20301232"), "expiry is not a calendar date"),
+    (H("20301301"), "expiry is not a calendar date"),
+    (H("20230229"), "expiry is not a calendar date"),
+    (H("00000000"), "expiry is not a calendar date"),
+])
+def test_expiry_refused(value, words):
+    with pytest.raises(CardUnreadable, match=f"^{words}$"):
+        apdu.decode_expiry(value)
+
+
+def test_ssn():
+    assert apdu.decode_ssn(b"11010519491231002X") == "11010519491231002X"
+    for bad in (b"110105194912310021", b"11010519491231002\xff"):
+        with pytest.raises(CardUnreadable, match="^social security number fails the GB 11643 check$"):
+            apdu.decode_ssn(bad)
+
+
+@pytest.mark.parametrize("value, name", [
+    ("李晓明".encode("gbk") + b" " * 24, "李晓明"),
+    ("李晓明".encode("gbk") + b"\x00" * 24, "李晓明"),
+    ("李晓明\u3000".encode("gbk") + b" " * 22, "李晓明"),
+    (b" " + "欧阳 娜娜".encode("gbk") + b" " * 20, "欧阳 娜娜"),   # only the padding goes
+    (b"XAVIER X" + b" " * 22, "XAVIER X"),
+])
+def test_name(value, name):
+    assert apdu.decode_name(value) == name
+
+
+@pytest.mark.parametrize("value, words", [
+    (b" " * 30, "name is empty"),
+    ("\u3000".encode("gbk") * 15, "name is empty"),
+    (b"\xff\xff" + b" " * 28, "name is not GBK text"),
+])
+def test_name_refused(value, words):
+    with pytest.raises(CardUnreadable, match=f"^{words}$"):
+        apdu.decode_name(value)
+
+
+def test_record_faults_name_their_step():
+    with pytest.raises(CardUnreadable, match="^read name: reply of 1 bytes has no status word$"):
+        apdu.read_record(Scripted(b"\x90"), "read name", apdu.TAG_NAME)
+    with pytest.raises(CardUnreadable, match="^read name: reply of 0 bytes has no status word$"):
+        apdu.read_record(Scripted(H("0910") + H("6110"), b""), "read name", apdu.TAG_NAME)  # GET RESPONSE
+    with pytest.raises(CardUnreadable, match="^read name: record 07 09 is not tag 09$"):
+        apdu.read_record(Scripted(NUMBER + H("9000")), "read name", apdu.TAG_NAME)
+
+
+STEPS = ["select SSSE", "select EF05", "read card number", "read expiry", "select EF06",
+         "read social security number", "read name"]
+GOOD = [H("9000"), H("6110"), NUMBER + H("9000"), H("0604 20301231 9000"), H("9000"),
+        H("0812") + b"11010519491231002X" + H("9000"), H("091E") + "李晓明".encode("gbk").ljust(30) + H("9000")]
+
+
+def test_a_whole_read():
+    assert apdu.read_card(Scripted(*GOOD)) == apdu.SsCardData("A00000001", date(2030, 12, 31),
+                                                              "11010519491231002X", "李晓明")
+
+
+@pytest.mark.parametrize("k", range(len(STEPS)))
+def test_each_refusal_names_its_step(k):
+    card = Scripted(*GOOD[:k], H("6A82"))
+    with pytest.raises(apdu.ApduError, match=rf"^{STEPS[k]}: SW 6A82 \(file or application not found\)$"):
+        apdu.read_card(card)
+    assert len(card.sent) == k + 1
