@@ -6,6 +6,7 @@ message names the file and the key. Relative paths are relative to the config fi
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -262,9 +263,13 @@ def from_dict(raw: dict, path: Path) -> Config:
         raise ConfigError(f"{path}: terminal.device_key is required to sign event batches for the hub")
     if values["relay", "kind"] == "lcus" and not values["relay", "port"]:
         raise ConfigError(f"{path}: relay.port is required when relay.kind = \"lcus\"")
-    if values["screen", "kind"] == "framebuffer" and not values["screen", "path"]:
+    if values["screen", "path"]:
+        # Relative to the config file, like every path; not resolved: a framebuffer is named
+        # by its device link (/dev/gate/fb), which may point elsewhere after a replug.
+        values["screen", "path"] = os.path.abspath(base / values["screen", "path"])
+    elif values["screen", "kind"] == "framebuffer":
         values["screen", "path"] = "/dev/fb0"
-    if values["screen", "kind"] == "png" and not values["screen", "path"]:
+    elif values["screen", "kind"] == "png":
         values["screen", "path"] = str(values["terminal", "state_dir"] / "screen")
     try:
         overrides = pol.validate_overrides(raw.get("policy", {}))
