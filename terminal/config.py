@@ -88,6 +88,20 @@ def _choice(*options):
     return check
 
 
+def _baud(*rates):
+    def check(v):
+        if isinstance(v, bool) or v not in rates:
+            raise ValueError(f"must be one of {', '.join(map(str, rates))} (the rates the reader "
+                             f"can be set to), not {v!r}")
+        return v
+    return check
+
+
+# docs/protocol/devices.md: a GA/T 467 SAM module, and the social-security-card reader
+ID_CARD_BAUDS = (115200, 57600, 38400, 19200, 9600)
+SS_CARD_BAUDS = (9600, 115200)
+
+
 def _broker_url(v):
     m = re.fullmatch(r"(mqtts?)://([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})", _str(v))
     if not m or not 0 < int(m.group(3)) < 65536:
@@ -159,11 +173,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
     "id_card": {
         "port": (_str, None),              # pyserial URL; absent: no ID-card reader
-        "baud": (_int_range(1200, 921600), 115200),
+        "baud": (_baud(*ID_CARD_BAUDS), 115200),
     },
     "ss_card": {
         "port": (_str, None),
-        "baud": (_int_range(1200, 921600), 115200),
+        "baud": (_baud(*SS_CARD_BAUDS), 115200),
     },
     "relay": {
         "kind": (_choice("lcus", "none"), "none"),

@@ -52,6 +52,9 @@ def test_sim_config_loads_with_relative_paths(keyset):
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'mqtts://hub:8883'"), "hub.ca is required"),
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'tcp://hub'"), "hub.broker must be mqtts://"),
     (lambda t: t + "\n[metrics]\nlisten = '0.0.0.0:9105'\n", "metrics.listen"),
+    # a rate no reader can be set to would never read a card: refused by run too (issue #12, 4)
+    (lambda t: t + "\n[ss_card]\nbaud = 57600\n", "ss_card.baud must be one of 9600, 115200 "),
+    (lambda t: t + "\n[id_card]\nbaud = 4800\n", "id_card.baud must be one of 115200, 57600, 38400, 19200, 9600 "),
 ])
 def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
     p = write(tmp_path, edit(base(keyset)))
@@ -59,6 +62,14 @@ def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
         cfgmod.load(p)
     assert str(e.value).startswith(f"{p}: ") and message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_missing_hub_tls_files_do_not_stop_the_loader(keyset, tmp_path):
+    """run starts without them (decides offline, the link retries until they come); only
+    check-config insists (tests/test_cli.py)."""
+    cfg = cfgmod.load(write(keyset, base(keyset).replace("[hub]", "[hub]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+                                                         "ca = 'no-ca.pem'\ncert = 'no.pem'\nkey = 'no.key'")))
+    assert cfg.hub["key"] == keyset / "no.key" and not cfg.hub["key"].exists()
 
 
 def test_missing_and_binary_files(tmp_path):
