@@ -154,6 +154,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "key": (_path, None),
         "prefix": (_topic_prefix, "hc/v1"),
         "query_timeout": (_seconds(0.1, 30), 1.5),
+        "alarm_hub_minutes": (_int_range(1, 1440), 10),  # no connection this long: hub_unreachable
     },
     "metrics": {
         "listen": (_listen, None),           # e.g. "127.0.0.1:9105"; absent: no endpoint
@@ -212,7 +213,7 @@ class Config:
     policy_overrides: dict = field(default_factory=dict)
     venue_name: str | None = None
     devices: dict[str, dict] = field(default_factory=dict)  # camera, id_card, ss_card, relay, screen
-    hub: dict = field(default_factory=dict)                 # broker, ca, cert, key, prefix, query_timeout
+    hub: dict = field(default_factory=dict)                 # [hub] but public_key
     metrics_listen: str | None = None
     retention_days: int = 21
 

@@ -209,3 +209,18 @@ def test_terminal_ids_not_of_the_tid_form(keyset, tid):
     p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
     with pytest.raises(cfgmod.ConfigError, match=r"terminal\.id must be a terminal id like 370102-H0001-03"):
         cfgmod.load(p)
+
+
+@pytest.mark.parametrize("minutes, ok", [(0, False), (1, True), (10, True), (1440, True), (1441, False),
+                                         (2.5, False), ("10", False)])
+def test_alarm_hub_minutes_limits(keyset, minutes, ok):
+    p = write(keyset, base(keyset).replace("[hub]", f"[hub]\nalarm_hub_minutes = {minutes!r}"))
+    if ok:
+        assert cfgmod.load(p).hub["alarm_hub_minutes"] == minutes
+    else:
+        with pytest.raises(cfgmod.ConfigError, match=r"hub\.alarm_hub_minutes must be an integer from 1 to 1440"):
+            cfgmod.load(p)
+
+
+def test_alarm_hub_minutes_default(keyset_config):
+    assert keyset_config.hub["alarm_hub_minutes"] == 10
