@@ -52,6 +52,9 @@ def test_sim_config_loads_with_relative_paths(keyset):
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'mqtts://hub:8883'"), "hub.ca is required"),
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'tcp://hub'"), "hub.broker must be mqtts://"),
     (lambda t: t + "\n[metrics]\nlisten = '0.0.0.0:9105'\n", "metrics.listen"),
+    # a rate no reader can be set to would never read a card: refused by run too (issue #12, 4)
+    (lambda t: t + "\n[ss_card]\nbaud = 57600\n", "ss_card.baud must be one of 9600, 115200 "),
+    (lambda t: t + "\n[id_card]\nbaud = 4800\n", "id_card.baud must be one of 115200, 57600, 38400, 19200, 9600 "),
 ])
 def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
     p = write(tmp_path, edit(base(keyset)))
@@ -59,6 +62,14 @@ def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
         cfgmod.load(p)
     assert str(e.value).startswith(f"{p}: ") and message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_missing_hub_tls_files_do_not_stop_the_loader(keyset, tmp_path):
+    """run starts without them (decides offline, the link retries until they come); only
+    check-config insists (tests/test_cli.py)."""
+    cfg = cfgmod.load(write(keyset, base(keyset).replace("[hub]", "[hub]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+                                                         "ca = 'no-ca.pem'\ncert = 'no.pem'\nkey = 'no.key'")))
+    assert cfg.hub["key"] == keyset / "no.key" and not cfg.hub["key"].exists()
 
 
 def test_missing_and_binary_files(tmp_path):
@@ -211,8 +222,7 @@ RANGES = {
     ("camera", "height"): (120, 4096, 119, 4097, 480),
     ("camera", "fps"): (1, 120, 0, 121, 30),
     ("camera", "gap"): (0.2, 10, 0.19, 10.01, 1.5),
-    ("id_card", "baud"): (1200, 921600, 1199, 921601, 115200),
-    ("ss_card", "baud"): (1200, 921600, 1199, 921601, 115200),
+    ("hub", "alarm_hub_minutes"): (1, 1440, 0, 1441, 10),
     ("relay", "pulse_ms"): (100, 10000, 99, 10001, 800),
     ("screen", "width"): (240, 4096, 239, 4097, 800),
     ("screen", "height"): (240, 4096, 239, 4097, 480),
@@ -299,3 +309,18 @@ def test_policy_bounds_through_the_loader(base_text, tmp_path):
         assert str(e.value) == f"{p}: policy.nat_hours: must be an integer from 0 to 8760, not {shown}"
     cfg = cfgmod.load(write(tmp_path, base_text))
     assert cfg.policy_overrides == {} and cfg.policy() == cfgmod.pol.PRESETS["mall"]
+
+
+@pytest.mark.parametrize("minutes, ok", [(0, False), (1, True), (10, True), (1440, True), (1441, False),
+                                         (2.5, False), ("10", False)])
+def test_alarm_hub_minutes_limits(keyset, minutes, ok):
+    p = write(keyset, base(keyset).replace("[hub]", f"[hub]\nalarm_hub_minutes = {minutes!r}"))
+    if ok:
+        assert cfgmod.load(p).hub["alarm_hub_minutes"] == minutes
+    else:
+        with pytest.raises(cfgmod.ConfigError, match=r"hub\.alarm_hub_minutes must be an integer from 1 to 1440"):
+            cfgmod.load(p)
+
+
+def test_alarm_hub_minutes_default(keyset_config):
+    assert keyset_config.hub["alarm_hub_minutes"] == 10
