@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim.issuer import Issuer, Person
 from terminal import reasons as R
 from terminal import token as tok
 from terminal.idnumber import check_character, mask_id, mask_name
@@ -68,19 +69,39 @@ def test_valid_body_round_trips_and_gets_the_policy_decision(verifier, body, ven
     assert event["subject"]
 
 
+# Which check must refuse each defect: the first one that applies, in the order of §3.
+FIRST_CHECK = {
+    "status": "status ", "reserved_flag": "reserved flag bits set", "nat_result": "nat_result ",
+    "vax": "vax_doses ", "id_not_ascii": "id_number not ASCII", "id_not_digit": "id_number check character",
+    "id_check": "id_number check character", "name_len_0": "name_len 0", "name_len_over_60": "name_len ",
+    "name_len_mismatch": "body length does not match name_len",
+    "trailing": "body length does not match name_len", "name_not_utf8": "name not UTF-8",
+    "short": "body too short",
+}
+
+
+def refusal(plain: bytes) -> str:
+    with pytest.raises(tok.TokenError) as e:
+        tok.parse_body(plain)
+    assert e.value.reason == R.BAD_FORMAT
+    return str(e.value)
+
+
 @settings(max_examples=200)
 @given(broken_bodies())
 def test_any_body_defect_is_bad_format(verifier, case: Broken):
-    with pytest.raises(tok.TokenError) as e:
-        tok.parse_body(case.plain)
-    assert e.value.reason == R.BAD_FORMAT
+    assert refusal(case.plain).startswith("bad_format: " + FIRST_CHECK[case.defect])
     assert_bad_format(verifier, seal(case.plain), case.defect)
 
 
 @settings(max_examples=100)
 @given(badly_padded())
 def test_any_bad_padding_is_bad_format(verifier, case: Broken):
-    assert_bad_format(verifier, seal_blocks(case.plain), case.defect)
+    text = seal_blocks(case.plain)
+    with pytest.raises(tok.TokenError) as e:
+        tok.decrypt_body(tok.parse_text(text), DATA_KEY)
+    assert str(e.value) == "bad_format: bad PKCS#7 padding"
+    assert_bad_format(verifier, text, case.defect)
 
 
 # --- each limit, both sides ------------------------------------------------------------
@@ -103,34 +124,34 @@ GOOD_FIELDS = [
 @pytest.mark.parametrize("fields, attr, value", [c[1:] for c in GOOD_FIELDS], ids=[c[0] for c in GOOD_FIELDS])
 def test_limit_inside_is_accepted(verifier, fields, attr, value):
     a = assess(verifier, seal(body_bytes(**fields)))
-    assert a.body is not None and a.reason != R.BAD_FORMAT
     assert getattr(a.body, attr) == value
 
 
 BAD_BODIES = [
-    ("status 3", body_bytes(status=3)),
-    ("status 255", body_bytes(status=255)),
-    *[(f"flags {1 << bit:#04x}", body_bytes(flags=1 << bit)) for bit in range(3, 8)],
-    ("nat_result 4", body_bytes(nat_result=4)),
-    ("vax 10", body_bytes(vax=10)),
-    ("check character x", body_bytes(id_number=ID_X[:17].encode() + b"x")),
+    ("status 3", body_bytes(status=3), "status 3"),
+    ("status 255", body_bytes(status=255), "status 255"),
+    *[(f"flags {1 << bit:#04x}", body_bytes(flags=1 << bit), "reserved flag bits set") for bit in range(3, 8)],
+    ("nat_result 4", body_bytes(nat_result=4), "nat_result 4"),
+    ("vax 10", body_bytes(vax=10), "vax_doses 10"),
+    ("check character x", body_bytes(id_number=ID_X[:17].encode() + b"x"), "id_number check character"),
     ("wrong check character", body_bytes(id_number=ID_NUMBER[:17].encode()
-                                         + (b"9" if ID_NUMBER[17] != "9" else b"8"))),
-    ("id not ASCII", body_bytes(id_number=b"\xb3" + ID_NUMBER[1:].encode())),
-    ("id letter", body_bytes(id_number=b"A" + ID_NUMBER[1:].encode())),
-    ("name_len 0", body_bytes(name=b"a", name_len=0)),
-    ("name_len 61", body_bytes(name=b"a" * 61)),
-    ("name_len 2, name 1 byte", body_bytes(name=b"a", name_len=2)),
-    ("one trailing byte", body_bytes(name=b"ab", name_len=1)),
-    ("name not UTF-8", body_bytes(name=b"\xe5\xbc")),
-    ("27 bytes", body_bytes(name=b"a")[:27]),
-    ("empty", b""),
+                                         + (b"9" if ID_NUMBER[17] != "9" else b"8")), "id_number check character"),
+    ("id not ASCII", body_bytes(id_number=b"\xb3" + ID_NUMBER[1:].encode()), "id_number not ASCII"),
+    ("id letter", body_bytes(id_number=b"A" + ID_NUMBER[1:].encode()), "id_number check character"),
+    ("name_len 0", body_bytes(name=b"a", name_len=0), "name_len 0"),
+    ("name_len 61", body_bytes(name=b"a" * 61), "name_len 61"),
+    ("name_len 2, name 1 byte", body_bytes(name=b"a", name_len=2), "body length does not match name_len"),
+    ("one trailing byte", body_bytes(name=b"ab", name_len=1), "body length does not match name_len"),
+    ("name not UTF-8", body_bytes(name=b"\xe5\xbc"), "name not UTF-8"),
+    ("27 bytes", body_bytes(name=b"a")[:27], "body too short"),
+    ("empty", b"", "body too short"),
 ]
 
 
-@pytest.mark.parametrize("plain", [c[1] for c in BAD_BODIES], ids=[c[0] for c in BAD_BODIES])
-def test_limit_outside_is_bad_format(verifier, plain):
-    assert_bad_format(verifier, seal(plain), "")
+@pytest.mark.parametrize("plain, why", [c[1:] for c in BAD_BODIES], ids=[c[0] for c in BAD_BODIES])
+def test_limit_outside_is_bad_format(verifier, plain, why):
+    assert refusal(plain) == "bad_format: " + why
+    assert_bad_format(verifier, seal(plain), why)
 
 
 def test_body_exactly_27_plus_name_len_is_accepted_one_more_byte_is_not(verifier):
@@ -293,3 +314,25 @@ def test_encode_builds_the_layout_of_the_spec():
     assert env.signed == tok.parse_text(seal(raw(body), iat=NOW, ttl=45, nonce=nonce)).signed
     assert ISSUER.public_key.verify(env.signed, env.sig)
     assert tok.decrypt_body(env, DATA_KEY) == body
+
+
+def test_reason_alone_is_the_message():
+    assert str(tok.TokenError(R.EXPIRED)) == "expired"
+    assert str(tok.TokenError(R.BAD_FORMAT, "too short")) == "bad_format: too short"
+
+
+@pytest.mark.parametrize("status, name", [(0, "green"), (1, "yellow"), (2, "red")])
+def test_status_names_in_the_json_result(verifier, status, name):
+    r = verifier.verify(seal(body_bytes(status=status)), now=NOW)
+    assert r.as_json()["status"] == name
+
+
+@pytest.mark.parametrize("person, flags, nat_result", [
+    (Person(star=True), 0x01, 1), (Person(close_contact=True), 0x02, 1), (Person(monitored=True), 0x04, 1),
+    (Person(nat="none"), 0, 0), (Person(nat="positive"), 0, 2), (Person(nat="pending"), 0, 3)])
+def test_simulator_issuer_codes_flags_and_results_as_the_spec(verifier, person, flags, nat_result):
+    """The token module's named flag bits and results, as the simulator's issuer uses them."""
+    text = Issuer(ISSUER, {DKID: DATA_KEY}).issue(person, iat=NOW)
+    body = assess(verifier, text).body
+    assert (body.flags, body.nat_result, body.name, body.id_number) == \
+        (flags, nat_result, person.name, person.id_number)
