@@ -8,6 +8,7 @@ import time
 import pytest
 
 from terminal import reasons as R
+from terminal.clock import ClockGuard
 from terminal.policy import ALLOW, DENY
 
 from token_strategies import NOT_AFTER, NOT_BEFORE, NOW, body_bytes, fresh_nonce, open_verifier, seal
@@ -69,9 +70,26 @@ def test_issuer_window_is_inclusive(verifier, iat, expected):
     assert outcome(verifier, token(iat=iat), iat) == expected
 
 
-def test_no_trusted_time_is_clock_untrusted(verifier):
-    a = verifier.assess(token(), None, verifier.policy())
-    assert (a.decision, a.reason, a.body) == (DENY, R.CLOCK_UNTRUSTED, None)
+def test_no_trusted_time_is_clock_untrusted_and_still_committed(verifier):
+    """A wall clock behind the stored floor: refused without a guess, the event stamped with
+    the wall clock and marked untrusted, no nonce spent."""
+    verifier.clock = ClockGuard(verifier.store, wall=lambda: 1.0, synchronised=lambda: False)
+    text = token()
+    before = verifier.store.last_seq()
+    started = time.time()
+    r = verifier.verify(text)
+    assert (r.decision, r.reason, r.status, r.name) == (DENY, R.CLOCK_UNTRUSTED, None, None)
+    [event] = verifier.store.events(after_seq=before)
+    assert (event["clock"], event["reason"]) == ("untrusted", R.CLOCK_UNTRUSTED)
+    assert started <= event["at"] <= time.time()
+    assert outcome(verifier, text, NOW) == (ALLOW, R.OK)
+
+
+def test_unknown_data_key_after_freshness(verifier):
+    """dkid 2 is not in the data-key file; judged only once the token is fresh."""
+    text = seal(body_bytes(), dkid=2)
+    assert outcome(verifier, text, NOW) == (DENY, R.UNKNOWN_DATA_KEY)
+    assert outcome(verifier, text, NOW + AGE + 1) == (DENY, R.EXPIRED)
 
 
 # --- replay -------------------------------------------------------------------------------
@@ -84,7 +102,8 @@ def test_same_token_twice_is_replayed_and_both_are_committed(verifier):
     assert (second.decision, second.reason) == (DENY, R.REPLAYED)
     assert second.seq == first.seq + 1 and second.name == first.name and second.status == 0
     events = verifier.store.events(after_seq=before)
-    assert [(e["decision"], e["reason"]) for e in events] == [(ALLOW, R.OK), (DENY, R.REPLAYED)]
+    assert [(e["decision"], e["reason"], e["at"], e["clock"], e["method"]) for e in events] == \
+        [(ALLOW, R.OK, NOW, "trusted", "qr"), (DENY, R.REPLAYED, NOW + 1, "trusted", "qr")]
     assert all(e["subject"] for e in events)
 
 
