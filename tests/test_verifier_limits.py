@@ -85,6 +85,14 @@ def test_no_trusted_time_is_clock_untrusted_and_still_committed(verifier):
     assert outcome(verifier, text, NOW) == (ALLOW, R.OK)
 
 
+def test_an_unparsed_code_has_no_envelope(verifier):
+    """A refusal before parsing carries no envelope at all; one after parsing carries it."""
+    a = verifier.assess("https://example.org", NOW, verifier.policy())
+    assert (a.decision, a.reason, a.env, a.body) == (DENY, R.NOT_HEALTH_CODE, None, None)
+    a = verifier.assess(token(iat=NOW + SKEW + 1), NOW, verifier.policy())
+    assert (a.reason, a.env.iat, a.body) == (R.NOT_YET_VALID, NOW + SKEW + 1, None)
+
+
 def test_unknown_data_key_after_freshness(verifier):
     """dkid 2 is not in the data-key file; judged only once the token is fresh."""
     text = seal(body_bytes(), dkid=2)
