@@ -139,7 +139,8 @@ class Daemon:
             if self.cfg.hub.get("broker"):
                 from terminal.hub.bridge import HubBridge
                 try:
-                    self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put)
+                    self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
+                                                 on_alive=lambda: self.watchdog.progress("hub-net"))
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
@@ -210,7 +211,7 @@ class Daemon:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
                                               status_source=self.status_source, notice=self.screen_loop.notice,
                                               devices=self.devices, watchdog=self.watchdog, metrics=self.metrics))
-        for name in ["decide", "store"] + [i.name for i in self._inputs]:
+        for name in ["decide", "store"] + [i.name for i in self._inputs] + (["hub-net"] if self.bridge else []):
             self.watchdog.watch(name)
         for i in self._inputs:
             i.start(self._stop_inputs)
@@ -248,6 +249,7 @@ class Daemon:
             self._decider.join(timeout)
         self._housekeeping.join(timeout)
         if self.bridge is not None:
+            self.watchdog.unwatch("hub-net")
             self.bridge.stop()
         if self._metrics_server is not None:
             self._metrics_server.close()

@@ -100,7 +100,7 @@ def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset
 class FakeLink:
     def __init__(self):
         self.st = {"connected": True, "reconnects": 0, "rejected": {}, "last_sync_at": None,
-                   "in_flight_batches": 0}
+                   "in_flight_batches": 0, "down_for": None, "alarms": []}
 
     def status(self):
         return dict(self.st)
@@ -126,9 +126,10 @@ def test_hub_report_gives_the_metrics_increments_only():
     link, m = FakeLink(), CountingMetrics()
     bridge = HubBridge(link, None)
     assert bridge.report(m)["state"] == "connected" and (m.reconnects, m.rejected) == (0, {})
-    link.st.update(connected=False, reconnects=2, rejected={"trust": 1})
+    link.st.update(connected=False, reconnects=2, rejected={"trust": 1}, down_for=725.0, alarms=["hub_unreachable"])
     doc = bridge.report(m)
     assert doc["state"] == "disconnected" and doc["reconnects"] == 2 and m.connected is False
+    assert doc["down_for"] == 725.0 and doc["alarms"] == ["hub_unreachable"]
     assert (m.reconnects, m.rejected) == (2, {"trust": 1})
     link.st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2})
     bridge.report(m)

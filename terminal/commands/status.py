@@ -66,6 +66,10 @@ def status_snapshot(state_dir: Path, now: float | None = None) -> dict:
         problems.append("daemon not running" + (" (status file is stale)" if live else ""))
     else:
         problems += [f"{name}: {why}" for name, why in sorted(live["devices"].items()) if why]
+        hub = live.get("hub", {})
+        problems += [f"hub: {alarm}" + (f" (no connection for {_age(hub['down_for'])})"
+                                        if alarm == "hub_unreachable" and hub.get("down_for") else "")
+                     for alarm in hub.get("alarms", [])]
         if live["storage"].get("alarm"):
             problems.append("storage: disk (nearly) full")
         snap["clock"] = live["clock"]
@@ -120,7 +124,8 @@ def render(snap: dict) -> str:
         lines.append("devices:  " + (", ".join(f"{n} {'ok' if not why else 'OUT OF ORDER: ' + why}"
                                               for n, why in sorted(live["devices"].items())) or "none"))
         hub = live.get("hub", {})
-        lines.append(f"hub:      {hub.get('state', '?')}")
+        lines.append(f"hub:      {hub.get('state', '?')}"
+                     + (f" for {_age(hub['down_for'])}" if hub.get("down_for") is not None else ""))
         storage = live.get("storage", {})
         if "free_bytes" in storage:
             lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"

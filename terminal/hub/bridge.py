@@ -27,9 +27,11 @@ class HubBridge:
         self._rejected_seen: dict[str, int] = {}
 
     @classmethod
-    def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None]) -> "HubBridge":
+    def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None], *,
+             on_alive: Callable[[], None] = lambda: None) -> "HubBridge":
         """Apply what earlier runs kept (policy, data keys) to ``verifier`` now, and make the link.
-        Raises KeyFileError for an unreadable device key."""
+        ``on_alive``: hub-net's liveness, for the watchdog. Raises KeyFileError for an unreadable
+        device key."""
         from terminal.crypto.keyfiles import load_private_key
 
         # With the pump and paho's threads beside it, a verification that released the GIL for
@@ -46,7 +48,7 @@ class HubBridge:
                        on_policy=lambda venues: submit(PolicyUpdate(venues)),
                        on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
                        on_time=lambda t: submit(TimeBeacon(t)),
-                       clock_state=lambda: verifier.clock.state)
+                       clock_state=lambda: verifier.clock.state, on_alive=on_alive)
         return cls(link, HubStatusSource(link, StatusCache(verifier.store), cfg, policy=verifier.policy))
 
     def start(self) -> None:
@@ -71,4 +73,4 @@ class HubBridge:
             self._rejected_seen[kind] = n
         return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
                 "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
-                "rejected": st["rejected"]}
+                "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"]}

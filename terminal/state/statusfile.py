@@ -5,7 +5,8 @@ The daemon rewrites it atomically (:class:`StatusFile`)::
 
     {"version": 1, "written_at": 1767300000.5, "pid": 812, "terminal_id": "370102-H0001-03",
      "devices": {"camera": null, "id_card": "LinkDown: /dev/gate/idcard: gone"},  # null = ok
-     "hub": {"state": "connected" | "disconnected" | "off", "last_sync_at": 1767299990.1},
+     "hub": {"state": "connected" | "disconnected" | "off", "last_sync_at": 1767299990.1,
+             "down_for": 725.0 | null, "alarms": ["hub_unreachable"]},
      "clock": "trusted" | "untrusted", "storage": {"alarm": false, "free_bytes": 123456789},
      "decided": 42,
      "last_decisions": [{"at": ..., "seq": 41, "method": "qr", "decision": "allow", "reason": "ok",
