@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from sim.broker import Broker  # noqa: E402
+from sim.broker import HUB_IDENTITIES, Broker  # noqa: E402
 from sim.hub import HubSim  # noqa: E402
 from terminal import hubproto  # noqa: E402
 from terminal.sm2 import PrivateKey  # noqa: E402
@@ -89,10 +89,9 @@ def run(n_events: int, n_terminals: int, size: int, n_consumers: int) -> dict:
     batches = {tid: make_batches(tid, k, per_terminal, size, subjects) for tid, k in devices.items()}
     prep_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
-        cert, key = broker.client_cert("hub")
-        hubs = [HubSim(broker.url, broker.ca, cert, key, hub_key=hub_key, db_path=Path(tmp) / "hub.db",
-                       terminals={t: k.public_key for t, k in devices.items()}, time_interval=0,
-                       client_id=f"hub-{i}", on_line=lambda line: None).start()
+        hubs = [HubSim(broker.url, broker.ca, *broker.client_cert(HUB_IDENTITIES[i]), hub_key=hub_key,
+                       db_path=Path(tmp) / "hub.db", terminals={t: k.public_key for t, k in devices.items()},
+                       time_interval=0, on_line=lambda line: None).start()
                 for i in range(n_consumers)]
         for h in hubs:
             if not h.wait_connected(10):
@@ -128,7 +127,8 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--terminals", type=int, default=5)
     ap.add_argument("--batch", type=int, default=200)
-    ap.add_argument("--consumers", type=int, default=2)
+    ap.add_argument("--consumers", type=int, default=2, choices=range(1, len(HUB_IDENTITIES) + 1),
+                    metavar=f"1-{len(HUB_IDENTITIES)}", help="each consumer has a hub identity of its own")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     r = run(a.events, a.terminals, a.batch, a.consumers)

@@ -178,3 +178,25 @@ def test_stop_and_kill_end_the_process(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert (tmp_path / "mosq" / "mosquitto.log").exists()  # a given workdir is kept
+
+
+def test_a_terminal_cannot_take_another_terminals_session(broker):
+    """The client id is bound to the certificate CN (use_username_as_clientid): A connecting with
+    B's client id gets its own id instead, and B's live connection and queued messages stay B's."""
+    b = TestClient(broker, B, client_id=B, clean_start=False).connect(session_expiry=3600)
+    b.subscribe(t(B, "ack"))
+    with TestClient(broker, "hub") as hub:
+        with TestClient(broker, A, client_id=B, clean_start=False).connect(session_expiry=3600) as a:
+            assert a.subscribe(t(A, "ack")) == 1  # accepted, as A
+            assert f"as {A} (" in broker.log_path.read_text()  # the broker named the connection A
+            assert hub.publish(t(B, "ack"), b"for B, live") < 0x80
+            assert b.get().payload == b"for B, live"  # B was not disconnected
+            b.close()
+            assert hub.publish(t(B, "ack"), b"for B, queued") < 0x80
+            assert hub.publish(t(A, "ack"), b"for A") < 0x80
+            assert a.get().payload == b"for A"  # A's session, not B's: nothing of B's came first
+        with TestClient(broker, A, client_id=B, clean_start=False).connect(session_expiry=3600) as a:
+            assert hub.publish(t(A, "ack"), b"barrier") < 0x80
+            assert a.get().payload == b"barrier"
+    with TestClient(broker, B, client_id=B, clean_start=False) as b2:
+        assert b2.get().payload == b"for B, queued"

@@ -32,8 +32,8 @@ def keys() -> dict[str, PrivateKey]:
     return {n: PrivateKey.generate() for n in ("hub", "root", "issuer", A, B)}
 
 
-def make_hub(broker, path, keys, **kw) -> HubSim:
-    cert, key = broker.client_cert("hub")
+def make_hub(broker, path, keys, identity="hub", **kw) -> HubSim:
+    cert, key = broker.client_cert(identity)
     kw.setdefault("terminals", {A: keys[A].public_key, B: keys[B].public_key})
     return HubSim(broker.url, broker.ca, cert, key, hub_key=keys["hub"], root_key=keys["root"],
                   db_path=path, time_interval=0, backoff=(0.05, 0.5), **kw)
@@ -123,7 +123,7 @@ def test_forged_batches_are_stored_nowhere_and_not_acked(broker, tmp_path, keys)
 
 def test_two_consumers_split_the_batches_and_store_every_seq_once(broker, tmp_path, keys):
     db = tmp_path / "shared.db"
-    with make_hub(broker, db, keys, client_id="hub-1") as h1, make_hub(broker, db, keys, client_id="hub-2") as h2, \
+    with make_hub(broker, db, keys) as h1, make_hub(broker, db, keys, identity="hub-2") as h2, \
             terminal(broker) as t:
         assert h1.wait_connected() and h2.wait_connected()
         n_batches, size = 20, 10

@@ -75,7 +75,7 @@ def paho_backlog(link: HubLink) -> int:
 def test_delivery_end_to_end_birth_and_offline(env):
     hub = env.hub()
     commit_events(env.store, 450)
-    with TestClient(env.broker, "hub", client_id="observer") as obs:
+    with TestClient(env.broker, "hub-2") as obs:
         link = env.link()
         wait_for(lambda: link.connected, "the connection")
         link.notify()
@@ -165,7 +165,7 @@ def test_terminal_killed_while_writing_and_sending(env, keyset):
     cert, key = env.broker.client_cert(env.tid)
     args = {"config": str(keyset / "config.toml"), "broker": env.broker.url, "ca": str(env.broker.ca),
             "cert": str(cert), "key": str(key), "state": str(env.tmp / "state"), "keys": str(keyset)}
-    with TestClient(env.broker, "hub", client_id="observer") as obs:
+    with TestClient(env.broker, "hub-2") as obs:
         obs.subscribe(f"hc/v1/t/{env.tid}/state")
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(ROOT), json.dumps(args)],
                                  stdout=subprocess.PIPE, text=True)
@@ -203,7 +203,7 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
     link.notify()
     wait_for(lambda: link.pump.sent_max == 50, "the batch to go out")  # no hub runs: nobody acks
     genuine_trust = make_trust_list(env.k["issuer"], env.k["root"], seq=3, now=now)
-    with TestClient(env.broker, "hub", client_id="forger") as f:
+    with TestClient(env.broker, "hub-2") as f:
         for topic, raw in [
             (t.ack, hubproto.ack(tid, 50, stranger)),                  # wrong key
             (t.ack, hubproto.ack("370102-H0001-09", 50, hub)),         # another terminal's
