@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -88,10 +89,11 @@ def run(n_events: int, n_terminals: int, size: int, n_consumers: int) -> dict:
     t0 = time.perf_counter()
     batches = {tid: make_batches(tid, k, per_terminal, size, subjects) for tid, k in devices.items()}
     prep_s = time.perf_counter() - t0
+    group = secrets.token_hex(12)
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
         hubs = [HubSim(broker.url, broker.ca, *broker.client_cert(HUB_IDENTITIES[i]), hub_key=hub_key,
                        db_path=Path(tmp) / "hub.db", terminals={t: k.public_key for t, k in devices.items()},
-                       time_interval=0, on_line=lambda line: None).start()
+                       group=group, time_interval=0, on_line=lambda line: None).start()
                 for i in range(n_consumers)]
         for h in hubs:
             if not h.wait_connected(10):

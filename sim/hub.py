@@ -26,6 +26,9 @@ provisioning should pass ``start_seq=1`` (terminal seqs start at 1): then nothin
 until seq 1 is held. Acks from two consumers can arrive out of order: a terminal keeps the
 highest it has seen.
 
+The share group (``group``) is hub configuration and has no default: on Mosquitto, anyone who
+can name it can join it and swallow a share of every terminal's batches (sim/broker.py).
+
 Event subjects are SM2 ciphertext to the hub key and stay so in the DB: decrypting costs
 ~2 ms each in Python, so it is kept off the ingest path and done on demand
 (:meth:`HubSim.subject`). Logs show masked names and ID numbers only.
@@ -121,7 +124,7 @@ class HubSim:
     def __init__(self, broker_url: str, ca: Path | None, cert: Path | None, key: Path | None, *,
                  hub_key: PrivateKey, root_key: PrivateKey | None = None, db_path: Path,
                  prefix: str = hubproto.DEFAULT_PREFIX, terminals: dict[str, PublicKey],
-                 people: dict[str, dict] | None = None, group: str = "hub", client_id: str | None = None,
+                 group: str, people: dict[str, dict] | None = None, client_id: str | None = None,
                  start_seq: int | None = None, time_interval: float = 60.0, mute_queries: bool = False,
                  reply_delay: float = 0.0, backoff: tuple[float, float] = (0.2, 30.0),
                  on_line: Callable[[str], None] | None = None) -> None:
@@ -134,7 +137,7 @@ class HubSim:
         for k in self.terminals.values():
             k.precompute()  # every batch of that terminal is verified with it
         self.people = dict(people or {})
-        self.group = group
+        self.events_subscription = hubproto.shared_events_subscription(prefix, group)  # ValueError: guessable
         self.start_seq = start_seq
         self.time_interval = time_interval
         self.mute_queries = mute_queries
@@ -187,7 +190,7 @@ class HubSim:
         if rc.is_failure:
             return
         self._failures = 0
-        client.subscribe([(hubproto.shared_events_subscription(self.prefix, self.group), 1),
+        client.subscribe([(self.events_subscription, 1),
                           (f"{self.prefix}/t/+/query", 1)])
         for topic, (payload, qos) in self._retained.items():  # replaced, never mutated: no lock
             client.publish(topic, payload, qos=qos, retain=True)

@@ -20,6 +20,7 @@ says except trust lists, which only a root key signs.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from terminal.sm2 import PrivateKey, PublicKey
@@ -27,6 +28,9 @@ from terminal.trust import EnvelopeError, open_envelope, seal_envelope
 
 DEFAULT_PREFIX = "hc/v1"
 MAX_BATCH = 200
+# The hub's shared-subscription group: hub configuration that terminals must not be able to
+# guess (Mosquitto deals shared messages before its read check, docs/protocol/hub.md).
+SHARE_GROUP = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,11 @@ class Topics:
         return f"{self.prefix}/time"
 
 
-def shared_events_subscription(prefix: str = DEFAULT_PREFIX, group: str = "hub") -> str:
+def shared_events_subscription(prefix: str, group: str) -> str:
+    """``$share/<group>/<prefix>/t/+/events``; ValueError unless ``group`` is 16-64 of [A-Za-z0-9_-]."""
+    if not isinstance(group, str) or not SHARE_GROUP.fullmatch(group):
+        raise ValueError("the share group must be 16-64 characters of A-Z a-z 0-9 _ - "
+                         "(a secret among hub instances, never a guessable name)")
     return f"$share/{group}/{prefix}/t/+/events"
 
 

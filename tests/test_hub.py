@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mqtt_fixtures import TestClient, broker, response_properties  # noqa: F401  (broker: fixture)
+from mqtt_fixtures import TestClient, broker, response_properties, share_group  # noqa: F401  (broker: fixture)
 
 from sim.devkeys import make_trust_list
 from sim.hub import HubSim
@@ -24,6 +24,7 @@ from waiting import wait_for
 
 A, B, C = "370102-H0001-01", "370102-H0001-02", "370102-H0001-09"
 P = "hc/v1"
+GROUP = share_group()
 ID, NAME = "370102199001011237", "张三"
 
 
@@ -36,7 +37,7 @@ def make_hub(broker, path, keys, identity="hub", **kw) -> HubSim:
     cert, key = broker.client_cert(identity)
     kw.setdefault("terminals", {A: keys[A].public_key, B: keys[B].public_key})
     return HubSim(broker.url, broker.ca, cert, key, hub_key=keys["hub"], root_key=keys["root"],
-                  db_path=path, time_interval=0, backoff=(0.05, 0.5), **kw)
+                  db_path=path, group=GROUP, time_interval=0, backoff=(0.05, 0.5), **kw)
 
 
 def hub_pin(keys) -> dict:
@@ -281,18 +282,33 @@ def cli_args(argv: list[str]):
     return p.parse_args(["hub", *argv])
 
 
-def test_cli_usage_errors(broker, keyset):
+def test_cli_usage_errors(broker, keyset, capsys):
     from terminal.cli import UsageError
     cert, key = broker.client_cert("hub")
-    good = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key)]
-    for argv, msg in ((["--broker", broker.url, "--keys", str(keyset)], "needs --ca"),
-                      (["--broker", "http://x", "--keys", str(keyset)], "mqtts://"),
+    good = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key), "--group", GROUP]
+    # no default group: a hub never subscribes under a name anyone could guess
+    with pytest.raises(SystemExit) as e:
+        cli_args(good[:-2] + ["--keys", str(keyset)])
+    assert e.value.code == 2 and "required: --group" in capsys.readouterr().err
+    for argv, msg in ((["--broker", broker.url, "--keys", str(keyset), "--group", GROUP], "needs --ca"),
+                      (["--broker", "http://x", "--keys", str(keyset), "--group", GROUP], "mqtts://"),
                       ([*good, "--keys", str(keyset / "nowhere")], "--keys"),
                       ([*good, "--keys", str(keyset), "--terminal", "T1=zz"], "TID=DEVICE_PUB_HEX"),
-                      ([*good, "--keys", str(keyset), "--people", str(keyset / "config.toml")], "--people")):
+                      ([*good, "--keys", str(keyset), "--people", str(keyset / "config.toml")], "--people"),
+                      ([*good, "--keys", str(keyset), "--group", "hub"], "share group")):
         args = cli_args(argv)
         with pytest.raises(UsageError, match=msg):
             args.func(args)
+
+
+def test_share_group_must_be_long_and_plain():
+    for group, ok in (("a" * 15, False), ("a" * 16, True), ("A-z_09" * 10 + "abcd", True), ("a" * 65, False),
+                      ("a" * 15 + "/", False), ("a" * 15 + "+", False), ("hub", False), ("", False)):
+        if ok:
+            assert hubproto.shared_events_subscription(P, group) == f"$share/{group}/{P}/t/+/events"
+        else:
+            with pytest.raises(ValueError, match="share group"):
+                hubproto.shared_events_subscription(P, group)
 
 
 def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
@@ -304,7 +320,7 @@ def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
     cert, key = broker.client_cert("hub")
     people = tmp_path / "people.json"
     people.write_text(json.dumps({ID: {"name": NAME, "status": 0}}, ensure_ascii=False))
-    argv = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key),
+    argv = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key), "--group", GROUP,
             "--keys", str(keyset), "--db", str(tmp_path / "hub.db"), "--people", str(people)]
     code = ("import sys; sys.path.insert(0, 'tests'); from test_hub import cli_args; "
             f"a = cli_args({argv!r}); sys.exit(a.func(a))")
@@ -340,7 +356,7 @@ def test_fuzzed_batches_and_queries_never_crash_the_workers(tmp_path, keys):
 
     from sim.hub import connect_db
     hub = HubSim("mqtts://127.0.0.1:1", None, None, None, hub_key=keys["hub"], db_path=tmp_path / "f.db",
-                 terminals={A: keys[A].public_key}, on_line=lambda line: None)  # never started
+                 terminals={A: keys[A].public_key}, group=GROUP, on_line=lambda line: None)  # never started
     db = connect_db(tmp_path / "f.db")
     json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                                lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
-from mqtt_fixtures import TestClient, broker  # noqa: F401  (fixture)
+from mqtt_fixtures import TestClient, broker, share_group  # noqa: F401  (fixture)
 from sim.devkeys import make_trust_list
 from sim.hub import HubSim
 from terminal import config as cfgmod
@@ -48,7 +48,7 @@ class Env:
         cert, key = self.broker.client_cert("hub")
         h = HubSim(self.broker.url, self.broker.ca, cert, key, hub_key=self.k["hub"], root_key=self.k["root"],
                    db_path=self.tmp / "hub.db", terminals={self.tid: self.k["device"].public_key},
-                   start_seq=1, time_interval=0, **kw).start()
+                   group=share_group(), start_seq=1, time_interval=0, **kw).start()
         assert h.wait_connected(DEADLINE)
         self._stops.append(h.stop)
         return h
