@@ -33,6 +33,7 @@ from terminal import hubproto  # noqa: E402
 from terminal.sm2 import PrivateKey  # noqa: E402
 
 PREFIX = hubproto.DEFAULT_PREFIX
+EPOCH = secrets.token_hex(8)  # every synthetic terminal's database is new
 
 
 class SyntheticTerminal:
@@ -54,8 +55,9 @@ class SyntheticTerminal:
 
     def _on_ack(self, client, userdata, msg) -> None:
         # checking the hub's signature is part of the terminal's cost, not the hub's; done here anyway
-        doc = hubproto.open_signed(msg.payload, self.pin)
-        self.acked = max(self.acked, doc["acked_seq"])
+        ack = hubproto.open_ack(msg.payload, self.pin)
+        if (ack.tid, ack.epoch) == (self.tid, EPOCH):
+            self.acked = max(self.acked, ack.acked_seq)
         if self.acked >= self.last_seq:
             self.done.set()
 
@@ -75,7 +77,7 @@ def make_batches(tid: str, device: PrivateKey, n_events: int, size: int, subject
                    "mono_ns": s, "clock": "trusted", "method": "qr", "decision": "allow", "reason": "ok",
                    "status": 0, "flags": 0, "latency_ms": 12.5, "subject": subjects[s % len(subjects)]}
                   for s in range(lo, min(lo + size, n_events + 1))]
-        out.append(hubproto.batch(tid, events, device))
+        out.append(hubproto.batch(tid, EPOCH, events, device))
     return out
 
 

@@ -102,7 +102,7 @@ def run_hub(args) -> int:
                      db_path=args.db or args.keys / "hub.db", prefix=args.prefix, terminals=terminals,
                      people=people, group=args.group, start_seq=args.start_seq, time_interval=args.time_interval,
                      on_line=lambda line: print(line, flush=True))
-    except ValueError as e:  # a guessable --group
+    except ValueError as e:  # a guessable --group, a hub.db without epochs
         raise UsageError(str(e)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
