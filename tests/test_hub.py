@@ -207,6 +207,8 @@ def test_muted_or_misdirected_queries_get_no_reply(broker, tmp_path, keys):
         assert hub.wait_connected()
         query(t, A, subject(keys))
         t.publish(f"{P}/t/{A}/query", b"not json")
+        # unmuted only once the hub has dealt with both (a PUBACK says the broker has them, not the hub)
+        wait_for(lambda: hub.stats["muted_queries"] == 1 and hub.stats["bad_queries"] == 1, "the muted query")
         hub.mute_queries = False
         query(t, A, subject(keys), reply_to=f"{P}/t/{B}/reply")  # the hub must not write for B
         qid, corr = query(t, A, subject(keys))
