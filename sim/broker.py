@@ -23,16 +23,18 @@ topics are ``pattern`` lines; Mosquitto warns that they hold no %u, harmlessly.)
 
 How Mosquitto 2.0.11 applies it (each point pinned by tests/test_broker.py):
 - SUBSCRIBE is never refused by ``acl_file`` (its subscribe check is unimplemented and says
-  yes, wildcards and ``$share/…`` included); instead every delivery, retained messages
-  included, is checked against ``read`` for the concrete topic and silently skipped if denied.
-  So a terminal subscribing ``{prefix}/#`` or ``{prefix}/t/+/ack`` gets SUBACK 0x01 and then
+  yes: wildcards and ``$share/…`` included, ``deny`` lines or not); instead every delivery,
+  retained messages included, is checked against ``read`` for the concrete topic and silently
+  skipped if denied. So a terminal subscribing ``{prefix}/#`` or ``{prefix}/t/+/ack`` gets SUBACK 0x01 and then
   only what it may read.
 - Shared subscriptions are delivered round-robin inside a group BEFORE that read check: a
-  terminal that joins ``$share/hub/{prefix}/t/+/events`` reads nothing, but every message
-  dealt to it is dropped — it black-holes its share of every terminal's batches (delivery
-  stays at-least-once: unacked batches are resent, but throughput suffers). With this broker
-  the hub's share group name must be a secret among hub instances (a group nobody else can
-  name cannot be joined); a production broker (EMQX) checks subscribe ACLs.
+  terminal that joins ``$share/<the hub's group>/{prefix}/t/+/events`` reads nothing, but every
+  message dealt to it is dropped — it black-holes its share of every terminal's batches
+  (delivery stays at-least-once: unacked batches are resent, but throughput suffers). With this
+  broker the hub's share group is hub configuration with no default, a secret among hub
+  instances (a group nobody else can name cannot be joined); a production broker (EMQX) checks
+  subscribe ACLs.
+- The client id is the CN: asking for another one is not refused, the broker replaces it.
 - A refused PUBLISH is dropped; an MQTT 5 client at QoS 1 gets PUBACK 0x87 (not authorised),
   a QoS 0 one nothing. A will is checked like a publish when it fires (not at CONNECT).
 - ``pattern`` lines apply to every user, the hub included (harmless: the hub may do all).
@@ -204,7 +206,7 @@ class Broker:
         return self.pki.cert
 
     def client_cert(self, cn: str) -> tuple[Path, Path]:
-        """(cert_path, key_path) of a client certificate with CN ``cn`` (a tid, or "hub")."""
+        """(cert_path, key_path) of a client certificate with CN ``cn`` (a tid, or one of HUB_IDENTITIES)."""
         return self.pki.issue(cn)
 
     @property
