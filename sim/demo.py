@@ -31,6 +31,34 @@ from terminal import config as cfgmod
 from terminal.daemon import Daemon
 
 
+# The marker a demo leaves in --out, and what it makes there: a later demo removes only these,
+# and only where the marker is. --out . in a checkout or a home directory must lose nothing.
+MARKER = ".gate-terminal-demo"
+OWN = ("keys", "screens", "broker", "hub.db", "hub.db-wal", "hub.db-shm", "terminal.toml")
+
+
+class NotDemoDir(FileExistsError):
+    """--out names something the demo did not make: it is left exactly as it is."""
+
+
+def claim_out(out: Path) -> None:
+    """Make ``out`` the demo's: new, empty, or an earlier demo's (whose own entries go)."""
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise NotDemoDir(f"--out {out}: not a directory")
+        if not (out / MARKER).is_file() and any(out.iterdir()):
+            raise NotDemoDir(f"--out {out}: not empty and not made by a demo (no {MARKER}); "
+                             "name a new or empty directory")
+        for name in OWN:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by gate-terminal sim demo, which replaces its own files here\n")
+
+
 def pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -76,9 +104,7 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
     card holders; ``config``: a terminal config naming an outside broker and hub (its directory
     must hold the issuer key and data keys of a ``sim keys`` set); the demo starts no hub then."""
     rng = random.Random(seed)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    claim_out(out)
     keys = config.parent if config is not None else out / "keys"
     if config is None:
         write_key_set(keys, venue=venue)

@@ -6,7 +6,8 @@ from pathlib import Path
 from terminal import config as cfgmod
 from terminal.cli import UsageError
 from terminal.keyfiles import KeyFileError, load_data_keys, load_private_key
-from terminal.trust import EnvelopeError, open_trust_list
+from terminal.smallfile import read_small
+from terminal.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, open_trust_list
 
 
 def register(sub) -> None:
@@ -23,7 +24,8 @@ def run(args) -> int:
         data_keys = load_data_keys(cfg.data_keys)
         if cfg.device_key is not None:
             load_private_key(cfg.device_key)
-        trust = open_trust_list(cfg.trust_list.read_bytes(), {k.kid(): k for k in cfg.root_keys})
+        raw = read_small(cfg.trust_list, MAX_TRUST_LIST_BYTES)
+        trust = open_trust_list(raw, {k.kid(): k for k in cfg.root_keys})
     except (cfgmod.ConfigError, KeyFileError) as e:
         raise UsageError(str(e)) from None
     except OSError as e:

@@ -52,7 +52,9 @@ def register(sub) -> None:
     d.add_argument("--rate", type=float, default=20.0, metavar="PER_MIN", help="arrivals per minute (default 20)")
     d.add_argument("--camera", choices=tuple(LEVELS), default="mild", help="how hard the camera has it")
     d.add_argument("--seed", type=int, help="make the crowd repeatable")
-    d.add_argument("--out", type=Path, default=Path("demo-out"), help="keys, state and screens (replaced)")
+    d.add_argument("--out", type=Path, default=Path("demo-out"),
+                   help="keys, state and screens: a new or empty directory, or an earlier demo's "
+                        "(only the demo's own files there are replaced)")
     d.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
     hub = d.add_mutually_exclusive_group()
     hub.add_argument("--hub", action="store_true",
@@ -64,7 +66,7 @@ def register(sub) -> None:
 
 
 def run_demo(args) -> int:
-    from sim.demo import run_demo as demo
+    from sim.demo import NotDemoDir, run_demo as demo
     if args.duration <= 0 or not 0 < args.rate <= 40:
         raise UsageError("--duration must be positive and --rate from 0 to 40 per minute (one lane)")
     if args.config is not None:
@@ -77,13 +79,19 @@ def run_demo(args) -> int:
             raise UsageError(f"{args.config}: no [hub] broker: nothing to run the demo against")
         if not (args.config.parent / "issuer.pem").exists():
             raise UsageError(f"{args.config.parent}: no issuer.pem beside the config (a 'sim keys' set)")
-    res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
-               seed=args.seed, report=args.report, hub=args.hub, config=args.config)
+    try:
+        res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
+                   seed=args.seed, report=args.report, hub=args.hub, config=args.config)
+    except NotDemoDir as e:
+        raise UsageError(str(e)) from None
     return 0 if res["agreement"] == 1.0 else 1
 
 
 def run_keys(args) -> int:
     from sim.devkeys import write_key_set
+    from terminal.config import TID, TID_RULE
+    if not TID.fullmatch(args.terminal_id):
+        raise UsageError(f"--id must be a terminal id like 370102-H0001-03: {TID_RULE}")
     try:
         write_key_set(args.outdir, terminal_id=args.terminal_id, venue=args.venue, force=args.force)
     except (FileExistsError, OSError) as e:
@@ -95,7 +103,7 @@ def run_keys(args) -> int:
 def run_issue(args) -> int:
     from sim.issuer import Issuer, Person
     if args.id_number is not None and not valid_check(args.id_number):
-        raise UsageError(f"--id {args.id_number!r} is not a valid 18-character resident ID number")
+        raise UsageError("--id is not a valid 18-character resident ID number")
     if args.name is not None and not 1 <= len(args.name.encode()) <= 60:
         raise UsageError("--name must be 1-60 bytes of UTF-8")
     if not 0 <= args.ttl <= 0xFFFF:

@@ -7,10 +7,15 @@ from pathlib import Path
 
 from terminal import config as cfgmod
 from terminal.cli import UsageError
+from terminal.clock import MIN_PLAUSIBLE_TIME
 from terminal.keyfiles import KeyFileError
 from terminal.policy import ALLOW, VENUES
 from terminal.store import StoreError
 from terminal.verifier import SetupError, Verifier
+
+# --now is a time a token could be judged at: not before any terminal existed, not past the
+# last second a calendar date can show (9999-12-31T23:59:59Z); NaN and infinities are neither.
+MAX_TIME = 253402300799.0
 
 
 def register(sub) -> None:
@@ -31,6 +36,8 @@ def register(sub) -> None:
 def _codes(args):
     for code in args.codes:
         if code == "-":
+            # Universal newlines: \r\n and a lone \r end a code as \n does (stdin splits at \n only).
+            sys.stdin.reconfigure(newline=None)
             for line in sys.stdin:
                 if line.strip():
                     yield line
@@ -39,9 +46,11 @@ def _codes(args):
 
 
 def run(args) -> int:
+    if args.now is not None and not MIN_PLAUSIBLE_TIME <= args.now <= MAX_TIME:
+        raise UsageError(f"--now must be a Unix time from {MIN_PLAUSIBLE_TIME:.0f} to {MAX_TIME:.0f}")
     try:
         cfg = cfgmod.load(args.config)
-        verifier = Verifier.open(cfg, args.state_dir)
+        verifier = Verifier.open(cfg, args.state_dir, now=args.now)
     except (cfgmod.ConfigError, SetupError, StoreError, KeyFileError) as e:
         raise UsageError(str(e)) from None
     all_allowed = True

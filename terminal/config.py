@@ -14,13 +14,19 @@ from pathlib import Path
 from terminal import policy as pol
 from terminal.sdnotify import CREDENTIALS, credential_path
 from terminal.sm2 import PublicKey, SM2Error
+from terminal.smallfile import read_small
 
 
 class ConfigError(ValueError):
     pass
 
 
-_TID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_BYTES = 1 << 16  # config.example.toml, every key explained, is under 6 KiB
+# A terminal id (tid, docs/protocol/hub.md): 6-digit district code, site code, 2-digit lane, as
+# 370102-H0001-03. It is the TLS CN, the MQTT client id and a topic level, so nothing else may
+# pass: not "hub" (the broker's all-powerful identity), not a '/', '+' or '#'.
+TID = re.compile(r"[0-9]{6}-[A-Z0-9]{1,16}-[0-9]{2}")
+TID_RULE = "a 6-digit district code, a site code of 1-16 capital letters and digits, a 2-digit lane"
 REQUIRED = object()
 
 
@@ -31,8 +37,8 @@ def _str(v):
 
 
 def _tid(v):
-    if not isinstance(v, str) or not _TID.fullmatch(v):
-        raise ValueError("must be 1-64 letters, digits, '.', '_' or '-' (it names MQTT topics)")
+    if not isinstance(v, str) or not TID.fullmatch(v):
+        raise ValueError(f"must be a terminal id like 370102-H0001-03: {TID_RULE}")
     return v
 
 
@@ -203,7 +209,7 @@ class Config:
 def load(path: str | Path) -> Config:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_small(path, MAX_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as e:
@@ -212,6 +218,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:  # the parser recurses per level of [[[ or {{{ nesting
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return from_dict(raw, path)
 
 
@@ -240,7 +248,10 @@ def from_dict(raw: dict, path: Path) -> Config:
                 except ValueError as e:
                     raise ConfigError(f"{path}: {section}.{key} {e}") from None
             if (section, key) in PATH_KEYS and value is not None:
-                value = (base / value).resolve()
+                try:
+                    value = (base / value).resolve()
+                except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a symlink loop
+                    raise ConfigError(f"{path}: {section}.{key} {base / value}: symbolic link loop") from None
             values[(section, key)] = value
     broker = values["hub", "broker"]
     if broker and broker.startswith("mqtts:"):

@@ -17,9 +17,11 @@ from Cryptodome.Util.asn1 import DerBitString, DerObjectId, DerOctetString, DerS
 
 from terminal.sdnotify import is_credential
 from terminal.sm2 import PrivateKey, SM2Error
+from terminal.smallfile import read_small
 
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 OID_SM2 = "1.2.156.10197.1.301"
+MAX_BYTES = 1 << 16  # a PEM key is under 1 KiB, the data keys (256 at most) about 12 KiB
 
 
 class KeyFileError(ValueError):
@@ -41,7 +43,7 @@ def check_private_mode(path: Path) -> None:
 def _read_secret(path: Path) -> bytes:
     check_private_mode(path)
     try:
-        return path.read_bytes()
+        return read_small(path, MAX_BYTES)
     except OSError as e:
         raise KeyFileError(f"{path}: {e.strerror}") from None
 
@@ -123,7 +125,7 @@ def load_data_keys(path: Path) -> dict[int, bytes]:
         entries = doc["data_keys"]
         if not isinstance(entries, dict):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deeply
         raise KeyFileError(f"{path}: expected {{\"data_keys\": {{\"<dkid>\": \"<32 hex>\"}}}}") from None
     keys: dict[int, bytes] = {}
     for dkid, hexkey in entries.items():

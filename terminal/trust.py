@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from terminal.sm2 import PrivateKey, PublicKey, SM2Error
 
 
+# A trust list file: about 400 bytes an issuer, so some 2,500 issuers.
+MAX_TRUST_LIST_BYTES = 1 << 20
+
+
 class EnvelopeError(ValueError):
     pass
 
@@ -24,7 +28,7 @@ def open_envelope(raw: bytes | str, keys: dict[str, PublicKey]) -> bytes:
         env = json.loads(raw)
         payload = base64.b64decode(env["payload"], validate=True)
         signer, sig = env["signer"], bytes.fromhex(env["sig"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):  # Recursion: nested too deeply
         raise EnvelopeError("not a signed envelope {payload, signer, sig}") from None
     key = keys.get(signer) if isinstance(signer, str) else None
     if key is None:
@@ -67,7 +71,7 @@ def _int(v, what: str) -> int:
 def parse_trust_list(payload: bytes) -> TrustList:
     try:
         doc = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise EnvelopeError("trust list: payload is not JSON") from None
     if not isinstance(doc, dict) or doc.get("type") != "trust-list" or not isinstance(doc.get("issuers"), list):
         raise EnvelopeError("trust list: not a {type: trust-list, issuers: [...]} document")

@@ -22,8 +22,9 @@ from terminal.config import Config
 from terminal.idnumber import mask_id, mask_name
 from terminal.keyfiles import KeyFileError, load_data_keys
 from terminal.policy import DENY, HealthStatus, Policy, decide
+from terminal.smallfile import read_small
 from terminal.store import Store
-from terminal.trust import EnvelopeError, TrustList, open_trust_list
+from terminal.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, TrustList, open_trust_list
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def load_trust(store: Store, cfg: Config) -> TrustList:
         except EnvelopeError as e:
             log.warning("trust: the kept trust list no longer verifies against the pinned roots (%s)", e)
     try:
-        raw = cfg.trust_list.read_bytes()
+        raw = read_small(cfg.trust_list, MAX_TRUST_LIST_BYTES)
         fresh = open_trust_list(raw, roots)
     except (OSError, EnvelopeError) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
@@ -125,7 +126,9 @@ class Verifier:
         return self.cfg.policy(venue).with_overrides(self.hub_policy.get(venue, {}))
 
     @classmethod
-    def open(cls, cfg: Config, state_dir: Path | None = None) -> "Verifier":
+    def open(cls, cfg: Config, state_dir: Path | None = None, now: float | None = None) -> "Verifier":
+        """``now``: the fixed time the decisions will be made at (audits); the replay window is
+        purged by it, not by the wall clock, else an audit of past codes could never see a replay."""
         store = Store(state_dir or cfg.state_dir)
         try:
             trust = load_trust(store, cfg)
@@ -136,7 +139,8 @@ class Verifier:
         v = cls(cfg, store, trust, data_keys, ClockGuard(store, cfg.clock_tolerance))
         for key in [cfg.hub_key] + [i.public_key for i in trust.issuers.values()]:
             key.precompute()
-        now = v.clock.now()
+        if now is None:
+            now = v.clock.now()
         if now is not None:
             store.purge_nonces(now)
         return v

@@ -10,6 +10,8 @@ import pytest
 
 from sim.issuer import random_id_number
 from terminal.cli import main
+from terminal.clock import MIN_PLAUSIBLE_TIME
+from terminal.cmd_verify import MAX_TIME
 
 from conftest import ROOT
 
@@ -119,3 +121,44 @@ def test_check_config(keyset, capsys):
     assert main(["check-config", "--config", str(keyset / "config.toml")]) == 2
     assert "trust.envelope.json: No such file" in capsys.readouterr().err
     assert not (keyset / "state").exists()  # checking changes nothing
+
+
+def test_stdin_every_line_ending_separates_codes(keyset, capsys):
+    """The real stdin splits at \\n only: a lone \\r (or \\r\\n) must still end a code."""
+    codes = [issue(keyset, capsys) for _ in range(4)]
+    stdin = codes[0] + "\r" + codes[1] + "\r\n" + codes[2] + "\n" + codes[3] + "\r"
+    proc = subprocess.run([sys.executable, "-m", "terminal", "verify", "--config", str(keyset / "config.toml"),
+                           "--json", "-"], input=stdin.encode(), capture_output=True, cwd=ROOT, timeout=120)
+    assert [json.loads(x)["reason"] for x in proc.stdout.splitlines()] == ["ok"] * 4
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("now", ["nan", "inf", "-inf", "-1", str(MIN_PLAUSIBLE_TIME - 1), str(MAX_TIME + 1)])
+def test_now_must_be_a_finite_plausible_time(keyset, capsys, now):
+    code = issue(keyset, capsys)
+    assert main(["verify", "--config", str(keyset / "config.toml"), f"--now={now}", code]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gate-terminal: error: --now must be") and err.count("\n") == 1
+    assert not (keyset / "state").exists()  # nothing decided, nothing committed
+
+
+@pytest.mark.parametrize("now, reason", [(MIN_PLAUSIBLE_TIME, "not_yet_valid"), (MAX_TIME, "expired")])
+def test_now_at_either_end_is_a_time(keyset, capsys, now, reason):
+    rc, [out] = verify(keyset, capsys, "--now", repr(now), issue(keyset, capsys))
+    assert (rc, out["decision"], out["reason"], out["seq"]) == (1, "deny", reason, 1)
+
+
+def test_audit_of_a_past_code_sees_the_replay(keyset, capsys):
+    """Under --now the replay window is purged at that time, not by the wall clock."""
+    iat = int(time.time()) - 7 * 86400
+    code = issue(keyset, capsys, "--iat", str(iat))
+    rc, [first] = verify(keyset, capsys, "--now", str(iat + 10), code)
+    assert (rc, first["reason"]) == (0, "ok")
+    rc, [again] = verify(keyset, capsys, "--now", str(iat + 20), code)  # a second run, a week later
+    assert (rc, again["decision"], again["reason"]) == (1, "deny", "replayed")
+
+
+def test_issue_bad_id_number_is_not_echoed(keyset, capsys):
+    assert main(["sim", "issue", "--keys", str(keyset), "--id", "370102199001011230"]) == 2
+    err = capsys.readouterr().err
+    assert err == "gate-terminal: error: --id is not a valid 18-character resident ID number\n"

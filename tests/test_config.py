@@ -1,7 +1,10 @@
 """Configuration: typed, every key documented, errors that name the file and the key."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -90,3 +93,209 @@ def test_key_files_must_be_private(keyset, capsys):
     rc = main(["verify", "--config", str(keyset / "config.toml"), "x"])
     err = capsys.readouterr().err
     assert rc == 2 and "data_keys.json" in err and "chmod 600" in err
+
+
+def _loop(d):
+    """A symbolic link loop: d/loop-a → d/loop-b → d/loop-a."""
+    (d / "loop-a").symlink_to("loop-b")
+    (d / "loop-b").symlink_to("loop-a")
+    return d / "loop-a"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: write(d, "a = " + "[" * 5000 + "]" * 5000 + "\n"), "nested too deeply"),
+    (lambda d: write(d, "a = " + "{b = " * 2000 + "1" + "}" * 2000 + "\n"), "nested too deeply"),
+    (lambda d: write(d, "# " + "x" * cfgmod.MAX_BYTES + "\n"), f"larger than {cfgmod.MAX_BYTES} bytes"),
+    (_loop, "Too many levels of symbolic links"),
+    (lambda d: d, "not a regular file"),
+])
+def test_hostile_config_files(tmp_path, make, message):
+    p = make(tmp_path)
+    with pytest.raises(cfgmod.ConfigError) as e:
+        cfgmod.load(p)
+    assert str(e.value).startswith(f"{p}: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_config_size_limit_both_sides(keyset, tmp_path):
+    text = base(keyset)
+    pad = cfgmod.MAX_BYTES - len(text.encode()) - 2  # "#", the padding, "\n"
+    cfgmod.load(write(keyset, text + "#" + "x" * pad + "\n"))  # exactly MAX_BYTES: loads
+    assert (keyset / "c.toml").stat().st_size == cfgmod.MAX_BYTES
+    with pytest.raises(cfgmod.ConfigError, match="larger than"):
+        cfgmod.load(write(keyset, text + "#" + "x" * (pad + 1) + "\n"))
+
+
+@pytest.mark.parametrize("key", ["trust_list", "data_keys"])
+def test_symlink_loop_named_in_config(keyset, key):
+    _loop(keyset)
+    p = write(keyset, re.sub(rf'^{key} = .*$', f'{key} = "loop-a"', base(keyset), flags=re.M))
+    with pytest.raises(cfgmod.ConfigError, match=rf"^{re.escape(str(p))}: trust.{key} .*loop-a: symbolic link loop$"):
+        cfgmod.load(p)
+
+
+def _cli(*argv):
+    from terminal.cli import main
+    return main(list(argv))
+
+
+HOSTILE_JSON = [
+    ("trust.envelope.json", b"[" * 100_000 + b"]" * 100_000),                             # within 1 MiB
+    ("data_keys.json", b'{"data_keys": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"),         # within 64 KiB
+    ("data_keys.json", b'{"data_keys": {"1": "' + b"0" * 32 + b'"}}' + b" " * (1 << 16)),  # too big
+]
+
+
+@pytest.mark.parametrize("command, name, content", [("verify", *f) for f in HOSTILE_JSON] + [
+    ("check-config", *f) for f in HOSTILE_JSON + [("device.pem", b"-" * (1 << 16) + b"-")]])
+def test_hostile_trust_and_key_files_are_usage_errors(keyset, capsys, command, name, content):
+    (keyset / name).write_bytes(content)
+    argv = [command, "--config", str(keyset / "config.toml")] + (["x"] if command == "verify" else [])
+    assert _cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert name in err and "internal error" not in err and err.count("gate-terminal:") == 1
+
+
+def test_files_at_their_size_limits_are_read(keyset, capsys):
+    from terminal.keyfiles import MAX_BYTES
+    from terminal.trust import MAX_TRUST_LIST_BYTES
+    for name, limit in (("trust.envelope.json", MAX_TRUST_LIST_BYTES), ("data_keys.json", MAX_BYTES)):
+        f = keyset / name
+        f.write_bytes(f.read_bytes().rstrip() + b" " * (limit - len(f.read_bytes().rstrip())))
+        assert f.stat().st_size == limit  # JSON allows trailing white space
+    assert _cli("check-config", "--config", str(keyset / "config.toml")) == 0
+    (keyset / "data_keys.json").write_bytes((keyset / "data_keys.json").read_bytes() + b" ")
+    assert _cli("check-config", "--config", str(keyset / "config.toml")) == 2
+    assert f"larger than {MAX_BYTES} bytes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "verify"])
+@pytest.mark.parametrize("fifo", ["config", "data keys"])
+def test_fifo_is_refused_not_waited_on(keyset, command, fifo):
+    """A FIFO blocks open() until a writer comes: refuse it, never wait (run would be deaf to
+    SIGTERM). In a child process with a deadline, so that a regression fails instead of hanging."""
+    os.mkfifo(keyset / "fifo", 0o600)
+    p = keyset / "fifo" if fifo == "config" else write(
+        keyset, base(keyset).replace('data_keys = "data_keys.json"', 'data_keys = "fifo"'))
+    proc = subprocess.run([sys.executable, "-m", "terminal", command, "--config", str(p)]
+                          + (["x"] if command == "verify" else []),
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"gate-terminal: error: {keyset / 'fifo'}: not a regular file"
+
+
+@pytest.mark.parametrize("tid", ["370102-H0001-03", "370102-T0001-01", "000000-7-00", "999999-ABCDEFGH12345678-99"])
+def test_terminal_ids_of_the_tid_form(keyset, tid):
+    p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
+    assert cfgmod.load(p).terminal_id == tid
+
+
+@pytest.mark.parametrize("tid", ["hub", "", "370102-H0001-3", "370102-H0001-003", "37010-H0001-03",
+                                 "3701020-H0001-03", "370102--03", "370102-h0001-03", "370102-H0001-0a",
+                                 "370102-ABCDEFGH123456789-99", "370102-H0001-03/x", "370102-H00+1-03",
+                                 "370102-H0001-03\\n", "３７０１０２-H0001-03"])
+def test_terminal_ids_not_of_the_tid_form(keyset, tid):
+    p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
+    with pytest.raises(cfgmod.ConfigError, match=r"terminal\.id must be a terminal id like 370102-H0001-03"):
+        cfgmod.load(p)
+
+
+# --- every range on both sides, through the TOML loader -----------------------------------------------
+
+# (section, key): (lo, hi, a value just below lo, just above hi, the default); from SCHEMA's declaration
+RANGES = {
+    ("retention", "days"): (1, 3650, 0, 3651, 21),
+    ("time", "tolerance"): (0, 3600, -0.01, 3600.01, 5.0),
+    ("hub", "query_timeout"): (0.1, 30, 0.09, 30.01, 1.5),
+    ("camera", "width"): (160, 4096, 159, 4097, 640),
+    ("camera", "height"): (120, 4096, 119, 4097, 480),
+    ("camera", "fps"): (1, 120, 0, 121, 30),
+    ("camera", "gap"): (0.2, 10, 0.19, 10.01, 1.5),
+    ("id_card", "baud"): (1200, 921600, 1199, 921601, 115200),
+    ("ss_card", "baud"): (1200, 921600, 1199, 921601, 115200),
+    ("relay", "pulse_ms"): (100, 10000, 99, 10001, 800),
+    ("screen", "width"): (240, 4096, 239, 4097, 800),
+    ("screen", "height"): (240, 4096, 239, 4097, 480),
+    ("screen", "result_seconds"): (0.5, 60, 0.49, 60.01, 3.0),
+}
+
+
+@pytest.fixture(scope="module")
+def base_text(tmp_path_factory):
+    from sim.devkeys import write_key_set
+    d = tmp_path_factory.mktemp("keys")
+    write_key_set(d)
+    return (d / "config.toml").read_text()
+
+
+def with_key(text, section, key, toml_value):
+    line = f"{key} = {toml_value}\n"
+    if f"[{section}]\n" in text:
+        return text.replace(f"[{section}]\n", f"[{section}]\n{line}", 1)
+    return text + f"\n[{section}]\n{line}"
+
+
+def loaded(cfg, section, key):
+    if (section, key) == ("retention", "days"):
+        return cfg.retention_days
+    if (section, key) == ("time", "tolerance"):
+        return cfg.clock_tolerance
+    if section == "hub":
+        return cfg.hub[key]
+    return cfg.devices[section][key]
+
+
+def is_seconds(section, key):
+    return cfgmod.SCHEMA[section][key][0].__qualname__.startswith("_seconds")
+
+
+def test_ranges_table_covers_every_ranged_key():
+    ranged = {(s, k) for s, keys in cfgmod.SCHEMA.items() for k, (conv, _) in keys.items()
+              if conv.__qualname__.startswith(("_int_range", "_seconds"))}
+    assert ranged == set(RANGES)
+
+
+def test_defaults(base_text, tmp_path):
+    cfg = cfgmod.load(write(tmp_path, base_text))
+    for (section, key), (*_, default) in RANGES.items():
+        value = loaded(cfg, section, key)
+        assert value == default and type(value) is type(default), (section, key)
+
+
+@pytest.mark.parametrize("section, key", sorted(RANGES))
+def test_range_accepts_both_bounds(base_text, tmp_path, section, key):
+    lo, hi, *_ = RANGES[section, key]
+    for v in (lo, hi):
+        cfg = cfgmod.load(write(tmp_path, with_key(base_text, section, key, repr(v))))
+        value = loaded(cfg, section, key)
+        assert value == v
+        assert type(value) is (float if is_seconds(section, key) else int)   # seconds are always floats
+
+
+@pytest.mark.parametrize("section, key", sorted(RANGES))
+def test_range_refuses_outside_and_other_types(base_text, tmp_path, section, key):
+    lo, hi, below, above, _ = RANGES[section, key]
+    seconds = is_seconds(section, key)
+    bad = [repr(below), repr(above), "true", "false", f'"{lo}"', "[1]"]
+    if not seconds:
+        bad.append(repr(float(lo)))     # an integer key takes no float, not even a whole one
+    for v in bad:
+        p = write(tmp_path, with_key(base_text, section, key, v))
+        with pytest.raises(cfgmod.ConfigError) as e:
+            cfgmod.load(p)
+        what = f"a number of seconds from {lo} to {hi}" if seconds else f"an integer from {lo} to {hi}"
+        assert str(e.value) == f"{p}: {section}.{key} must be {what}", v
+
+
+def test_policy_bounds_through_the_loader(base_text, tmp_path):
+    """nat_hours = 0 is "not required", a value to accept, not a missing one."""
+    for value, expected in (("0", 0), ("8760", 8760)):
+        cfg = cfgmod.load(write(tmp_path, base_text + f"\n[policy]\nnat_hours = {value}\n"))
+        assert cfg.policy().nat_hours == expected and cfg.policy_overrides == {"nat_hours": expected}
+    for value, shown in (("-1", "-1"), ("8761", "8761"), ("72.0", "72.0"), ("true", "True")):
+        p = write(tmp_path, base_text + f"\n[policy]\nnat_hours = {value}\n")
+        with pytest.raises(cfgmod.ConfigError) as e:
+            cfgmod.load(p)
+        assert str(e.value) == f"{p}: policy.nat_hours: must be an integer from 0 to 8760, not {shown}"
+    cfg = cfgmod.load(write(tmp_path, base_text))
+    assert cfg.policy_overrides == {} and cfg.policy() == cfgmod.pol.PRESETS["mall"]

@@ -1,6 +1,7 @@
 """The daemon at the door against the simulated hardware: real drivers, real pseudo-terminals."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -189,6 +190,23 @@ def test_unplugged_reader_keeps_the_rest_working(rig):
         assert wait_for(lambda: results[-1].method == "id_card", timeout=10)
     finally:
         daemon.stop()
+
+
+def test_unreadable_card_is_logged_without_its_fields(rig, caplog):
+    """A card with a malformed birth date: the log says which field, and nothing of the card."""
+    caplog.set_level(logging.DEBUG)
+    card = resident_card("钱七", "370102199001011231")
+    card.birth = "19900231"
+    rig["sam"].card = card
+    daemon = Daemon(cfgmod.load(rig["config"]))
+    daemon.start()
+    try:
+        assert wait_for(lambda: "card not read" in caplog.text)
+    finally:
+        daemon.stop()
+    assert "id_card: card not read: birth date is not a date" in caplog.text
+    for secret in ("19900231", card.name, card.id_number, card.address, "钱"):
+        assert secret not in caplog.text
 
 
 def test_sigterm_mid_presentation(rig, tmp_path):

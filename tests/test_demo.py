@@ -6,6 +6,7 @@ import json
 from PIL import Image
 
 from mqtt_fixtures import broker, share_group  # noqa: F401  (fixture)
+from sim.demo import MARKER, OWN, claim_out
 from terminal.cli import main
 
 
@@ -71,3 +72,34 @@ def test_demo_against_an_outside_hub(keyset, broker, tmp_path, capsys):  # noqa:
         assert sorted(hub.stored_seqs(tid)) == list(range(1, res["visitors"] + 1))
     finally:
         hub.stop()
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path, capsys):
+    """`--out .` in a checkout must not wipe it: a non-empty DIR without the marker is left alone."""
+    out = tmp_path / "work"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "keys").mkdir()                        # even a name the demo uses is not the demo's here
+    (out / "keys" / "real.pem").write_text("not a demo key")
+    assert main(["sim", "demo", "--duration", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"gate-terminal: error: --out {out}: not empty and not made by a demo "
+                                        f"(no {MARKER}); name a new or empty directory"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["keys", "keys/real.pem", "notes.txt"]
+    (tmp_path / "file").write_text("x")
+    assert main(["sim", "demo", "--duration", "5", "--out", str(tmp_path / "file")]) == 2
+    assert "not a directory" in capsys.readouterr().err and (tmp_path / "file").read_text() == "x"
+
+
+def test_claim_out_replaces_only_an_earlier_demos_own_files(tmp_path):
+    new, empty, earlier = tmp_path / "new", tmp_path / "empty", tmp_path / "earlier"
+    empty.mkdir()
+    for d in (new, empty, earlier):
+        claim_out(d)
+        assert [p.name for p in d.iterdir()] == [MARKER]
+    for name in OWN:
+        (earlier / name).mkdir() if "." not in name else (earlier / name).write_text("old")
+    (earlier / "keys" / "root.pem").write_text("old")
+    (earlier / "report.json").write_text("{}")  # the user's, beside the demo's
+    claim_out(earlier)
+    assert sorted(p.name for p in earlier.iterdir()) == sorted([MARKER, "report.json"])

@@ -85,6 +85,25 @@ def test_doubtful_cards_are_refused(card, why):
         parse_text(card.text_block())
 
 
+@pytest.mark.parametrize("card, message, secret", [
+    (resident_card(birth="19900231"), "birth date is not a date", "19900231"),
+    (resident_card(birth="1990010X"), "birth date is not a date", "1990010X"),
+    (resident_card(valid_from="20150230"), "valid from is not a date", "20150230"),
+    (resident_card(valid_to="20351301"), "valid to is not a date", "20351301"),
+    (resident_card(sex="7"), "unknown sex code", "'7'"),
+    (resident_card(nation="57"), "unknown nation code", "57"),
+    (hmt_permit_card(issue_count="0A"), "issue count is not a number", "0A"),
+    (hmt_permit_card(birth="19850230"), "birth date is not a date", "19850230"),
+    (foreign_card(nationality="U1A"), "nationality is not a 3-letter code", "U1A"),
+    (foreign_card(birth="19700732"), "birth date is not a date", "19700732"),
+])
+def test_errors_name_the_field_never_its_value(card, message, secret):
+    """The message is logged and shown: it must carry no personal field of the card."""
+    with pytest.raises(CardUnreadable) as e:
+        parse_text(card.text_block())
+    assert str(e.value) == message and secret not in str(e.value)
+
+
 def test_blocks_that_are_not_text_are_refused():
     with pytest.raises(CardUnreadable):
         parse_text(bytes(256))

@@ -392,3 +392,28 @@ def test_redact_leaves_other_numbers_alone():
     assert journal.redact("seq=123456789012345678901 id=11010519491231002X") == \
         "seq=123456789012345678901 id=110105********002X"
     assert journal.journal_stream(io.StringIO(), {"JOURNAL_STREAM": "1:2"}) is False
+
+
+@pytest.mark.parametrize("tid, rc", [("hub", 2), ("370102-H0001-0", 2), ("370102-H0001-03", 0)])
+def test_provision_only_a_tid(keyset, tmp_path, capsys, tid, rc):
+    """"hub" is the broker's all-powerful identity: provisioning a CSR with CN=hub must be refused."""
+    from terminal.cli import main
+    config = tmp_path / "config.toml"
+    config.write_text((keyset / "config.toml").read_text().replace('"370102-H0001-01"', f'"{tid}"'))
+    out = tmp_path / "etc"
+    assert main(["provision", "--config", str(config), "--out", str(out), "--json"]) == rc
+    captured = capsys.readouterr()
+    if rc:
+        assert captured.err.strip().splitlines() == [
+            f"gate-terminal: error: {config}: terminal.id must be a terminal id like 370102-H0001-03: "
+            "a 6-digit district code, a site code of 1-16 capital letters and digits, a 2-digit lane"]
+        assert not out.exists()
+    else:
+        assert json.loads(captured.out)["terminal_id"] == tid and (out / "client.csr").exists()
+
+
+@pytest.mark.parametrize("tid, rc", [("hub", 2), ("370102-H0001-03", 0)])
+def test_sim_keys_only_a_tid(tmp_path, capsys, tid, rc):
+    from terminal.cli import main
+    assert main(["sim", "keys", "--id", tid, str(tmp_path / "k")]) == rc
+    assert (tmp_path / "k" / "config.toml").exists() == (rc == 0)

@@ -2,7 +2,8 @@
 
 One read is ``20 01`` (find), ``20 02`` (select), ``30 01`` (text + photo). The photo is cut
 off the answer here and never kept. A card is returned only if every field parses and the
-ID number's check character and the dates agree; otherwise nothing is returned.
+ID number's check character and the dates agree; otherwise nothing is returned. An error
+names the field, never its value: the message goes to the log and to the operator's screen.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ class _Block:
                 raise ValueError
             return dt.datetime.strptime(value, "%Y%m%d").date()
         except ValueError:
-            raise CardUnreadable(f"{what} is not a date: {value!r}") from None
+            raise CardUnreadable(f"{what} is not a date") from None
 
     def valid_to(self, valid_from: dt.date) -> dt.date | None:
         if self.text(204, 16, "valid to").startswith(NO_EXPIRY):
@@ -121,7 +122,7 @@ class _Block:
     def sex(self, offset: int) -> str:
         code = self.text(offset, 2, "sex")
         if code not in SEXES:
-            raise CardUnreadable(f"unknown sex code {code!r}")
+            raise CardUnreadable("unknown sex code")
         return SEXES[code]
 
 
@@ -156,7 +157,7 @@ def _checked_gb11643(b: _Block, birth: dt.date, sex: str, valid_from: dt.date) -
 def _parse_resident(b: _Block) -> IdCard:
     nation_code = b.text(32, 4, "nation")
     if not (nation_code.isascii() and nation_code.isdigit() and int(nation_code) in NATIONS):
-        raise CardUnreadable(f"unknown nation code {nation_code!r}")
+        raise CardUnreadable("unknown nation code")
     sex, birth, valid_from = b.sex(30), b.date(36, "birth date"), b.date(188, "valid from")
     return IdCard(card_type="resident", name=b.text(0, 30, "name"), sex=sex, birth_date=birth,
                   id_number=_checked_gb11643(b, birth, sex, valid_from), valid_from=valid_from,
@@ -172,7 +173,7 @@ def _parse_hmt_permit(b: _Block) -> IdCard:
     if not (pass_number.isascii() and pass_number.isalnum()):
         raise CardUnreadable("pass number is not alphanumeric")
     if not (issues.isascii() and issues.isdigit()):
-        raise CardUnreadable(f"issue count is not a number: {issues!r}")
+        raise CardUnreadable("issue count is not a number")
     return IdCard(card_type="hmt_residence_permit", name=b.text(0, 30, "name"), sex=sex,
                   birth_date=birth, id_number=_checked_gb11643(b, birth, sex, valid_from),
                   valid_from=valid_from, valid_to=b.valid_to(valid_from),
@@ -190,7 +191,7 @@ def _parse_foreign_permanent(b: _Block) -> IdCard:
     if not (number.isascii() and number.isalnum() and len(number) == 15):
         raise CardUnreadable("card number is not 15 letters and digits")
     if not (nationality.isascii() and nationality.isalpha() and len(nationality) == 3):
-        raise CardUnreadable(f"nationality is not a 3-letter code: {nationality!r}")
+        raise CardUnreadable("nationality is not a 3-letter code")
     birth, valid_from = b.date(220, "birth date"), b.date(188, "valid from")
     if valid_from < birth:
         raise CardUnreadable("valid from is before the birth date")
