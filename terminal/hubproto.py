@@ -2,8 +2,7 @@
 
 Who signs what (a signed envelope is docs/protocol/token.md §5: ``{"payload", "signer", "sig"}``):
 
-    hc/v1/t/{tid}/events   terminal → hub   signed by the terminal's device key
-    hc/v1/t/{tid}/events   (the batch)                              {"tid", "epoch", "events": [...]}
+    hc/v1/t/{tid}/events   terminal → hub   signed by the device key {"tid", "epoch", "events": [...]}
     hc/v1/t/{tid}/ack      hub → terminal   signed by the hub key   {"tid", "epoch", "acked_seq": N}
     hc/v1/t/{tid}/query    terminal → hub   plain JSON (the subject inside is SM2-encrypted)
     hc/v1/t/{tid}/reply    hub → terminal   signed by the hub key
@@ -16,9 +15,10 @@ Who signs what (a signed envelope is docs/protocol/token.md §5: ``{"payload", "
 The ack is signed (a terminal that deletes events on an ack must not take a forged one) and
 names the tid and epoch it is for. ``epoch`` (16 lowercase hex characters, made once per
 terminal database) names one run of seqs: a terminal whose state was lost starts again at
-seq 1 under a new epoch, and the hub keeps and acks each epoch's seqs apart. The hub key — the one
-``[hub] public_key`` pins and event subjects are encrypted to — signs everything the hub
-says except trust lists, which only a root key signs.
+seq 1 under a new epoch, and the hub keeps and acks each epoch's seqs apart. The hub key —
+the one ``[hub] public_key`` pins and event subjects are encrypted to — signs everything the
+hub says except trust lists, which only a root key signs. The ``state`` birth message and
+will are built here too (:func:`birth`, :data:`OFFLINE`).
 """
 from __future__ import annotations
 
