@@ -177,7 +177,7 @@ class Daemon:
         from terminal.hub import HubLink, HubStatusSource, load_persisted, usable_keys
         from terminal.hub.link import SWITCH_INTERVAL
         from terminal.keyfiles import KeyFileError, load_private_key
-        from terminal.statuscache import StatusCache
+        from terminal.statuscache import StatusCache, cache_key
 
         # With the pump and paho's threads beside it, a verification that released the GIL for
         # its fsync would wait up to the default 5 ms to get it back (benchmarks/bench_drain.py).
@@ -212,7 +212,8 @@ class Daemon:
                            on_policy=later(lambda venues: setattr(v, "hub_policy", venues)),
                            on_data_keys=later(keys), on_time=later(beacon),
                            clock_state=lambda: v.clock.state)
-        self.status_source = HubStatusSource(self.hub, StatusCache(v.store), self.cfg, policy=v.policy)
+        self.status_source = HubStatusSource(self.hub, StatusCache(v.store, cache_key(device_key)), self.cfg,
+                                             policy=v.policy)
 
     def reload(self, cfg: Config) -> None:
         """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between

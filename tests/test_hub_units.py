@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import queue
 import random
+import shutil
+import sqlite3
 import statistics
 import time
 
@@ -13,13 +15,16 @@ from hypothesis import strategies as st
 
 from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
 from sim.devkeys import make_trust_list
+from sim.issuer import Issuer, Person
 from terminal import hubproto
 from terminal.hub import HubStatusSource, SignedUpdates, backoff_delay, load_persisted, usable_keys
 from terminal.hub.outbox import OutboxPump
+from terminal.idnumber import check_character
 from terminal.policy import HealthStatus, Policy
 from terminal.sm2 import PrivateKey
-from terminal.statuscache import StatusCache, hmac_sm3
+from terminal.statuscache import StatusCache, cache_key, hmac_sm3
 from terminal.store import DB_NAME, Store
+from terminal.verifier import Verifier
 
 TID = "370102-H0001-01"  # the keyset's terminal id
 
@@ -267,7 +272,7 @@ GOOD = {"status": 1, "flags": 2, "nat_at": 1_700_000_000, "nat_result": 1, "vax_
 
 def source(store, cfg, link, hours=24):
     cfg.hub["query_timeout"] = 0.3
-    return HubStatusSource(link, StatusCache(store), cfg, policy=lambda: Policy(status_cache_hours=hours))
+    return HubStatusSource(link, StatusCache(store, cache_key(PrivateKey.generate())), cfg, policy=lambda: Policy(status_cache_hours=hours))
 
 
 def test_answer_then_cache_then_nothing(store, keyset_config, k, tmp_path):
@@ -290,6 +295,51 @@ def test_answer_then_cache_then_nothing(store, keyset_config, k, tmp_path):
     store.db.execute("PRAGMA wal_checkpoint(FULL)")
     blob = b"".join(p.read_bytes() for p in store.state_dir.iterdir() if p.name.startswith(DB_NAME))
     assert b"1990030712" not in blob and ID.encode() not in blob and "张三".encode() not in blob
+
+
+def test_a_copied_database_reveals_nobody(keyset, keyset_config, k, tmp_path):
+    """Issue #12 finding 13: terminal.db (and its WAL) copied off a terminal that has decided and
+    cached an answer holds no key to test id_number numbers against the digests: not one value in it,
+    tried as the HMAC key, confirms even the right number, so no brute force over a district
+    and a birth decade can. With the device key the answer is found again."""
+    now = 1_800_000_000.0
+    id_number = "37010219900307123" + check_character("37010219900307123")
+    state = tmp_path / "state"
+    v = Verifier.open(keyset_config, state)
+    assert v.verify(Issuer.from_dir(keyset).issue(Person(name="张三", id_number=id_number))).reason == "ok"
+    key = cache_key(k["device"])
+    StatusCache(v.store, key).put(id_number, HealthStatus(**GOOD), now + 600, now)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in state.iterdir():
+        if p.name.startswith(DB_NAME):
+            shutil.copy(p, copy / p.name)
+    v.close()
+    blob = b"".join(p.read_bytes() for p in copy.iterdir())
+    for secret in (key, k["device"].d.to_bytes(32, "big")):
+        assert secret not in blob and secret.hex().encode() not in blob and secret.hex().upper().encode() not in blob
+    con = sqlite3.connect(copy / DB_NAME)
+    digests = {bytes(d) for (d,) in con.execute("SELECT digest FROM status_cache")}
+    assert digests == {hmac_sm3(key, id_number.encode())}
+    candidates = set()
+    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        for row in con.execute(f"SELECT * FROM {table}"):
+            for value in row:
+                raw = value if isinstance(value, bytes) else str(value).encode()
+                candidates.add(raw)
+                try:
+                    candidates.add(bytes.fromhex(raw.decode()))
+                except ValueError:
+                    pass
+    con.close()
+    assert len(candidates) > 20  # meta, signed documents, the event, the nonce, the cached answer
+    assert not [c for c in candidates if hmac_sm3(c, id_number.encode()) in digests]
+    s = Store(copy)
+    try:
+        assert StatusCache(s, cache_key(k["device"])).get(id_number, now) == HealthStatus(**GOOD)
+        assert StatusCache(s, cache_key(PrivateKey.generate())).get(id_number, now) is None
+    finally:
+        s.close()
 
 
 def test_forged_replies_do_not_crowd_out_the_answer(store, keyset_config, k):

@@ -20,7 +20,7 @@ from terminal import hubproto
 from terminal.hub import HubLink, HubStatusSource
 from terminal.policy import HealthStatus
 from terminal.sm2 import PrivateKey
-from terminal.statuscache import StatusCache
+from terminal.statuscache import StatusCache, cache_key
 from terminal.store import DB_NAME, Store
 from waiting import DEADLINE, wait_for
 
@@ -241,7 +241,7 @@ PERSON = {"name": NAME, "status": 1, "flags": 0, "nat_at": 1_700_000_000, "nat_r
 def test_card_queries_answer_cache_and_nothing(env):
     hub = env.hub(people={ID: PERSON})
     link = env.link()
-    src = HubStatusSource(link, StatusCache(env.store), env.cfg)
+    src = HubStatusSource(link, StatusCache(env.store, cache_key(PrivateKey.generate())), env.cfg)
     wait_for(lambda: link.connected, "the connection")
     now = time.time()
     expected = HealthStatus(1, 0, 1_700_000_000, 1, 2)
