@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from drivers.cards import CardError, CardRead, CardReader, ReaderError
 from drivers.serial_link import LinkDown
@@ -41,6 +41,9 @@ from terminal.presentation import QrPresentations
 from terminal.screen import texts
 from terminal.sdnotify import Notifier, Watchdog
 from terminal.verifier import Result, SetupError, Verifier
+
+if TYPE_CHECKING:
+    from terminal.hub.updates import DataKey
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,7 @@ class Daemon:
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
         self._file_keys = dict(self.verifier.data_keys)
-        self._hub_keys: dict[int, bytes] = {}
+        self._hub_keys: dict[int, DataKey] = {}
         store = self.verifier.store
         self.disk = DiskGuard(store.state_dir)
         self.disk.ensure_reserve()
@@ -174,7 +177,7 @@ class Daemon:
             raise SetupError(f"{self.cfg.path}: {e}") from None
 
     def _open_hub(self) -> None:
-        from terminal.hub import HubLink, HubStatusSource, load_persisted, usable_keys
+        from terminal.hub import HubLink, HubStatusSource, load_persisted
         from terminal.hub.link import SWITCH_INTERVAL
         from terminal.keyfiles import KeyFileError, load_private_key
         from terminal.statuscache import StatusCache, cache_key
@@ -191,15 +194,15 @@ class Daemon:
         if kept.policy:
             v.hub_policy = kept.policy
         if kept.data_keys:
-            self._hub_keys = usable_keys(kept.data_keys, time.time())
-            v.data_keys = {**self._file_keys, **self._hub_keys}
+            self._hub_keys = kept.data_keys
+            self._apply_data_keys()
 
         def later(fn):
             return lambda value: self._updates.put(lambda: fn(value))
 
-        def keys(hub_keys: dict[int, bytes]) -> None:
+        def keys(hub_keys: dict[int, DataKey]) -> None:
             self._hub_keys = hub_keys
-            v.data_keys = {**self._file_keys, **hub_keys}  # the hub's word wins for a dkid it names
+            self._apply_data_keys()
 
         def beacon(t: float) -> None:
             # A beacon older than the highest time already trusted is a stale retained copy.
@@ -214,6 +217,14 @@ class Daemon:
                            clock_state=lambda: v.clock.state)
         self.status_source = HubStatusSource(self.hub, StatusCache(v.store, cache_key(device_key)), self.cfg,
                                              policy=v.policy)
+
+    def _apply_data_keys(self) -> None:
+        """The data-key file's keys and the hub's, on the decision thread (or before it starts).
+        The hub's word wins for a dkid it names, its ``not_after`` included: past it the verifier
+        refuses that dkid (``unknown_data_key``), whichever source also holds a key for it."""
+        v = self.verifier
+        v.data_keys = {**self._file_keys, **{dkid: k.key for dkid, k in self._hub_keys.items()}}
+        v.data_key_not_after = {dkid: k.not_after for dkid, k in self._hub_keys.items()}
 
     def reload(self, cfg: Config) -> None:
         """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
@@ -234,7 +245,8 @@ class Daemon:
                 log.warning("reload: device and hub settings take effect at the next restart")
                 cfg.devices, cfg.hub = self.cfg.devices, self.cfg.hub
             self._file_keys = file_keys
-            v.cfg, v.trust, v.data_keys = cfg, trust, {**file_keys, **self._hub_keys}
+            v.cfg, v.trust = cfg, trust
+            self._apply_data_keys()
             self.cfg = cfg
             self.screen_loop.configure(cfg)
             log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -116,6 +117,8 @@ class Verifier:
         self.store = store
         self.trust = trust
         self.data_keys = data_keys
+        # dkid → the last second its key may be used (the hub's not_after); the data-key file's have none
+        self.data_key_not_after: dict[int, int] = {}
         self.clock = clock
         self.hub_policy: dict[str, dict] = {}  # venue → fields, from the hub's signed policy bundle
 
@@ -167,7 +170,7 @@ class Verifier:
             if t > env.iat + min(env.ttl, policy.max_age):
                 raise tok.TokenError(R.EXPIRED)
             key = self.data_keys.get(env.dkid)
-            if key is None:
+            if key is None or t > self.data_key_not_after.get(env.dkid, math.inf):
                 raise tok.TokenError(R.UNKNOWN_DATA_KEY)
             body = tok.decrypt_body(env, key)
         except tok.TokenError as e:

@@ -1,6 +1,7 @@
 """The whole terminal with its hub: decisions stay right during an outage, events catch up after."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -14,8 +15,10 @@ from sim.serial_endpoint import SerialEndpoint
 from sim.idcard_sam import VirtualSam
 from sim.sscard_reader import VirtualSsReader
 from terminal import config as cfgmod
+from terminal import hubproto
 from terminal.daemon import Daemon
-from terminal.keyfiles import load_private_key
+from terminal.keyfiles import load_data_keys, load_private_key
+from terminal.store import Store
 
 from test_daemon import FIND, WatchedGrabber, card_taken_off, demo_config, phone_taken_away
 from waiting import wait_for
@@ -111,3 +114,34 @@ def test_a_slow_hub_answer_does_not_hold_up_the_camera(terminal):
     t["sam"].card = None
     # the code shown after the card was decided first: it never waited for the hub
     assert [r.method for r in t["results"][n:n + 2]] == ["qr", "id_card"]
+
+
+def test_a_hub_data_key_is_refused_past_its_not_after_without_a_new_bundle(keyset):
+    """Issue #12 finding 15: a data key from the hub is checked at each use against the decision's
+    trusted time, not once when its bundle arrives or the terminal starts: usable at its
+    not_after (bounds included, as for an issuer's window), `unknown_data_key` one second past,
+    with no new bundle and no restart between. The hub's not_after also retires a dkid the
+    data-key file holds too: the hub's word wins for a dkid it names."""
+    cfg = cfgmod.load(keyset / "config.toml")
+    cfg.hub.update(broker="mqtts://127.0.0.1:1")  # the link is made but never started
+    device, hub = load_private_key(keyset / "device.pem"), load_private_key(keyset / "hub.pem")
+    file_keys = load_data_keys(keyset / "data_keys.json")
+    hub_only, not_after = os.urandom(16), int(time.time()) + 3600
+    (shared,) = file_keys
+    entries = [(9, hub_only), (shared, file_keys[shared])]
+    store = Store(cfg.state_dir)
+    store.save_signed_doc("keys", 1, hubproto.seal({"type": "data-keys", "seq": 1, "tid": cfg.terminal_id, "keys": [
+        {"dkid": dkid, "key": device.public_key.encrypt(key).hex(), "not_after": not_after}
+        for dkid, key in entries]}, hub))
+    store.close()
+    daemon = Daemon(cfg)
+    daemon.open()
+    try:
+        issuer = load_private_key(keyset / "issuer.pem")
+        for dkid, key in entries:
+            issue = Issuer(issuer, {dkid: key})
+            reason = [daemon.verifier.verify(issue.issue(Person(), iat=t - 5), now=t).reason
+                      for t in (not_after - 1, not_after, not_after + 1)]
+            assert reason == ["ok", "ok", "unknown_data_key"], dkid
+    finally:
+        daemon.verifier.close()

@@ -17,8 +17,9 @@ from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_
 from sim.devkeys import make_trust_list
 from sim.issuer import Issuer, Person
 from terminal import hubproto
-from terminal.hub import HubStatusSource, SignedUpdates, backoff_delay, load_persisted, usable_keys
+from terminal.hub import HubStatusSource, SignedUpdates, backoff_delay, load_persisted
 from terminal.hub.outbox import OutboxPump
+from terminal.hub.updates import DataKey
 from terminal.idnumber import check_character
 from terminal.policy import HealthStatus, Policy
 from terminal.sm2 import PrivateKey
@@ -188,8 +189,8 @@ def test_updates_accept_newer_and_refuse_forged_rolled_back_and_foreign(store, k
     assert not u.handle("policy", signed(policy_doc(2), k["hub"]))
     assert not u.handle("policy", signed(policy_doc(5, nat_hours="x"), k["hub"]))
 
-    assert u.handle("keys", signed(keys_doc(1, TID, k["device"], dkid=9, key=b"K" * 16), k["hub"]))
-    assert got.keys == [{9: b"K" * 16}]
+    assert u.handle("keys", signed(keys_doc(1, TID, k["device"], dkid=9, key=b"K" * 16, not_after=now + 86400), k["hub"]))
+    assert got.keys == [{9: DataKey(b"K" * 16, now + 86400)}]
     assert not u.handle("keys", signed(keys_doc(2, "370102-H0001-02", k["device"]), k["hub"]))  # not ours
     assert not u.handle("keys", signed(keys_doc(2, TID, stranger), k["hub"]))  # not wrapped to our key
     assert not u.handle("keys", signed(keys_doc(3, TID, k["device"]), stranger))
@@ -225,8 +226,7 @@ def test_persisted_updates_survive_a_restart(tmp_path, keyset_config, k):
     try:
         p = load_persisted(s, keyset_config, k["device"])
         assert p.policy == {"mall": {"nat_hours": 12}} and p.seqs["time"] == 1_800_000_000.25
-        assert p.data_keys[2].key == b"Z" * 16 and usable_keys(p.data_keys, 11) == {} \
-            and usable_keys(p.data_keys, 9) == {2: b"Z" * 16}
+        assert p.data_keys == {2: DataKey(b"Z" * 16, 10)}
         u2 = make_updates(s, keyset_config, k, Got())
         assert not u2.handle("policy", signed(policy_doc(2), k["hub"]))  # rollback across the restart
         assert not u2.handle("time", signed(time_doc(1_800_000_000.0), k["hub"]))

@@ -18,6 +18,7 @@ from sim.hub import HubSim
 from terminal import config as cfgmod
 from terminal import hubproto
 from terminal.hub import HubLink, HubStatusSource
+from terminal.hub.updates import DataKey
 from terminal.policy import HealthStatus
 from terminal.sm2 import PrivateKey
 from terminal.statuscache import StatusCache, cache_key
@@ -214,7 +215,7 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
             (t.policy, signed(policy_doc(5), hub)),
             (t.policy, signed(policy_doc(6, nat_hours=1), stranger)),
             (t.policy, signed(policy_doc(4, nat_hours=1), hub)),       # rollback
-            (t.keys, signed(keys_doc(2, tid, env.k["device"], dkid=3, key=b"D" * 16), hub)),
+            (t.keys, signed(keys_doc(2, tid, env.k["device"], dkid=3, key=b"D" * 16, not_after=now + 60), hub)),
             (t.keys, signed(keys_doc(3, "370102-H0001-09", env.k["device"]), hub)),  # another tid
             (t.keys, signed(keys_doc(4, tid, env.k["device"]), stranger)),
             (t.keys, signed(keys_doc(1, tid, env.k["device"]), hub)),  # rollback
@@ -229,7 +230,7 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
         assert s["rejected"] == {"ack": 3, "trust": 2, "policy": 2, "keys": 3, "time": 2}
         assert env.store.outbox_depth() == 30
         assert [x.seq for x in got["trust"]] == [3] and got["policy"] == [{"mall": {"nat_hours": 24}}]
-        assert got["keys"] == [{3: b"D" * 16}] and got["time"] == [now + 10]
+        assert got["keys"] == [{3: DataKey(b"D" * 16, now + 60)}] and got["time"] == [now + 10]
         assert {k: env.store.signed_doc(k)[0] for k in ("trust", "policy", "keys", "time")} == \
             {"trust": 3, "policy": 5, "keys": 2, "time": now + 10}
 

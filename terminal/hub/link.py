@@ -40,7 +40,7 @@ import terminal
 from terminal import hubproto
 from terminal.config import Config
 from terminal.hub.outbox import OutboxPump
-from terminal.hub.updates import SignedUpdates
+from terminal.hub.updates import DataKey, SignedUpdates
 from terminal.sm2 import PrivateKey
 from terminal.store import Store
 from terminal.trust import TrustList
@@ -80,7 +80,7 @@ class HubLink:
     def __init__(self, cfg: Config, store: Store, device_key: PrivateKey, *,
                  on_trust: Callable[[TrustList], None] | None = None,
                  on_policy: Callable[[dict[str, dict]], None] | None = None,
-                 on_data_keys: Callable[[dict[int, bytes]], None] | None = None,
+                 on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",
                  window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,

@@ -18,7 +18,6 @@ with other bytes, another terminal's keys, a malformed document — is ignored a
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -59,6 +58,8 @@ def parse_policy(doc: dict) -> tuple[int, dict[str, dict]]:
 
 @dataclass(frozen=True)
 class DataKey:
+    """A key from the hub: usable up to and including ``not_after``, which the verifier checks
+    at each use against the decision's trusted time (not once, when the bundle arrives)."""
     key: bytes
     not_after: int
 
@@ -91,11 +92,6 @@ def parse_time(doc: dict) -> float:
     return float(t)
 
 
-def usable_keys(keys: dict[int, DataKey], now: float) -> dict[int, bytes]:
-    """The data keys whose ``not_after`` has not passed, as the verifier holds them."""
-    return {dkid: k.key for dkid, k in keys.items() if k.not_after >= now}
-
-
 @dataclass
 class Persisted:
     """What the store kept from earlier runs, re-verified: None/empty where nothing good is kept."""
@@ -108,16 +104,14 @@ class SignedUpdates:
     def __init__(self, store: Store, cfg: Config, device_key: PrivateKey, *,
                  on_trust: Callable[[TrustList], None] | None = None,
                  on_policy: Callable[[dict[str, dict]], None] | None = None,
-                 on_data_keys: Callable[[dict[int, bytes]], None] | None = None,
-                 on_time: Callable[[float], None] | None = None,
-                 wall: Callable[[], float] = time.time):
+                 on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
+                 on_time: Callable[[float], None] | None = None):
         self._store = store
         self._tid = cfg.terminal_id
         self._device_key = device_key
         self._roots = {k.kid(): k for k in cfg.root_keys}
         self._hub: dict[str, PublicKey] = {cfg.hub_key.kid(): cfg.hub_key}
         self._callbacks = {"trust": on_trust, "policy": on_policy, "keys": on_data_keys, "time": on_time}
-        self._wall = wall
         kept = load_persisted(store, cfg, device_key)
         self.held: dict[str, float] = {k: kept.seqs.get(k, -1) for k in KINDS}
         self._held_raw: dict[str, bytes | None] = {k: (store.signed_doc(k) or (0, None))[1] for k in KINDS}
@@ -156,8 +150,7 @@ class SignedUpdates:
         if kind == "policy":
             return parse_policy(doc)
         if kind == "keys":
-            seq, keys = parse_data_keys(doc, self._tid, self._device_key)
-            return seq, usable_keys(keys, self._wall())
+            return parse_data_keys(doc, self._tid, self._device_key)
         t = parse_time(doc)
         return t, t
 
