@@ -8,7 +8,8 @@ rewrites atomically every few seconds (:class:`StatusFile`)::
 
     {"version": 1, "written_at": 1767300000.5, "pid": 812, "terminal_id": "370102-H0001-03",
      "devices": {"camera": null, "id_card": "LinkDown: /dev/gate/idcard: gone"},  # null = ok
-     "hub": {"state": "connected" | "disconnected" | "off", "last_sync_at": 1767299990.1},
+     "hub": {"state": "connected" | "disconnected" | "off", "last_sync_at": 1767299990.1,
+             "down_for": 725.0 | null, "alarms": ["hub_unreachable"]},
      "clock": "trusted" | "untrusted", "storage": {"alarm": false, "free_bytes": 123456789},
      "decided": 42,
      "last_decisions": [{"at": ..., "seq": 41, "method": "qr", "decision": "allow", "reason": "ok",
@@ -128,6 +129,10 @@ def status_snapshot(state_dir: Path, now: float | None = None) -> dict:
         problems.append("daemon not running" + (" (status file is stale)" if live else ""))
     else:
         problems += [f"{name}: {why}" for name, why in sorted(live["devices"].items()) if why]
+        hub = live.get("hub", {})
+        problems += [f"hub: {alarm}" + (f" (no connection for {_age(hub['down_for'])})"
+                                        if alarm == "hub_unreachable" and hub.get("down_for") else "")
+                     for alarm in hub.get("alarms", [])]
         if live["storage"].get("alarm"):
             problems.append("storage: disk (nearly) full")
         snap["clock"] = live["clock"]
@@ -182,7 +187,8 @@ def render(snap: dict) -> str:
         lines.append("devices:  " + (", ".join(f"{n} {'ok' if not why else 'OUT OF ORDER: ' + why}"
                                               for n, why in sorted(live["devices"].items())) or "none"))
         hub = live.get("hub", {})
-        lines.append(f"hub:      {hub.get('state', '?')}")
+        lines.append(f"hub:      {hub.get('state', '?')}"
+                     + (f" for {_age(hub['down_for'])}" if hub.get("down_for") is not None else ""))
         storage = live.get("storage", {})
         if "free_bytes" in storage:
             lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"

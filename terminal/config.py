@@ -6,6 +6,7 @@ message names the file and the key. Relative paths are relative to the config fi
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -87,6 +88,20 @@ def _choice(*options):
     return check
 
 
+def _baud(*rates):
+    def check(v):
+        if isinstance(v, bool) or v not in rates:
+            raise ValueError(f"must be one of {', '.join(map(str, rates))} (the rates the reader "
+                             f"can be set to), not {v!r}")
+        return v
+    return check
+
+
+# docs/protocol/devices.md: a GA/T 467 SAM module, and the social-security-card reader
+ID_CARD_BAUDS = (115200, 57600, 38400, 19200, 9600)
+SS_CARD_BAUDS = (9600, 115200)
+
+
 def _broker_url(v):
     m = re.fullmatch(r"(mqtts?)://([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})", _str(v))
     if not m or not 0 < int(m.group(3)) < 65536:
@@ -139,6 +154,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "key": (_path, None),
         "prefix": (_topic_prefix, "hc/v1"),
         "query_timeout": (_seconds(0.1, 30), 1.5),
+        "alarm_hub_minutes": (_int_range(1, 1440), 10),  # no connection this long: hub_unreachable
     },
     "metrics": {
         "listen": (_listen, None),           # e.g. "127.0.0.1:9105"; absent: no endpoint
@@ -158,11 +174,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
     "id_card": {
         "port": (_str, None),              # pyserial URL; absent: no ID-card reader
-        "baud": (_int_range(1200, 921600), 115200),
+        "baud": (_baud(*ID_CARD_BAUDS), 115200),
     },
     "ss_card": {
         "port": (_str, None),
-        "baud": (_int_range(1200, 921600), 115200),
+        "baud": (_baud(*SS_CARD_BAUDS), 115200),
     },
     "relay": {
         "kind": (_choice("lcus", "none"), "none"),
@@ -197,7 +213,7 @@ class Config:
     policy_overrides: dict = field(default_factory=dict)
     venue_name: str | None = None
     devices: dict[str, dict] = field(default_factory=dict)  # camera, id_card, ss_card, relay, screen
-    hub: dict = field(default_factory=dict)                 # broker, ca, cert, key, prefix, query_timeout
+    hub: dict = field(default_factory=dict)                 # [hub] but public_key
     metrics_listen: str | None = None
     retention_days: int = 21
 
@@ -262,9 +278,13 @@ def from_dict(raw: dict, path: Path) -> Config:
         raise ConfigError(f"{path}: terminal.device_key is required to sign event batches for the hub")
     if values["relay", "kind"] == "lcus" and not values["relay", "port"]:
         raise ConfigError(f"{path}: relay.port is required when relay.kind = \"lcus\"")
-    if values["screen", "kind"] == "framebuffer" and not values["screen", "path"]:
+    if values["screen", "path"]:
+        # Relative to the config file, like every path; not resolved: a framebuffer is named
+        # by its device link (/dev/gate/fb), which may point elsewhere after a replug.
+        values["screen", "path"] = os.path.abspath(base / values["screen", "path"])
+    elif values["screen", "kind"] == "framebuffer":
         values["screen", "path"] = "/dev/fb0"
-    if values["screen", "kind"] == "png" and not values["screen", "path"]:
+    elif values["screen", "kind"] == "png":
         values["screen", "path"] = str(values["terminal", "state_dir"] / "screen")
     try:
         overrides = pol.validate_overrides(raw.get("policy", {}))

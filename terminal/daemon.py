@@ -214,7 +214,8 @@ class Daemon:
                            on_trust=later(lambda tl: setattr(v, "trust", tl)),
                            on_policy=later(lambda venues: setattr(v, "hub_policy", venues)),
                            on_data_keys=later(keys), on_time=later(beacon),
-                           clock_state=lambda: v.clock.state)
+                           clock_state=lambda: v.clock.state,
+                           on_alive=lambda: self.watchdog.progress("hub-net"))
         self.status_source = HubStatusSource(self.hub, StatusCache(v.store, cache_key(device_key)), self.cfg,
                                              policy=v.policy)
 
@@ -269,7 +270,7 @@ class Daemon:
             self.open()
         self.screen_loop.start()
         for name in ["decide", "store"] + (["camera"] if self.camera else []) + \
-                [k for k, r in self.readers.items() if r]:
+                [k for k, r in self.readers.items() if r] + (["hub-net"] if self.hub is not None else []):
             self.watchdog.watch(name)
         if self.camera is not None:
             self.camera.start()
@@ -312,6 +313,7 @@ class Daemon:
             self._decider.join(timeout)
         self._housekeeper.join(timeout)
         if self.hub is not None:
+            self.watchdog.unwatch("hub-net")
             self.hub.stop()
         if self._metrics_server is not None:
             self._metrics_server.close()
@@ -466,7 +468,7 @@ class Daemon:
             self._rejected_seen[kind] = n
         return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
                 "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
-                "rejected": st["rejected"]}
+                "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"]}
 
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \

@@ -96,6 +96,33 @@ class StoreError(RuntimeError):
     """The state directory or database cannot be used; the message says which and why."""
 
 
+def inspect_database(state_dir: Path) -> int | None:
+    """The schema version of ``state_dir``'s database, or None if there is none yet; StoreError
+    if it is corrupt or of a schema newer than this software. Read-only, for ``check-config``:
+    creates, locks and migrates nothing, the daemon running or not.
+
+    ``mode=ro`` reads through a running daemon's WAL; with no -wal and -shm (no daemon) even a
+    read-only connection would create them, so ``immutable=1`` reads the main file alone."""
+    db = Path(state_dir) / DB_NAME
+    if not db.exists():
+        return None
+    live = all(db.with_name(db.name + suffix).exists() for suffix in ("-wal", "-shm"))
+    try:
+        conn = sqlite3.connect(f"{db.as_uri()}?{'mode=ro' if live else 'immutable=1'}", uri=True, timeout=5)
+        try:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise StoreError(f"{db}: {e}") from None
+    if problems != ["ok"]:
+        raise StoreError(f"{db}: database is corrupt: {'; '.join(problems)}")
+    if version > len(MIGRATIONS):
+        raise StoreError(f"{db}: schema version {version} is newer than this gate-terminal ({len(MIGRATIONS)})")
+    return version
+
+
 class Store:
     def __init__(self, state_dir: Path):
         self.state_dir = Path(state_dir)

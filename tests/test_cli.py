@@ -162,3 +162,155 @@ def test_issue_bad_id_number_is_not_echoed(keyset, capsys):
     assert main(["sim", "issue", "--keys", str(keyset), "--id", "370102199001011230"]) == 2
     err = capsys.readouterr().err
     assert err == "gate-terminal: error: --id is not a valid 18-character resident ID number\n"
+
+
+# --- check-config is honest about what it points at (issue #12 finding 4) ----------------
+def check(conf, capsys) -> tuple[int, str, str]:
+    rc = main(["check-config", "--config", str(conf)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def tls_config(keyset, tmp_path):
+    """The keyset's config with a mqtts:// hub and real TLS files from a throw-away CA."""
+    from sim.broker import CertAuthority
+    ca = CertAuthority(tmp_path / "ca")
+    cert, key = ca.issue("370102-H0001-01")
+    conf = keyset / "config.toml"
+    conf.write_text(conf.read_text().replace("[hub]", f"[hub]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+                                                      f"ca = '{ca.cert}'\ncert = '{cert}'\nkey = '{key}'"))
+    return conf, {"ca": ca.cert, "cert": cert, "key": key}, ca
+
+
+def test_check_config_hub_tls_files_are_there(tls_config, capsys):
+    conf, files, _ = tls_config
+    rc, out, _ = check(conf, capsys)
+    assert rc == 0 and "ok" in out
+    for name, path in files.items():
+        path.rename(path.with_suffix(".away"))
+        rc, out, err = check(conf, capsys)
+        assert rc == 2 and out == "" and f"hub.{name} {path}: no such file" in err
+        path.with_suffix(".away").rename(path)
+    assert check(conf, capsys)[0] == 0
+
+
+def test_check_config_hub_key_must_be_private(tls_config, capsys):
+    conf, files, _ = tls_config
+    files["key"].chmod(0o640)
+    rc, _, err = check(conf, capsys)
+    assert rc == 2 and f"hub.key {files['key']}: key file is readable by others (mode 0640)" in err
+    assert f"chmod 600 {files['key']}" in err
+    files["key"].chmod(0o600)
+    assert check(conf, capsys)[0] == 0
+
+
+def test_check_config_hub_key_must_match_the_certificate(tls_config, capsys):
+    conf, files, ca = tls_config
+    _, other_key = ca.issue("370102-H0001-02")
+    conf.write_text(conf.read_text().replace(str(files["key"]), str(other_key)))
+    rc, _, err = check(conf, capsys)
+    assert rc == 2 and f"hub.cert {files['cert']} and hub.key {other_key}" in err
+    files["ca"].write_text("not a certificate\n")
+    conf.write_text(conf.read_text().replace(str(other_key), str(files["key"])))
+    rc, _, err = check(conf, capsys)
+    assert rc == 2 and f"hub.ca {files['ca']}: not a CA certificate" in err
+
+
+@pytest.mark.parametrize("section, baud, ok", [
+    *[("id_card", b, True) for b in (115200, 57600, 38400, 19200, 9600)],
+    ("id_card", 4800, False), ("id_card", 230400, False), ("id_card", 115201, False),
+    ("ss_card", 9600, True), ("ss_card", 115200, True),
+    ("ss_card", 57600, False), ("ss_card", 19200, False), ("ss_card", 4800, False),
+])
+def test_check_config_baud_rates_the_readers_use(keyset, capsys, section, baud, ok):
+    conf = keyset / "config.toml"
+    conf.write_text(conf.read_text() + f"\n[{section}]\nport = 'socket://127.0.0.1:9'\nbaud = {baud}\n")
+    rc, _, err = check(conf, capsys)
+    assert rc == (0 if ok else 2)
+    if not ok:
+        assert err.startswith(f"gate-terminal: error: {conf}: {section}.baud must be one of ")
+        assert f"not {baud}" in err
+
+
+def test_check_config_absent_serial_port_is_a_warning(keyset, tmp_path, capsys):
+    conf = keyset / "config.toml"
+    text = conf.read_text()
+    port = tmp_path / "ttyUSB7"
+    conf.write_text(text + f"\n[id_card]\nport = '{port}'\n[relay]\nkind = 'lcus'\nport = 'socket://127.0.0.1:9'\n")
+    rc, out, err = check(conf, capsys)
+    assert rc == 0 and "ok" in out
+    assert err == f"gate-terminal: warning: id_card.port {port}: not present now (the daemon retries until " \
+                  "it is plugged in)\n"
+    port.touch()  # plugged in
+    assert check(conf, capsys) == (0, out, "")
+
+
+def _state(keyset):
+    from terminal import config as cfgmod
+    return cfgmod.load(keyset / "config.toml").state_dir
+
+
+def test_check_config_state_dir_that_is_a_file(keyset, capsys):
+    state = _state(keyset)
+    state.write_text("")
+    rc, _, err = check(keyset / "config.toml", capsys)
+    assert rc == 2 and f"terminal.state_dir {state}: not a directory" in err
+    state.unlink()
+    state.mkdir()
+    rc, out, _ = check(keyset / "config.toml", capsys)
+    assert rc == 0 and "database none yet" in out and sorted(state.iterdir()) == []
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+@pytest.mark.parametrize("version, ok", [("older", True), ("current", True), ("newer", False)])
+def test_check_config_database_schema(keyset, capsys, version, ok):
+    import sqlite3
+    from terminal.store import DB_NAME, MIGRATIONS, Store
+    state = _state(keyset)
+    n = {"older": 2, "current": len(MIGRATIONS), "newer": len(MIGRATIONS) + 1}[version]
+    if version == "older":  # as an earlier release left it
+        state.mkdir()
+        conn = sqlite3.connect(state / DB_NAME)
+        for stmt in ";".join(MIGRATIONS[:n]).split(";"):
+            conn.execute(stmt)
+    else:
+        Store(state).close()
+        conn = sqlite3.connect(state / DB_NAME)
+    conn.execute(f"PRAGMA user_version = {n}")
+    conn.close()
+    before = _snapshot(state)
+    rc, out, err = check(keyset / "config.toml", capsys)
+    assert _snapshot(state) == before  # nothing created, nothing migrated
+    if ok:
+        assert rc == 0 and f"database schema {n}" in out
+        assert ("migrated to" in out) == (n < len(MIGRATIONS))
+    else:
+        assert rc == 2 and err.strip() == (f"gate-terminal: error: {keyset / 'config.toml'}: terminal.state_dir "
+                                           f"{state / DB_NAME}: schema version {n} is newer than this "
+                                           f"gate-terminal ({len(MIGRATIONS)})")
+
+
+@pytest.mark.parametrize("damage, message", [("garbage", "file is not a database"),
+                                             ("pages", "database disk image is malformed")])
+def test_check_config_corrupt_database(keyset, capsys, damage, message):
+    from terminal.store import DB_NAME, Store
+    from hub_helpers import commit_events
+    state = _state(keyset)
+    store = Store(state)
+    commit_events(store, 300)
+    store.close()
+    db = state / DB_NAME
+    data = bytearray(db.read_bytes())
+    if damage == "garbage":
+        data[:100] = b"\xa5" * 100       # the header
+    else:
+        data[-4096 * 3:-4096] = b"\xa5" * 8192   # two pages of events
+    db.write_bytes(bytes(data))
+    before = _snapshot(state)
+    rc, _, err = check(keyset / "config.toml", capsys)
+    assert rc == 2 and err.endswith(f": terminal.state_dir {db}: {message}\n")
+    assert _snapshot(state) == before

@@ -1,7 +1,10 @@
 """The clock guard (docs/protocol/token.md §6): a clock moved back is refused, never silently used."""
 from __future__ import annotations
 
+import pytest
+
 from sim.issuer import Issuer, Person
+from terminal import clock
 from terminal.clock import MIN_PLAUSIBLE_TIME, ClockGuard
 from terminal.store import Store
 from terminal.verifier import Verifier
@@ -83,3 +86,203 @@ def test_verifier_refuses_with_clock_untrusted(keyset, keyset_config, tmp_path):
     events = v.store.events()
     assert [e["clock"] for e in events] == ["trusted", "untrusted", "untrusted", "untrusted", "trusted"]
     v.close()
+
+
+# --- the guard's edges: tolerance, floor, restore, persist ----------------------------------------
+
+def test_exactly_tolerance_behind_the_floor_is_trusted_a_bit_more_is_not(tmp_path):
+    c = FakeClock()
+    store = Store(tmp_path)
+    g = c.guard(store, tolerance=5.0)
+    assert g.now() == T0 and g.floor == T0
+    c.wall = T0 - 5.0
+    assert g.now() == T0 - 5.0 and g.state == "trusted"
+    assert g.floor == T0                     # a clock behind the floor never lowers it
+    c.wall = T0 - 5.001
+    assert g.now() is None and g.state == "untrusted"
+    c.wall = T0                              # latched: even the floor itself is not trusted now
+    assert g.now() is None and g.state == "untrusted"
+    store.close()
+
+
+def test_zero_tolerance_and_the_default(tmp_path):
+    c = FakeClock()
+    store = Store(tmp_path)
+    g = c.guard(store, tolerance=0.0)
+    assert g.now() == T0
+    c.wall = T0 - 0.001
+    assert g.now() is None
+    store.close()
+    store = Store(tmp_path / "b")
+    g = ClockGuard(store, wall=lambda: c.wall, mono=lambda: c.mono, synchronised=lambda: False)
+    c.wall = T0
+    assert g.now() == T0
+    c.wall = T0 - 5.0                        # the default tolerance is five seconds
+    assert g.now() == T0 - 5.0
+    c.wall = T0 - 5.5
+    assert g.now() is None
+    store.close()
+
+
+def test_first_boot_floor_is_the_build_time(tmp_path):
+    c = FakeClock(wall=MIN_PLAUSIBLE_TIME - 5.0)
+    store = Store(tmp_path)
+    g = c.guard(store)
+    assert g.floor == MIN_PLAUSIBLE_TIME
+    assert g.now() == MIN_PLAUSIBLE_TIME - 5.0
+    c.wall = MIN_PLAUSIBLE_TIME - 5.5
+    assert g.now() is None
+    store.close()
+
+
+def test_floor_follows_the_highest_time_seen(tmp_path):
+    c = FakeClock()
+    store = Store(tmp_path)
+    g = c.guard(store)
+    for wall, floor in ((T0, T0), (T0 + 10, T0 + 10), (T0 + 8, T0 + 10), (T0 + 11.5, T0 + 11.5)):
+        c.wall = wall
+        assert g.now() == wall and g.floor == floor
+    store.close()
+
+
+def test_persist_round_trip(tmp_path):
+    c = FakeClock(wall=T0 + 0.123456789)
+    store = Store(tmp_path)
+    g = c.guard(store)
+    g.now()
+    persist(store, g)
+    assert (store.get_meta("clock_floor"), store.get_meta("clock_state")) == (repr(T0 + 0.123456789), "trusted")
+    store.close()
+    store = Store(tmp_path)
+    g = c.guard(store)
+    assert g.floor == T0 + 0.123456789 and g.state == "trusted"   # exact: repr round-trips a float
+    c.wall = T0 + 0.123456789 - 5.0
+    assert g.now() == c.wall                                     # the floor on disk is the one used
+    c.wall -= 0.001
+    assert g.now() is None
+    persist(store, g)
+    assert store.get_meta("clock_state") == "untrusted"
+    store.close()
+    store = Store(tmp_path)
+    g = c.guard(store)
+    assert g.state == "untrusted"
+    c.wall = T0 + 1000
+    assert g.now() is None                                       # still latched after a restart
+    store.close()
+
+
+def test_restore_runs_on_the_hub_time_and_outranks_the_floor(tmp_path):
+    c = FakeClock(wall=T0 + 1000)
+    store = Store(tmp_path)
+    g = c.guard(store)
+    assert g.now() == T0 + 1000
+    g.restore(T0)                            # signed hub time behind the local floor: the hub wins
+    assert g.floor == T0 and g.state == "trusted"
+    c.wall = 0.0                             # the wall clock is ignored while running on the hub time
+    c.mono += 2.5
+    assert g.now() == T0 + 2.5 and g.floor == T0 + 2.5
+    persist(store, g)
+    assert store.get_meta("clock_floor") == repr(T0 + 2.5)
+    c.mono += 1
+    assert g.now() == T0 + 3.5
+    store.close()
+
+
+def test_restore_clears_a_latch(tmp_path):
+    c = FakeClock(wall=T0)
+    store = Store(tmp_path)
+    g = c.guard(store)
+    g.now()
+    c.wall = T0 - 100
+    assert g.now() is None
+    g.restore(T0 + 50)
+    assert g.state == "trusted" and g.now() == T0 + 50
+    store.close()
+
+
+def test_synchronised_clock_wins_over_floor_latch_and_hub_time(tmp_path, caplog):
+    c = FakeClock(wall=T0)
+    store = Store(tmp_path)
+    g = c.guard(store)
+    assert g.now() == T0
+    c.synced = True
+    c.wall = T0 + 1
+    with caplog.at_level("WARNING", logger="terminal.clock"):
+        assert g.now() == T0 + 1 and g.floor == T0 + 1
+    c.wall = T0 + 1                          # exactly at the floor: nothing to say either
+    with caplog.at_level("WARNING", logger="terminal.clock"):
+        assert g.now() == T0 + 1
+    assert caplog.records == []              # nothing to say: it was trusted and not behind the floor
+    c.wall = T0 - 100                        # synchronised: it is the truth, and the floor follows it
+    with caplog.at_level("WARNING", logger="terminal.clock"):
+        assert g.now() == T0 - 100 and g.floor == T0 - 100
+    assert [r.getMessage() for r in caplog.records] == ["clock: system clock is synchronised; trusting it again"]
+    caplog.clear()
+    c.synced = False
+    c.wall = T0 - 200
+    assert g.now() is None and g.state == "untrusted"
+    caplog.clear()
+    c.synced = True
+    c.wall = T0 - 50                         # ahead of the floor: only the latch is left to report
+    with caplog.at_level("WARNING", logger="terminal.clock"):
+        assert g.now() == T0 - 50 and g.state == "trusted"
+    assert [r.getMessage() for r in caplog.records] == ["clock: system clock is synchronised; trusting it again"]
+    g.restore(T0 + 5000)
+    c.mono += 10
+    assert g.now() == T0 - 50                # synchronised: the hub anchor is dropped
+    c.synced = False
+    c.wall = T0 - 49
+    assert g.now() == T0 - 49                # and not taken up again when sync is lost
+    store.close()
+
+
+def test_latching_is_logged_with_how_far_behind(tmp_path, caplog):
+    c = FakeClock(wall=T0)
+    store = Store(tmp_path)
+    g = c.guard(store)
+    g.now()
+    c.wall = T0 - 3600
+    with caplog.at_level("ERROR", logger="terminal.clock"):
+        assert g.now() is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "clock: wall clock is 3600 s behind the highest trusted time; refusing tokens (clock_untrusted) "
+        "until the hub's time or a synchronised clock restores it"]
+    store.close()
+
+
+# --- system_clock_synchronised(): the real function, adjtimex stood in for at the C boundary -------
+
+@pytest.mark.parametrize("state, synced", [
+    (0, True), (1, True), (2, True), (3, True), (4, True),   # TIME_OK, INS, DEL, OOP, WAIT
+    (5, False),                                              # TIME_ERROR: not synchronised
+    (-1, False),                                             # the call failed
+])
+def test_system_clock_synchronised_reads_adjtimex(mocker, state, synced):
+    libc = mocker.patch.object(clock, "_libc")
+    libc.adjtimex.return_value = state
+    assert clock.system_clock_synchronised() is synced
+    libc.adjtimex.assert_called_once()
+    (buf,), _ = libc.adjtimex.call_args
+    # a struct timex (208 bytes on 64-bit) of zeros: modes = 0 is a read-only query, never a set
+    assert len(buf.raw) >= 208 and buf.raw == bytes(len(buf.raw))
+
+
+def test_system_clock_synchronised_without_adjtimex(mocker):
+    mocker.patch.object(clock, "_libc", mocker.NonCallableMock(spec=[]))   # a libc that lacks it
+    assert clock.system_clock_synchronised() is False
+
+
+def test_guard_asks_adjtimex_by_default(mocker, tmp_path):
+    libc = mocker.patch.object(clock, "_libc")
+    store = Store(tmp_path)
+    g = ClockGuard(store, wall=lambda: 86400.0)       # an RTC in 1970 ...
+    libc.adjtimex.return_value = 5
+    assert g.now() is None
+    libc.adjtimex.return_value = 0                     # ... that NTP says is right after all
+    assert g.now() == 86400.0 and g.state == "trusted"
+    store.close()
+
+
+def test_the_real_adjtimex_answers():
+    """No stand-in: the C call works on this machine, read-only, and gives a yes or no."""
+    assert clock.system_clock_synchronised() in (True, False)

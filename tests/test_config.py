@@ -52,6 +52,9 @@ def test_sim_config_loads_with_relative_paths(keyset):
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'mqtts://hub:8883'"), "hub.ca is required"),
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'tcp://hub'"), "hub.broker must be mqtts://"),
     (lambda t: t + "\n[metrics]\nlisten = '0.0.0.0:9105'\n", "metrics.listen"),
+    # a rate no reader can be set to would never read a card: refused by run too (issue #12, 4)
+    (lambda t: t + "\n[ss_card]\nbaud = 57600\n", "ss_card.baud must be one of 9600, 115200 "),
+    (lambda t: t + "\n[id_card]\nbaud = 4800\n", "id_card.baud must be one of 115200, 57600, 38400, 19200, 9600 "),
 ])
 def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
     p = write(tmp_path, edit(base(keyset)))
@@ -59,6 +62,14 @@ def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
         cfgmod.load(p)
     assert str(e.value).startswith(f"{p}: ") and message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_missing_hub_tls_files_do_not_stop_the_loader(keyset, tmp_path):
+    """run starts without them (decides offline, the link retries until they come); only
+    check-config insists (tests/test_cli.py)."""
+    cfg = cfgmod.load(write(keyset, base(keyset).replace("[hub]", "[hub]\nbroker = 'mqtts://127.0.0.1:8883'\n"
+                                                         "ca = 'no-ca.pem'\ncert = 'no.pem'\nkey = 'no.key'")))
+    assert cfg.hub["key"] == keyset / "no.key" and not cfg.hub["key"].exists()
 
 
 def test_missing_and_binary_files(tmp_path):
@@ -198,3 +209,118 @@ def test_terminal_ids_not_of_the_tid_form(keyset, tid):
     p = write(keyset, base(keyset).replace('id = "370102-H0001-01"', f'id = "{tid}"'))
     with pytest.raises(cfgmod.ConfigError, match=r"terminal\.id must be a terminal id like 370102-H0001-03"):
         cfgmod.load(p)
+
+
+# --- every range on both sides, through the TOML loader -----------------------------------------------
+
+# (section, key): (lo, hi, a value just below lo, just above hi, the default); from SCHEMA's declaration
+RANGES = {
+    ("retention", "days"): (1, 3650, 0, 3651, 21),
+    ("time", "tolerance"): (0, 3600, -0.01, 3600.01, 5.0),
+    ("hub", "query_timeout"): (0.1, 30, 0.09, 30.01, 1.5),
+    ("camera", "width"): (160, 4096, 159, 4097, 640),
+    ("camera", "height"): (120, 4096, 119, 4097, 480),
+    ("camera", "fps"): (1, 120, 0, 121, 30),
+    ("camera", "gap"): (0.2, 10, 0.19, 10.01, 1.5),
+    ("hub", "alarm_hub_minutes"): (1, 1440, 0, 1441, 10),
+    ("relay", "pulse_ms"): (100, 10000, 99, 10001, 800),
+    ("screen", "width"): (240, 4096, 239, 4097, 800),
+    ("screen", "height"): (240, 4096, 239, 4097, 480),
+    ("screen", "result_seconds"): (0.5, 60, 0.49, 60.01, 3.0),
+}
+
+
+@pytest.fixture(scope="module")
+def base_text(tmp_path_factory):
+    from sim.devkeys import write_key_set
+    d = tmp_path_factory.mktemp("keys")
+    write_key_set(d)
+    return (d / "config.toml").read_text()
+
+
+def with_key(text, section, key, toml_value):
+    line = f"{key} = {toml_value}\n"
+    if f"[{section}]\n" in text:
+        return text.replace(f"[{section}]\n", f"[{section}]\n{line}", 1)
+    return text + f"\n[{section}]\n{line}"
+
+
+def loaded(cfg, section, key):
+    if (section, key) == ("retention", "days"):
+        return cfg.retention_days
+    if (section, key) == ("time", "tolerance"):
+        return cfg.clock_tolerance
+    if section == "hub":
+        return cfg.hub[key]
+    return cfg.devices[section][key]
+
+
+def is_seconds(section, key):
+    return cfgmod.SCHEMA[section][key][0].__qualname__.startswith("_seconds")
+
+
+def test_ranges_table_covers_every_ranged_key():
+    ranged = {(s, k) for s, keys in cfgmod.SCHEMA.items() for k, (conv, _) in keys.items()
+              if conv.__qualname__.startswith(("_int_range", "_seconds"))}
+    assert ranged == set(RANGES)
+
+
+def test_defaults(base_text, tmp_path):
+    cfg = cfgmod.load(write(tmp_path, base_text))
+    for (section, key), (*_, default) in RANGES.items():
+        value = loaded(cfg, section, key)
+        assert value == default and type(value) is type(default), (section, key)
+
+
+@pytest.mark.parametrize("section, key", sorted(RANGES))
+def test_range_accepts_both_bounds(base_text, tmp_path, section, key):
+    lo, hi, *_ = RANGES[section, key]
+    for v in (lo, hi):
+        cfg = cfgmod.load(write(tmp_path, with_key(base_text, section, key, repr(v))))
+        value = loaded(cfg, section, key)
+        assert value == v
+        assert type(value) is (float if is_seconds(section, key) else int)   # seconds are always floats
+
+
+@pytest.mark.parametrize("section, key", sorted(RANGES))
+def test_range_refuses_outside_and_other_types(base_text, tmp_path, section, key):
+    lo, hi, below, above, _ = RANGES[section, key]
+    seconds = is_seconds(section, key)
+    bad = [repr(below), repr(above), "true", "false", f'"{lo}"', "[1]"]
+    if not seconds:
+        bad.append(repr(float(lo)))     # an integer key takes no float, not even a whole one
+    for v in bad:
+        p = write(tmp_path, with_key(base_text, section, key, v))
+        with pytest.raises(cfgmod.ConfigError) as e:
+            cfgmod.load(p)
+        what = f"a number of seconds from {lo} to {hi}" if seconds else f"an integer from {lo} to {hi}"
+        assert str(e.value) == f"{p}: {section}.{key} must be {what}", v
+
+
+def test_policy_bounds_through_the_loader(base_text, tmp_path):
+    """nat_hours = 0 is "not required", a value to accept, not a missing one."""
+    for value, expected in (("0", 0), ("8760", 8760)):
+        cfg = cfgmod.load(write(tmp_path, base_text + f"\n[policy]\nnat_hours = {value}\n"))
+        assert cfg.policy().nat_hours == expected and cfg.policy_overrides == {"nat_hours": expected}
+    for value, shown in (("-1", "-1"), ("8761", "8761"), ("72.0", "72.0"), ("true", "True")):
+        p = write(tmp_path, base_text + f"\n[policy]\nnat_hours = {value}\n")
+        with pytest.raises(cfgmod.ConfigError) as e:
+            cfgmod.load(p)
+        assert str(e.value) == f"{p}: policy.nat_hours: must be an integer from 0 to 8760, not {shown}"
+    cfg = cfgmod.load(write(tmp_path, base_text))
+    assert cfg.policy_overrides == {} and cfg.policy() == cfgmod.pol.PRESETS["mall"]
+
+
+@pytest.mark.parametrize("minutes, ok", [(0, False), (1, True), (10, True), (1440, True), (1441, False),
+                                         (2.5, False), ("10", False)])
+def test_alarm_hub_minutes_limits(keyset, minutes, ok):
+    p = write(keyset, base(keyset).replace("[hub]", f"[hub]\nalarm_hub_minutes = {minutes!r}"))
+    if ok:
+        assert cfgmod.load(p).hub["alarm_hub_minutes"] == minutes
+    else:
+        with pytest.raises(cfgmod.ConfigError, match=r"hub\.alarm_hub_minutes must be an integer from 1 to 1440"):
+            cfgmod.load(p)
+
+
+def test_alarm_hub_minutes_default(keyset_config):
+    assert keyset_config.hub["alarm_hub_minutes"] == 10

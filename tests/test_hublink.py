@@ -258,3 +258,74 @@ def test_card_queries_answer_cache_and_nothing(env):
     env.store.db.execute("PRAGMA wal_checkpoint(FULL)")
     blob = b"".join(p.read_bytes() for p in (env.tmp / "state").iterdir() if p.name.startswith(DB_NAME))
     assert ID.encode() not in blob and ID[6:14].encode() not in blob and NAME.encode() not in blob
+
+
+class FakeClock:
+    """The link's clock for the unreachable alarm: minutes pass without waiting for them."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
+    """Issue #12 finding 2: a missing client key killed hub-net with a traceback, for good."""
+    import logging
+    import threading
+    caplog.set_level(logging.DEBUG, logger="terminal.hub.link")
+    hub = env.hub()
+    key = env.cfg.hub["key"]
+    key.rename(key.with_suffix(".away"))  # mid-rotation, say
+    clock, alive = FakeClock(), []
+    link = env.link(clock=clock, on_alive=lambda: alive.append(threading.current_thread().name))
+    alarm_after = 60 * env.cfg.hub["alarm_hub_minutes"]
+    assert alarm_after == 600  # the default
+
+    def attempts():
+        return [r for r in caplog.records if "cannot reach" in r.getMessage()]
+    wait_for(lambda: len(attempts()) >= 5, "five connect attempts")
+    hub_net = next(t for t in threading.enumerate() if t.name == "hub-net")
+    assert hub_net.is_alive() and set(alive) == {"hub-net"}
+    named = f"hub.key {key}: No such file or directory"
+    assert [r.levelname for r in attempts() if named in r.getMessage()][:5] == ["WARNING"] + ["DEBUG"] * 4
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback
+    n = len(alive)
+    wait_for(lambda: len(alive) > n + 3, "hub-net to go on saying it is alive")
+
+    s = link.status()
+    assert not s["connected"] and s["alarms"] == [] and s["down_for"] == 0
+    clock.t += alarm_after - 0.25
+    assert link.status()["alarms"] == []
+    clock.t += 0.25
+    s = link.status()
+    assert s["alarms"] == ["hub_unreachable"] and s["down_for"] == alarm_after
+
+    # half-written mid-rotation: a new failure, logged once again, naming the files
+    key.write_text("-----BEGIN PRIVATE KEY-----\ntruncated\n")
+    key.chmod(0o600)
+    garbled = f"hub.key {key}: cannot be loaded"
+    wait_for(lambda: len([r for r in attempts() if garbled in r.getMessage()]) >= 3, "attempts with the bad key")
+    assert [r.levelname for r in attempts() if garbled in r.getMessage()][:3] == ["WARNING", "DEBUG", "DEBUG"]
+    assert not link.connected and hub_net.is_alive()
+
+    key.with_suffix(".away").rename(key)
+    wait_for(lambda: link.connected, "the connection once the key is back")
+    s = link.status()
+    assert s["alarms"] == [] and s["down_for"] is None and hub_net.is_alive()
+    seqs = commit_events(env.store, 20)
+    link.notify()
+    wait_for(lambda: env.store.outbox_depth() == 0, "the events to flow")
+    assert hub.stored_seqs(env.tid) == seqs
+
+    # a connection lost later: the alarm counts from the drop, both sides of the limit again
+    env.broker.kill()
+    wait_for(lambda: not link.connected and link.status()["down_for"] is not None, "the link to notice")
+    clock.t += alarm_after - 0.25
+    assert link.status()["alarms"] == []
+    clock.t += 0.25
+    assert link.status()["alarms"] == ["hub_unreachable"]
+    env.broker.start()
+    wait_for(lambda: link.connected, "the reconnection")
+    assert link.status()["alarms"] == []

@@ -187,6 +187,23 @@ def test_status_while_the_daemon_holds_the_state_dir(keyset, keyset_config, caps
         store.close()
 
 
+def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
+    """The link's alarm, as the daemon writes it into the status file (issue #12 finding 2)."""
+    Store(keyset_config.state_dir).close()
+    sf = StatusFile(keyset_config.state_dir, keyset_config.terminal_id)
+    conf = str(keyset / "config.toml")
+    for down_for, alarms in ((599.75, []), (725.0, ["hub_unreachable"])):
+        sf.write(devices={}, hub={"state": "disconnected", "down_for": down_for, "alarms": alarms},
+                 clock="trusted", storage={})
+        rc, snap = status_json(keyset / "config.toml", capsys)
+        assert rc == (1 if alarms else 0)
+        assert snap["problems"] == (["hub: hub_unreachable (no connection for 12m05s)"] if alarms else [])
+        assert cli(cmd_status, "status", "--config", conf) == rc
+        text = capsys.readouterr().out
+        assert f"hub:      disconnected for {'12m05s' if alarms else '9m59s'}" in text
+        assert ("PROBLEM:  hub: hub_unreachable (no connection for 12m05s)" in text) == bool(alarms)
+
+
 def test_status_when_the_daemon_is_not_running(keyset, keyset_config, capsys):
     store = Store(keyset_config.state_dir)
     add_events(store, [NOW - 5])

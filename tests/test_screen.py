@@ -496,3 +496,24 @@ def test_rendered_image_roundtrip_through_framebuffer(r800, tmp_path):
     raw = np.frombuffer(target.read_bytes(), dtype="=u4").reshape(480, 800)
     back = np.stack([(raw >> 16) & 0xFF, (raw >> 8) & 0xFF, raw & 0xFF], axis=-1).astype(np.uint8)
     assert np.array_equal(back, np.asarray(im))
+
+
+def test_png_path_is_relative_to_the_config_file_not_the_cwd(keyset, tmp_path, monkeypatch):
+    """README: relative paths are relative to the config file — [screen] path too (issue #12, 6)."""
+    from terminal import config as cfgmod
+    from terminal.screen import open_screen
+    conf = keyset / "config.toml"
+    text = conf.read_text()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    conf.write_text(text + "\n[screen]\nkind = 'png'\npath = 'shots'\n")
+    cfg = cfgmod.load(conf)
+    assert cfg.devices["screen"]["path"] == str(keyset / "shots")
+    open_screen(**cfg.devices["screen"]).show(_solid((1, 2, 3)))
+    assert (keyset / "shots" / "latest.png").is_file() and not (elsewhere / "shots").exists()
+    # absolute paths stay as written; no path: the PNG default under state_dir, as before
+    conf.write_text(text + f"\n[screen]\nkind = 'framebuffer'\npath = '{tmp_path / 'fb'}'\n")
+    assert cfgmod.load(conf).devices["screen"]["path"] == str(tmp_path / "fb")
+    conf.write_text(text + "\n[screen]\nkind = 'png'\n")
+    assert cfgmod.load(conf).devices["screen"]["path"] == str((keyset / "state").resolve() / "screen")

@@ -206,3 +206,128 @@ def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, ca
     assert subjects == [{"id_number": person.id_number, "name": person.name}] * 3
     assert set(rows[0]) == {"seq", "id", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
                             "status", "flags", "latency_ms", "subject"}
+
+
+# --- the outbox and acks, at their edges ------------------------------------------------------------
+
+def outbox_with(tmp_path, ats):
+    s = Store(tmp_path)
+    with s.write():
+        for i, at in enumerate(ats):
+            s.insert_event(event(i) | {"at": at})
+    return s
+
+
+def test_stale_and_repeated_acks_change_nothing(tmp_path):
+    s = outbox_with(tmp_path, [1.0] * 5)
+    assert s.ack(3, now=10.0) == 3
+    for stale in (3, 2, 0):        # the hub acks every batch, duplicates and reordered ones included
+        assert s.ack(stale, now=20.0) == 0
+        assert s.acked_seq() == 3 and s.outbox_depth() == 2 and [e["seq"] for e in s.events()] == [4, 5]
+        assert (s.get_meta("acked_seq"), s.last_sync_at()) == ("3", 10.0)   # nothing written
+    s.close()
+    s = Store(tmp_path)
+    assert (s.acked_seq(), s.last_sync_at(), s.outbox_depth()) == (3, 10.0, 2)
+    s.close()
+
+
+def test_an_ack_counts_the_events_it_covers(tmp_path):
+    s = outbox_with(tmp_path, [1.0] * 6)
+    assert s.last_sync_at() is None and s.acked_seq() == 0
+    assert s.ack(1, now=10.0) == 1
+    assert s.ack(4, now=11.5) == 3               # seq 2, 3, 4: not the one acked before
+    assert (s.acked_seq(), s.last_sync_at(), s.outbox_depth()) == (4, 11.5, 2)
+    assert s.ack(5, now=12.0) == 1
+    s.close()
+    s = Store(tmp_path)                          # the watermark and the sync time are on disk
+    assert (s.acked_seq(), s.last_sync_at(), s.outbox_depth()) == (5, 12.0, 1)
+    assert [e["seq"] for e in s.events()] == [6]
+    s.close()
+
+
+def test_an_ack_of_purged_events_counts_what_is_there(tmp_path):
+    s = outbox_with(tmp_path, [1.0] * 4)
+    assert s.ack(2, now=5.0) == 2
+    assert s.purge_synced(before=100.0) == 2
+    assert s.ack(4, now=6.0) == 2 and s.outbox_depth() == 0
+    s.close()
+
+
+def test_events_after_seq_and_limit(tmp_path):
+    s = outbox_with(tmp_path, [float(i) for i in range(201)])
+    assert len(s.events()) == 200 and s.events()[-1]["seq"] == 200      # a batch is at most 200
+    assert [e["seq"] for e in s.events(after_seq=198)] == [199, 200, 201]
+    assert [e["seq"] for e in s.events(after_seq=3, limit=2)] == [4, 5]
+    assert s.events(limit=0) == [] and s.events(after_seq=201) == []
+    s.ack(10, now=1.0)
+    assert [e["seq"] for e in s.events(after_seq=3, limit=2)] == [11, 12]   # never what was acked
+    assert [e["seq"] for e in s.events(after_seq=10, limit=1)] == [11]
+    assert [e["seq"] for e in s.events(after_seq=11, limit=1)] == [12]
+    s.close()
+
+
+def test_events_are_the_wire_fields_as_inserted(tmp_path):
+    s = Store(tmp_path)
+    e = {"id": "e-1", "at": 1800000000.25, "boot_id": "boot", "mono_ns": 123456789, "clock": "untrusted",
+         "method": "id_card", "decision": "review", "reason": "status_unavailable", "status": 1, "flags": 3,
+         "latency_ms": 12.5, "subject": "ab" * 8}
+    with s.write():
+        assert s.insert_event(e) == 1
+    assert s.events() == [e | {"seq": 1}]
+    s.close()
+
+
+def test_outbox_depth_and_oldest_unsynced(tmp_path):
+    s = Store(tmp_path)
+    assert (s.outbox_depth(), s.oldest_unsynced_at()) == (0, None)
+    with s.write():
+        for i, at in enumerate([50.0, 40.0, 70.0, 60.0]):
+            s.insert_event(event(i) | {"at": at})
+    assert (s.outbox_depth(), s.oldest_unsynced_at()) == (4, 50.0)
+    s.ack(1, now=1.0)
+    assert (s.outbox_depth(), s.oldest_unsynced_at()) == (3, 40.0)
+    s.ack(2, now=1.0)
+    assert (s.outbox_depth(), s.oldest_unsynced_at()) == (2, 70.0)     # the first in seq order
+    s.ack(4, now=1.0)
+    assert (s.outbox_depth(), s.oldest_unsynced_at()) == (0, None)
+    s.close()
+
+
+def test_purge_synced_exactly_at_the_cut_off(tmp_path):
+    s = outbox_with(tmp_path, [99.0, 100.0, 101.0, 50.0, 10.0])
+    s.ack(4, now=200.0)
+    assert s.purge_synced(before=100.0) == 2       # seq 1 (99 < 100) and seq 4 (the watermark itself)
+    assert [r[0] for r in s.db.execute("SELECT seq FROM events ORDER BY seq")] == [2, 3, 5]
+    assert s.purge_synced(before=100.0) == 0       # at == before is kept
+    assert s.purge_synced(before=1e12) == 2        # seq 5 is not acked: kept however old
+    assert [r[0] for r in s.db.execute("SELECT seq FROM events")] == [5]
+    assert s.outbox_depth() == 1
+    s.close()
+
+
+def test_nonce_keep_until_boundaries(tmp_path):
+    s = Store(tmp_path)
+    with s.write():
+        assert s.use_nonce(b"a" * 8, keep_until=100)
+        assert s.use_nonce(b"b" * 8, keep_until=101)
+        assert not s.use_nonce(b"a" * 8, keep_until=500)  # a replay does not move its keep time either
+    assert s.purge_nonces(now=100) == 0            # keep_until == now: still kept
+    with s.write():
+        assert not s.use_nonce(b"a" * 8, keep_until=100)
+    assert s.purge_nonces(now=101) == 1            # one second past: gone
+    with s.write():
+        assert not s.use_nonce(b"b" * 8, keep_until=101)
+        assert s.use_nonce(b"a" * 8, keep_until=300)
+    assert s.purge_nonces(now=102) == 1
+    s.close()
+
+
+def test_a_rolled_back_nonce_is_not_used(tmp_path):
+    s = Store(tmp_path)
+    with pytest.raises(RuntimeError):
+        with s.write():
+            assert s.use_nonce(b"n" * 8, keep_until=100)
+            raise RuntimeError("power cut before the decision was stored")
+    with s.write():
+        assert s.use_nonce(b"n" * 8, keep_until=100)
+    s.close()

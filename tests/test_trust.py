@@ -12,7 +12,7 @@ from terminal.config import load
 from terminal.keyfiles import load_private_key
 from terminal.sm2 import PrivateKey, PublicKey
 from terminal.store import Store
-from terminal.trust import EnvelopeError, open_envelope, open_trust_list, seal_envelope
+from terminal.trust import EnvelopeError, open_envelope, open_trust_list, parse_trust_list, seal_envelope
 from terminal.verifier import SetupError, Verifier, load_trust
 
 from conftest import VECTORS
@@ -100,3 +100,154 @@ def test_unknown_and_revoked_issuers(vector_config, tmp_path):
         r = v.verify(cases[name]["text"], now=cases[name]["now"])
         assert (r.decision, r.reason, r.name) == ("deny", reason, None)
     v.close()
+
+
+# --- the trust list's shape (parse_trust_list) and the envelope's, field by field ----------------
+
+KEY_A, KEY_B = PrivateKey.generate().public_key, PrivateKey.generate().public_key
+
+
+def entry(key=KEY_A, **over):
+    e = {"kid": key.kid(), "public_key": key.hex(), "not_before": 100, "not_after": 200, "status": "active"}
+    e.update(over)
+    return {k: v for k, v in e.items() if v is not MISSING}
+
+
+MISSING = object()
+
+
+def doc(*entries, **over):
+    d = {"type": "trust-list", "seq": 7, "issued_at": 50, "issuers": list(entries)}
+    d.update(over)
+    return json.dumps({k: v for k, v in d.items() if v is not MISSING}).encode()
+
+
+def test_a_good_list_parses_every_field():
+    tl = parse_trust_list(doc(entry(), entry(KEY_B, not_before=0, not_after=0, status="revoked")))
+    assert (tl.seq, tl.issued_at) == (7, 50)
+    a, b = tl.issuers[KEY_A.kid()], tl.issuers[KEY_B.kid()]
+    assert (a.kid, a.public_key, a.not_before, a.not_after, a.status) == (KEY_A.kid(), KEY_A, 100, 200, "active")
+    assert (b.kid, b.public_key, b.not_before, b.not_after, b.status) == (KEY_B.kid(), KEY_B, 0, 0, "revoked")
+    assert parse_trust_list(doc()).issuers == {}
+
+
+def test_issued_at_defaults_to_zero():
+    assert parse_trust_list(doc(entry(), issued_at=MISSING)).issued_at == 0
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"not json", "trust list: payload is not JSON"),
+    (b"\xff\xfe", "trust list: payload is not JSON"),
+    (b"[]", "trust list: not a {type: trust-list, issuers: [...]} document"),
+    (b'"trust-list"', "trust list: not a {type: trust-list, issuers: [...]} document"),
+    (doc(type="policy"), "trust list: not a {type: trust-list, issuers: [...]} document"),
+    (doc(type=MISSING), "trust list: not a {type: trust-list, issuers: [...]} document"),
+    (doc(issuers=MISSING), "trust list: not a {type: trust-list, issuers: [...]} document"),
+    (doc(issuers={"a": 1}), "trust list: not a {type: trust-list, issuers: [...]} document"),
+    (doc(issuers="x"), "trust list: not a {type: trust-list, issuers: [...]} document"),
+    (doc(entry(), "x"), "trust list: issuers[1] is not an object"),
+    (doc([]), "trust list: issuers[0] is not an object"),
+    (doc(entry(public_key=MISSING)), "trust list: issuers[0].public_key is not an SM2 public key"),
+    (doc(entry(public_key="04abcd")), "trust list: issuers[0].public_key is not an SM2 public key"),
+    (doc(entry(public_key=5)), "trust list: issuers[0].public_key is not an SM2 public key"),
+    (doc(entry(public_key=None)), "trust list: issuers[0].public_key is not an SM2 public key"),
+    (doc(entry(public_key="zz" * 65)), "trust list: issuers[0].public_key is not an SM2 public key"),
+    (doc(entry(kid=MISSING)), "trust list: issuers[0].kid does not match its public key"),
+    (doc(entry(kid=KEY_B.kid())), "trust list: issuers[0].kid does not match its public key"),
+    (doc(entry(status=MISSING)), "trust list: issuers[0].status must be active or revoked"),
+    (doc(entry(status="expired")), "trust list: issuers[0].status must be active or revoked"),
+    (doc(entry(status="Active")), "trust list: issuers[0].status must be active or revoked"),
+])
+def test_malformed_lists_are_refused_with_what_is_wrong(payload, message):
+    with pytest.raises(EnvelopeError) as e:
+        parse_trust_list(payload)
+    assert str(e.value) == message
+
+
+INTEGERS = {"issuers[0].not_before": lambda v: doc(entry(not_before=v)),
+            "issuers[0].not_after": lambda v: doc(entry(not_after=v)),
+            "seq": lambda v: doc(entry(), seq=v), "issued_at": lambda v: doc(entry(), issued_at=v)}
+
+
+# missing is bad for each but issued_at, the one optional integer (test_issued_at_defaults_to_zero)
+@pytest.mark.parametrize("where, bad", [
+    (where, bad) for where in INTEGERS for bad in (-1, True, False, 1.0, "5", None, MISSING)
+    if not (where == "issued_at" and bad is MISSING)])
+def test_integers_must_be_non_negative_integers(where, bad):
+    make = INTEGERS[where]
+    with pytest.raises(EnvelopeError) as e:
+        parse_trust_list(make(bad))
+    assert str(e.value) == f"trust list: {where} must be a non-negative integer"
+
+
+def test_integers_accept_zero():
+    tl = parse_trust_list(doc(entry(not_before=0, not_after=0), seq=0, issued_at=0))
+    i = tl.issuers[KEY_A.kid()]
+    assert (tl.seq, tl.issued_at, i.not_before, i.not_after) == (0, 0, 0, 0)
+
+
+def test_valid_at_is_inclusive_at_both_ends():
+    i = parse_trust_list(doc(entry())).issuers[KEY_A.kid()]
+    assert [i.valid_at(t) for t in (99, 100, 150, 200, 201)] == [False, True, True, True, False]
+    revoked = parse_trust_list(doc(entry(status="revoked"))).issuers[KEY_A.kid()]
+    assert [revoked.valid_at(t) for t in (99, 100, 150, 200, 201)] == [False] * 5
+
+
+def test_envelope_shape_errors():
+    root = PrivateKey.generate()
+    keys = roots(root.public_key)
+    good = json.loads(seal_envelope(b'{"x":1}', root))
+    not_env = "not a signed envelope {payload, signer, sig}"
+    for broken in ({k: v for k, v in good.items() if k != "payload"},
+                   {k: v for k, v in good.items() if k != "signer"},
+                   {k: v for k, v in good.items() if k != "sig"},
+                   good | {"payload": "eyJ4IjoxfQ"},        # unpadded base64
+                   good | {"payload": "eyJ4Ijox fQ=="},     # not base64 at all
+                   good | {"payload": 5},
+                   good | {"sig": "zz" + good["sig"][2:]},
+                   good | {"sig": None}):
+        with pytest.raises(EnvelopeError) as e:
+            open_envelope(json.dumps(broken), keys)
+        assert str(e.value) == not_env
+    for signer in (None, 5, ["x"], "00000000"):
+        with pytest.raises(EnvelopeError) as e:
+            open_envelope(json.dumps(good | {"signer": signer}), keys)
+        assert str(e.value) == f"signer {str(signer)[:16]!r} is not a pinned key"
+    with pytest.raises(EnvelopeError) as e:
+        open_envelope(json.dumps(good | {"signer": "a" * 40}), keys)
+    assert str(e.value) == f"signer {'a' * 16!r} is not a pinned key"   # cut: it is the sender's text
+    with pytest.raises(EnvelopeError) as e:
+        open_envelope(json.dumps(good | {"sig": good["sig"][:-1] + ("1" if good["sig"][-1] == "0" else "0")}), keys)
+    assert str(e.value) == f"signature by {root.public_key.kid()} does not verify"
+    # str and bytes both open, and a second pinned key does not get in the way
+    other = PrivateKey.generate().public_key
+    assert open_envelope(json.dumps(good), keys | roots(other)) == b'{"x":1}'
+    assert open_envelope(json.dumps(good).encode(), keys) == b'{"x":1}'
+
+
+def test_sealed_envelope_fields():
+    root = PrivateKey.generate()
+    env = json.loads(seal_envelope(b"payload bytes", root))
+    assert set(env) == {"payload", "signer", "sig"}
+    assert base64.b64decode(env["payload"]) == b"payload bytes" and env["signer"] == root.public_key.kid()
+    assert len(env["sig"]) == 128 and root.public_key.verify(b"payload bytes", bytes.fromhex(env["sig"]))
+
+
+def test_open_trust_list_checks_the_signature_then_the_shape():
+    root = PrivateKey.generate()
+    tl = open_trust_list(seal_envelope(doc(entry()), root), roots(root.public_key))
+    assert tl.seq == 7 and set(tl.issuers) == {KEY_A.kid()}
+    with pytest.raises(EnvelopeError, match="not JSON"):
+        open_trust_list(seal_envelope(b"nope", root), roots(root.public_key))
+    with pytest.raises(EnvelopeError, match="not a pinned key"):
+        open_trust_list(seal_envelope(doc(entry()), PrivateKey.generate()), roots(root.public_key))
+
+
+def test_a_parsed_list_cannot_be_changed_in_place():
+    """The verifier's threads share the list; a new list replaces it, never an edit."""
+    import dataclasses
+    tl = parse_trust_list(doc(entry()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tl.seq = 8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tl.issuers[KEY_A.kid()].status = "active"

@@ -6,7 +6,8 @@ Two threads of ours, plus paho's network thread for each connection:
                → run paho's network thread until the connection drops → wait a fully
                jittered, exponentially growing delay → connect again with a FRESH client.
                paho's own reconnect (un-jittered, and it resends whatever sat in the old
-               client) is off.
+               client) is off. A TLS file missing or unreadable is one more connect failure.
+               It tells ``on_alive`` it is looping (the daemon's watchdog), connected or not.
     hub-pump   everything else: the outbox pump, acks, signed updates, the birth message. It
                alone reads and writes the store for the link, so a slow disk or a flood of
                messages never stalls the network loop, and verification never waits on it.
@@ -26,6 +27,7 @@ import logging
 import queue
 import random
 import re
+import ssl
 import threading
 import time
 from typing import Callable
@@ -53,6 +55,8 @@ MAX_PAYLOAD = 1 << 20    # an inbound message larger than this is not read
 # the pump or paho thread to hand it back (benchmarks/bench_drain.py measures both).
 SWITCH_INTERVAL = 0.001
 INBOX_SIZE = 10_000
+ALIVE_EVERY = 1.0        # hub-net reports it is looping at least this often, waiting or not
+UNREACHABLE = "hub_unreachable"  # the alarm (docs/protocol/hub.md "Alarms")
 
 
 def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
@@ -67,6 +71,20 @@ def parse_broker_url(url: str) -> tuple[bool, str, int]:
     if not m:
         raise ValueError(f"broker URL {url!r} is not mqtts://host:port")
     return m.group(1) == "mqtts", m.group(2).strip("[]"), int(m.group(3))
+
+
+class TLSFileError(OSError):
+    """A hub TLS file that cannot be read (missing, unreadable): retried like any connect failure."""
+
+
+def _check_tls_files(hub: dict) -> None:
+    """paho and ssl say "No such file or directory" without naming the file: name it here."""
+    for key in ("ca", "cert", "key"):
+        try:
+            with open(hub[key], "rb"):
+                pass
+        except OSError as e:
+            raise TLSFileError(f"hub.{key} {hub[key]}: {e.strerror}") from None
 
 
 class _Wake:
@@ -85,7 +103,8 @@ class HubLink:
                  clock_state: Callable[[], str] = lambda: "trusted",
                  window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,
                  session_expiry: int = 7 * 86400, backoff_base: float = 1.0, backoff_cap: float = 60.0,
-                 stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0):
+                 stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0,
+                 on_alive: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic):
         if not cfg.hub.get("broker"):
             raise ValueError(f"{cfg.path}: no hub.broker configured")
         self.cfg = cfg
@@ -103,6 +122,12 @@ class HubLink:
         self._backoff = (backoff_base, backoff_cap)
         self._stable_after = stable_after
         self._connect_timeout = connect_timeout
+        # hub-net's liveness (the daemon's watchdog): called every ALIVE_EVERY s at most,
+        # connected or not, so only a wedged or dead thread goes quiet.
+        self._on_alive = on_alive
+        self._clock = clock  # for the unreachable alarm only
+        self._alarm_after = 60.0 * cfg.hub["alarm_hub_minutes"]
+        self._down_since: float | None = None  # set by hub-net: no connection since then
         # A backlog drains at most this many events/s: the pump's CPU is the decision thread's
         # lost GIL time, and a drain faster than needed would slow every verification.
         self._max_rate = max_rate
@@ -124,6 +149,7 @@ class HubLink:
 
     # --- public: lifecycle and status ---------------------------------------------
     def start(self) -> None:
+        self._down_since = self._clock()
         for name, target in (("hub-pump", self._pump_loop), ("hub-net", self._net_loop)):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -167,7 +193,19 @@ class HubLink:
             "rejected": {"ack": self.pump.rejected_acks, **{k: self.updates.rejected[k] for k in
                                                               ("trust", "policy", "keys", "time")}},
             "dropped_messages": self.dropped_messages,
+            "down_for": self.down_for(),
+            "alarms": self.alarms(),
         }
+
+    def down_for(self) -> float | None:
+        """Seconds without a connection (since start or since the last one dropped); None while connected."""
+        since = self._down_since
+        return None if since is None or self._online is not None else max(0.0, self._clock() - since)
+
+    def alarms(self) -> list[str]:
+        """``hub_unreachable`` once there has been no connection for ``[hub] alarm_hub_minutes``."""
+        down = self.down_for()
+        return [UNREACHABLE] if down is not None and down >= self._alarm_after else []
 
     # --- card queries (called from the card readers' threads, see Daemon._card_loop) ----
     def query(self, qid: str, payload: bytes) -> queue.Queue | None:
@@ -196,7 +234,12 @@ class HubLink:
                         protocol=mqtt.MQTTv5, reconnect_on_failure=False, userdata=gone)
         if self._tls:
             hub = self.cfg.hub
-            c.tls_set(ca_certs=str(hub["ca"]), certfile=str(hub["cert"]), keyfile=str(hub["key"]))
+            _check_tls_files(hub)
+            try:
+                c.tls_set(ca_certs=str(hub["ca"]), certfile=str(hub["cert"]), keyfile=str(hub["key"]))
+            except ssl.SSLError as e:  # ssl names no file: a half-written file mid-rotation, say
+                raise TLSFileError(f"hub.ca {hub['ca']}, hub.cert {hub['cert']}, hub.key {hub['key']}: "
+                                   f"cannot be loaded: {e}") from None
         c.connect_timeout = self._connect_timeout
         c.suppress_exceptions = True  # a callback bug must not end the network thread silently
         c.max_queued_messages_set(self.pump.window + 16)
@@ -208,30 +251,43 @@ class HubLink:
 
     def _net_loop(self) -> None:
         attempt = 0
-        quiet = False  # this outage is already logged
+        logged = None  # the failure this outage last logged: a new one is logged, a repeat is not
         while not self._stop.is_set():
-            gone = threading.Event()
-            client = self._new_client(gone)
-            self._client = client
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self._session_expiry
+            self._on_alive()
             up_at = None
             try:
+                gone = threading.Event()
+                client = self._new_client(gone)  # a TLS file missing or unreadable fails here
+                self._client = client
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = self._session_expiry
                 client.connect(self._host, self._port, self._keepalive, clean_start=False, properties=props)
                 up_at = time.monotonic()
-                quiet = False
+                logged = None
                 self._run(client, gone)
-            except Exception as e:  # OSError, ssl.SSLError, an unreadable certificate: retried alike
-                (log.debug if quiet else log.warning)("hub: cannot reach %s: %s (retrying with backoff)",
-                                                      self.cfg.hub["broker"], e)
-                quiet = True
+            except Exception as e:  # OSError, ssl.SSLError, a TLS file missing: retried alike
+                why = str(e)
+                (log.debug if why == logged else log.warning)("hub: cannot reach %s: %s (retrying with backoff)",
+                                                              self.cfg.hub["broker"], why)
+                logged = why
             self._online = None
             self._client = None
+            if self._down_since is None:
+                self._down_since = self._clock()
             if up_at is not None and time.monotonic() - up_at >= self._stable_after:
                 attempt = 0  # that was a working connection, not a flapping one: start over
-            if self._stop.wait(backoff_delay(attempt, base=self._backoff[0], cap=self._backoff[1])):
+            if self._wait(backoff_delay(attempt, base=self._backoff[0], cap=self._backoff[1])):
                 break
             attempt += 1
+
+    def _wait(self, delay: float) -> bool:
+        """Wait out a backoff, saying alive meanwhile; True if stop() was called."""
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if self._stop.wait(min(left, ALIVE_EVERY)):
+                return True
+            self._on_alive()
+        return self._stop.is_set()
 
     def _run(self, client: mqtt.Client, gone: threading.Event) -> None:
         """paho's network thread until the connection drops, or stop() asks for a clean DISCONNECT.
@@ -242,6 +298,7 @@ class HubLink:
         client.loop_start()
         try:
             while not gone.wait(0.5):
+                self._on_alive()
                 if self._stop.is_set():
                     client.disconnect()
                     gone.wait(2.0)
@@ -257,6 +314,7 @@ class HubLink:
             return
         client.subscribe([(t, SubscribeOptions(qos=0 if t == self.topics.time else 1)) for t in self._kinds])
         self._online = client
+        self._down_since = None
         self._inbox.put(("up", client))
 
     def _on_disconnect(self, client, gone: threading.Event, flags, reason_code, properties) -> None:

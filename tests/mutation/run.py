@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,8 @@ def show(r: dict) -> None:
 
 
 def main() -> int:
+    # A terminated run still removes its temporary copies (the finally in run_module).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scope = tomllib.loads((HERE / "scope.toml").read_text())
     p = argparse.ArgumentParser(prog="scripts/mutation", description=__doc__.splitlines()[0])
     p.add_argument("modules", nargs="*", metavar="MODULE", help=f"default: all of {', '.join(scope)}")
@@ -208,6 +211,7 @@ def main() -> int:
     equivalents = tomllib.loads((HERE / "equivalent.toml").read_text()).get("mutant", [])
     started, results = time.monotonic(), []
     for name in args.modules or list(scope):
+        print(f"\n.. {name}: mutating {scope[name]['file']} against {len(scope[name]['tests'])} test set(s)", flush=True)
         results.append(run_module(name, scope[name], equivalents, args.keep))
         show(results[-1])
     print(f"\n{'module':16} {'tried':>6} {'killed':>7} {'survived':>9} {'equiv':>6} {'score':>7} {'time':>7}")
