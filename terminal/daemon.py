@@ -377,7 +377,12 @@ class Daemon:
                 # Ask the hub here, on this reader's thread: a slow hub (up to query_timeout) must
                 # not hold up the camera's presentations queued behind this one.
                 now = self.verifier.clock.now()
-                health = self.status_source.lookup(kind, card.id_number, card.name, now) if now else None
+                health = None
+                if now:
+                    try:
+                        health = self.status_source.lookup(kind, card.id_number, card.name, now)
+                    except Exception:  # costs this card its answer (offline_unknown), not the reader
+                        log.exception("%s: card status lookup failed; deciding without an answer", kind)
                 self._put(Presentation(kind, started, card=card, health=health))
 
     def _decide_loop(self) -> None:

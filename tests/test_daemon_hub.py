@@ -191,3 +191,18 @@ def test_a_hub_data_key_is_refused_past_its_not_after_without_a_new_bundle(keyse
             assert reason == ["ok", "ok", "unknown_data_key"], dkid
     finally:
         daemon.verifier.close()
+
+
+def test_a_hostile_hub_answer_costs_one_card_not_the_reader(terminal):
+    """Issue #12 finding 8: a hub-signed valid_until of 400 digits (OverflowError) used to end
+    the ID-card reader's thread: that card was never decided and no later card was read."""
+    t = terminal
+    assert wait_for(lambda: t["daemon"].hub.connected, timeout=30)
+    odd = random_id_number()
+    t["hub"].people[odd] = {"name": "孙二", "status": 0, "flags": 0, "nat_at": int(time.time() - 3600),
+                            "nat_result": 1, "vax_doses": 3, "valid_until": 10 ** 400}
+    r = present_card(t, "孙二", odd)
+    assert (r.decision, r.reason) == ("review", "status_unavailable")   # offline_unknown decides
+    assert t["daemon"].status_source.rejected == 1
+    r = present_card(t, "钱一", t["known"])                            # the next card is read
+    assert (r.decision, r.reason) == ("allow", "ok")

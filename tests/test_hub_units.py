@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
 from sim.devkeys import make_trust_list
 from sim.issuer import Issuer, Person
-from terminal import hubproto
+from terminal import boundedjson, hubproto
+from terminal.boundedjson import MAX_UNIX_TIME
 from terminal.hub import HubStatusSource, SignedUpdates, backoff_delay, load_persisted
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey
@@ -25,6 +26,7 @@ from terminal.policy import HealthStatus, Policy
 from terminal.sm2 import PrivateKey
 from terminal.statuscache import StatusCache, cache_key, hmac_sm3
 from terminal.store import DB_NAME, Store
+from terminal.trust import seal_envelope
 from terminal.verifier import Verifier
 
 TID = "370102-H0001-01"  # the keyset's terminal id
@@ -387,3 +389,72 @@ def test_unknown_person_is_none_and_drops_the_cached_answer(store, keyset_config
     assert src.lookup("id_card", ID, "张三", now + 1) is None
     link.replies = []
     assert src.lookup("id_card", ID, "张三", now + 2) is None  # nothing left to stand in
+
+
+# --- hostile input from the network (issue #12 findings 8, 9, 20) -------------------------
+
+NESTED = b"[" * 2000 + b"]" * 2000  # 4,000 bytes: inside every topic's limit, 2,000 levels deep
+
+
+def test_bounded_loads_refuses_size_depth_and_non_finite_numbers_on_both_sides_of_each_bound():
+    assert boundedjson.loads(b"1" * 8, max_bytes=8) == 11111111
+    with pytest.raises(boundedjson.JsonLimitError, match="9 bytes"):
+        boundedjson.loads(b"1" * 9, max_bytes=8)
+    deep = b"[" * 8 + b"]" * 8
+    assert boundedjson.loads(deep) == [[[[[[[[]]]]]]]]
+    for bad in (b"[" + deep + b"]", b'{"a":' * 9 + b"1" + b"}" * 9, NESTED):
+        with pytest.raises(boundedjson.JsonLimitError, match="deeper than 8"):
+            boundedjson.loads(bad)
+    # brackets inside strings (escaped quotes too) are text, not nesting
+    assert boundedjson.loads(b'["[[[[[[[[[[\\"{{{{{{{{{{{"]') == ['[[[[[[[[[[\"{{{{{{{{{{{']
+    assert boundedjson.loads("[1e308, -1e308, 12]") == [1e308, -1e308, 12]
+    for bad in (b"[1e309]", b"[-1e309]", b"[Infinity]", b"[-Infinity]", b"[NaN]"):
+        with pytest.raises(boundedjson.JsonLimitError):
+            boundedjson.loads(bad)
+    with pytest.raises(ValueError):
+        boundedjson.loads(b"[}")
+
+
+def test_hostile_card_status_replies_are_rejected_and_the_wait_goes_on(store, keyset_config, k):
+    """Finding 8: each of these used to raise out of lookup() and end the card reader's thread."""
+    link = FakeLink()
+    now = 1_800_000_000.0
+    genuine = {**GOOD, "valid_until": now + 600}
+    link.replies = [
+        lambda q: NESTED,                                                          # unsigned, nested
+        lambda q: seal_envelope(NESTED, k["hub"]),                                 # hub-signed, nested
+        lambda q: signed({"qid": q, **GOOD, "valid_until": 10 ** 400}, k["hub"]),  # OverflowError in float()
+        lambda q: signed({"qid": q, **GOOD, "valid_until": float("inf")}, k["hub"]),
+        lambda q: signed({"qid": q, **GOOD, "valid_until": MAX_UNIX_TIME + 1}, k["hub"]),
+        lambda q: signed({"qid": q, **GOOD, "valid_until": -1}, k["hub"]),
+    ]
+    src = source(store, keyset_config, link)
+    assert src.lookup("id_card", ID, "张三", now) is None    # decided by offline_unknown
+    assert (src.rejected, src.unavailable) == (6, 1)
+    link.replies.append(lambda q: signed({"qid": q, **genuine}, k["hub"]))       # behind them: taken
+    assert src.lookup("id_card", ID, "张三", now) == HealthStatus(**GOOD)
+    link.replies = [lambda q: signed({"qid": q, **GOOD, "valid_until": MAX_UNIX_TIME}, k["hub"])]
+    assert src.lookup("id_card", ID, "张三", now) == HealthStatus(**GOOD)         # the bound itself is fine
+    assert (src.rejected, src.answered) == (12, 2)
+
+
+def test_a_full_disk_under_the_status_cache_costs_the_cache_not_the_reader(store, keyset_config, k):
+    """Finding 8: a real SQLITE_FULL (PRAGMA max_page_count stands in for the disk's end)."""
+    link = FakeLink()
+    now = 1_800_000_000.0
+    link.replies = [lambda q: signed({"qid": q, **GOOD, "valid_until": now + 600}, k["hub"])]
+    keyset_config.hub["query_timeout"] = 0.3
+    cache = StatusCache(store, cache_key(k["device"]))
+    src = HubStatusSource(link, cache, keyset_config, policy=lambda: Policy(status_cache_hours=24))
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    people = [f"1101051940010{i:05d}" for i in range(400)]
+    for n, person in enumerate(people):  # each answer fills the cache until a page is needed
+        assert src.lookup("id_card", person, "李四", now) == HealthStatus(**GOOD)  # the answer still decides
+        if cache.get(person, now) is None:  # not kept: the disk was full
+            break
+    assert 0 < n < len(people) - 1 and src.cache_errors == 1
+    link.replies = []                                   # no answer: the cache stands in where it could
+    assert src.lookup("id_card", people[0], "李四", now + 1) == HealthStatus(**GOOD)
+    assert src.lookup("id_card", people[n], "李四", now + 1) is None  # its answer was never kept
+    assert (src.from_cache, src.unavailable) == (1, 1)
