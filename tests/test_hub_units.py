@@ -17,8 +17,8 @@ from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_
 from sim.devkeys import make_trust_list
 from sim.issuer import Issuer, Person
 from terminal import boundedjson, hubproto
-from terminal.boundedjson import MAX_UNIX_TIME
-from terminal.hub import HubStatusSource, SignedUpdates, backoff_delay, load_persisted
+from terminal.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
+from terminal.hub import HubLink, HubStatusSource, SignedUpdates, backoff_delay, load_persisted
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey
 from terminal.idnumber import check_character
@@ -458,3 +458,39 @@ def test_a_full_disk_under_the_status_cache_costs_the_cache_not_the_reader(store
     assert src.lookup("id_card", people[0], "李四", now + 1) == HealthStatus(**GOOD)
     assert src.lookup("id_card", people[n], "李四", now + 1) is None  # its answer was never kept
     assert (src.from_cache, src.unavailable) == (1, 1)
+
+
+def unstarted_link(store, cfg, k) -> HubLink:
+    cfg.hub["broker"] = "mqtts://127.0.0.1:1"  # never connected: the tests play paho's part
+    return HubLink(cfg, store, k["device"])
+
+
+def test_one_hostile_message_costs_itself_not_the_pump_round(store, keyset_config, k):
+    """Finding 9: each used to raise out of the round (RecursionError, OverflowError), so the
+    genuine ack, policy and time beside it were neither applied nor counted."""
+    link = unstarted_link(store, keyset_config, k)
+    commit_events(store, 50)
+    link.pump.sent(link.pump.next_batch()[1])
+    hub, now = k["hub"], int(time.time())
+    link._handle([
+        ("policy", NESTED),                                                        # unsigned, nested
+        ("trust", seal_envelope(NESTED, k["root"])),                               # root-signed, nested
+        ("time", signed(time_doc(1e300), hub)),
+        ("time", signed(time_doc(float("inf")), hub)),
+        ("time", signed(time_doc(MAX_UNIX_TIME + 1), hub)),
+        ("policy", signed(policy_doc(2 ** 70), hub)),
+        ("policy", signed(policy_doc(MAX_SQL_INT + 1), hub)),
+        ("keys", signed(keys_doc(2 ** 70, TID, k["device"]), hub)),
+        ("trust", make_trust_list(k["issuer"], k["root"], seq=2 ** 70, now=now)),
+        ("ack", hubproto.ack(TID, store.epoch, 2 ** 70, hub)),
+        ("ack", hubproto.ack(TID, store.epoch, 20, hub)),                          # the genuine ones
+        ("policy", signed(policy_doc(5), hub)),
+        ("time", signed(time_doc(now), hub)),
+    ])
+    assert link.status()["rejected"] == {"ack": 1, "trust": 2, "policy": 3, "keys": 1, "time": 3}
+    assert link.pump.acked_seq == 20 and store.outbox_depth() == 30
+    assert link.updates.held["policy"] == 5 and link.updates.held["time"] == now
+    # the bounds themselves are accepted
+    assert link.updates.handle("policy", signed(policy_doc(MAX_SQL_INT), hub))
+    assert link.updates.handle("time", signed(time_doc(MAX_UNIX_TIME), hub))
+    assert store.signed_doc("policy")[0] == MAX_SQL_INT

@@ -12,8 +12,10 @@ envelope, re-verified when loaded) and handed to the daemon through a callback.
 
 Retained documents come again on every (re)subscription: the same seq with the same bytes is
 a repeat, ignored quietly. Anything else that fails — a bad signature, an older or equal seq
-with other bytes, another terminal's keys, a malformed document — is ignored and counted in
-:attr:`SignedUpdates.rejected` (in memory: counters restart at zero with the process).
+with other bytes, another terminal's keys, a malformed document (out of bounds included: nesting
+or numbers :mod:`terminal.boundedjson` refuses, a seq beyond SQLite's 2^63-1, a time beyond the
+year 9999) — is ignored and counted in :attr:`SignedUpdates.rejected`, alone: the rest of the
+pump round is applied (in memory: counters restart at zero with the process).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Callable
 
 from terminal import hubproto
 from terminal import policy as pol
+from terminal.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
 from terminal.config import Config
 from terminal.sm2 import PrivateKey, PublicKey, SM2Error
 from terminal.store import Store
@@ -38,6 +41,8 @@ DATA_KEY_BYTES = 16
 def _count(v, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise EnvelopeError(f"{what} must be a non-negative integer")
+    if v > MAX_SQL_INT:  # kept in an SQLite INTEGER
+        raise EnvelopeError(f"{what} is beyond 2^63-1")
     return v
 
 
@@ -87,8 +92,9 @@ def parse_data_keys(doc: dict, tid: str, device_key: PrivateKey) -> tuple[int, d
 
 def parse_time(doc: dict) -> float:
     t = doc.get("t")
-    if doc.get("type") != "time" or isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-        raise EnvelopeError("time: not a {type: time, t: <unix seconds>} document")
+    if doc.get("type") != "time" or isinstance(t, bool) or not isinstance(t, (int, float)) \
+            or not 0 < t <= MAX_UNIX_TIME:
+        raise EnvelopeError("time: not a {type: time, t: <unix seconds up to year 9999>} document")
     return float(t)
 
 
