@@ -9,9 +9,12 @@ import sqlite3
 import statistics
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
 from sim.devkeys import make_trust_list
@@ -19,6 +22,7 @@ from sim.issuer import Issuer, Person
 from terminal import boundedjson, hubproto
 from terminal.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
 from terminal.hub import HubLink, HubStatusSource, SignedUpdates, backoff_delay, load_persisted
+from terminal.hub.link import INBOUND_LIMITS, INBOX_BYTES
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey
 from terminal.idnumber import check_character
@@ -465,6 +469,10 @@ def unstarted_link(store, cfg, k) -> HubLink:
     return HubLink(cfg, store, k["device"])
 
 
+def round_of(link: HubLink) -> None:
+    link._handle(link._take(0))
+
+
 def test_one_hostile_message_costs_itself_not_the_pump_round(store, keyset_config, k):
     """Finding 9: each used to raise out of the round (RecursionError, OverflowError), so the
     genuine ack, policy and time beside it were neither applied nor counted."""
@@ -494,3 +502,56 @@ def test_one_hostile_message_costs_itself_not_the_pump_round(store, keyset_confi
     assert link.updates.handle("policy", signed(policy_doc(MAX_SQL_INT), hub))
     assert link.updates.handle("time", signed(time_doc(MAX_UNIX_TIME), hub))
     assert store.signed_doc("policy")[0] == MAX_SQL_INT
+
+
+def message(topic: str, payload: bytes) -> mqtt.MQTTMessage:
+    msg = mqtt.MQTTMessage(topic=topic.encode())
+    msg.payload = payload
+    return msg
+
+
+def test_inbound_messages_are_bounded_per_topic_and_the_inbox_in_bytes(store, keyset_config, k):
+    """Finding 20: 1,500 × 1 MiB at QoS 0 used to sit in the inbox (60 → 267 MiB RSS)."""
+    link = unstarted_link(store, keyset_config, k)
+    t = link.topics
+    topic = {"ack": t.ack, "trust": t.trust, "policy": t.policy, "keys": t.keys, "time": t.time}
+    mib = b"x" * (1 << 20)
+    for _ in range(1500):
+        link._on_message(None, None, message(t.trust, mib))
+    assert link.dropped_messages == 1500 and link.inbox_bytes == 0 and link._inbox.empty()
+
+    for kind, limit in INBOUND_LIMITS.items():                   # each limit, both sides
+        dropped = link.dropped_messages
+        if kind == "reply":
+            replies = link._queries[b"q"] = queue.Queue(maxsize=8)
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = b"q"
+            for size in (limit + 1, limit):
+                msg = message(t.reply, b"r" * size)
+                msg.properties = props
+                link._on_message(None, None, msg)
+            assert [len(r) for r in list(replies.queue)] == [limit]
+        else:
+            link._on_message(None, None, message(topic[kind], b"y" * (limit + 1)))
+            link._on_message(None, None, message(topic[kind], b"y" * limit))
+            assert link.inbox_bytes == limit
+            round_of(link)                                        # read, refused as junk
+            assert link.inbox_bytes == 0
+        assert link.dropped_messages == dropped + 1
+    assert dict(link.updates.rejected) == {"trust": 1, "policy": 1, "keys": 1, "time": 1}
+
+    dropped = link.dropped_messages
+    largest = b"z" * INBOUND_LIMITS["policy"]
+    for _ in range(100):                                          # a flood within the topic's limit
+        link._on_message(None, None, message(t.policy, largest))
+    fit = INBOX_BYTES // len(largest)
+    assert link.inbox_bytes == fit * len(largest) <= INBOX_BYTES
+    assert link.dropped_messages == dropped + 100 - fit
+    round_of(link)
+    assert link.inbox_bytes == 0 and link.updates.rejected["policy"] == 1 + fit
+    commit_events(store, 10)                                      # and the genuine still get through
+    link.pump.sent(link.pump.next_batch()[1])
+    link._on_message(None, None, message(t.ack, hubproto.ack(TID, store.epoch, 10, k["hub"])))
+    link._on_message(None, None, message(t.policy, signed(policy_doc(7), k["hub"])))
+    round_of(link)
+    assert link.pump.acked_seq == 10 and link.updates.held["policy"] == 7

@@ -19,6 +19,7 @@ from sim.hub import HubSim
 from terminal import config as cfgmod
 from terminal import hubproto
 from terminal.hub import HubLink, HubStatusSource
+from terminal.hub.link import INBOUND_LIMITS, MAX_PACKET
 from terminal.hub.updates import DataKey
 from terminal.policy import HealthStatus
 from terminal.sm2 import PrivateKey
@@ -359,3 +360,20 @@ def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
     env.broker.start()
     wait_for(lambda: link.connected, "the reconnection")
     assert link.status()["alarms"] == []
+
+
+def test_oversized_messages_stop_at_the_broker_or_on_receipt(env):
+    """Issue #12 finding 20: the broker sends no packet over the MAX_PACKET the terminal declared;
+    one under it but over its topic's limit is dropped unread; at the limit it is read."""
+    limit = INBOUND_LIMITS["policy"]
+    link = env.link()
+    wait_for(lambda: link.connected, "the connection")
+    t = hubproto.Topics("hc/v1", env.tid)
+    with TestClient(env.broker, "hub-2") as f:
+        for size in (MAX_PACKET, limit + 1, limit):       # QoS 0, as a flood would come
+            assert f.publish(t.policy, b"p" * size, qos=0) == 0
+        assert f.publish(t.policy, signed(policy_doc(8), env.k["hub"])) == 0
+        wait_for(lambda: link.updates.held["policy"] == 8, "the genuine policy")
+    assert link.dropped_messages == 1                       # limit + 1; MAX_PACKET never arrived
+    assert link.updates.rejected["policy"] == 1             # the one at the limit: read, refused
+    assert link.inbox_bytes == 0
