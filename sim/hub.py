@@ -60,7 +60,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from terminal import hubproto
+from terminal import boundedjson, hubproto
 from terminal.idnumber import mask_id, mask_name
 from terminal.sm2 import PrivateKey, PublicKey, SM2Error
 from terminal.trust import EnvelopeError, open_envelope
@@ -384,7 +384,7 @@ class HubSim:
             self.line(f"query {tid}: response topic {response_topic[:80]!r} is not {reply_topic}; dropped")
             return
         try:
-            q = json.loads(payload)
+            q = boundedjson.loads(payload)
             qid = q["qid"]
             if not isinstance(qid, str) or q.get("method") not in ("id_card", "ss_card"):
                 raise ValueError
