@@ -23,7 +23,9 @@ MAX_DEPTH = 8         # the deepest document read is 3 levels (trust list, polic
 MAX_SQL_INT = 2 ** 63 - 1          # a seq is kept in an SQLite INTEGER
 MAX_UNIX_TIME = 253_402_300_799    # 9999-12-31T23:59:59Z, the end of datetime's range
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# A string, or an unterminated one up to the end: it always matches at its first try, so the
+# scan stays linear (a pattern that could fail would rescan from every later quote: quadratic).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
 _PAIR = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 

@@ -419,6 +419,17 @@ def test_bounded_loads_refuses_size_depth_and_non_finite_numbers_on_both_sides_o
         boundedjson.loads(b"[}")
 
 
+def test_bounded_loads_scans_hostile_strings_in_linear_time():
+    """Unterminated strings full of escaped quotes: a string pattern that can fail is retried from
+    every later quote, quadratic (128 KiB: ~2 min, 1 MiB: hours). Linear, each takes ~10 ms."""
+    n = 128 << 10
+    for raw in (b'"' + b'\\"' * (n // 2), b'["' + b'\\' * n):
+        started = time.monotonic()
+        with pytest.raises(ValueError):
+            boundedjson.loads(raw)
+        assert time.monotonic() - started < 5
+
+
 def test_hostile_card_status_replies_are_rejected_and_the_wait_goes_on(store, keyset_config, k):
     """Finding 8: each of these used to raise out of lookup() and end the card reader's thread."""
     link = FakeLink()
