@@ -60,6 +60,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from terminal.core import boundedjson
 from terminal.hub import wire
 from drivers.idnumber import mask_id, mask_name
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
@@ -384,7 +385,7 @@ class HubSim:
             self.line(f"query {tid}: response topic {response_topic[:80]!r} is not {reply_topic}; dropped")
             return
         try:
-            q = json.loads(payload)
+            q = boundedjson.loads(payload)
             qid = q["qid"]
             if not isinstance(qid, str) or q.get("method") not in ("id_card", "ss_card"):
                 raise ValueError

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from drivers.cards import CardRead
 from drivers.idnumber import mask_id, mask_name
@@ -25,6 +26,9 @@ from terminal.crypto.keyfiles import KeyFileError, load_data_keys
 from terminal.ops.smallfile import read_small
 from terminal.state.clock import ClockGuard
 from terminal.state.store import Store
+
+if TYPE_CHECKING:
+    from terminal.hub.updates import DataKey
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +126,7 @@ class PolicyUpdate:
 
 @dataclass(frozen=True)
 class DataKeysUpdate:
-    keys: dict[int, bytes]        # the hub's usable data keys: its word wins for a dkid it names
+    keys: dict[int, DataKey]      # the hub's data keys: its word wins for a dkid it names, not_after included
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,10 @@ class Verifier:
         self.store = store
         self.trust = trust
         self._file_keys = dict(data_keys)
-        self._hub_keys: dict[int, bytes] = {}
+        self._hub_keys: dict[int, DataKey] = {}
         self.data_keys = data_keys
+        # dkid → the last second its key may be used (the hub's not_after); the data-key file's have none
+        self.data_key_not_after: dict[int, int] = {}
         self.clock = clock
         self.hub_policy: dict[str, dict] = {}  # venue → fields, from the hub's signed policy bundle
 
@@ -161,13 +167,20 @@ class Verifier:
             self.hub_policy = update.venues
         elif isinstance(update, DataKeysUpdate):
             self._hub_keys = update.keys
-            self.data_keys = {**self._file_keys, **update.keys}
+            self._merge_keys()
         elif isinstance(update, TimeBeacon):
             self.clock.beacon(update.t)
         elif isinstance(update, Reconfigure):
             self._file_keys = update.file_keys
             self.cfg, self.trust = update.cfg, update.trust
-            self.data_keys = {**update.file_keys, **self._hub_keys}
+            self._merge_keys()
+
+    def _merge_keys(self) -> None:
+        """The data-key file's keys and the hub's. The hub's word wins for a dkid it names, its
+        ``not_after`` included: past it the verifier refuses that dkid (``unknown_data_key``),
+        whichever source also holds a key for it."""
+        self.data_keys = {**self._file_keys, **{dkid: k.key for dkid, k in self._hub_keys.items()}}
+        self.data_key_not_after = {dkid: k.not_after for dkid, k in self._hub_keys.items()}
 
     def policy(self, venue: str | None = None) -> Policy:
         """The venue's preset, this terminal's [policy] overrides, then the hub's signed bundle:
@@ -217,7 +230,7 @@ class Verifier:
             if t > env.iat + min(env.ttl, policy.max_age):
                 raise tok.TokenError(R.EXPIRED)
             key = self.data_keys.get(env.dkid)
-            if key is None:
+            if key is None or t > self.data_key_not_after.get(env.dkid, math.inf):
                 raise tok.TokenError(R.UNKNOWN_DATA_KEY)
             body = tok.decrypt_body(env, key)
         except tok.TokenError as e:

@@ -409,7 +409,11 @@ def test_fuzzed_batches_and_queries_never_crash_the_workers(tmp_path, keys):
         for payload in (b'{"tid":"%s","epoch":"%s","events":[{"seq":1,"note":"\\ud800"}]}' % (A.encode(), EA.encode()),
                         b'{"tid":"%s","epoch":"%s","events":[{"seq":%d}]}' % (A.encode(), EA.encode(), 2 ** 70)):
             hub._ingest(db, f"{P}/t/{A}/events", seal_envelope(payload, keys[A]))
+        nested = b"[" * 5000 + b"]" * 5000  # json.loads alone would raise RecursionError
+        hub._ingest(db, f"{P}/t/{A}/events", nested)
+        hub._answer(f"{P}/t/{A}/query", nested, None, None)
         assert hub.stats["malformed"] == 1 and hub.stats["stored"] == 1 and "errors" not in hub.stats
+        assert hub.stats["forged"] == 1 and hub.stats["bad_queries"] == 1
         fuzz()
         assert db.execute("SELECT count(*) FROM events WHERE tid != ?", [A]).fetchone()[0] == 0
     finally:

@@ -180,6 +180,16 @@ def test_integers_must_be_non_negative_integers(where, bad):
     assert str(e.value) == f"trust list: {where} must be a non-negative integer"
 
 
+@pytest.mark.parametrize("where", list(INTEGERS))
+def test_integers_end_at_what_sqlite_holds(where):
+    """Issue #12 finding 9: 2^63 and beyond used to reach the store and raise OverflowError there."""
+    assert parse_trust_list(INTEGERS[where](2 ** 63 - 1))
+    for beyond in (2 ** 63, 2 ** 70):
+        with pytest.raises(EnvelopeError) as e:
+            parse_trust_list(INTEGERS[where](beyond))
+        assert str(e.value) == f"trust list: {where} is beyond 2^63-1"
+
+
 def test_integers_accept_zero():
     tl = parse_trust_list(doc(entry(not_before=0, not_after=0), seq=0, issued_at=0))
     i = tl.issuers[KEY_A.kid()]

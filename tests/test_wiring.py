@@ -11,6 +11,7 @@ from drivers.relay import LcusRelay, NoRelay
 from sim.camera import VirtualCamera
 from sim.issuer import Issuer, Person
 from terminal.core.trust import TrustList
+from terminal.hub.updates import DataKey
 from terminal.inputs import registry
 from terminal.state.clock import ClockGuard
 from terminal.verifier import DataKeysUpdate, PolicyUpdate, Reconfigure, TimeBeacon, TrustListUpdate, Verifier
@@ -58,14 +59,15 @@ def test_verifier_apply(keyset, keyset_config, tmp_path):
     try:
         file_keys = dict(v.data_keys)
         (dkid, key), = file_keys.items()
-        # the hub's keys join the file's; for a dkid both name, the hub's wins
-        v.apply(DataKeysUpdate({dkid: b"H" * 16, 99: b"N" * 16}))
+        # the hub's keys join the file's; for a dkid both name, the hub's wins, not_after included
+        v.apply(DataKeysUpdate({dkid: DataKey(b"H" * 16, 1000), 99: DataKey(b"N" * 16, 2000)}))
         assert v.data_keys == {dkid: b"H" * 16, 99: b"N" * 16}
+        assert v.data_key_not_after == {dkid: 1000, 99: 2000}
         # a reloaded config brings its key file; the hub's keys stay on top of it
         v.apply(Reconfigure(keyset_config, v.trust, {dkid: key, 7: b"F" * 16}))
         assert v.data_keys == {dkid: b"H" * 16, 7: b"F" * 16, 99: b"N" * 16}
         v.apply(DataKeysUpdate({}))
-        assert v.data_keys == {dkid: key, 7: b"F" * 16}
+        assert v.data_keys == {dkid: key, 7: b"F" * 16} and v.data_key_not_after == {}
         assert v.verify(issuer.issue(Person())).reason == "ok"
 
         v.apply(PolicyUpdate({keyset_config.venue: {"offline_unknown": "deny"}}))

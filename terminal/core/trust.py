@@ -11,6 +11,7 @@ import binascii
 import json
 from dataclasses import dataclass
 
+from terminal.core import boundedjson
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
 
 
@@ -25,10 +26,12 @@ class EnvelopeError(ValueError):
 def open_envelope(raw: bytes | str, keys: dict[str, PublicKey]) -> bytes:
     """Verify a signed envelope against ``keys`` (kid → key) and return its payload bytes."""
     try:
-        env = json.loads(raw)
+        env = boundedjson.loads(raw)
         payload = base64.b64decode(env["payload"], validate=True)
         signer, sig = env["signer"], bytes.fromhex(env["sig"])
-    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):  # Recursion: nested too deeply
+    except boundedjson.JsonLimitError as e:
+        raise EnvelopeError(f"envelope refused unparsed: {e}") from None
+    except (ValueError, KeyError, TypeError, binascii.Error):
         raise EnvelopeError("not a signed envelope {payload, signer, sig}") from None
     key = keys.get(signer) if isinstance(signer, str) else None
     if key is None:
@@ -65,13 +68,17 @@ class TrustList:
 def _int(v, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise EnvelopeError(f"trust list: {what} must be a non-negative integer")
+    if v > boundedjson.MAX_SQL_INT:  # kept in an SQLite INTEGER
+        raise EnvelopeError(f"trust list: {what} is beyond 2^63-1")
     return v
 
 
 def parse_trust_list(payload: bytes) -> TrustList:
     try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):
+        doc = boundedjson.loads(payload)
+    except boundedjson.JsonLimitError as e:
+        raise EnvelopeError(f"trust list: payload refused unparsed: {e}") from None
+    except ValueError:
         raise EnvelopeError("trust list: payload is not JSON") from None
     if not isinstance(doc, dict) or doc.get("type") != "trust-list" or not isinstance(doc.get("issuers"), list):
         raise EnvelopeError("trust list: not a {type: trust-list, issuers: [...]} document")

@@ -9,7 +9,6 @@
 """
 from terminal.hub.link import HubLink, backoff_delay
 from terminal.hub.query import HubStatusSource
-from terminal.hub.updates import Persisted, SignedUpdates, load_persisted, usable_keys
+from terminal.hub.updates import Persisted, SignedUpdates, load_persisted
 
-__all__ = ["HubLink", "HubStatusSource", "Persisted", "SignedUpdates", "backoff_delay", "load_persisted",
-           "usable_keys"]
+__all__ = ["HubLink", "HubStatusSource", "Persisted", "SignedUpdates", "backoff_delay", "load_persisted"]

@@ -9,13 +9,12 @@ presentations — never under a presentation being decided. Cards are asked abou
 from __future__ import annotations
 
 import sys
-import time
 from typing import Callable
 
 from terminal.hub.link import SWITCH_INTERVAL, HubLink
 from terminal.hub.query import HubStatusSource
-from terminal.hub.updates import load_persisted, usable_keys
-from terminal.state.statuscache import StatusCache
+from terminal.hub.updates import load_persisted
+from terminal.state.statuscache import StatusCache, cache_key
 from terminal.verifier import DataKeysUpdate, PolicyUpdate, TimeBeacon, TrustListUpdate, Update, Verifier
 
 
@@ -42,14 +41,15 @@ class HubBridge:
         if kept.policy:
             verifier.apply(PolicyUpdate(kept.policy))
         if kept.data_keys:
-            verifier.apply(DataKeysUpdate(usable_keys(kept.data_keys, time.time())))
+            verifier.apply(DataKeysUpdate(kept.data_keys))
         link = HubLink(cfg, verifier.store, device_key,
                        on_trust=lambda trust: submit(TrustListUpdate(trust)),
                        on_policy=lambda venues: submit(PolicyUpdate(venues)),
                        on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
                        on_time=lambda t: submit(TimeBeacon(t)),
                        clock_state=lambda: verifier.clock.state, on_alive=on_alive)
-        return cls(link, HubStatusSource(link, StatusCache(verifier.store), cfg, policy=verifier.policy))
+        return cls(link, HubStatusSource(link, StatusCache(verifier.store, cache_key(device_key)), cfg,
+                                         policy=verifier.policy))
 
     def start(self) -> None:
         self.link.start()

@@ -17,19 +17,24 @@ How each outcome decides (``None`` makes the verifier apply ``offline_unknown`` 
                                 the cached answer if one is still valid, else None
 
 Forged, malformed or mismatched replies are counted in ``rejected`` and the wait goes on, so a
-forger cannot crowd out the genuine answer.
+forger cannot crowd out the genuine answer. Malformed includes out of bounds: nesting or numbers
+:mod:`terminal.core.boundedjson` refuses, ``valid_until`` outside 0 to year 9999. A cache operation
+the disk fails is counted in ``cache_errors`` and skipped: a genuine answer still decides, and
+with no answer the card has no cache to stand in.
 """
 from __future__ import annotations
 
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import uuid
 from typing import Callable
 
 from terminal.hub import wire
+from terminal.core.boundedjson import MAX_UNIX_TIME
 from terminal.config import Config
 from terminal.hub.link import HubLink
 from terminal.core.policy import HealthStatus, Policy
@@ -54,8 +59,9 @@ def parse_answer(doc: dict) -> tuple[HealthStatus, float] | object | None:
             raise EnvelopeError(f"reply: {name} must be an integer from {lo} to {hi}")
         values[name] = v
     valid_until = doc.get("valid_until")
-    if isinstance(valid_until, bool) or not isinstance(valid_until, (int, float)):
-        raise EnvelopeError("reply: valid_until must be a number")
+    if isinstance(valid_until, bool) or not isinstance(valid_until, (int, float)) \
+            or not 0 <= valid_until <= MAX_UNIX_TIME:
+        raise EnvelopeError("reply: valid_until must be unix seconds up to year 9999")
     return HealthStatus(**values), float(valid_until)
 
 
@@ -77,23 +83,35 @@ class HubStatusSource:
         self._policy = policy or cfg.policy
         self._mono = mono
         self._lock = threading.Lock()
-        self.answered = self.from_cache = self.unavailable = self.rejected = 0
+        self.answered = self.from_cache = self.unavailable = self.rejected = self.cache_errors = 0
 
     def lookup(self, method: str, id_number: str, name: str, now: float) -> HealthStatus | None:
         answer = self._ask(method, id_number, name)
         if answer is UNKNOWN:
-            self._cache.drop(id_number)
+            self._on_disk(self._cache.drop, id_number)
             self._count("unavailable")
             return None
         if answer is not None:
             health, valid_until = answer
             hours = self._policy().status_cache_hours
-            self._cache.put(id_number, health, min(valid_until, now + hours * 3600), now)
+            # A cache that cannot be written costs the next outage this answer, not this one.
+            self._on_disk(self._cache.put, id_number, health, min(valid_until, now + hours * 3600), now)
             self._count("answered")
             return health
-        cached = self._cache.get(id_number, now)
+        cached = self._on_disk(self._cache.get, id_number, now)
         self._count("from_cache" if cached is not None else "unavailable")
         return cached
+
+    def _on_disk(self, op: Callable, *args):
+        """A cache operation; None if the disk fails it (full, I/O error, locked): the reader
+        thread asking must live on, and a card with neither answer nor cache is decided by
+        ``offline_unknown``."""
+        try:
+            return op(*args)
+        except sqlite3.Error as e:
+            self._count("cache_errors")
+            log.error("hub: card status cache %s failed: %s", op.__name__, e)
+            return None
 
     def _ask(self, method: str, id_number: str, name: str):
         qid = str(uuid.uuid4())

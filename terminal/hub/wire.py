@@ -26,6 +26,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from terminal.core import boundedjson
 from terminal.crypto.sm2 import PrivateKey, PublicKey
 from terminal.core.trust import EnvelopeError, open_envelope, seal_envelope
 
@@ -106,7 +107,9 @@ def open_signed(raw: bytes, keys: dict[str, PublicKey]) -> dict:
     """Verify a signed envelope and parse its JSON object payload; EnvelopeError otherwise."""
     payload = open_envelope(raw, keys)
     try:
-        doc = json.loads(payload)
+        doc = boundedjson.loads(payload)
+    except boundedjson.JsonLimitError as e:
+        raise EnvelopeError(f"payload refused unparsed: {e}") from None
     except ValueError:
         raise EnvelopeError("payload is not JSON") from None
     if not isinstance(doc, dict):

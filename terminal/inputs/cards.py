@@ -66,5 +66,10 @@ class CardInput:
                 started = time.monotonic_ns()
                 self._metrics.presented(kind)
                 now = self._now()
-                health = self._status_source.lookup(kind, card.id_number, card.name, now) if now else None
+                health = None
+                if now:
+                    try:
+                        health = self._status_source.lookup(kind, card.id_number, card.name, now)
+                    except Exception:  # costs this card its answer (offline_unknown), not the reader
+                        log.exception("%s: card status lookup failed; deciding without an answer", kind)
                 self._put(Presentation(kind, started, card=card, health=health))

@@ -1,11 +1,14 @@
 """The clock guard of docs/protocol/token.md §6: never trust a wall clock blindly.
 
 The highest trusted time seen is kept on disk (``clock_floor``). A wall clock behind it by
-more than ``tolerance`` seconds — an RTC reset to 1970, a clock moved back — latches the
-terminal into ``clock_untrusted``: tokens are refused with that reason rather than judged
-against a time that may let a screenshot through. Two things restore it: the kernel saying
-the system clock is synchronised (NTP, via ``adjtimex``), or a trusted time from the hub
-(:meth:`ClockGuard.restore`, fed by the hub's signed time beacon).
+more than ``tolerance`` seconds — an RTC reset to 1970, a clock moved back, NTP answers
+spoofed to move it back — latches the terminal into ``clock_untrusted``: tokens are refused
+with that reason rather than judged against a time that may let a screenshot through. Being
+synchronised does not excuse a clock behind the floor: NTP is unauthenticated, and whoever
+can answer the kiosk's NTP queries can make the kernel synchronise to any time. Two things
+restore trust: the kernel saying the system clock is synchronised (NTP, via ``adjtimex``)
+while it is not behind the floor, or a trusted time from the hub (:meth:`ClockGuard.restore`,
+fed by the hub's signed time beacon) — the one call that may set the floor back.
 """
 from __future__ import annotations
 
@@ -61,12 +64,13 @@ class ClockGuard:
 
     def _now(self) -> float | None:
         wall = self._wall()
-        if self._synchronised():
-            if self._untrusted or wall < self.floor:
+        synchronised = self._synchronised()
+        if synchronised and wall >= self.floor - self._tolerance:
+            if self._untrusted:
                 log.warning("clock: system clock is synchronised; trusting it again")
             self._untrusted = False
             self._anchor = None
-            self.floor = wall
+            self.floor = max(self.floor, wall)
             return wall
         if self._anchor is not None:
             t = self._anchor[0] + (self._mono() - self._anchor[1])
@@ -75,16 +79,22 @@ class ClockGuard:
         if self._untrusted:
             return None
         if wall < self.floor - self._tolerance:
-            log.error("clock: wall clock is %.0f s behind the highest trusted time; refusing tokens "
-                      "(clock_untrusted) until the hub's time or a synchronised clock restores it",
-                      self.floor - wall)
+            if synchronised:
+                log.error("clock: system clock is synchronised but %.0f s behind the highest trusted time "
+                          "(NTP answers moved it back?); refusing tokens (clock_untrusted) until the hub's "
+                          "time or a synchronised clock past that time restores it", self.floor - wall)
+            else:
+                log.error("clock: wall clock is %.0f s behind the highest trusted time; refusing tokens "
+                          "(clock_untrusted) until the hub's time or a synchronised clock restores it",
+                          self.floor - wall)
             self._untrusted = True
             return None
         self.floor = max(self.floor, wall)
         return wall
 
     def restore(self, trusted: float) -> None:
-        """A trusted time from the hub: run on it (monotonic) until the system clock syncs."""
+        """A trusted time from the hub: run on it (monotonic) until the system clock is
+        synchronised and not behind the floor."""
         with self._lock:
             self._restore(trusted)
 

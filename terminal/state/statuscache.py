@@ -1,22 +1,24 @@
 """The card status cache: the hub's last good answer for a person, to stand in during an outage.
 
-Keyed by HMAC-SM3 of the ID number under a random per-terminal secret (``meta`` key
-``status_cache_key``), never by the number itself, so the database holds no ID number in the
-clear and digests from two terminals cannot be matched. (The secret lives in the same
-database: this keeps numbers out of the file, it does not stop someone holding the whole
-file from testing candidate numbers one by one.) An entry stands in until
-``min(valid_until, answered_at + status_cache_hours)``.
+Keyed by HMAC-SM3 of the ID number, never by the number itself, so the database holds no ID
+number in the clear and digests from two terminals cannot be matched. The HMAC key is derived
+from the device key (:func:`cache_key`) and never written anywhere: ID numbers are few enough
+(district, birth date, three digits) to be found one by one from a digest and its key, so the
+key must not sit beside the digests in ``terminal.db`` — a copy of the database alone tests no
+candidate. The cache exists only with a hub, and a hub needs the device key, so there is no
+second secret to provision. An entry stands in until ``min(valid_until, answered_at +
+status_cache_hours)``; after a new device key the old entries match nobody and expire.
 """
 from __future__ import annotations
 
-import secrets
-
 from terminal.crypto.gmcrypto import sm3
 from terminal.core.policy import HealthStatus
+from terminal.crypto.sm2 import PrivateKey
 from terminal.state.store import Store
 
 SM3_BLOCK = 64
-SECRET_META = "status_cache_key"
+# Domain separation: the device key's scalar keys this HMAC for this one purpose only.
+KEY_LABEL = b"gate-terminal status cache key v1"
 
 
 def hmac_sm3(key: bytes, message: bytes) -> bytes:
@@ -28,18 +30,15 @@ def hmac_sm3(key: bytes, message: bytes) -> bytes:
     return sm3(bytes(b ^ 0x5C for b in key) + inner)
 
 
-class StatusCache:
-    def __init__(self, store: Store):
-        self._store = store
-        self._secret = self._load_secret()
+def cache_key(device_key: PrivateKey) -> bytes:
+    """The cache's HMAC key: a PRF of the device key's private scalar under a fixed label."""
+    return hmac_sm3(device_key.d.to_bytes(32, "big"), KEY_LABEL)
 
-    def _load_secret(self) -> bytes:
-        with self._store.write():
-            value = self._store.get_meta(SECRET_META)
-            if value is None:
-                value = secrets.token_hex(32)
-                self._store.set_meta(SECRET_META, value)
-        return bytes.fromhex(value)
+
+class StatusCache:
+    def __init__(self, store: Store, key: bytes):
+        self._store = store
+        self._secret = key
 
     def digest(self, id_number: str) -> bytes:
         # "x" and "X" are the same check character (GB 11643)

@@ -90,6 +90,13 @@ MIGRATIONS = (
     ALTER TABLE events DROP COLUMN acked_at
     """,
     _make_epoch,
+    """
+    -- the status cache's HMAC key is now derived from the device key and never stored
+    -- (terminal/state/statuscache.py): the key kept here until now goes, with every answer cached
+    -- under it (a convenience only: the hub answers again)
+    DELETE FROM meta WHERE key = 'status_cache_key';
+    DELETE FROM status_cache
+    """,
 )
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
@@ -153,6 +160,9 @@ class Store:
             if mode != "wal":
                 raise StoreError(f"{self.state_dir / DB_NAME}: cannot switch to WAL (journal_mode={mode})")
             self.db.execute("PRAGMA synchronous=FULL")
+            # Deleted rows are overwritten, not left in free space for a copy of the file to show
+            # (the default depends on how SQLite was built).
+            self.db.execute("PRAGMA secure_delete=ON")
             # No checkpoint inside a presentation's commit: checkpoint() runs them from
             # background threads, on a connection of their own.
             self.db.execute("PRAGMA wal_autocheckpoint=0")
@@ -202,6 +212,9 @@ class Store:
                         if stmt.strip():
                             self.db.execute(stmt)
                 self.db.execute(f"PRAGMA user_version = {i + 1}")
+        if version < len(MIGRATIONS):
+            # What a migration deleted may still be in older WAL frames: empty the WAL.
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def write(self):
