@@ -2,7 +2,8 @@
 
 Every key is declared once, a field of its section's frozen dataclass with its converter,
 default and doc (and documented in ``config.example.toml``); an unknown key, a wrong type or
-a missing file is a :class:`ConfigError` whose one-line message names the file and the key. Relative paths are relative to the config file.
+a missing file is a :class:`ConfigError` whose one-line message names the file and the key.
+Relative paths are relative to the config file.
 """
 from __future__ import annotations
 
@@ -264,7 +265,7 @@ class Config:
     ss_card: SsCardSection
     relay: RelaySection
     screen: ScreenSection
-    policy_overrides: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    policy_overrides: Mapping[str, object]    # [policy], validated; read-only
 
     # The names the rest of the terminal reads most.
     terminal_id = property(lambda self: self.terminal.id)
@@ -293,7 +294,7 @@ class Config:
 
     def policy(self, venue: str | None = None) -> pol.Policy:
         """The venue's preset with this terminal's overrides on top."""
-        return pol.PRESETS[venue or self.venue].with_overrides(dict(self.policy_overrides))
+        return pol.PRESETS[venue or self.venue].with_overrides(self.policy_overrides)
 
 
 def load(path: str | Path) -> Config:
