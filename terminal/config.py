@@ -267,7 +267,7 @@ class Config:
     screen: ScreenSection
     policy_overrides: Mapping[str, object]    # [policy], validated; read-only
 
-    # The names the rest of the terminal reads most.
+    # Short names for the keys read most: cfg.terminal_id is cfg.terminal.id.
     terminal_id = property(lambda self: self.terminal.id)
     venue = property(lambda self: self.terminal.venue)
     venue_name = property(lambda self: self.terminal.venue_name)
