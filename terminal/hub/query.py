@@ -79,7 +79,7 @@ class HubStatusSource:
         self._cache = cache
         self._hub_key = cfg.hub_key
         self._hub_keys = {cfg.hub_key.kid(): cfg.hub_key}
-        self._timeout = float(cfg.hub["query_timeout"])
+        self._timeout = float(cfg.hub.query_timeout)
         self._policy = policy or cfg.policy
         self._mono = mono
         self._lock = threading.Lock()
