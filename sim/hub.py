@@ -53,7 +53,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -82,18 +81,6 @@ CREATE TABLE IF NOT EXISTS acks (tid TEXT NOT NULL, epoch TEXT NOT NULL, acked_s
 CREATE TABLE IF NOT EXISTS docs (topic TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
     qos INTEGER NOT NULL);
 """
-
-
-def parse_broker_url(url: str) -> tuple[bool, str, int]:
-    """``mqtts://host:port`` (TLS, default 8883) or ``mqtt://host:port`` (1883) → (tls, host, port)."""
-    u = urlsplit(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ValueError(f"broker URL must be mqtts://host:port or mqtt://host:port, not {url!r}")
-    try:
-        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise ValueError(f"bad port in broker URL {url!r}") from None
-    return u.scheme == "mqtts", u.hostname, port
 
 
 def connect_db(path: Path) -> sqlite3.Connection:
@@ -132,7 +119,7 @@ class HubSim:
                  start_seq: int | None = None, time_interval: float = 60.0, mute_queries: bool = False,
                  reply_delay: float = 0.0, backoff: tuple[float, float] = (0.2, 30.0),
                  on_line: Callable[[str], None] | None = None) -> None:
-        self.tls, self.host, self.port = parse_broker_url(broker_url)
+        self.tls, self.host, self.port = wire.parse_broker_url(broker_url, plain_anywhere=True)
         self.hub_key = hub_key
         self.root_key = root_key
         self.db_path = Path(db_path)

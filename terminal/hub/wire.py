@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from terminal.core import boundedjson
+from terminal.core.brokerurl import BrokerUrl, parse_broker_url  # noqa: F401  (the hub's side uses these)
 from terminal.crypto.sm2 import PrivateKey, PublicKey
 from terminal.core.trust import EnvelopeError, open_envelope, seal_envelope
 
