@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
 from terminal.core.policy import HealthStatus
-from terminal.core.trust import EnvelopeError, Issuer, envelope_payload
+from terminal.core.trust import EnvelopeError, envelope_payload
 from terminal.crypto.sm2 import PrivateKey
 from terminal.hub import wire
 from terminal.hub.wire import BrokerUrl
@@ -162,14 +162,6 @@ def test_reply_fields_are_read_within_their_range_on_both_sides(k, name):
     for v in (lo - 1, hi + 1, True, "1"):
         with pytest.raises(EnvelopeError, match=f"reply: {name}"):
             wire.open_reply(wire.reply("q", {**GOOD, name: v}, k["hub"]), pin(k["hub"]), "q")
-
-
-def test_trust_list_round_trip(k):
-    issuer = Issuer(k["issuer"].public_key.kid(), k["issuer"].public_key, 10, 20, "revoked")
-    tl = wire.open_trust_list(wire.trust_list(7, 15, [issuer], k["root"]), pin(k["root"]))
-    assert (tl.seq, tl.issued_at, tl.issuers) == (7, 15, {issuer.kid: issuer})
-    with pytest.raises(EnvelopeError, match="not a pinned key"):
-        wire.open_trust_list(wire.trust_list(7, 15, [issuer], k["hub"]), pin(k["root"]))
 
 
 def test_birth_and_will_are_plain_json():
