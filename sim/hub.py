@@ -113,6 +113,7 @@ class HubSim:
         self.root_key = root_key
         self.db_path = Path(db_path)
         self.prefix = prefix
+        self.topics = wire.Topics(prefix, "+")  # the query subscription; the broadcasts name no tid
         self.terminals = dict(terminals)
         for k in self.terminals.values():
             k.precompute()  # every batch of that terminal is verified with it
@@ -155,17 +156,6 @@ class HubSim:
         self._failures = 0  # consecutive connection losses/failures; touched only on paho's thread
         self._backoff()  # the delay before retrying a failed first connection
 
-    # --- topics -------------------------------------------------------------------------
-
-    def _tid_of(self, topic: str, leaf: str) -> str | None:
-        """The tid of ``{prefix}/t/{tid}/{leaf}``, or None."""
-        head, tail = f"{self.prefix}/t/", f"/{leaf}"
-        if topic.startswith(head) and topic.endswith(tail):
-            tid = topic[len(head):-len(tail)]
-            if tid and "/" not in tid:
-                return tid
-        return None
-
     # --- paho callbacks: enqueue only ---------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:
@@ -173,7 +163,7 @@ class HubSim:
             return
         self._failures = 0
         client.subscribe([(self.events_subscription, 1),
-                          (f"{self.prefix}/t/+/query", 1)])
+                          (self.topics.query, 1)])
         for topic, (payload, qos) in self._retained.items():  # replaced, never mutated: no lock
             client.publish(topic, payload, qos=qos, retain=True)
 
@@ -258,7 +248,7 @@ class HubSim:
             db.close()
 
     def _ingest(self, db: sqlite3.Connection, topic: str, raw: bytes) -> None:
-        tid = self._tid_of(topic, "events")
+        tid = wire.tid_of(self.prefix, topic, "events")
         key = self.terminals.get(tid) if tid else None
         if key is None:
             self.stats["forged"] += 1
@@ -301,7 +291,7 @@ class HubSim:
             self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new; "
                       f"nothing contiguous from {self.start_seq} yet")
             return
-        self.client.publish(f"{self.prefix}/t/{tid}/ack", wire.ack(tid, epoch, acked, self.hub_key), qos=1)
+        self.client.publish(wire.Topics(self.prefix, tid).ack, wire.ack(tid, epoch, acked, self.hub_key), qos=1)
         self.stats["acks"] += 1
         self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new, {len(rows) - new} dup; ack {acked}")
 
@@ -351,10 +341,10 @@ class HubSim:
                     self.line(f"query not answered: {type(e).__name__}")
 
     def _answer(self, topic: str, payload: bytes, response_topic: str | None, correlation: bytes | None) -> None:
-        tid = self._tid_of(topic, "query")
+        tid = wire.tid_of(self.prefix, topic, "query")
         if tid is None:
             return
-        reply_topic = f"{self.prefix}/t/{tid}/reply"
+        reply_topic = wire.Topics(self.prefix, tid).reply
         # Reply only where the asker may read: never on a response topic it names for someone else.
         if response_topic not in (None, reply_topic):
             self.stats["bad_queries"] += 1
@@ -429,17 +419,17 @@ class HubSim:
             seq = wire.open_trust_list(envelope, {rk.kid(): rk}).seq  # EnvelopeError: not the root's
         else:
             seq = parse_trust_list(envelope_payload(envelope)).seq
-        return self._publish_retained(f"{self.prefix}/trust", seq, envelope)
+        return self._publish_retained(self.topics.trust, seq, envelope)
 
     def publish_policy(self, venues: dict[str, dict], seq: int | None = None) -> bool:
-        topic = f"{self.prefix}/policy"
+        topic = self.topics.policy
         seq = self._next_seq(topic) if seq is None else seq
         return self._publish_retained(topic, seq, wire.policy(seq, venues, self.hub_key))
 
     def publish_keys(self, tid: str, data_keys: dict[int, bytes], seq: int | None = None,
                      not_after: int | None = None) -> bool:
         """The SM4 data keys (dkid → 16 bytes), each wrapped to the terminal's device key."""
-        topic = f"{self.prefix}/t/{tid}/keys"
+        topic = wire.Topics(self.prefix, tid).keys
         seq = self._next_seq(topic) if seq is None else seq
         not_after = int(time.time()) + 365 * 86400 if not_after is None else not_after
         keys = {dkid: wire.DataKey(k, not_after) for dkid, k in data_keys.items()}
@@ -447,7 +437,7 @@ class HubSim:
 
     def publish_time(self) -> bool:
         t = int(time.time())
-        return self._publish_retained(f"{self.prefix}/time", t, wire.time_beacon(t, self.hub_key), qos=0)
+        return self._publish_retained(self.topics.time, t, wire.time_beacon(t, self.hub_key), qos=0)
 
     def _beacon_loop(self) -> None:
         if self.time_interval <= 0:

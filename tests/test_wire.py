@@ -177,11 +177,22 @@ MESSAGE_KEYS = {"type", "qid", "acked_seq", "events", "venues", "issuers"}
 BUILDERS = {"seal", "seal_envelope", "dumps"}
 
 
+def _topic_shaped(node: ast.JoinedStr) -> bool:
+    """``f"{prefix}/t/..."``, ``f"{prefix}/policy"``: a topic made by hand, not by wire.Topics."""
+    parts = node.values
+    return bool(parts) and isinstance(parts[0], ast.FormattedValue) and any(
+        isinstance(p, ast.Constant) and (p.value.startswith("/t/") or p.value in ("/trust", "/policy", "/time"))
+        for p in parts[1:2])
+
+
 def inline_messages(source: str) -> list[str]:
-    """Dict literals keyed like a hub message, and calls that sign or serialise one by hand."""
+    """Dict literals keyed like a hub message, calls that sign or serialise one by hand, topics
+    spelt out."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Dict):
+        if isinstance(node, ast.JoinedStr) and _topic_shaped(node):
+            found.append(f"line {node.lineno}: a topic spelt out")
+        elif isinstance(node, ast.Dict):
             keys = {kk.value for kk in node.keys if isinstance(kk, ast.Constant)}
             found += [f"line {node.lineno}: a {{{key!r}: ...}} literal" for key in sorted(keys & MESSAGE_KEYS)]
         elif isinstance(node, ast.Call):
@@ -192,7 +203,7 @@ def inline_messages(source: str) -> list[str]:
     return found
 
 
-def test_the_simulator_builds_no_message_inline():
+def test_the_simulator_builds_no_message_or_topic_inline():
     found = [f"{p.name} {hit}" for p in sorted((ROOT / "sim").glob("*.py"))
              for hit in inline_messages(p.read_text(encoding="utf-8"))]
     assert found == []
@@ -203,6 +214,26 @@ def test_the_simulator_builds_no_message_inline():
     'seal_envelope(json.dumps(doc).encode(), root)',
     'answer = {"qid": qid, "error": "unknown_person"}',
     'doc = {"type": "time", "t": t}',
+    'client.publish(f"{self.prefix}/t/{tid}/ack", payload)',
+    'topic = f"{prefix}/policy"',
 ])
 def test_an_inline_message_is_caught(source):
     assert inline_messages(source) != []
+
+
+def test_a_broker_acl_line_is_not_a_topic():
+    assert inline_messages('line = f"pattern read {prefix}/t/%u/{leaf}"') == []
+
+
+@pytest.mark.parametrize("topic, tid", [
+    ("hc/v1/t/370102-H0001-01/events", TID),
+    ("hc/v1/t/x/events", "x"),
+    ("hc/v1/t//events", None),                  # no tid
+    ("hc/v1/t/a/b/events", None),               # a tid has no "/"
+    ("hc/v1/t/a/query", None),                  # another leaf
+    ("hc/v2/t/a/events", None),                 # another prefix
+])
+def test_tid_of(topic, tid):
+    assert wire.tid_of("hc/v1", topic, "events") == tid
+    if tid is not None:
+        assert wire.tid_of("hc/v1", wire.Topics("hc/v1", tid).events, "events") == tid

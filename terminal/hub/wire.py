@@ -96,6 +96,16 @@ class Topics:
         return f"{self.prefix}/time"
 
 
+def tid_of(prefix: str, topic: str, leaf: str) -> str | None:
+    """The tid of ``{prefix}/t/{tid}/{leaf}``, or None (the hub's side: which terminal sent it)."""
+    head, tail = f"{prefix}/t/", f"/{leaf}"
+    if topic.startswith(head) and topic.endswith(tail):
+        tid = topic[len(head):-len(tail)]
+        if tid and "/" not in tid:
+            return tid
+    return None
+
+
 def is_epoch(value: object) -> bool:
     return isinstance(value, str) and EPOCH.fullmatch(value) is not None
 
