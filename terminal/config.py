@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from terminal.core import policy as pol
+from terminal.core.brokerurl import parse_broker_url
 from terminal.crypto.sm2 import PublicKey, SM2Error
 from terminal.ops.sdnotify import CREDENTIALS, credential_path
 from terminal.ops.smallfile import read_small
@@ -106,11 +107,7 @@ SS_CARD_BAUDS = (9600, 115200)
 
 
 def _broker_url(v):
-    m = re.fullmatch(r"(mqtts?)://([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})", _str(v))
-    if not m or not 0 < int(m.group(3)) < 65536:
-        raise ValueError("must be mqtts://host:port (or mqtt://127.0.0.1:port for a broker on this machine)")
-    if m.group(1) == "mqtt" and m.group(2) not in ("127.0.0.1", "localhost", "[::1]"):
-        raise ValueError("mqtt:// (no TLS) is allowed only for a broker on this machine; use mqtts://")
+    parse_broker_url(_str(v))  # ValueError: the message says why
     return v
 
 

@@ -56,7 +56,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from drivers.cards import CardReader
 from terminal.config import Config
@@ -74,9 +74,6 @@ from terminal.state import diskguard
 from terminal.state.diskguard import DiskGuard
 from terminal.state.statusfile import StatusFile
 from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
-
-if TYPE_CHECKING:
-    from terminal.hub.updates import DataKey
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import queue
 import random
-import re
 import ssl
 import threading
 import time
@@ -84,14 +83,6 @@ def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: ra
     return (rng or random).uniform(0, min(cap, base * 2 ** min(attempt, 32)))
 
 
-def parse_broker_url(url: str) -> tuple[bool, str, int]:
-    """(tls, host, port) of ``mqtts://host:port`` / ``mqtt://host:port`` (config checked it)."""
-    m = re.fullmatch(r"(mqtts?)://(\[[0-9a-fA-F:]+\]|[^:/]+):(\d+)", url)
-    if not m:
-        raise ValueError(f"broker URL {url!r} is not mqtts://host:port")
-    return m.group(1) == "mqtts", m.group(2).strip("[]"), int(m.group(3))
-
-
 class TLSFileError(OSError):
     """A hub TLS file that cannot be read (missing, unreadable): retried like any connect failure."""
 
@@ -129,7 +120,7 @@ class HubLink:
         self.cfg = cfg
         self.tid = cfg.terminal_id
         self.topics = wire.Topics(cfg.hub.prefix, self.tid)
-        self._tls, self._host, self._port = parse_broker_url(cfg.hub.broker)
+        self._tls, self._host, self._port = wire.parse_broker_url(cfg.hub.broker)
         self._store = store
         self.pump = OutboxPump(store, self.tid, device_key, cfg.hub_key, window=window, ack_timeout=ack_timeout)
         self.updates = SignedUpdates(store, cfg, device_key, on_trust=on_trust, on_policy=on_policy,
