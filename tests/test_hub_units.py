@@ -124,22 +124,22 @@ def test_forged_and_too_high_acks_delete_nothing(store, k):
     assert pump.check_ack(wire.ack(TID, store.epoch, 0, k["hub"])) == 0
 
 
-def test_reset_and_ack_timeout_resend_from_last_ack(store, k):
-    now = [0.0]
+def test_reset_and_ack_timeout_resend_from_last_ack(store, k, mocker):
+    mono = mocker.Mock(return_value=0.0)  # the pump's monotonic clock: the ack timeout passes unwaited
     commit_events(store, 400)
-    pump = make_pump(store, k, ack_timeout=10, mono=lambda: now[0])
+    pump = make_pump(store, k, ack_timeout=10, mono=mono)
     for _ in range(2):
         pump.sent(pump.next_batch()[1])
     pump.apply_ack(pump.check_ack(wire.ack(TID, store.epoch, 150, k["hub"])))
     assert [(b.first, b.last) for b in pump.in_flight] == [(1, 200), (201, 400)]  # 151-200 unacked
     assert not pump.check_timeout()
-    now[0] = 11
+    mono.return_value = 11
     assert pump.check_timeout() and pump.resends == 1
     assert pump.next_batch()[1].first == 151  # the unacked part of the first batch comes again
     pump.sent(pump.next_batch()[1])
-    now[0] = 11 + 19
+    mono.return_value = 11 + 19
     assert not pump.check_timeout()  # still silent: the second wait is twice as long
-    now[0] = 11 + 21
+    mono.return_value = 11 + 21
     assert pump.check_timeout() and pump.resends == 2
     # a late ack of the first sending still counts (it is within what was sent)
     assert pump.check_ack(wire.ack(TID, store.epoch, 400, k["hub"])) == 400

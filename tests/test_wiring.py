@@ -81,11 +81,11 @@ def test_verifier_apply(keyset, keyset_config, tmp_path):
         v.close()
 
 
-def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset_config, tmp_path):
+def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset_config, tmp_path, mocker):
     v = Verifier.open(keyset_config, tmp_path / "state")
     try:
-        mono = [100.0]
-        v.clock = ClockGuard(v.store, 5.0, wall=lambda: floor - 3600, mono=lambda: mono[0],
+        mono = mocker.Mock(return_value=100.0)
+        v.clock = ClockGuard(v.store, 5.0, wall=lambda: floor - 3600, mono=mono,
                              synchronised=lambda: False)
         floor = v.clock.floor
         assert v.clock.now() is None                    # an RTC an hour behind: untrusted
@@ -93,7 +93,7 @@ def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset
         assert v.clock.state == "untrusted"
         v.apply(TimeBeacon(floor))                      # the limit itself restores
         assert v.clock.state == "trusted" and v.clock.floor == floor
-        mono[0] += 7
+        mono.return_value += 7
         assert v.clock.now() == floor + 7               # runs on the beacon's time
         v.apply(TimeBeacon(floor + 1000))               # trusted already: nothing to restore
         assert v.clock.floor == floor + 7
