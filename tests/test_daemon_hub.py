@@ -116,15 +116,7 @@ def test_a_slow_hub_answer_does_not_hold_up_the_camera(terminal):
     assert [r.method for r in t["results"][n:n + 2]] == ["qr", "id_card"]
 
 
-class FakeClock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_watchdog_watches_hub_net_liveness_not_connectivity(keyset, broker, monkeypatch):  # noqa: F811
+def test_watchdog_watches_hub_net_liveness_not_connectivity(keyset, broker, mocker):  # noqa: F811
     """Issue #12 finding 2: disconnected and retrying is alive; a wedged hub-net stops the pings."""
     import threading
 
@@ -134,14 +126,14 @@ def test_watchdog_watches_hub_net_liveness_not_connectivity(keyset, broker, monk
     cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key)
     key.rename(key.with_suffix(".away"))  # no connection while the key is gone: the daemon decides offline
     daemon = Daemon(cfg)
-    clock = FakeClock()
+    clock = mocker.Mock(return_value=0.0)  # the watchdog's monotonic clock: time passes when we say
     daemon.watchdog = wd = Watchdog(Notifier(env={}), stall_after=20, clock=clock)
     entered, release = threading.Event(), threading.Event()
     daemon.start()
     try:
         link = daemon.hub
         assert not link.connected
-        clock.t += 21  # every loop is overdue: those that are alive report again
+        clock.return_value += 21  # every loop is overdue: those that are alive report again
         wait_for(lambda: "hub-net" not in wd.stalled(), "hub-net, disconnected, to report")
         assert not link.connected
 
@@ -149,16 +141,16 @@ def test_watchdog_watches_hub_net_liveness_not_connectivity(keyset, broker, monk
             entered.set()
             release.wait()
             raise OSError("released")
-        monkeypatch.setattr(link, "_new_client", wedged)
+        mocker.patch.object(link, "_new_client", autospec=True, side_effect=wedged)
         wait_for(entered.is_set, "hub-net to wedge")
-        clock.t += 21
+        clock.return_value += 21
         assert "hub-net" in wd.stalled()  # so no WATCHDOG=1 (Watchdog.tick): systemd restarts us
         release.set()
         wait_for(lambda: "hub-net" not in wd.stalled(), "hub-net to report again")
     finally:
         release.set()
         daemon.stop()
-    clock.t += 21
+    clock.return_value += 21
     assert wd.stalled() == []  # hub-net, like the others, unwatched on the way out
 
 

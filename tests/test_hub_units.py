@@ -124,22 +124,22 @@ def test_forged_and_too_high_acks_delete_nothing(store, k):
     assert pump.check_ack(wire.ack(TID, store.epoch, 0, k["hub"])) == 0
 
 
-def test_reset_and_ack_timeout_resend_from_last_ack(store, k):
-    now = [0.0]
+def test_reset_and_ack_timeout_resend_from_last_ack(store, k, mocker):
+    mono = mocker.Mock(return_value=0.0)  # the pump's monotonic clock: the ack timeout passes unwaited
     commit_events(store, 400)
-    pump = make_pump(store, k, ack_timeout=10, mono=lambda: now[0])
+    pump = make_pump(store, k, ack_timeout=10, mono=mono)
     for _ in range(2):
         pump.sent(pump.next_batch()[1])
     pump.apply_ack(pump.check_ack(wire.ack(TID, store.epoch, 150, k["hub"])))
     assert [(b.first, b.last) for b in pump.in_flight] == [(1, 200), (201, 400)]  # 151-200 unacked
     assert not pump.check_timeout()
-    now[0] = 11
+    mono.return_value = 11
     assert pump.check_timeout() and pump.resends == 1
     assert pump.next_batch()[1].first == 151  # the unacked part of the first batch comes again
     pump.sent(pump.next_batch()[1])
-    now[0] = 11 + 19
+    mono.return_value = 11 + 19
     assert not pump.check_timeout()  # still silent: the second wait is twice as long
-    now[0] = 11 + 21
+    mono.return_value = 11 + 21
     assert pump.check_timeout() and pump.resends == 2
     # a late ack of the first sending still counts (it is within what was sent)
     assert pump.check_ack(wire.ack(TID, store.epoch, 400, k["hub"])) == 400
@@ -263,23 +263,22 @@ def test_hmac_sm3_is_rfc2104():
     assert hmac_sm3(b"a", b"m") != hmac_sm3(b"b", b"m")
 
 
-class FakeLink:
-    """Stands in for HubLink.query: replies are whatever the test queues."""
+@pytest.fixture
+def link(mocker):
+    """An autospec'd HubLink: a query's replies are whatever the test queues in ``link.replies``
+    (each made from the qid); None while ``link.online`` is False."""
+    link = mocker.create_autospec(HubLink, instance=True)
+    link.online, link.replies = True, []
 
-    def __init__(self, online=True):
-        self.online, self.sent, self.replies = online, [], []
-
-    def query(self, qid, payload):
-        if not self.online:
+    def query(qid, payload):
+        if not link.online:
             return None
-        self.sent.append(json.loads(payload))
         q = queue.Queue()
-        for make in self.replies:
+        for make in link.replies:
             q.put(make(qid))
         return q
-
-    def end_query(self, qid):
-        pass
+    link.query.side_effect = query
+    return link
 
 
 ID = "37010219900307123X"
@@ -291,13 +290,14 @@ def source(store, cfg, link, hours=24):
     return HubStatusSource(link, StatusCache(store, cache_key(PrivateKey.generate())), cfg, policy=lambda: Policy(status_cache_hours=hours))
 
 
-def test_answer_then_cache_then_nothing(store, keyset_config, k, tmp_path):
-    link = FakeLink()
+def test_answer_then_cache_then_nothing(store, keyset_config, k, link, tmp_path):
     now = 1_800_000_000.0
     link.replies = [lambda q: signed({"qid": q, **GOOD, "valid_until": now + 7200}, k["hub"])]
     src = source(store, keyset_config, link, hours=1)
     assert src.lookup("id_card", ID, "张三", now) == HealthStatus(**GOOD)
-    q = link.sent[0]
+    qid, payload = link.query.call_args.args
+    link.end_query.assert_called_once_with(qid)  # answered: the link forgets the query
+    q = json.loads(payload)
     assert q["method"] == "id_card" and ID not in q["subject"]
     assert json.loads(k["hub"].decrypt(bytes.fromhex(q["subject"]))) == {"id_number": ID, "name": "张三"}
     link.replies = []  # timeout
@@ -358,8 +358,7 @@ def test_a_copied_database_reveals_nobody(keyset, keyset_config, k, tmp_path):
         s.close()
 
 
-def test_forged_replies_do_not_crowd_out_the_answer(store, keyset_config, k):
-    link = FakeLink()
+def test_forged_replies_do_not_crowd_out_the_answer(store, keyset_config, k, link):
     now = 1_800_000_000.0
     stranger = PrivateKey.generate()
     link.replies = [
@@ -373,8 +372,7 @@ def test_forged_replies_do_not_crowd_out_the_answer(store, keyset_config, k):
     assert src.rejected == 3
 
 
-def test_only_forged_replies_fall_back_to_cache(store, keyset_config, k):
-    link = FakeLink()
+def test_only_forged_replies_fall_back_to_cache(store, keyset_config, k, link):
     now = 1_800_000_000.0
     src = source(store, keyset_config, link)
     link.replies = [lambda q: signed({"qid": q, **GOOD, "valid_until": now + 600}, k["hub"])]
@@ -384,8 +382,7 @@ def test_only_forged_replies_fall_back_to_cache(store, keyset_config, k):
     assert src.lookup("id_card", ID, "张三", now + 1) == HealthStatus(**GOOD)
 
 
-def test_unknown_person_is_none_and_drops_the_cached_answer(store, keyset_config, k):
-    link = FakeLink()
+def test_unknown_person_is_none_and_drops_the_cached_answer(store, keyset_config, k, link):
     now = 1_800_000_000.0
     src = source(store, keyset_config, link)
     link.replies = [lambda q: signed({"qid": q, **GOOD, "valid_until": now + 600}, k["hub"])]
@@ -431,9 +428,8 @@ def test_bounded_loads_scans_hostile_strings_in_linear_time():
         assert time.monotonic() - started < 5
 
 
-def test_hostile_card_status_replies_are_rejected_and_the_wait_goes_on(store, keyset_config, k):
+def test_hostile_card_status_replies_are_rejected_and_the_wait_goes_on(store, keyset_config, k, link):
     """Finding 8: each of these used to raise out of lookup() and end the card reader's thread."""
-    link = FakeLink()
     now = 1_800_000_000.0
     genuine = {**GOOD, "valid_until": now + 600}
     link.replies = [
@@ -454,9 +450,8 @@ def test_hostile_card_status_replies_are_rejected_and_the_wait_goes_on(store, ke
     assert (src.rejected, src.answered) == (12, 2)
 
 
-def test_a_full_disk_under_the_status_cache_costs_the_cache_not_the_reader(store, keyset_config, k):
+def test_a_full_disk_under_the_status_cache_costs_the_cache_not_the_reader(store, keyset_config, k, link):
     """Finding 8: a real SQLITE_FULL (PRAGMA max_page_count stands in for the disk's end)."""
-    link = FakeLink()
     now = 1_800_000_000.0
     link.replies = [lambda q: signed({"qid": q, **GOOD, "valid_until": now + 600}, k["hub"])]
     cfg = keyset_config.with_hub(query_timeout=0.3)

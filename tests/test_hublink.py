@@ -291,17 +291,7 @@ def test_card_queries_answer_cache_and_nothing(env):
     assert ID.encode() not in blob and ID[6:14].encode() not in blob and NAME.encode() not in blob
 
 
-class FakeClock:
-    """The link's clock for the unreachable alarm: minutes pass without waiting for them."""
-
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
+def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog, mocker):
     """Issue #12 finding 2: a missing client key killed hub-net with a traceback, for good."""
     import logging
     import threading
@@ -309,7 +299,7 @@ def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
     hub = env.hub()
     key = env.cfg.hub.key
     key.rename(key.with_suffix(".away"))  # mid-rotation, say
-    clock, alive = FakeClock(), []
+    clock, alive = mocker.Mock(return_value=1000.0), []  # for the unreachable alarm: minutes pass unwaited
     link = env.link(clock=clock, on_alive=lambda: alive.append(threading.current_thread().name))
     alarm_after = 60 * env.cfg.hub.alarm_hub_minutes
     assert alarm_after == 600  # the default
@@ -327,9 +317,9 @@ def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
 
     s = link.status()
     assert not s["connected"] and s["alarms"] == [] and s["down_for"] == 0
-    clock.t += alarm_after - 0.25
+    clock.return_value += alarm_after - 0.25
     assert link.status()["alarms"] == []
-    clock.t += 0.25
+    clock.return_value += 0.25
     s = link.status()
     assert s["alarms"] == ["hub_unreachable"] and s["down_for"] == alarm_after
 
@@ -353,9 +343,9 @@ def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
     # a connection lost later: the alarm counts from the drop, both sides of the limit again
     env.broker.kill()
     wait_for(lambda: not link.connected and link.status()["down_for"] is not None, "the link to notice")
-    clock.t += alarm_after - 0.25
+    clock.return_value += alarm_after - 0.25
     assert link.status()["alarms"] == []
-    clock.t += 0.25
+    clock.return_value += 0.25
     assert link.status()["alarms"] == ["hub_unreachable"]
     env.broker.start()
     wait_for(lambda: link.connected, "the reconnection")

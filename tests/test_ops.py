@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import logging
@@ -22,7 +23,7 @@ from terminal.commands import install as cmd_install, provision as cmd_provision
 from terminal.ops import journal
 from terminal.commands.usage import UsageError
 from terminal.state.statusfile import StatusFile
-from terminal.state.diskguard import DiskGuard, is_disk_full, probe
+from terminal.state.diskguard import DiskGuard, free_bytes, is_disk_full, probe
 from terminal.crypto.keyfiles import load_private_key
 from terminal.ops.metrics import Metrics
 from terminal.state.retention import purge
@@ -343,17 +344,32 @@ def test_full_disk_releases_the_reserve_and_loses_nothing(tmp_path, caplog):
     store.close()
 
 
-def test_disk_guard_alarm_follows_free_space(tmp_path):
-    free = {"bytes": 100 << 20}
-    guard = DiskGuard(tmp_path, reserve_bytes=64 * 1024, low_bytes=32 << 20, free=lambda _: free["bytes"])
+def test_disk_guard_alarm_follows_free_space(tmp_path, mocker):
+    free = mocker.create_autospec(free_bytes, return_value=100 << 20)
+    guard = DiskGuard(tmp_path, reserve_bytes=64 * 1024, low_bytes=32 << 20, free=free)
     assert not guard.check() and guard.reserve.exists()
-    free["bytes"] = 10 << 20
+    free.return_value = 10 << 20
     assert guard.check() and guard.alarm
     guard.release()
-    free["bytes"] = 20 << 20                   # still short of reserve + low: no new reserve yet
+    free.return_value = 20 << 20               # still short of reserve + low: no new reserve yet
     assert guard.check() and not guard.reserve.exists()
-    free["bytes"] = 200 << 20                  # room again: reserve back, alarm off
+    free.return_value = 200 << 20              # room again: reserve back, alarm off
     assert not guard.check() and guard.reserve.exists() and not guard.alarm
+    assert {c.args for c in free.call_args_list} == {(tmp_path,)}   # the state directory's disk, each time
+
+
+def test_disk_guard_alarm_when_free_space_cannot_be_read(tmp_path, mocker, caplog):
+    """A failing disk: statvfs itself errs. The alarm goes on, named, with no traceback; it goes
+    off again once the disk answers with room."""
+    free = mocker.create_autospec(free_bytes, return_value=200 << 20)
+    guard = DiskGuard(tmp_path, reserve_bytes=64 * 1024, low_bytes=32 << 20, free=free)
+    assert not guard.check() and not guard.alarm
+    free.side_effect = OSError(errno.EIO, "Input/output error")
+    assert guard.check() and guard.alarm
+    assert "cannot read free space: Input/output error" in caplog.text
+    free.side_effect = None
+    assert not guard.check() and not guard.alarm
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_disk_full_errors_recognised():

@@ -101,19 +101,12 @@ def test_font_falls_back_from_a_bad_preference(r800, tmp_path):
 FC_MATCH = ["fc-match", "-f", "%{file}", "sans:lang=zh-cn"]
 
 
-def test_fc_match_is_the_fallback(monkeypatch):
+def test_fc_match_is_the_fallback(mocker):
     """No known font path: the real fontconfig is asked for a Chinese sans font, and its answer taken."""
-    monkeypatch.setattr(fonts, "KNOWN_FONTS", ())
-    asked = []
-    run = subprocess.run
-
-    def spy(argv, **kw):
-        asked.append(argv)
-        return run(argv, **kw)
-
-    monkeypatch.setattr(fonts.subprocess, "run", spy)
+    mocker.patch.object(fonts, "KNOWN_FONTS", ())
+    run = mocker.spy(fonts.subprocess, "run")
     path = fonts.find_cjk_font()
-    assert asked == [FC_MATCH]
+    assert [c.args[0] for c in run.call_args_list] == [FC_MATCH]
     assert Path(path).is_file() and fonts.covers_cjk(path)
 
 
@@ -124,20 +117,18 @@ def test_fc_match_is_the_fallback(monkeypatch):
     "/nonexistent/font.ttf",                                         # names a file that is not there
     "junk",                                                          # names a file that is no font
 ])
-def test_no_cjk_font_is_a_clear_error_at_startup(monkeypatch, tmp_path, fc_match):
+def test_no_cjk_font_is_a_clear_error_at_startup(mocker, tmp_path, fc_match):
     junk = tmp_path / "junk.ttf"
     junk.write_bytes(b"\0" * 64)
-
-    def run(argv, **kw):  # the subprocess boundary: fontconfig's answer, or its failure
-        assert argv == FC_MATCH
-        if isinstance(fc_match, BaseException):
-            raise fc_match
-        return subprocess.CompletedProcess(argv, 0, stdout=str(junk) if fc_match == "junk" else fc_match, stderr="")
-
-    monkeypatch.setattr(fonts, "KNOWN_FONTS", (str(junk),))
-    monkeypatch.setattr(fonts.subprocess, "run", run)
+    mocker.patch.object(fonts, "KNOWN_FONTS", (str(junk),))
+    # the subprocess boundary: fontconfig's answer, or its failure
+    answer = subprocess.CompletedProcess(FC_MATCH, 0, stdout=str(junk) if fc_match == "junk" else fc_match, stderr="")
+    run = mocker.patch.object(fonts.subprocess, "run", autospec=True,
+                              side_effect=fc_match if isinstance(fc_match, BaseException) else None,
+                              return_value=answer)
     with pytest.raises(FontError, match="fonts-wqy-microhei"):
         Renderer((800, 480))
+    assert [c.args[0] for c in run.call_args_list] == [FC_MATCH]
 
 
 # ---- rendering -------------------------------------------------------------------------------

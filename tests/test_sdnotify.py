@@ -51,12 +51,10 @@ def systemd(request, tmp_path):
     fake.close()
 
 
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+@pytest.fixture
+def clock(mocker):
+    """The watchdog's monotonic clock: time passes when the test says."""
+    return mocker.Mock(return_value=1000.0)
 
 
 def test_lifecycle_ready_status_watchdog_stopping(systemd):
@@ -76,15 +74,14 @@ def test_lifecycle_ready_status_watchdog_stopping(systemd):
     ]
 
 
-def test_watchdog_pings_only_while_every_loop_progresses(systemd):
-    clock = Clock()
+def test_watchdog_pings_only_while_every_loop_progresses(systemd, clock):
     n = Notifier(systemd.env)
     wd = Watchdog(n, stall_after=20, clock=clock)
     for name in ("decide", "camera", "store"):
         wd.watch(name)
     pings = 0
     for _ in range(10):                        # 50 s of a healthy daemon, ticking every 5 s
-        clock.t += 5
+        clock.return_value += 5
         for name in ("decide", "camera", "store"):
             wd.progress(name)
         pings += wd.tick()
@@ -92,7 +89,7 @@ def test_watchdog_pings_only_while_every_loop_progresses(systemd):
     assert systemd.messages() == [{"WATCHDOG": "1"}] * 4
 
     for _ in range(8):                         # the camera loop is wedged in a driver call
-        clock.t += 5
+        clock.return_value += 5
         wd.progress("decide")
         wd.progress("store")
         wd.tick()
@@ -102,39 +99,37 @@ def test_watchdog_pings_only_while_every_loop_progresses(systemd):
     assert msgs[-1] == {"STATUS": "stalled: camera"}
     assert {"WATCHDOG": "1"} not in msgs[msgs.index({"STATUS": "stalled: camera"}):]
 
-    clock.t += 5                               # the driver call returns: pings resume
+    clock.return_value += 5                      # the driver call returns: pings resume
     for name in ("decide", "camera", "store"):
         wd.progress(name)
     assert wd.tick() and systemd.messages() == [{"WATCHDOG": "1"}]
 
 
-def test_stuck_decide_loop_means_no_ping(systemd):
-    clock = Clock()
+def test_stuck_decide_loop_means_no_ping(systemd, clock):
     n = Notifier(systemd.env)
     wd = Watchdog(n, stall_after=20, clock=clock)
     wd.watch("decide")
-    clock.t += 21                              # tick is called, but decide never progressed
+    clock.return_value += 21                     # tick is called, but decide never progressed
     assert not wd.tick()
     assert wd.stalled() == ["decide"]
     assert systemd.messages() == [{"STATUS": "stalled: decide"}]
 
 
-def test_unwatched_loop_is_not_expected(systemd):
-    clock = Clock()
+def test_unwatched_loop_is_not_expected(systemd, clock):
     wd = Watchdog(Notifier(systemd.env), stall_after=20, clock=clock)
     wd.watch("decide")
     wd.watch("id_card")
     wd.unwatch("id_card")                      # stopped on purpose (shutdown)
-    clock.t += 30
+    clock.return_value += 30
     wd.progress("decide")
     assert wd.tick() and wd.stalled() == []
 
 
-def test_no_watchdog_for_another_pid(systemd):
+def test_no_watchdog_for_another_pid(systemd, clock):
     env = dict(systemd.env, WATCHDOG_PID=str(os.getpid() + 1))
     n = Notifier(env)
     assert n.watchdog_interval() is None
-    wd = Watchdog(n, clock=Clock())
+    wd = Watchdog(n, clock=clock)
     wd.watch("decide")
     assert not wd.tick()
     assert systemd.messages() == []
@@ -142,12 +137,12 @@ def test_no_watchdog_for_another_pid(systemd):
 
 @pytest.mark.parametrize("env", [{}, {"NOTIFY_SOCKET": ""}, {"NOTIFY_SOCKET": "vsock:2:1234"},
                                  {"WATCHDOG_USEC": "garbage"}])
-def test_noop_outside_systemd(env):
+def test_noop_outside_systemd(env, clock):
     n = Notifier(env)
     assert not n.enabled
     assert n.watchdog_interval() is None
     assert not n.ready("x") and not n.status("x") and not n.watchdog() and not n.stopping()
-    wd = Watchdog(n, clock=Clock())
+    wd = Watchdog(n, clock=clock)
     wd.watch("decide")
     assert not wd.tick()
 

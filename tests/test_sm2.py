@@ -249,29 +249,24 @@ SCALAR_CLASSES = [1, 2, N - 1, N - 2, 0xF, int("F" * 63, 16), int("0F" * 32, 16)
                   int("1" * 64, 16), 0x8D3A7E19C05B4F26]
 
 
-def test_ladder_runs_the_same_operations_for_every_scalar(monkeypatch):
+def test_ladder_runs_the_same_operations_for_every_scalar(mocker):
     """Counted through the module's own functions: the same number of additions, doublings
     and row scans, over the same rows in the same order, whatever the scalar."""
-    log: list = []
+    calls = mocker.Mock()  # one parent keeps the spies' calls in the order they happened
     for name in ("_padd", "_pdouble", "_select", "_jadd"):
-        real = getattr(sm2, name)
+        calls.attach_mock(mocker.spy(sm2, name), name)
 
-        def counted(*args, _real=real, _name=name):
-            log.append((_name, id(args[0])) if _name == "_select" else _name)
-            return _real(*args)
-        monkeypatch.setattr(sm2, name, counted)
+    def traced(mul, *args) -> list:
+        start = len(calls.mock_calls)
+        mul(*args)
+        return [(name, id(a[0])) if name == "_select" else name for name, a, _ in calls.mock_calls[start:]]
 
     traces = {}
     for k in SCALAR_CLASSES:
-        log.clear()
-        sm2._mul_base_ct(sm2._G, k)
-        base = list(log)
-        log.clear()
-        sm2._mul_pair_ct(k, OTHER.x, OTHER.y)
-        pair = list(log)
-        log.clear()
-        sm2._mul_ct(k, OTHER.x, OTHER.y)
-        traces[k] = (base, pair, [e if isinstance(e, str) else e[0] for e in log])
+        base = traced(sm2._mul_base_ct, sm2._G, k)
+        pair = traced(sm2._mul_pair_ct, k, OTHER.x, OTHER.y)
+        var = traced(sm2._mul_ct, k, OTHER.x, OTHER.y)
+        traces[k] = (base, pair, [e if isinstance(e, str) else e[0] for e in var])
     first_base, first_pair, first_var = traces[SCALAR_CLASSES[0]]
     assert (first_base.count("_jadd"), first_base.count("_padd"), len(first_base)) == (62, 2, 128)
     assert (first_pair.count("_jadd"), first_pair.count("_padd"), len(first_pair)) == (124, 4, 192)
@@ -280,21 +275,20 @@ def test_ladder_runs_the_same_operations_for_every_scalar(monkeypatch):
         assert trace == (first_base, first_pair, first_var), hex(k)
 
 
-def test_secret_scalars_never_reach_the_variable_time_path(monkeypatch):
+def test_secret_scalars_never_reach_the_variable_time_path(mocker):
     """Key loading, signing, encryption and decryption must not call _FixedBase.mul (it skips
     zero digits); verification, with public scalars, still does."""
     hub = PrivateKey.generate()
     hub.public_key.precompute()
-
-    def refuse(self, k):
-        raise AssertionError("variable-time multiplication used")
-    monkeypatch.setattr(sm2._FixedBase, "mul", refuse)
+    mul = mocker.patch.object(sm2._FixedBase, "mul", autospec=True,
+                              side_effect=AssertionError("variable-time multiplication used"))
     key = PrivateKey(KEY.d)
     sig = key.sign(b"batch")
     ct = hub.public_key.encrypt(b"data key")
     assert hub.decrypt(ct) == b"data key"
+    mul.assert_not_called()  # not even a call whose AssertionError something swallowed
     with pytest.raises(AssertionError, match="variable-time"):
         key.public_key.verify(b"batch", sig)
-    monkeypatch.undo()
+    mocker.stop(mul)
     assert key.public_key == KEY.public_key
     assert key.public_key.verify(b"batch", sig)

@@ -12,37 +12,40 @@ from drivers.sscard import apdu
 H = bytes.fromhex
 
 
-class Scripted:
-    """A card that gives the replies it is told to, in order, and keeps what it was sent."""
+@pytest.fixture
+def scripted(mocker):
+    """Makes a card that gives the replies it is told to, in order: an autospec'd ApduChannel."""
+    def make(*replies: bytes):
+        card = mocker.create_autospec(apdu.ApduChannel, instance=True)
+        card.transmit.side_effect = list(replies)
+        return card
+    return make
 
-    def __init__(self, *replies: bytes):
-        self.replies = list(replies)
-        self.sent: list[bytes] = []
 
-    def transmit(self, command: bytes) -> bytes:
-        self.sent.append(command)
-        return self.replies.pop(0)
+def sent(card) -> list[bytes]:
+    """The APDUs the card was sent, in order."""
+    return [c.args[0] for c in card.transmit.call_args_list]
 
 
 # --- status words --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reply", [b"", b"\x90"])
-def test_reply_without_a_status_word_is_unreadable(reply):
+def test_reply_without_a_status_word_is_unreadable(reply, scripted):
     with pytest.raises(CardUnreadable, match=f"^select EF05: reply of {len(reply)} bytes has no status word$"):
-        apdu.select(Scripted(reply), "select EF05", apdu.SELECT_EF05)
+        apdu.select(scripted(reply), "select EF05", apdu.SELECT_EF05)
 
 
 @pytest.mark.parametrize("sw", [0x9000, 0x6100, 0x6101, 0x61FF])
-def test_select_accepts_ok_and_61xx(sw):
-    card = Scripted(sw.to_bytes(2, "big"))
+def test_select_accepts_ok_and_61xx(sw, scripted):
+    card = scripted(sw.to_bytes(2, "big"))
     apdu.select(card, "select EF05", apdu.SELECT_EF05)
-    assert card.sent == [apdu.SELECT_EF05]
+    assert sent(card) == [apdu.SELECT_EF05]
 
 
 @pytest.mark.parametrize("sw", [0x9001, 0x8FFF, 0x60FF, 0x6200, 0x6A82, 0x0000])
-def test_select_refuses_everything_else(sw):
+def test_select_refuses_everything_else(sw, scripted):
     with pytest.raises(apdu.ApduError) as e:
-        apdu.select(Scripted(H("AABB") + sw.to_bytes(2, "big")), "select EF05", apdu.SELECT_EF05)
+        apdu.select(scripted(H("AABB") + sw.to_bytes(2, "big")), "select EF05", apdu.SELECT_EF05)
     assert (e.value.step, e.value.sw) == ("select EF05", sw)
     assert str(e.value) == f"select EF05: SW {sw:04X} ({apdu.sw_name(sw)})"
 
@@ -69,39 +72,39 @@ def test_status_word_names(sw, name):
 NUMBER = H("0709") + b"A00000001"
 
 
-def test_read_record_asks_by_tag_for_tag_length_and_value():
-    card = Scripted(NUMBER + H("9000"))
+def test_read_record_asks_by_tag_for_tag_length_and_value(scripted):
+    card = scripted(NUMBER + H("9000"))
     assert apdu.read_record(card, "read card number", apdu.TAG_CARD_NUMBER) == b"A00000001"
-    assert card.sent == [H("00B207000B")]
+    assert sent(card) == [H("00B207000B")]
 
 
-def test_61xx_fetches_the_rest_with_get_response():
-    card = Scripted(NUMBER[:3] + H("6108"), NUMBER[3:] + H("9000"))
+def test_61xx_fetches_the_rest_with_get_response(scripted):
+    card = scripted(NUMBER[:3] + H("6108"), NUMBER[3:] + H("9000"))
     assert apdu.read_record(card, "read card number", apdu.TAG_CARD_NUMBER) == b"A00000001"
-    assert card.sent == [H("00B207000B"), H("00C0000008")]
+    assert sent(card) == [H("00B207000B"), H("00C0000008")]
 
 
-def test_6100_asks_for_256_bytes_as_le_00():
-    card = Scripted(NUMBER[:3] + H("6100"), NUMBER[3:] + H("9000"))
+def test_6100_asks_for_256_bytes_as_le_00(scripted):
+    card = scripted(NUMBER[:3] + H("6100"), NUMBER[3:] + H("9000"))
     apdu.read_record(card, "read card number", apdu.TAG_CARD_NUMBER)
-    assert card.sent[1] == H("00C0000000")
+    assert sent(card)[1] == H("00C0000000")
 
 
-def test_get_response_at_most_four_times():
-    four = Scripted(NUMBER[:3] + H("6102"), NUMBER[3:5] + H("6102"), NUMBER[5:7] + H("6102"),
+def test_get_response_at_most_four_times(scripted):
+    four = scripted(NUMBER[:3] + H("6102"), NUMBER[3:5] + H("6102"), NUMBER[5:7] + H("6102"),
                     NUMBER[7:9] + H("6107"), NUMBER[9:] + H("9000"))
     assert apdu.read_record(four, "read card number", apdu.TAG_CARD_NUMBER) == b"A00000001"
-    assert len(four.sent) == 5
-    five = Scripted(*[H("6101")] * 6)
+    assert len(sent(four)) == 5
+    five = scripted(*[H("6101")] * 6)
     with pytest.raises(apdu.ApduError, match=r"^read card number: SW 6101 \(1 more bytes available\)$"):
         apdu.read_record(five, "read card number", apdu.TAG_CARD_NUMBER)
-    assert len(five.sent) == 5  # the first reply and four GET RESPONSEs, then it gives up
+    assert len(sent(five)) == 5  # the first reply and four GET RESPONSEs, then it gives up
 
 
 @pytest.mark.parametrize("sw", [0x6A83, 0x9001, 0x6281])
-def test_record_refused(sw):
+def test_record_refused(sw, scripted):
     with pytest.raises(apdu.ApduError) as e:
-        apdu.read_record(Scripted(NUMBER + sw.to_bytes(2, "big")), "read card number", apdu.TAG_CARD_NUMBER)
+        apdu.read_record(scripted(NUMBER + sw.to_bytes(2, "big")), "read card number", apdu.TAG_CARD_NUMBER)
     assert e.value.sw == sw
 
 
@@ -187,13 +190,13 @@ def test_name_refused(value, words):
         apdu.decode_name(value)
 
 
-def test_record_faults_name_their_step():
+def test_record_faults_name_their_step(scripted):
     with pytest.raises(CardUnreadable, match="^read name: reply of 1 bytes has no status word$"):
-        apdu.read_record(Scripted(b"\x90"), "read name", apdu.TAG_NAME)
+        apdu.read_record(scripted(b"\x90"), "read name", apdu.TAG_NAME)
     with pytest.raises(CardUnreadable, match="^read name: reply of 0 bytes has no status word$"):
-        apdu.read_record(Scripted(H("0910") + H("6110"), b""), "read name", apdu.TAG_NAME)  # GET RESPONSE
+        apdu.read_record(scripted(H("0910") + H("6110"), b""), "read name", apdu.TAG_NAME)  # GET RESPONSE
     with pytest.raises(CardUnreadable, match="^read name: record 07 09 is not tag 09$"):
-        apdu.read_record(Scripted(NUMBER + H("9000")), "read name", apdu.TAG_NAME)
+        apdu.read_record(scripted(NUMBER + H("9000")), "read name", apdu.TAG_NAME)
 
 
 STEPS = ["select SSSE", "select EF05", "read card number", "read expiry", "select EF06",
@@ -202,14 +205,14 @@ GOOD = [H("9000"), H("6110"), NUMBER + H("9000"), H("0604 20301231 9000"), H("90
         H("0812") + b"11010519491231002X" + H("9000"), H("091E") + "李晓明".encode("gbk").ljust(30) + H("9000")]
 
 
-def test_a_whole_read():
-    assert apdu.read_card(Scripted(*GOOD)) == apdu.SsCardData("A00000001", date(2030, 12, 31),
+def test_a_whole_read(scripted):
+    assert apdu.read_card(scripted(*GOOD)) == apdu.SsCardData("A00000001", date(2030, 12, 31),
                                                               "11010519491231002X", "李晓明")
 
 
 @pytest.mark.parametrize("k", range(len(STEPS)))
-def test_each_refusal_names_its_step(k):
-    card = Scripted(*GOOD[:k], H("6A82"))
+def test_each_refusal_names_its_step(k, scripted):
+    card = scripted(*GOOD[:k], H("6A82"))
     with pytest.raises(apdu.ApduError, match=rf"^{STEPS[k]}: SW 6A82 \(file or application not found\)$"):
         apdu.read_card(card)
-    assert len(card.sent) == k + 1
+    assert len(sent(card)) == k + 1

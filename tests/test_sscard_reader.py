@@ -289,18 +289,12 @@ def test_61xx_is_success_with_more():
     assert apdu.read_card(card).card_number == "A00000001"
 
 
-def test_apdu_bytes_match_the_spec():
-    sent = []
-
-    class Recorder:
-        def transmit(self, command: bytes) -> bytes:
-            sent.append(command)
-            return card.transmit(command)
-
+def test_apdu_bytes_match_the_spec(mocker):
     card = VirtualSsCard()
     card.power_on()
-    apdu.read_card(Recorder())
-    assert [c.hex(" ").upper() for c in sent] == [
+    transmit = mocker.spy(card, "transmit")
+    apdu.read_card(card)
+    assert [c.args[0].hex(" ").upper() for c in transmit.call_args_list] == [
         "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF",
         "00 A4 02 00 02 EF 05",
         "00 B2 07 00 0B",

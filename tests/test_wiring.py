@@ -11,9 +11,11 @@ from drivers.relay import LcusRelay, NoRelay
 from sim.camera import VirtualCamera
 from sim.issuer import Issuer, Person
 from terminal.core.trust import TrustList
+from terminal.hub.link import HubLink
 from terminal.hub.updates import DataKey
 from terminal.config import CameraSection, RelaySection
 from terminal.inputs import registry
+from terminal.ops.metrics import Metrics
 from terminal.state.clock import ClockGuard
 from terminal.verifier import DataKeysUpdate, PolicyUpdate, Reconfigure, TimeBeacon, TrustListUpdate, Verifier
 
@@ -80,11 +82,11 @@ def test_verifier_apply(keyset, keyset_config, tmp_path):
         v.close()
 
 
-def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset_config, tmp_path):
+def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset_config, tmp_path, mocker):
     v = Verifier.open(keyset_config, tmp_path / "state")
     try:
-        mono = [100.0]
-        v.clock = ClockGuard(v.store, 5.0, wall=lambda: floor - 3600, mono=lambda: mono[0],
+        mono = mocker.Mock(return_value=100.0)
+        v.clock = ClockGuard(v.store, 5.0, wall=lambda: floor - 3600, mono=mono,
                              synchronised=lambda: False)
         floor = v.clock.floor
         assert v.clock.now() is None                    # an RTC an hour behind: untrusted
@@ -92,7 +94,7 @@ def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset
         assert v.clock.state == "untrusted"
         v.apply(TimeBeacon(floor))                      # the limit itself restores
         assert v.clock.state == "trusted" and v.clock.floor == floor
-        mono[0] += 7
+        mono.return_value += 7
         assert v.clock.now() == floor + 7               # runs on the beacon's time
         v.apply(TimeBeacon(floor + 1000))               # trusted already: nothing to restore
         assert v.clock.floor == floor + 7
@@ -100,41 +102,29 @@ def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset
         v.close()
 
 
-class FakeLink:
-    def __init__(self):
-        self.st = {"connected": True, "reconnects": 0, "rejected": {}, "last_sync_at": None,
-                   "in_flight_batches": 0, "down_for": None, "alarms": []}
-
-    def status(self):
-        return dict(self.st)
-
-
-class CountingMetrics:
-    def __init__(self):
-        self.connected, self.reconnects, self.rejected = None, 0, {}
-
-    def hub_connected(self, up):
-        self.connected = up
-
-    def reconnected(self, n=1):
-        self.reconnects += n
-
-    def rejected_update(self, kind, n=1):
-        self.rejected[kind] = self.rejected.get(kind, 0) + n
-
-
-def test_hub_report_gives_the_metrics_increments_only():
+def test_hub_report_gives_the_metrics_increments_only(mocker):
     """The link counts since start; each report adds only what is new since the last one."""
     from terminal.hub.bridge import HubBridge
-    link, m = FakeLink(), CountingMetrics()
+    st = {"connected": True, "reconnects": 0, "rejected": {}, "last_sync_at": None,
+          "in_flight_batches": 0, "down_for": None, "alarms": []}
+    link = mocker.create_autospec(HubLink, instance=True)
+    link.status.side_effect = lambda: dict(st)  # the link's counts since start, a fresh dict each time
+    m = Metrics()
+
+    def counts():
+        get = m.registry.get_sample_value
+        return (get("gate_hub_connected"), get("gate_hub_reconnects_total"),
+                {kind: n for kind in ("trust", "policy")
+                 if (n := get("gate_rejected_updates_total", {"kind": kind})) is not None})
     bridge = HubBridge(link, None)
-    assert bridge.report(m)["state"] == "connected" and (m.reconnects, m.rejected) == (0, {})
-    link.st.update(connected=False, reconnects=2, rejected={"trust": 1}, down_for=725.0, alarms=["hub_unreachable"])
+    assert bridge.report(m)["state"] == "connected" and counts()[1:] == (0, {})
+    st.update(connected=False, reconnects=2, rejected={"trust": 1}, down_for=725.0, alarms=["hub_unreachable"])
     doc = bridge.report(m)
-    assert doc["state"] == "disconnected" and doc["reconnects"] == 2 and m.connected is False
+    assert doc["state"] == "disconnected" and doc["reconnects"] == 2 and counts()[0] == 0
     assert doc["down_for"] == 725.0 and doc["alarms"] == ["hub_unreachable"]
-    assert (m.reconnects, m.rejected) == (2, {"trust": 1})
-    link.st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2})
+    assert counts()[1:] == (2, {"trust": 1})
+    st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2})
     bridge.report(m)
     bridge.report(m)  # nothing new
-    assert (m.reconnects, m.rejected) == (3, {"trust": 1, "policy": 2}) and m.connected is True
+    assert counts() == (1, 3, {"trust": 1, "policy": 2})
+    assert link.status.call_count == 4
