@@ -81,7 +81,7 @@ def test_garbage_on_the_line(rig):
     ep.faults.garbage = b"\xff\x00\x13\x03\x7f"
     sim.card = LI
     expect_li(reader.poll(1.0))
-    assert reader.protocol.decoder.garbage_bytes >= 5
+    assert reader.protocol.decoder.discarded_bytes >= 5
 
 
 def test_garbage_with_a_false_header_swallowing_the_answer(rig):
@@ -90,7 +90,7 @@ def test_garbage_with_a_false_header_swallowing_the_answer(rig):
     sim.card = LI
     ep.faults.garbage = b"\x02\x01\x2c"
     assert reader.protocol.card_present() is True
-    assert reader.protocol.decoder.expired >= 1
+    assert reader.protocol.decoder.resyncs >= 1
 
 
 def test_answers_split_into_single_bytes(rig):
@@ -114,7 +114,7 @@ def test_bad_bcc_is_retried(rig):
     sim.card = LI
     sim.bad_bcc_next = 2
     expect_li(reader.poll(2.0))
-    assert reader.protocol.decoder.bad_bcc == 2
+    assert reader.protocol.decoder.bad_checksum == 2
     assert reader.protocol.timeouts == 2
 
 

@@ -111,7 +111,7 @@ class ReaderProtocol:
                     return frame
         # Timed out, maybe mid-frame: drop the partial frame so the next try starts in sync,
         # but take an answer that was hiding behind a corrupted header.
-        for frame in self._decoder.expire():
+        for frame in self._decoder.resync():
             if self._answers(frame, cmd, valid):
                 return frame
         return None
