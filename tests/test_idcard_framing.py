@@ -72,6 +72,9 @@ def test_a_timeout_inside_a_preamble_costs_one_byte():
     assert d.feed(H("AA") + wire[:2]) == [] and d.pending == 3
     assert d.resync() == [] and d.pending == 2 and d.resyncs == 1
     assert d.feed(wire[2:]) == [H("000080")]
+    d = FrameDecoder()
+    assert d.feed(wire[:3]) == [] and d.pending == 3
+    assert d.resync() + d.resync() == [] and d.pending == 1 and d.resyncs == 2  # one byte each
 
 
 def test_every_checksum_byte_position_matters():
@@ -91,6 +94,8 @@ def test_rejections_are_counted_one_by_one():
     frames = d.feed(bytes(bad_chk) + PREAMBLE + H("0000") + bytes(bad_chk) + encode(H("000080")))
     assert frames == [H("000080")] and d.rejected == 3
     assert (d.bad_checksum, d.bad_length, d.frames) == (2, 1, 1)
+    assert d.feed(PREAMBLE + H("FFFF") + encode(H("000090"))) == [H("000090")]
+    assert (d.bad_checksum, d.bad_length, d.frames) == (2, 2, 2)
 
 
 def test_bad_checksum_is_dropped_and_the_next_frame_found():
