@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import queue
-import random
-import statistics
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from hypothesis import strategies as st
 from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
 from sim.devkeys import make_trust_list
 from terminal import hubproto
-from terminal.hub import HubStatusSource, SignedUpdates, backoff_delay, load_persisted, usable_keys
+from terminal.hub import HubStatusSource, SignedUpdates, load_persisted, usable_keys
 from terminal.hub.outbox import OutboxPump
 from terminal.policy import HealthStatus, Policy
 from terminal.sm2 import PrivateKey
@@ -34,28 +32,6 @@ def store(tmp_path):
     s = Store(tmp_path / "state")
     yield s
     s.close()
-
-
-# --- backoff ------------------------------------------------------------------------
-
-def test_backoff_is_fully_jittered_bounded_and_grows():
-    rng = random.Random(1)
-    for attempt in range(12):
-        bound = min(60.0, 1.0 * 2 ** attempt)
-        xs = [backoff_delay(attempt, base=1.0, cap=60.0, rng=rng) for _ in range(2000)]
-        assert all(0 <= x <= bound for x in xs)
-        # full jitter: spread over the whole interval, not clustered at its end
-        assert min(xs) < 0.05 * bound and max(xs) > 0.95 * bound
-        assert statistics.mean(xs) == pytest.approx(bound / 2, rel=0.1)
-    assert backoff_delay(10_000, cap=60.0) <= 60.0
-
-
-def test_backoff_spreads_a_crowd():
-    """Thousands of terminals losing the broker at once do not come back in lockstep."""
-    rng = random.Random(2)
-    delays = sorted(backoff_delay(0, base=2.0, rng=rng) for _ in range(5000))
-    per_100ms = [sum(1 for d in delays if i / 10 <= d < (i + 1) / 10) for i in range(20)]
-    assert max(per_100ms) < 2 * 5000 / 20
 
 
 # --- outbox pump --------------------------------------------------------------------

@@ -5,9 +5,9 @@
     updates.py  SignedUpdates: trust list, policy, data keys, time beacon; load_persisted
     query.py    HubStatusSource: card status queries, with terminal.statuscache standing in
 """
-from terminal.hub.link import HubLink, backoff_delay
+from terminal.hub.link import HubLink
 from terminal.hub.query import HubStatusSource
 from terminal.hub.updates import Persisted, SignedUpdates, load_persisted, usable_keys
 
-__all__ = ["HubLink", "HubStatusSource", "Persisted", "SignedUpdates", "backoff_delay", "load_persisted",
+__all__ = ["HubLink", "HubStatusSource", "Persisted", "SignedUpdates", "load_persisted",
            "usable_keys"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import re
 import ssl
 import threading
@@ -39,6 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import terminal
+from drivers.backoff import backoff_delay
 from terminal import hubproto
 from terminal.config import Config
 from terminal.hub.outbox import OutboxPump
@@ -57,12 +57,6 @@ SWITCH_INTERVAL = 0.001
 INBOX_SIZE = 10_000
 ALIVE_EVERY = 1.0        # hub-net reports it is looping at least this often, waiting or not
 UNREACHABLE = "hub_unreachable"  # the alarm (docs/protocol/hub.md "Alarms")
-
-
-def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
-    """Full jitter: uniform in [0, min(cap, base·2^attempt)). After a broker restart thousands
-    of terminals spread their reconnects over the whole interval instead of arriving together."""
-    return (rng or random).uniform(0, min(cap, base * 2 ** min(attempt, 32)))
 
 
 def parse_broker_url(url: str) -> tuple[bool, str, int]:
