@@ -54,6 +54,7 @@ def test_garbage_is_not_held():
     assert d.feed(H("00 FF 96 69 13")) == [] and d.pending == 0
     assert d.feed(H("AA")) == [] and d.pending == 1          # may be a preamble's start
     assert d.discarded_bytes == 5
+    assert d.feed(H("13") + encode(H("000080"))) == [H("000080")] and d.discarded_bytes == 7
 
 
 @pytest.mark.parametrize("k", range(1, len(PREAMBLE)))
