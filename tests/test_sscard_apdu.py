@@ -2,11 +2,12 @@
 and the four values, each at its limits (the whole read is in test_sscard_reader.py)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
 
-from drivers.cards import CardUnreadable
+from drivers.cards import CardRead, CardUnreadable
 from drivers.sscard import card as sscard
 
 H = bytes.fromhex
@@ -205,6 +206,16 @@ GOOD = [H("9000"), H("6110"), NUMBER + H("9000"), H("0604 20301231 9000"), H("90
 def test_a_whole_read():
     assert sscard.read_card(Scripted(*GOOD)) == sscard.SsCardData("A00000001", date(2030, 12, 31),
                                                               "11010519491231002X", "李晓明")
+
+
+def test_the_card_read_takes_birth_date_and_sex_from_the_number():
+    data = sscard.SsCardData("A00000001", date(2030, 12, 31), "11010519491231002X", "李晓明")
+    assert data.to_card_read() == CardRead(kind="ss_card", name="李晓明", id_number="11010519491231002X",
+                                           sex="女", birth_date="1949-12-31", valid_to="2030-12-31",
+                                           extra={"card_number": "A00000001"})
+    # digit 17 odd: a man; a number whose date is not a real one gives no birth date
+    read = replace(data, ss_number="110105194913310031").to_card_read()
+    assert (read.sex, read.birth_date) == ("男", None)
 
 
 @pytest.mark.parametrize("k", range(len(STEPS)))
