@@ -48,8 +48,8 @@ def run_hub(url, ca, cert, key, keys_dir, db, tid, ready, stop) -> None:
     from sim.hub import HubSim
     keys_dir = Path(keys_dir)
     hub = HubSim(url, ca, cert, key, hub_key=load_private_key(keys_dir / "hub.pem"), db_path=Path(db),
-                 terminals={tid: load_private_key(keys_dir / "device.pem").public_key}, start_seq=1,
-                 time_interval=0, on_line=lambda line: None).start()
+                 terminals={tid: load_private_key(keys_dir / "device.pem").public_key},
+                 group=secrets.token_hex(12), start_seq=1, time_interval=0, on_line=lambda line: None).start()
     if hub.wait_connected(30):
         ready.set()
     stop.wait()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -26,12 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from sim.broker import Broker  # noqa: E402
+from sim.broker import HUB_IDENTITIES, Broker  # noqa: E402
 from sim.hub import HubSim  # noqa: E402
 from terminal import hubproto  # noqa: E402
 from terminal.sm2 import PrivateKey  # noqa: E402
 
 PREFIX = hubproto.DEFAULT_PREFIX
+EPOCH = secrets.token_hex(8)  # every synthetic terminal's database is new
 
 
 class SyntheticTerminal:
@@ -53,8 +55,9 @@ class SyntheticTerminal:
 
     def _on_ack(self, client, userdata, msg) -> None:
         # checking the hub's signature is part of the terminal's cost, not the hub's; done here anyway
-        doc = hubproto.open_signed(msg.payload, self.pin)
-        self.acked = max(self.acked, doc["acked_seq"])
+        ack = hubproto.open_ack(msg.payload, self.pin)
+        if (ack.tid, ack.epoch) == (self.tid, EPOCH):
+            self.acked = max(self.acked, ack.acked_seq)
         if self.acked >= self.last_seq:
             self.done.set()
 
@@ -74,7 +77,7 @@ def make_batches(tid: str, device: PrivateKey, n_events: int, size: int, subject
                    "mono_ns": s, "clock": "trusted", "method": "qr", "decision": "allow", "reason": "ok",
                    "status": 0, "flags": 0, "latency_ms": 12.5, "subject": subjects[s % len(subjects)]}
                   for s in range(lo, min(lo + size, n_events + 1))]
-        out.append(hubproto.batch(tid, events, device))
+        out.append(hubproto.batch(tid, EPOCH, events, device))
     return out
 
 
@@ -88,11 +91,11 @@ def run(n_events: int, n_terminals: int, size: int, n_consumers: int) -> dict:
     t0 = time.perf_counter()
     batches = {tid: make_batches(tid, k, per_terminal, size, subjects) for tid, k in devices.items()}
     prep_s = time.perf_counter() - t0
+    group = secrets.token_hex(12)
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
-        cert, key = broker.client_cert("hub")
-        hubs = [HubSim(broker.url, broker.ca, cert, key, hub_key=hub_key, db_path=Path(tmp) / "hub.db",
-                       terminals={t: k.public_key for t, k in devices.items()}, time_interval=0,
-                       client_id=f"hub-{i}", on_line=lambda line: None).start()
+        hubs = [HubSim(broker.url, broker.ca, *broker.client_cert(HUB_IDENTITIES[i]), hub_key=hub_key,
+                       db_path=Path(tmp) / "hub.db", terminals={t: k.public_key for t, k in devices.items()},
+                       group=group, time_interval=0, on_line=lambda line: None).start()
                 for i in range(n_consumers)]
         for h in hubs:
             if not h.wait_connected(10):
@@ -128,7 +131,8 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--terminals", type=int, default=5)
     ap.add_argument("--batch", type=int, default=200)
-    ap.add_argument("--consumers", type=int, default=2)
+    ap.add_argument("--consumers", type=int, default=2, choices=range(1, len(HUB_IDENTITIES) + 1),
+                    metavar=f"1-{len(HUB_IDENTITIES)}", help="each consumer has a hub identity of its own")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     r = run(a.events, a.terminals, a.batch, a.consumers)

@@ -2,12 +2,14 @@
 
 Each :class:`Broker` owns a temp directory holding a test CA (made with the openssl command
 line, EC P-256), a server certificate for 127.0.0.1/localhost, the client certificates asked
-for (CN = terminal id, or ``hub``), ``mosquitto.conf``, ``acl``, the persistence file and the
-log. The TLS listener requires a client certificate and takes its CN as the username, and
-the ACL (docs/protocol/hub.md) is::
+for (CN = terminal id, or a hub identity: ``hub``, ``hub-2`` … ``hub-8``), ``mosquitto.conf``,
+``acl``, the persistence file and the log. The TLS listener requires a client certificate, takes
+its CN as the username AND as the client id (``use_username_as_clientid``: a terminal asking for
+another's client id gets its own, so it cannot take over that terminal's session), and the ACL
+(docs/protocol/hub.md) is::
 
-    user hub                                    # the hub identity: everything under the prefix
-    topic readwrite {prefix}/#
+    user hub                                    # each hub identity: everything under the prefix
+    topic readwrite {prefix}/#                  # (the same for hub-2 ... hub-8)
     pattern write {prefix}/t/%u/events          # every identity (a terminal): its own topics
     pattern write {prefix}/t/%u/state
     pattern write {prefix}/t/%u/query
@@ -21,16 +23,18 @@ topics are ``pattern`` lines; Mosquitto warns that they hold no %u, harmlessly.)
 
 How Mosquitto 2.0.11 applies it (each point pinned by tests/test_broker.py):
 - SUBSCRIBE is never refused by ``acl_file`` (its subscribe check is unimplemented and says
-  yes, wildcards and ``$share/…`` included); instead every delivery, retained messages
-  included, is checked against ``read`` for the concrete topic and silently skipped if denied.
-  So a terminal subscribing ``{prefix}/#`` or ``{prefix}/t/+/ack`` gets SUBACK 0x01 and then
+  yes: wildcards and ``$share/…`` included, ``deny`` lines or not); instead every delivery,
+  retained messages included, is checked against ``read`` for the concrete topic and silently
+  skipped if denied. So a terminal subscribing ``{prefix}/#`` or ``{prefix}/t/+/ack`` gets SUBACK 0x01 and then
   only what it may read.
 - Shared subscriptions are delivered round-robin inside a group BEFORE that read check: a
-  terminal that joins ``$share/hub/{prefix}/t/+/events`` reads nothing, but every message
-  dealt to it is dropped — it black-holes its share of every terminal's batches (delivery
-  stays at-least-once: unacked batches are resent, but throughput suffers). With this broker
-  the hub's share group name must be a secret among hub instances (a group nobody else can
-  name cannot be joined); a production broker (EMQX) checks subscribe ACLs.
+  terminal that joins ``$share/<the hub's group>/{prefix}/t/+/events`` reads nothing, but every
+  message dealt to it is dropped — it black-holes its share of every terminal's batches
+  (delivery stays at-least-once: unacked batches are resent, but throughput suffers). With this
+  broker the hub's share group is hub configuration with no default, a secret among hub
+  instances (a group nobody else can name cannot be joined); a production broker (EMQX) checks
+  subscribe ACLs.
+- The client id is the CN: asking for another one is not refused, the broker replaces it.
 - A refused PUBLISH is dropped; an MQTT 5 client at QoS 1 gets PUBACK 0x87 (not authorised),
   a QoS 0 one nothing. A will is checked like a publish when it fires (not at CONNECT).
 - ``pattern`` lines apply to every user, the hub included (harmless: the hub may do all).
@@ -65,6 +69,9 @@ from pathlib import Path
 from terminal.hubproto import DEFAULT_PREFIX
 
 HUB_IDENTITY = "hub"
+# Each hub consumer (and each hub-side tool) connects with a certificate of its own: the client
+# id is bound to the CN, so two connections under one identity would take each other's session.
+HUB_IDENTITIES = (HUB_IDENTITY, *(f"{HUB_IDENTITY}-{i}" for i in range(2, 9)))
 READY_TIMEOUT = 10.0
 
 
@@ -155,9 +162,7 @@ class _Proc:
 
 def acl_text(prefix: str) -> str:
     return "\n".join([
-        f"user {HUB_IDENTITY}",
-        f"topic readwrite {prefix}/#",
-        "",
+        *(line for hub in HUB_IDENTITIES for line in (f"user {hub}", f"topic readwrite {prefix}/#", "")),
         *(f"pattern write {prefix}/t/%u/{leaf}" for leaf in ("events", "state", "query")),
         *(f"pattern read {prefix}/t/%u/{leaf}" for leaf in ("ack", "reply", "keys")),
         *(f"pattern read {prefix}/{leaf}" for leaf in ("trust", "policy", "time")),
@@ -201,7 +206,7 @@ class Broker:
         return self.pki.cert
 
     def client_cert(self, cn: str) -> tuple[Path, Path]:
-        """(cert_path, key_path) of a client certificate with CN ``cn`` (a tid, or "hub")."""
+        """(cert_path, key_path) of a client certificate with CN ``cn`` (a tid, or one of HUB_IDENTITIES)."""
         return self.pki.issue(cn)
 
     @property
@@ -238,6 +243,7 @@ class Broker:
             "tls_version tlsv1.2",
             "require_certificate true",
             "use_identity_as_username true",
+            "use_username_as_clientid true",  # the client id is the CN: no session takeover
             f"acl_file {self.acl_path}",
         ]
         self.conf_path.write_text("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import secrets
 import shutil
 import statistics
 import threading
@@ -153,7 +154,7 @@ def start_hub(cfg, keys: Path, out: Path, visitors):
     hubsim = HubSim(broker.url, broker.ca, hub_cert, hub_key_path, hub_key=load_private_key(keys / "hub.pem"),
                     root_key=load_private_key(keys / "root.pem"), db_path=out / "hub.db",
                     terminals={cfg.terminal_id: load_private_key(keys / "device.pem").public_key},
-                    people=people, start_seq=1).start()
+                    people=people, group=secrets.token_hex(12), start_seq=1).start()
     hubsim.publish_trust((keys / "trust.envelope.json").read_bytes())
     if not hubsim.wait_connected(15):
         raise RuntimeError("the hub simulator could not connect to its broker")

@@ -10,21 +10,26 @@ Threads (paho callbacks never lock, sleep or touch SQLite; they only enqueue)::
 Ingest of one batch on ``{prefix}/t/{tid}/events``:
 1. the envelope must verify against the device key registered for the topic's ``tid`` and
    name that same ``tid`` inside; otherwise it is dropped and counted ``forged`` (not stored,
-   not acked). A well-signed batch that is not 1-200 events with integer ``seq`` ≥ 1 is
-   dropped as ``malformed``.
-2. its events go into SQLite once each by ``(tid, seq)`` (INSERT OR IGNORE inside BEGIN
-   IMMEDIATE), so two consumers may share one DB file (WAL, busy timeout).
-3. the ack, signed by the hub key (``hubproto.ack``), says the highest CONTIGUOUS seq held
-   for that tid: never past a gap, since the terminal deletes everything up to it. A
-   duplicate batch is acked again (its first ack may have been lost).
+   not acked). A well-signed batch that is not ``{"tid", "epoch", "events"}`` with 1-200
+   events of integer ``seq`` ≥ 1 is dropped as ``malformed`` (``hubproto.open_batch``).
+2. its events go into SQLite once each by ``(tid, epoch, seq)`` (INSERT OR IGNORE inside
+   BEGIN IMMEDIATE), so two consumers may share one DB file (WAL, busy timeout). A terminal
+   whose database was lost starts again at seq 1 under a new epoch: those events are new,
+   stored beside the old epoch's, never taken for duplicates of them.
+3. the ack, signed by the hub key (``hubproto.ack``), names the tid and epoch and says the
+   highest CONTIGUOUS seq held for that pair: never past a gap, since the terminal deletes
+   everything up to it. A duplicate batch is acked again (its first ack may have been lost).
 
-Where contiguity starts: with ``start_seq=None`` (the default), for a tid the hub holds
-nothing of, at the lowest seq of the first batch it stores. Caveat: with batches in flight,
-if batch 2 of a never-seen terminal lands first, the hub acks it and the terminal drops
-batch 1 too, which is lost if it never arrives. A hub that knows terminals from
-provisioning should pass ``start_seq=1`` (terminal seqs start at 1): then nothing is acked
-until seq 1 is held. Acks from two consumers can arrive out of order: a terminal keeps the
-highest it has seen.
+Where contiguity starts, per (tid, epoch): with ``start_seq=None`` (the default), for an
+epoch the hub holds nothing of, at the lowest seq of the first batch it stores. Caveat: with
+batches in flight, if batch 2 of a never-seen epoch lands first, the hub acks it and the
+terminal drops batch 1 too, which is lost if it never arrives. A hub that knows terminals
+from provisioning should pass ``start_seq=1`` (every epoch's seqs start at 1): then nothing
+is acked until seq 1 is held. Acks from two consumers can arrive out of order: a terminal
+keeps the highest it has seen.
+
+The share group (``group``) is hub configuration and has no default: on Mosquitto, anyone who
+can name it can join it and swallow a share of every terminal's batches (sim/broker.py).
 
 Event subjects are SM2 ciphertext to the hub key and stay so in the DB: decrypting costs
 ~2 ms each in Python, so it is kept off the ingest path and done on demand
@@ -67,10 +72,11 @@ PUBLISH_WAIT = 10.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    tid TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, stored_at REAL NOT NULL,
-    PRIMARY KEY (tid, seq)) WITHOUT ROWID;
--- acked_seq: highest contiguous seq held; contiguity starts where the first batch did
-CREATE TABLE IF NOT EXISTS acks (tid TEXT PRIMARY KEY, acked_seq INTEGER NOT NULL);
+    tid TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, stored_at REAL NOT NULL,
+    PRIMARY KEY (tid, epoch, seq)) WITHOUT ROWID;
+-- acked_seq: highest contiguous seq held of that epoch; contiguity starts where its first batch did
+CREATE TABLE IF NOT EXISTS acks (tid TEXT NOT NULL, epoch TEXT NOT NULL, acked_seq INTEGER NOT NULL,
+    PRIMARY KEY (tid, epoch));
 -- the last retained document per topic, published again on every (re)connect
 CREATE TABLE IF NOT EXISTS docs (topic TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
     qos INTEGER NOT NULL);
@@ -121,7 +127,7 @@ class HubSim:
     def __init__(self, broker_url: str, ca: Path | None, cert: Path | None, key: Path | None, *,
                  hub_key: PrivateKey, root_key: PrivateKey | None = None, db_path: Path,
                  prefix: str = hubproto.DEFAULT_PREFIX, terminals: dict[str, PublicKey],
-                 people: dict[str, dict] | None = None, group: str = "hub", client_id: str | None = None,
+                 group: str, people: dict[str, dict] | None = None, client_id: str | None = None,
                  start_seq: int | None = None, time_interval: float = 60.0, mute_queries: bool = False,
                  reply_delay: float = 0.0, backoff: tuple[float, float] = (0.2, 30.0),
                  on_line: Callable[[str], None] | None = None) -> None:
@@ -134,7 +140,7 @@ class HubSim:
         for k in self.terminals.values():
             k.precompute()  # every batch of that terminal is verified with it
         self.people = dict(people or {})
-        self.group = group
+        self.events_subscription = hubproto.shared_events_subscription(prefix, group)  # ValueError: guessable
         self.start_seq = start_seq
         self.time_interval = time_interval
         self.mute_queries = mute_queries
@@ -153,6 +159,8 @@ class HubSim:
 
         with _db(self.db_path) as db:
             db.executescript(SCHEMA)  # IF NOT EXISTS: a second consumer on the same file is fine
+            if "epoch" not in {r[1] for r in db.execute("PRAGMA table_info(events)")}:
+                raise ValueError(f"{self.db_path} was made by a hub without epochs: move it away")
         self._retained = self._load_docs()
 
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
@@ -187,7 +195,7 @@ class HubSim:
         if rc.is_failure:
             return
         self._failures = 0
-        client.subscribe([(hubproto.shared_events_subscription(self.prefix, self.group), 1),
+        client.subscribe([(self.events_subscription, 1),
                           (f"{self.prefix}/t/+/query", 1)])
         for topic, (payload, qos) in self._retained.items():  # replaced, never mutated: no lock
             client.publish(topic, payload, qos=qos, retain=True)
@@ -280,31 +288,30 @@ class HubSim:
             self.line(f"batch dropped: unknown terminal on {topic[:80]!r}")
             return
         try:
-            doc = hubproto.open_signed(raw, {key.kid(): key})
+            b = hubproto.open_batch(raw, key)
         except EnvelopeError as e:
             self.stats["forged"] += 1
             self.line(f"batch dropped: {tid}: {e}")
             return
-        if doc.get("tid") != tid:
-            self.stats["forged"] += 1
-            self.line(f"batch dropped: {tid}: signed for tid {str(doc.get('tid'))[:40]!r}")
-            return
-        events = doc.get("events")
-        if (not isinstance(events, list) or not 0 < len(events) <= hubproto.MAX_BATCH
-                or not all(isinstance(e, dict) and type(e.get("seq")) is int and 1 <= e["seq"] < 2 ** 63
-                           for e in events)):
+        except ValueError as e:
             self.stats["malformed"] += 1
-            self.line(f"batch dropped: {tid}: not 1-{hubproto.MAX_BATCH} events with integer seq >= 1")
+            self.line(f"batch dropped: {tid}: {e}")
             return
+        if b.tid != tid:
+            self.stats["forged"] += 1
+            self.line(f"batch dropped: {tid}: signed for tid {b.tid[:40]!r}")
+            return
+        epoch = b.epoch
         now = time.time()
         # ensure_ascii: a lone surrogate from the JSON stays an escape, never a str SQLite rejects
-        rows = [(tid, e["seq"], json.dumps(e, separators=(",", ":")), now) for e in events]
+        rows = [(tid, epoch, e["seq"], json.dumps(e, separators=(",", ":")), now) for e in b.events]
         db.execute("BEGIN IMMEDIATE")
         try:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO events (tid, seq, event, stored_at) VALUES (?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR IGNORE INTO events (tid, epoch, seq, event, stored_at) VALUES (?, ?, ?, ?, ?)",
+                           rows)
             new = db.total_changes - before
-            acked = self._advance_ack(db, tid, min(r[1] for r in rows))
+            acked = self._advance_ack(db, tid, epoch, min(r[2] for r in rows))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -312,30 +319,32 @@ class HubSim:
         self.stats["batches"] += 1
         self.stats["stored"] += new
         self.stats["duplicates"] += len(rows) - new
-        lo, hi = rows[0][1], rows[-1][1]
+        lo, hi = rows[0][2], rows[-1][2]
         if acked is None:
-            self.line(f"batch {tid} seq {lo}..{hi}: {new} new; nothing contiguous from {self.start_seq} yet")
+            self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new; "
+                      f"nothing contiguous from {self.start_seq} yet")
             return
-        self.client.publish(f"{self.prefix}/t/{tid}/ack", hubproto.ack(tid, acked, self.hub_key), qos=1)
+        self.client.publish(f"{self.prefix}/t/{tid}/ack", hubproto.ack(tid, epoch, acked, self.hub_key), qos=1)
         self.stats["acks"] += 1
-        self.line(f"batch {tid} seq {lo}..{hi}: {new} new, {len(rows) - new} dup; ack {acked}")
+        self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new, {len(rows) - new} dup; ack {acked}")
 
-    def _advance_ack(self, db: sqlite3.Connection, tid: str, batch_min: int) -> int | None:
-        """Inside the transaction: the highest contiguous seq held for ``tid`` (stored too)."""
-        row = db.execute("SELECT acked_seq FROM acks WHERE tid = ?", [tid]).fetchone()
+    def _advance_ack(self, db: sqlite3.Connection, tid: str, epoch: str, batch_min: int) -> int | None:
+        """Inside the transaction: the highest contiguous seq held for ``tid``'s ``epoch`` (stored too)."""
+        row = db.execute("SELECT acked_seq FROM acks WHERE tid = ? AND epoch = ?", [tid, epoch]).fetchone()
         if row is not None:
             acked = row[0]
         else:
             acked = (self.start_seq if self.start_seq is not None else batch_min) - 1
         start = acked
-        for (seq,) in db.execute("SELECT seq FROM events WHERE tid = ? AND seq > ? ORDER BY seq", [tid, acked]):
+        for (seq,) in db.execute("SELECT seq FROM events WHERE tid = ? AND epoch = ? AND seq > ? ORDER BY seq",
+                                 [tid, epoch, acked]):
             if seq != acked + 1:
                 break
             acked = seq
         if row is None and acked == start and self.start_seq is not None:
             return None  # still waiting for start_seq; nothing to remember yet
         if row is None or acked != start:
-            db.execute("INSERT OR REPLACE INTO acks (tid, acked_seq) VALUES (?, ?)", [tid, acked])
+            db.execute("INSERT OR REPLACE INTO acks (tid, epoch, acked_seq) VALUES (?, ?, ?)", [tid, epoch, acked])
         return acked
 
     # --- queries ------------------------------------------------------------------------
@@ -487,23 +496,34 @@ class HubSim:
 
     # --- what the hub holds -------------------------------------------------------------
 
-    def acked_seq(self, tid: str) -> int | None:
-        with _db(self.db_path) as db:
-            row = db.execute("SELECT acked_seq FROM acks WHERE tid = ?", [tid]).fetchone()
-        return row[0] if row else None
+    # ``epoch=None``: whatever epoch the hub holds (for a terminal that has only ever had one).
 
-    def stored_seqs(self, tid: str) -> list[int]:
+    def epochs(self, tid: str) -> list[str]:
+        """The epochs held for ``tid``, in the order their first events were stored."""
         with _db(self.db_path) as db:
-            return [s for (s,) in db.execute("SELECT seq FROM events WHERE tid = ? ORDER BY seq", [tid])]
+            return [e for (e,) in db.execute("SELECT epoch FROM events WHERE tid = ? GROUP BY epoch "
+                                             "ORDER BY min(stored_at), epoch", [tid])]
 
-    def event(self, tid: str, seq: int) -> dict | None:
+    def acked_seq(self, tid: str, epoch: str | None = None) -> int | None:
         with _db(self.db_path) as db:
-            row = db.execute("SELECT event FROM events WHERE tid = ? AND seq = ?", [tid, seq]).fetchone()
+            row = db.execute("SELECT max(acked_seq) FROM acks WHERE tid = ? AND ? IN (epoch, '*')",
+                             [tid, epoch or "*"]).fetchone()
+        return row[0]
+
+    def stored_seqs(self, tid: str, epoch: str | None = None) -> list[int]:
+        with _db(self.db_path) as db:
+            return [s for (s,) in db.execute("SELECT seq FROM events WHERE tid = ? AND ? IN (epoch, '*') "
+                                             "ORDER BY seq", [tid, epoch or "*"])]
+
+    def event(self, tid: str, seq: int, epoch: str | None = None) -> dict | None:
+        with _db(self.db_path) as db:
+            row = db.execute("SELECT event FROM events WHERE tid = ? AND seq = ? AND ? IN (epoch, '*') "
+                             "ORDER BY stored_at LIMIT 1", [tid, seq, epoch or "*"]).fetchone()
         return json.loads(row[0]) if row else None
 
-    def subject(self, tid: str, seq: int) -> dict | None:
+    def subject(self, tid: str, seq: int, epoch: str | None = None) -> dict | None:
         """Decrypt one event's subject ``{id_number, name}`` on demand (~2 ms); None if absent."""
-        e = self.event(tid, seq)
+        e = self.event(tid, seq, epoch)
         if e is None or not isinstance(e.get("subject"), str):
             return None
         try:

@@ -34,7 +34,10 @@ def add_parser(simsub) -> None:
     h.add_argument("--keys", type=Path, required=True, metavar="DIR", help="key set made by 'sim keys'")
     h.add_argument("--db", type=Path, metavar="FILE", help="event store (default DIR/hub.db)")
     h.add_argument("--prefix", default=hubproto.DEFAULT_PREFIX)
-    h.add_argument("--group", default="hub", help="shared-subscription group (keep it secret on Mosquitto)")
+    h.add_argument("--group", required=True, metavar="SECRET",
+                   help="shared-subscription group, the same for every hub instance: 16-64 characters of "
+                        "A-Z a-z 0-9 _ -, kept secret (on Mosquitto whoever names it can join it); "
+                        "make one with: python3 -c 'import secrets; print(secrets.token_hex(12))'")
     h.add_argument("--terminal", action="append", default=[], metavar="TID=DEVICE_PUB_HEX",
                    help="register another terminal (repeatable)")
     h.add_argument("--people", type=Path, metavar="FILE.json",
@@ -94,13 +97,16 @@ def run_hub(args) -> int:
     people = _json_file(args.people, "--people") if args.people else {}
     policy = _json_file(args.policy, "--policy") if args.policy else None
 
+    try:
+        hub = HubSim(args.broker, args.ca, args.cert, args.key, hub_key=hub_key, root_key=root_key,
+                     db_path=args.db or args.keys / "hub.db", prefix=args.prefix, terminals=terminals,
+                     people=people, group=args.group, start_seq=args.start_seq, time_interval=args.time_interval,
+                     on_line=lambda line: print(line, flush=True))
+    except ValueError as e:  # a guessable --group, a hub.db without epochs
+        raise UsageError(str(e)) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    hub = HubSim(args.broker, args.ca, args.cert, args.key, hub_key=hub_key, root_key=root_key,
-                 db_path=args.db or args.keys / "hub.db", prefix=args.prefix, terminals=terminals,
-                 people=people, group=args.group, start_seq=args.start_seq, time_interval=args.time_interval,
-                 on_line=lambda line: print(line, flush=True))
     try:
         hub.publish_trust(trust)  # retained; sent when the connection is up
     except EnvelopeError as e:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import re
+import secrets
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -23,8 +25,16 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "terminal.db"
 
-# Each entry moves the schema from version i to i+1 (statements split on ";", so none in comments).
-# Never edit a released entry: append.
+
+def _make_epoch(db: sqlite_utils.Database) -> None:
+    """The database's epoch (docs/protocol/hub.md): 16 lowercase hex characters from the OS
+    CSPRNG, made once, when the database is created or first opened by this version, and
+    never changed: the hub tells this database's seqs apart from those of a lost one by it."""
+    db.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", [secrets.token_hex(8)])
+
+
+# Each entry moves the schema from version i to i+1: SQL (statements split on ";", so none in
+# comments) or a function of the database. Never edit a released entry: append.
 MIGRATIONS = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,7 +89,9 @@ MIGRATIONS = (
     DROP INDEX events_unacked;
     ALTER TABLE events DROP COLUMN acked_at
     """,
+    _make_epoch,
 )
+EPOCH = re.compile(r"[0-9a-f]{16}")
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
                 "status", "flags", "latency_ms", "subject")
@@ -153,6 +165,9 @@ class Store:
                                            isolation_level=None)
             self._reader_lock = threading.Lock()
             self._acked = int(self.get_meta("acked_seq", "0"))
+            self.epoch = self.get_meta("epoch", "")
+            if not EPOCH.fullmatch(self.epoch):
+                raise sqlite3.DatabaseError(f"meta epoch {self.epoch[:40]!r} is not 16 lowercase hex characters")
         except sqlite3.DatabaseError as e:
             self._flock.close()
             raise StoreError(f"{self.state_dir / DB_NAME}: {e}") from None
@@ -179,9 +194,13 @@ class Store:
                              f"gate-terminal ({len(MIGRATIONS)})")
         for i in range(version, len(MIGRATIONS)):
             with self.write():
-                for stmt in MIGRATIONS[i].split(";"):
-                    if stmt.strip():
-                        self.db.execute(stmt)
+                step = MIGRATIONS[i]
+                if callable(step):
+                    step(self.db)
+                else:
+                    for stmt in step.split(";"):
+                        if stmt.strip():
+                            self.db.execute(stmt)
                 self.db.execute(f"PRAGMA user_version = {i + 1}")
 
     @contextmanager

@@ -7,6 +7,7 @@ docs/protocol/hub.md, stopped and its files removed after the test.
 from __future__ import annotations
 
 import queue
+import secrets
 import ssl
 import threading
 from pathlib import Path
@@ -142,6 +143,11 @@ class TestClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def share_group() -> str:
+    """A hub share group as the hub configuration would hold it: random, never guessable."""
+    return secrets.token_hex(12)
 
 
 def response_properties(response_topic: str, correlation: bytes) -> Properties:

@@ -10,7 +10,7 @@ import os
 import stat
 
 import pytest
-from mqtt_fixtures import Refused, TestClient, broker  # noqa: F401  (broker is a fixture)
+from mqtt_fixtures import Refused, TestClient, broker, share_group  # noqa: F401  (broker is a fixture)
 
 from sim.broker import Broker, CertAuthority
 
@@ -125,12 +125,14 @@ def events_until_barrier(hub, b, n: int) -> list[bytes]:
     return got
 
 
-def test_terminal_in_the_hub_share_group_reads_nothing_but_swallows_its_share(broker):
-    """Mosquitto 2.0.11 deals shared messages before the read check (see sim/broker.py)."""
+def test_terminal_that_learned_the_share_group_reads_nothing_but_swallows_its_share(broker):
+    """What remains with Mosquitto 2.0.11 (docs/protocol/hub.md): it grants the SUBSCRIBE and deals
+    shared messages before the read check (see sim/broker.py)."""
     n = 10
+    group = share_group()
     with TestClient(broker, "hub") as hub, TestClient(broker, A) as a, TestClient(broker, B) as b:
-        assert hub.subscribe(f"$share/hub/{P}/t/+/events") == 1
-        assert a.subscribe(f"$share/hub/{P}/t/+/events") == 1  # granted
+        assert hub.subscribe(f"$share/{group}/{P}/t/+/events") == 1
+        assert a.subscribe(f"$share/{group}/{P}/t/+/events") == 1  # granted
         got = events_until_barrier(hub, b, n)
         assert 0 < len(got) < n
         assert a.messages.empty()
@@ -139,8 +141,9 @@ def test_terminal_in_the_hub_share_group_reads_nothing_but_swallows_its_share(br
 def test_a_secret_share_group_cannot_be_joined(broker):
     n = 10
     with TestClient(broker, "hub") as hub, TestClient(broker, A) as a, TestClient(broker, B) as b:
-        hub.subscribe(f"$share/h-9f2c41/{P}/t/+/events")
-        a.subscribe(f"$share/hub/{P}/t/+/events")
+        hub.subscribe(f"$share/{share_group()}/{P}/t/+/events")
+        for guess in ("hub", "hubs", share_group()):
+            a.subscribe(f"$share/{guess}/{P}/t/+/events")
         got = events_until_barrier(hub, b, n)
         assert got == [str(i).encode() for i in range(n)]
 
@@ -178,3 +181,25 @@ def test_stop_and_kill_end_the_process(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert (tmp_path / "mosq" / "mosquitto.log").exists()  # a given workdir is kept
+
+
+def test_a_terminal_cannot_take_another_terminals_session(broker):
+    """The client id is bound to the certificate CN (use_username_as_clientid): A connecting with
+    B's client id gets its own id instead, and B's live connection and queued messages stay B's."""
+    b = TestClient(broker, B, client_id=B, clean_start=False).connect(session_expiry=3600)
+    b.subscribe(t(B, "ack"))
+    with TestClient(broker, "hub") as hub:
+        with TestClient(broker, A, client_id=B, clean_start=False).connect(session_expiry=3600) as a:
+            assert a.subscribe(t(A, "ack")) == 1  # accepted, as A
+            assert f"as {A} (" in broker.log_path.read_text()  # the broker named the connection A
+            assert hub.publish(t(B, "ack"), b"for B, live") < 0x80
+            assert b.get().payload == b"for B, live"  # B was not disconnected
+            b.close()
+            assert hub.publish(t(B, "ack"), b"for B, queued") < 0x80
+            assert hub.publish(t(A, "ack"), b"for A") < 0x80
+            assert a.get().payload == b"for A"  # A's session, not B's: nothing of B's came first
+        with TestClient(broker, A, client_id=B, clean_start=False).connect(session_expiry=3600) as a:
+            assert hub.publish(t(A, "ack"), b"barrier") < 0x80
+            assert a.get().payload == b"barrier"
+    with TestClient(broker, B, client_id=B, clean_start=False) as b2:
+        assert b2.get().payload == b"for B, queued"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from mqtt_fixtures import broker  # noqa: F401  (fixture)
+from mqtt_fixtures import broker, share_group  # noqa: F401  (fixture)
 from sim.crowd import ScenarioCamera, resident_card
 from sim.hub import HubSim
 from sim.issuer import Issuer, Person, random_id_number
@@ -38,7 +38,7 @@ def terminal(keyset, broker, tmp_path):  # noqa: F811
     hub = HubSim(broker.url, broker.ca, hub_cert, hub_key, hub_key=load_private_key(keyset / "hub.pem"),
                  root_key=load_private_key(keyset / "root.pem"), db_path=tmp_path / "hub.db",
                  terminals={cfg.terminal_id: load_private_key(keyset / "device.pem").public_key},
-                 people={known: {"name": "钱一", "status": 0, "flags": 0, "nat_at": int(now - 3600),
+                 group=share_group(), people={known: {"name": "钱一", "status": 0, "flags": 0, "nat_at": int(now - 3600),
                                  "nat_result": 1, "vax_doses": 3, "valid_until": int(now + 86400)}},
                  start_seq=1, time_interval=0).start()
     assert hub.wait_connected(30)

@@ -5,7 +5,7 @@ import json
 
 from PIL import Image
 
-from mqtt_fixtures import broker  # noqa: F401  (fixture)
+from mqtt_fixtures import broker, share_group  # noqa: F401  (fixture)
 from sim.demo import MARKER, OWN, claim_out
 from terminal.cli import main
 
@@ -56,7 +56,7 @@ def test_demo_against_an_outside_hub(keyset, broker, tmp_path, capsys):  # noqa:
     hub_cert, hub_key = broker.client_cert("hub")
     hub = HubSim(broker.url, broker.ca, hub_cert, hub_key, hub_key=load_private_key(keyset / "hub.pem"),
                  db_path=tmp_path / "hub.db", terminals={tid: load_private_key(keyset / "device.pem").public_key},
-                 start_seq=1, time_interval=0).start()
+                 group=share_group(), start_seq=1, time_interval=0).start()
     try:
         assert hub.wait_connected(30)
         report = tmp_path / "report.json"

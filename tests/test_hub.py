@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mqtt_fixtures import TestClient, broker, response_properties  # noqa: F401  (broker: fixture)
+from mqtt_fixtures import TestClient, broker, response_properties, share_group  # noqa: F401  (broker: fixture)
 
 from sim.devkeys import make_trust_list
 from sim.hub import HubSim
@@ -24,6 +24,8 @@ from waiting import wait_for
 
 A, B, C = "370102-H0001-01", "370102-H0001-02", "370102-H0001-09"
 P = "hc/v1"
+GROUP = share_group()
+EA, EB = "a1" * 8, "b2" * 8  # two epochs: one terminal database, then its replacement
 ID, NAME = "370102199001011237", "张三"
 
 
@@ -32,11 +34,11 @@ def keys() -> dict[str, PrivateKey]:
     return {n: PrivateKey.generate() for n in ("hub", "root", "issuer", A, B)}
 
 
-def make_hub(broker, path, keys, **kw) -> HubSim:
-    cert, key = broker.client_cert("hub")
+def make_hub(broker, path, keys, identity="hub", **kw) -> HubSim:
+    cert, key = broker.client_cert(identity)
     kw.setdefault("terminals", {A: keys[A].public_key, B: keys[B].public_key})
     return HubSim(broker.url, broker.ca, cert, key, hub_key=keys["hub"], root_key=keys["root"],
-                  db_path=path, time_interval=0, backoff=(0.05, 0.5), **kw)
+                  db_path=path, group=GROUP, time_interval=0, backoff=(0.05, 0.5), **kw)
 
 
 def hub_pin(keys) -> dict:
@@ -49,8 +51,8 @@ def ev(seq: int, subject: str = "04" + "00" * 97) -> dict:
             "flags": 0, "latency_ms": 4.2, "subject": subject}
 
 
-def batch(keys, seqs, tid=A, signer=None) -> bytes:
-    return hubproto.batch(tid, [ev(s) for s in seqs], keys[signer or tid])
+def batch(keys, seqs, tid=A, signer=None, epoch=EA) -> bytes:
+    return hubproto.batch(tid, epoch, [ev(s) for s in seqs], keys[signer or tid])
 
 
 def terminal(broker, tid=A) -> TestClient:
@@ -72,12 +74,32 @@ def test_batch_published_twice_is_stored_once_and_acked_twice(broker, tmp_path, 
         raw = batch(keys, range(1, 6))
         t.publish(f"{P}/t/{A}/events", raw)
         t.publish(f"{P}/t/{A}/events", raw)
-        assert next_ack(t, keys) == {"acked_seq": 5, "tid": A}
-        assert next_ack(t, keys) == {"acked_seq": 5, "tid": A}
+        assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 5}
+        assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 5}
         assert hub.stored_seqs(A) == [1, 2, 3, 4, 5]
         assert hub.stats["stored"] == 5 and hub.stats["duplicates"] == 5
         assert hub.event(A, 3) == hubproto.open_signed(raw, {keys[A].public_key.kid(): keys[A].public_key}
                                                        )["events"][2]
+
+
+def test_each_epoch_is_stored_deduplicated_and_acked_on_its_own(broker, tmp_path, keys):
+    """A terminal whose database was lost starts a new epoch at seq 1: new events, not duplicates."""
+    events = f"{P}/t/{A}/events"
+    with make_hub(broker, tmp_path / "hub.db", keys, start_seq=1) as hub, terminal(broker) as t:
+        assert hub.wait_connected()
+        t.publish(events, batch(keys, range(1, 6), epoch=EA))
+        assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 5}
+        t.publish(events, batch(keys, range(1, 4), epoch=EB))
+        assert next_ack(t, keys) == {"tid": A, "epoch": EB, "acked_seq": 3}
+        t.publish(events, batch(keys, range(5, 7), epoch=EB))  # EB's seq 4 missing: EA's does not count
+        assert next_ack(t, keys) == {"tid": A, "epoch": EB, "acked_seq": 3}
+        t.publish(events, batch(keys, range(1, 6), epoch=EA))  # a real duplicate, acked again
+        assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 5}
+        assert hub.epochs(A) == [EA, EB]
+        assert hub.stored_seqs(A, EA) == [1, 2, 3, 4, 5] and hub.stored_seqs(A, EB) == [1, 2, 3, 5, 6]
+        assert (hub.acked_seq(A, EA), hub.acked_seq(A, EB)) == (5, 3)
+        assert hub.stats["stored"] == 10 and hub.stats["duplicates"] == 5
+        assert hub.event(A, 1, EA)["id"] != hub.event(A, 1, EB)["id"]
 
 
 def test_ack_never_passes_a_gap(broker, tmp_path, keys):
@@ -109,21 +131,23 @@ def test_forged_batches_are_stored_nowhere_and_not_acked(broker, tmp_path, keys)
             TestClient(broker, C) as c:
         assert hub.wait_connected()
         events = f"{P}/t/{A}/events"
-        t.publish(events, hubproto.batch(A, [ev(100)], stranger))      # wrong key
+        t.publish(events, hubproto.batch(A, EA, [ev(100)], stranger))      # wrong key
         t.publish(events, batch(keys, [101], tid=B, signer=A))         # signed by A, says B
         t.publish(events, batch(keys, [102], tid=B))                   # B's own batch, replayed by A
         t.publish(events, b"\x00garbage{")                             # not an envelope
-        c.publish(f"{P}/t/{C}/events", hubproto.batch(C, [ev(103)], stranger))  # unregistered tid
-        t.publish(events, hubproto.seal({"tid": A, "events": [{"seq": "1"}]}, keys[A]))  # malformed
+        c.publish(f"{P}/t/{C}/events", hubproto.batch(C, EA, [ev(103)], stranger))  # unregistered tid
+        t.publish(events, hubproto.seal({"tid": A, "epoch": EA, "events": [{"seq": "1"}]}, keys[A]))  # malformed
+        t.publish(events, hubproto.seal({"tid": A, "events": [ev(8)]}, keys[A]))  # no epoch (the old format)
+        t.publish(events, hubproto.seal({"tid": A, "epoch": EA.upper(), "events": [ev(9)]}, keys[A]))
         t.publish(events, batch(keys, [7]))
-        assert next_ack(t, keys) == {"acked_seq": 7, "tid": A}
-        assert hub.stats["forged"] == 5 and hub.stats["malformed"] == 1
+        assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 7}
+        assert hub.stats["forged"] == 5 and hub.stats["malformed"] == 3
         assert hub.stored_seqs(A) == [7] and hub.stored_seqs(B) == [] and hub.stored_seqs(C) == []
 
 
 def test_two_consumers_split_the_batches_and_store_every_seq_once(broker, tmp_path, keys):
     db = tmp_path / "shared.db"
-    with make_hub(broker, db, keys, client_id="hub-1") as h1, make_hub(broker, db, keys, client_id="hub-2") as h2, \
+    with make_hub(broker, db, keys) as h1, make_hub(broker, db, keys, identity="hub-2") as h2, \
             terminal(broker) as t:
         assert h1.wait_connected() and h2.wait_connected()
         n_batches, size = 20, 10
@@ -183,6 +207,8 @@ def test_muted_or_misdirected_queries_get_no_reply(broker, tmp_path, keys):
         assert hub.wait_connected()
         query(t, A, subject(keys))
         t.publish(f"{P}/t/{A}/query", b"not json")
+        # unmuted only once the hub has dealt with both (a PUBACK says the broker has them, not the hub)
+        wait_for(lambda: hub.stats["muted_queries"] == 1 and hub.stats["bad_queries"] == 1, "the muted query")
         hub.mute_queries = False
         query(t, A, subject(keys), reply_to=f"{P}/t/{B}/reply")  # the hub must not write for B
         qid, corr = query(t, A, subject(keys))
@@ -233,7 +259,7 @@ def test_retained_broadcasts_for_a_late_subscriber(broker, tmp_path, keys):
 def test_subject_decrypted_on_demand(broker, tmp_path, keys):
     with make_hub(broker, tmp_path / "hub.db", keys) as hub, terminal(broker) as t:
         assert hub.wait_connected()
-        t.publish(f"{P}/t/{A}/events", hubproto.batch(A, [ev(1, subject(keys)), ev(2)], keys[A]))
+        t.publish(f"{P}/t/{A}/events", hubproto.batch(A, EA, [ev(1, subject(keys)), ev(2)], keys[A]))
         next_ack(t, keys)
         assert hub.subject(A, 1) == {"id_number": ID, "name": NAME}
         assert hub.subject(A, 2) is None and hub.subject(A, 3) is None
@@ -265,7 +291,7 @@ def test_hub_restart_and_broker_restart_resume(broker, tmp_path, keys):
         wait_for(lambda: hub.stats["subscribed"] >= 2, "the hub to reconnect (backoff) and subscribe again")
         with terminal(broker) as t:
             t.publish(f"{P}/t/{A}/events", batch(keys, range(3, 9)))  # a resend overlapping the ack
-            assert next_ack(t, keys) == {"acked_seq": 8, "tid": A}
+            assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 8}
         with TestClient(broker, B) as late:
             late.subscribe(f"{P}/policy")
             assert hubproto.open_signed(late.get().payload, hub_pin(keys))["seq"] == 2
@@ -281,18 +307,40 @@ def cli_args(argv: list[str]):
     return p.parse_args(["hub", *argv])
 
 
-def test_cli_usage_errors(broker, keyset):
+def test_cli_usage_errors(broker, keyset, tmp_path, capsys):
+    import sqlite3
+
     from terminal.cli import UsageError
     cert, key = broker.client_cert("hub")
-    good = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key)]
-    for argv, msg in ((["--broker", broker.url, "--keys", str(keyset)], "needs --ca"),
-                      (["--broker", "http://x", "--keys", str(keyset)], "mqtts://"),
+    good = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key), "--group", GROUP]
+    # no default group: a hub never subscribes under a name anyone could guess
+    with pytest.raises(SystemExit) as e:
+        cli_args(good[:-2] + ["--keys", str(keyset)])
+    assert e.value.code == 2 and "required: --group" in capsys.readouterr().err
+    old_db = tmp_path / "old-hub.db"  # made by a hub without epochs
+    with sqlite3.connect(old_db) as con:
+        con.execute("CREATE TABLE events (tid TEXT, seq INTEGER, event TEXT, stored_at REAL, PRIMARY KEY (tid, seq))")
+    con.close()
+    for argv, msg in ((["--broker", broker.url, "--keys", str(keyset), "--group", GROUP], "needs --ca"),
+                      (["--broker", "http://x", "--keys", str(keyset), "--group", GROUP], "mqtts://"),
                       ([*good, "--keys", str(keyset / "nowhere")], "--keys"),
                       ([*good, "--keys", str(keyset), "--terminal", "T1=zz"], "TID=DEVICE_PUB_HEX"),
-                      ([*good, "--keys", str(keyset), "--people", str(keyset / "config.toml")], "--people")):
+                      ([*good, "--keys", str(keyset), "--people", str(keyset / "config.toml")], "--people"),
+                      ([*good, "--keys", str(keyset), "--group", "hub"], "share group"),
+                      ([*good, "--keys", str(keyset), "--db", str(old_db)], "without epochs")):
         args = cli_args(argv)
         with pytest.raises(UsageError, match=msg):
             args.func(args)
+
+
+def test_share_group_must_be_long_and_plain():
+    for group, ok in (("a" * 15, False), ("a" * 16, True), ("A-z_09" * 10 + "abcd", True), ("a" * 65, False),
+                      ("a" * 15 + "/", False), ("a" * 15 + "+", False), ("hub", False), ("", False)):
+        if ok:
+            assert hubproto.shared_events_subscription(P, group) == f"$share/{group}/{P}/t/+/events"
+        else:
+            with pytest.raises(ValueError, match="share group"):
+                hubproto.shared_events_subscription(P, group)
 
 
 def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
@@ -304,7 +352,7 @@ def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
     cert, key = broker.client_cert("hub")
     people = tmp_path / "people.json"
     people.write_text(json.dumps({ID: {"name": NAME, "status": 0}}, ensure_ascii=False))
-    argv = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key),
+    argv = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key), "--group", GROUP,
             "--keys", str(keyset), "--db", str(tmp_path / "hub.db"), "--people", str(people)]
     code = ("import sys; sys.path.insert(0, 'tests'); from test_hub import cli_args; "
             f"a = cli_args({argv!r}); sys.exit(a.func(a))")
@@ -316,9 +364,9 @@ def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
         with terminal(broker) as t:
             t.subscribe(f"{P}/trust")  # retained by the hub after it subscribed: the hub is ready
             assert t.get().topic == f"{P}/trust"
-            t.publish(f"{P}/t/{A}/events", hubproto.batch(A, [ev(1), ev(2)], device))
+            t.publish(f"{P}/t/{A}/events", hubproto.batch(A, EA, [ev(1), ev(2)], device))
             m = t.get()
-            assert hubproto.open_signed(m.payload, {hub_pub.kid(): hub_pub}) == {"acked_seq": 2, "tid": A}
+            assert hubproto.open_signed(m.payload, {hub_pub.kid(): hub_pub}) == {"tid": A, "epoch": EA, "acked_seq": 2}
             enc = hub_pub.encrypt(json.dumps({"id_number": ID, "name": NAME}).encode()).hex()
             query(t, A, enc)
             assert hubproto.open_signed(t.get().payload, {hub_pub.kid(): hub_pub})["status"] == 0
@@ -340,25 +388,26 @@ def test_fuzzed_batches_and_queries_never_crash_the_workers(tmp_path, keys):
 
     from sim.hub import connect_db
     hub = HubSim("mqtts://127.0.0.1:1", None, None, None, hub_key=keys["hub"], db_path=tmp_path / "f.db",
-                 terminals={A: keys[A].public_key}, on_line=lambda line: None)  # never started
+                 terminals={A: keys[A].public_key}, group=GROUP, on_line=lambda line: None)  # never started
     db = connect_db(tmp_path / "f.db")
     json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                                lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4),
                                max_leaves=12)
 
-    @given(raw=st.binary(max_size=300), doc=json_values, topic_tid=st.sampled_from([A, B, "", "x/y"]))
-    def fuzz(raw, doc, topic_tid):
+    @given(raw=st.binary(max_size=300), doc=json_values, epoch=st.just(EA) | json_values,
+           topic_tid=st.sampled_from([A, B, "", "x/y"]))
+    def fuzz(raw, doc, epoch, topic_tid):
         before = dict(hub.stats)
         hub._ingest(db, f"{P}/t/{topic_tid}/events", raw)
-        hub._ingest(db, f"{P}/t/{topic_tid}/events", hubproto.seal({"tid": A, "events": doc}, keys[A]))
+        hub._ingest(db, f"{P}/t/{topic_tid}/events", hubproto.seal({"tid": A, "epoch": epoch, "events": doc}, keys[A]))
         hub._answer(f"{P}/t/{A}/query", raw, None, None)
         hub._answer(f"{P}/t/{A}/query", json.dumps({"qid": "q", "method": "id_card", "subject": doc}).encode(),
                     None, None)
         assert sum(hub.stats.values()) > sum(before.values())
 
     try:
-        for payload in (b'{"tid":"%s","events":[{"seq":1,"note":"\\ud800"}]}' % A.encode(),
-                        b'{"tid":"%s","events":[{"seq":%d}]}' % (A.encode(), 2 ** 70)):
+        for payload in (b'{"tid":"%s","epoch":"%s","events":[{"seq":1,"note":"\\ud800"}]}' % (A.encode(), EA.encode()),
+                        b'{"tid":"%s","epoch":"%s","events":[{"seq":%d}]}' % (A.encode(), EA.encode(), 2 ** 70)):
             hub._ingest(db, f"{P}/t/{A}/events", seal_envelope(payload, keys[A]))
         assert hub.stats["malformed"] == 1 and hub.stats["stored"] == 1 and "errors" not in hub.stats
         fuzz()

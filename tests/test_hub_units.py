@@ -47,11 +47,11 @@ def test_batches_in_order_signed_by_device_key_window_bounded(store, k):
     while (nxt := pump.next_batch()) is not None:
         payload, b = nxt
         doc = hubproto.open_signed(payload, {k["device"].public_key.kid(): k["device"].public_key})
-        assert doc["tid"] == TID
+        assert (doc["tid"], doc["epoch"]) == (TID, store.epoch)
         sent.append([e["seq"] for e in doc["events"]])
         pump.sent(b)
     assert sent == [list(range(1, 201)), list(range(201, 401))]  # window of 2 batches
-    n = pump.check_ack(hubproto.ack(TID, 200, k["hub"]))
+    n = pump.check_ack(hubproto.ack(TID, store.epoch, 200, k["hub"]))
     assert n == 200 and pump.apply_ack(n) == 200
     payload, b = pump.next_batch()
     assert [e["seq"] for e in hubproto.open_signed(payload, {k["device"].public_key.kid(): k["device"].public_key})
@@ -65,17 +65,26 @@ def test_forged_and_too_high_acks_delete_nothing(store, k):
     payload, b = pump.next_batch()
     pump.sent(b)  # seq 1-200 sent, 201-300 not yet
     stranger = PrivateKey.generate()
+    other_epoch = "0" * 16 if store.epoch != "0" * 16 else "1" * 16
     bad = [
-        hubproto.ack(TID, 200, stranger),                          # wrong key
-        hubproto.ack("370102-H0001-02", 200, k["hub"]),            # another terminal's ack
-        hubproto.ack(TID, 300, k["hub"]),                          # beyond what was sent
-        signed({"acked_seq": "200", "tid": TID}, k["hub"]),        # malformed
-        b"not json", b'{"acked_seq": 200}',                         # unsigned
+        hubproto.ack(TID, store.epoch, 200, stranger),                  # wrong key
+        hubproto.ack("370102-H0001-02", store.epoch, 200, k["hub"]),    # another terminal's ack
+        hubproto.ack(TID, other_epoch, 200, k["hub"]),                  # a lost database's (or forged) epoch
+        hubproto.ack(TID, store.epoch, 201, k["hub"]),                  # beyond what was sent
+        signed({"tid": TID, "epoch": store.epoch, "acked_seq": "200"}, k["hub"]),       # malformed
+        signed({"tid": TID, "epoch": "ABCDEF0123456789", "acked_seq": 200}, k["hub"]),   # not an epoch
+        signed({"tid": TID, "epoch": store.epoch + "0", "acked_seq": 200}, k["hub"]),
+        signed({"tid": TID, "acked_seq": 200}, k["hub"]),               # no epoch (the old format)
+        signed({"tid": TID, "epoch": store.epoch, "acked_seq": True}, k["hub"]),
+        signed({"tid": TID, "epoch": store.epoch, "acked_seq": -1}, k["hub"]),
+        b"not json", b'{"acked_seq": 200}',                             # unsigned
     ]
     for raw in bad:
         assert pump.check_ack(raw) is None
     assert pump.rejected_acks == len(bad)
     assert store.outbox_depth() == 300 and pump.acked_seq == 0
+    assert pump.check_ack(hubproto.ack(TID, store.epoch, 200, k["hub"])) == 200  # the limit itself is believed
+    assert pump.check_ack(hubproto.ack(TID, store.epoch, 0, k["hub"])) == 0
 
 
 def test_reset_and_ack_timeout_resend_from_last_ack(store, k):
@@ -84,7 +93,7 @@ def test_reset_and_ack_timeout_resend_from_last_ack(store, k):
     pump = make_pump(store, k, ack_timeout=10, mono=lambda: now[0])
     for _ in range(2):
         pump.sent(pump.next_batch()[1])
-    pump.apply_ack(pump.check_ack(hubproto.ack(TID, 150, k["hub"])))
+    pump.apply_ack(pump.check_ack(hubproto.ack(TID, store.epoch, 150, k["hub"])))
     assert [(b.first, b.last) for b in pump.in_flight] == [(1, 200), (201, 400)]  # 151-200 unacked
     assert not pump.check_timeout()
     now[0] = 11
@@ -96,7 +105,7 @@ def test_reset_and_ack_timeout_resend_from_last_ack(store, k):
     now[0] = 11 + 21
     assert pump.check_timeout() and pump.resends == 2
     # a late ack of the first sending still counts (it is within what was sent)
-    assert pump.check_ack(hubproto.ack(TID, 400, k["hub"])) == 400
+    assert pump.check_ack(hubproto.ack(TID, store.epoch, 400, k["hub"])) == 400
 
 
 @given(st.lists(st.tuples(st.sampled_from(["send", "ack", "reset"]), st.integers(0, 10)), max_size=40))
@@ -112,7 +121,7 @@ def test_pump_never_loses_or_skips_events(tmp_path_factory, keyset, actions):
             if action == "send" and (nxt := pump.next_batch()) is not None:
                 pump.sent(nxt[1])
             elif action == "ack":
-                n = pump.check_ack(hubproto.ack(TID, x * 7, k["hub"]))
+                n = pump.check_ack(hubproto.ack(TID, s.epoch, x * 7, k["hub"]))
                 if n is not None:
                     pump.apply_ack(n)
                     assert n <= pump.sent_max

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hub_helpers import commit_events, keys, keys_doc, policy_doc, signed, time_doc
-from mqtt_fixtures import TestClient, broker  # noqa: F401  (fixture)
+from mqtt_fixtures import TestClient, broker, share_group  # noqa: F401  (fixture)
 from sim.devkeys import make_trust_list
 from sim.hub import HubSim
 from terminal import config as cfgmod
@@ -48,7 +49,7 @@ class Env:
         cert, key = self.broker.client_cert("hub")
         h = HubSim(self.broker.url, self.broker.ca, cert, key, hub_key=self.k["hub"], root_key=self.k["root"],
                    db_path=self.tmp / "hub.db", terminals={self.tid: self.k["device"].public_key},
-                   start_seq=1, time_interval=0, **kw).start()
+                   group=share_group(), start_seq=1, time_interval=0, **kw).start()
         assert h.wait_connected(DEADLINE)
         self._stops.append(h.stop)
         return h
@@ -75,7 +76,7 @@ def paho_backlog(link: HubLink) -> int:
 def test_delivery_end_to_end_birth_and_offline(env):
     hub = env.hub()
     commit_events(env.store, 450)
-    with TestClient(env.broker, "hub", client_id="observer") as obs:
+    with TestClient(env.broker, "hub-2") as obs:
         link = env.link()
         wait_for(lambda: link.connected, "the connection")
         link.notify()
@@ -83,8 +84,8 @@ def test_delivery_end_to_end_birth_and_offline(env):
         assert hub.stored_seqs(env.tid) == list(range(1, 451))
         assert obs.subscribe(f"hc/v1/t/{env.tid}/state") == 1
         birth = json.loads(obs.get().payload)
-        assert birth == {"state": "online", "version": "0.1.0", "queue": 450, "trust_seq": 0, "policy_seq": 0,
-                         "clock": "trusted"}
+        assert birth == {"state": "online", "version": "0.1.0", "epoch": env.store.epoch, "queue": 450,
+                         "trust_seq": 0, "policy_seq": 0, "clock": "trusted"}
         seqs = commit_events(env.store, 3)
         link.notify()
         # the pump notes the ack just after the store does: wait for both
@@ -118,6 +119,33 @@ def test_broker_killed_mid_stream_and_an_outage_of_thousands(env):
     wait_for(lambda: env.store.outbox_depth() == 0, "the outbox to drain after the restart")
     assert hub.stored_seqs(env.tid) == list(range(1, 5001))
     assert link.status()["reconnects"] >= 1
+
+
+def test_a_terminal_whose_state_was_lost_starts_a_new_epoch_and_loses_nothing(env):
+    """A new SD card: the same tid starts again at seq 1. The hub stores those events beside the
+    old database's (not as duplicates of them), and acks each database only its own events."""
+    hub = env.hub()
+    link = env.link()
+    commit_events(env.store, 30)
+    link.notify()
+    wait_for(lambda: env.store.outbox_depth() == 0, "the first database's events to be acked")
+    link.stop()
+    env.store.close()
+    shutil.rmtree(env.tmp / "state")
+    env.store = Store(env.tmp / "state")
+    link = env.link()
+    assert commit_events(env.store, 20) == list(range(1, 21))
+    ids = [e["id"] for e in env.store.events()]
+    link.notify()
+    # without epochs the hub took these for seq 1-20 again and acked 30: they never left
+    wait_for(lambda: env.store.outbox_depth() == 0, "the new database's events to be acked")
+    assert hub.stats["stored"] == 50 and hub.stats["duplicates"] == 0
+    first_epoch, new_epoch = hub.epochs(env.tid)
+    assert new_epoch == env.store.epoch != first_epoch
+    assert hub.stored_seqs(env.tid, first_epoch) == list(range(1, 31))
+    assert hub.stored_seqs(env.tid, env.store.epoch) == list(range(1, 21))
+    assert [hub.event(env.tid, s, env.store.epoch)["id"] for s in range(1, 21)] == ids
+    assert (hub.acked_seq(env.tid, first_epoch), hub.acked_seq(env.tid, env.store.epoch)) == (30, 20)
 
 
 def test_hub_consumer_down_while_the_broker_is_up(env):
@@ -165,7 +193,7 @@ def test_terminal_killed_while_writing_and_sending(env, keyset):
     cert, key = env.broker.client_cert(env.tid)
     args = {"config": str(keyset / "config.toml"), "broker": env.broker.url, "ca": str(env.broker.ca),
             "cert": str(cert), "key": str(key), "state": str(env.tmp / "state"), "keys": str(keyset)}
-    with TestClient(env.broker, "hub", client_id="observer") as obs:
+    with TestClient(env.broker, "hub-2") as obs:
         obs.subscribe(f"hc/v1/t/{env.tid}/state")
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(ROOT), json.dumps(args)],
                                  stdout=subprocess.PIPE, text=True)
@@ -197,17 +225,19 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
     link = env.link(on_trust=got["trust"].append, on_policy=got["policy"].append,
                     on_data_keys=got["keys"].append, on_time=got["time"].append)
     hub, stranger, tid, now = env.k["hub"], PrivateKey.generate(), env.tid, int(time.time())
+    epoch, other_epoch = env.store.epoch, "0" * 16 if env.store.epoch != "0" * 16 else "1" * 16
     t = hubproto.Topics("hc/v1", tid)
     commit_events(env.store, 50)
     wait_for(lambda: link.connected, "the connection")
     link.notify()
     wait_for(lambda: link.pump.sent_max == 50, "the batch to go out")  # no hub runs: nobody acks
     genuine_trust = make_trust_list(env.k["issuer"], env.k["root"], seq=3, now=now)
-    with TestClient(env.broker, "hub", client_id="forger") as f:
+    with TestClient(env.broker, "hub-2") as f:
         for topic, raw in [
-            (t.ack, hubproto.ack(tid, 50, stranger)),                  # wrong key
-            (t.ack, hubproto.ack("370102-H0001-09", 50, hub)),         # another terminal's
-            (t.ack, hubproto.ack(tid, 51, hub)),                       # beyond what was sent
+            (t.ack, hubproto.ack(tid, epoch, 50, stranger)),           # wrong key
+            (t.ack, hubproto.ack("370102-H0001-09", epoch, 50, hub)),  # another terminal's
+            (t.ack, hubproto.ack(tid, other_epoch, 50, hub)),          # another epoch's
+            (t.ack, hubproto.ack(tid, epoch, 51, hub)),                # beyond what was sent
             (t.trust, genuine_trust),
             (t.trust, make_trust_list(env.k["issuer"], hub, seq=9, now=now)),      # not a root
             (t.trust, make_trust_list(env.k["issuer"], env.k["root"], seq=2, now=now)),  # rollback
@@ -221,12 +251,12 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
             (t.time, signed(time_doc(now + 10), hub)),
             (t.time, signed(time_doc(now + 20), stranger)),
             (t.time, signed(time_doc(now + 5), hub)),                  # older
-            (t.ack, hubproto.ack(tid, 20, hub)),                       # genuine, last: all before were handled
+            (t.ack, hubproto.ack(tid, epoch, 20, hub)),                # genuine, last: all before were handled
         ]:
             assert f.publish(topic, raw, qos=1) == 0
         wait_for(lambda: link.pump.acked_seq == 20, "the genuine ack")
         s = link.status()
-        assert s["rejected"] == {"ack": 3, "trust": 2, "policy": 2, "keys": 3, "time": 2}
+        assert s["rejected"] == {"ack": 4, "trust": 2, "policy": 2, "keys": 3, "time": 2}
         assert env.store.outbox_depth() == 30
         assert [x.seq for x in got["trust"]] == [3] and got["policy"] == [{"mall": {"nat_hours": 24}}]
         assert got["keys"] == [{3: b"D" * 16}] and got["time"] == [now + 10]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 
 import pytest
@@ -165,6 +166,54 @@ def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, ca
     assert subjects == [{"id_number": person.id_number, "name": person.name}] * 3
     assert set(rows[0]) == {"seq", "id", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
                             "status", "flags", "latency_ms", "subject"}
+
+
+def test_a_version_4_database_gets_an_epoch_once_and_keeps_it(tmp_path):
+    """The previous schema (no epoch): the upgrade makes one, the outbox and seq go on, and every
+    later open finds the same epoch (the hub keys this database's seqs by it)."""
+    con = sqlite3.connect(tmp_path / "terminal.db")
+    for i, migration in enumerate(MIGRATIONS[:4]):
+        con.executescript(migration)
+        con.execute(f"PRAGMA user_version = {i + 1}")
+    cols = [f for f in event(0) if f != "seq"]
+    for i in range(3):
+        con.execute(f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [event(i)[c] for c in cols])
+    con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('acked_seq', '1')")
+    con.commit()
+    con.close()
+    s = Store(tmp_path)
+    epoch = s.epoch
+    assert re.fullmatch(r"[0-9a-f]{16}", epoch) and s.get_meta("epoch") == epoch
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert s.acked_seq() == 1 and [e["seq"] for e in s.events()] == [2, 3]
+    s.close()
+    s = Store(tmp_path)
+    assert s.epoch == epoch
+    with s.write():
+        assert s.insert_event(event(9)) == 4
+    s.close()
+
+
+def test_each_new_database_has_its_own_epoch_and_a_bad_one_is_refused(tmp_path):
+    epochs = set()
+    for i in range(3):
+        s = Store(tmp_path / str(i))
+        epochs.add(s.epoch)
+        s.close()
+    assert len(epochs) == 3 and all(re.fullmatch(r"[0-9a-f]{16}", e) for e in epochs)
+    for bad, ok in (("0123456789ABCDEF", False), ("0123456789abcde", False), ("0123456789abcdef0", False),
+                    ("0123456789abcdef", True)):
+        with sqlite3.connect(tmp_path / "0" / "terminal.db") as con:
+            con.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", [bad])
+        con.close()
+        if ok:
+            s = Store(tmp_path / "0")
+            assert s.epoch == bad
+            s.close()
+        else:
+            with pytest.raises(StoreError, match="epoch"):
+                Store(tmp_path / "0")
 
 
 # --- the outbox and acks, at their edges ------------------------------------------------------------

@@ -237,7 +237,7 @@ class HubLink:
         c.connect_timeout = self._connect_timeout
         c.suppress_exceptions = True  # a callback bug must not end the network thread silently
         c.max_queued_messages_set(self.pump.window + 16)
-        c.will_set(self.topics.state, hubproto.dumps({"state": "offline"}), qos=1, retain=True)
+        c.will_set(self.topics.state, hubproto.OFFLINE, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -415,14 +415,14 @@ class HubLink:
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
 
     def _birth(self, client: mqtt.Client) -> None:
-        state = {"state": "online", "version": terminal.__version__, "queue": self._store.outbox_depth(),
-                 "trust_seq": max(0, int(self.updates.held["trust"])),
-                 "policy_seq": max(0, int(self.updates.held["policy"])), "clock": self._clock_state()}
-        client.publish(self.topics.state, hubproto.dumps(state), qos=1, retain=True)
+        state = hubproto.birth(version=terminal.__version__, epoch=self._store.epoch,
+                               queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
+                               policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state())
+        client.publish(self.topics.state, state, qos=1, retain=True)
 
     def _say_offline(self) -> None:
         client = self._conn
         if client is not None and self._online is client:
-            info = client.publish(self.topics.state, hubproto.dumps({"state": "offline"}), qos=1, retain=True)
+            info = client.publish(self.topics.state, hubproto.OFFLINE, qos=1, retain=True)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 info.wait_for_publish(2.0)

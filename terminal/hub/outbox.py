@@ -9,11 +9,12 @@ A state machine with no MQTT and no threads of its own; the link's worker thread
 An event leaves the outbox only when a hub ack covers its seq, never on PUBACK. A lost batch
 (the hub consumer was down, the broker restarted) is re-read from the outbox: on reconnect,
 or when the oldest batch in flight waited ``ack_timeout`` for its ack. The hub drops the
-duplicates this makes by (tid, seq).
+duplicates this makes by (tid, epoch, seq); the epoch is the store's, made once with the
+database, so a terminal whose state was lost starts again at seq 1 under a new one.
 
-Ack (hubproto.ack): signed envelope of ``{"acked_seq": N, "tid": tid}`` by the hub key. It is
-believed only if the signature verifies, the tid is ours and N is not beyond the highest seq
-this process actually sent: a forged or too-high ack deletes nothing.
+Ack (hubproto.ack): signed envelope of ``{"tid", "epoch", "acked_seq": N}`` by the hub key. It
+is believed only if the signature verifies, the tid and epoch are ours and N is not beyond the
+highest seq this process actually sent: a forged, foreign or too-high ack deletes nothing.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class OutboxPump:
             raise ValueError("batch_size must be 1-200 and window at least 1")
         self._store = store
         self._tid = tid
+        self._epoch = store.epoch
         self._device_key = device_key
         self._hub_keys = {hub_key.kid(): hub_key}
         self.window = window
@@ -78,7 +80,7 @@ class OutboxPump:
         events = self._store.events(self.cursor, self.batch_size)
         if not events:
             return None
-        return (hubproto.batch(self._tid, events, self._device_key),
+        return (hubproto.batch(self._tid, self._epoch, events, self._device_key),
                 Batch(events[0]["seq"], events[-1]["seq"], self._mono()))
 
     def sent(self, batch: Batch) -> None:
@@ -102,16 +104,17 @@ class OutboxPump:
         return False
 
     def check_ack(self, raw: bytes) -> int | None:
-        """The seq a genuine ack covers, or None (forged, another tid, beyond what we sent: counted)."""
+        """The seq a genuine ack covers, or None (forged, malformed, another tid or epoch, beyond
+        what we sent: counted)."""
         try:
-            doc = hubproto.open_signed(raw, self._hub_keys)
-        except EnvelopeError as e:
+            a = hubproto.open_ack(raw, self._hub_keys)
+        except (EnvelopeError, ValueError) as e:
             return self._reject(str(e))
-        n = doc.get("acked_seq")
-        if doc.get("tid") != self._tid:
-            return self._reject(f"for tid {str(doc.get('tid'))[:64]!r}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            return self._reject("acked_seq is not a non-negative integer")
+        n = a.acked_seq
+        if a.tid != self._tid:
+            return self._reject(f"for tid {a.tid[:64]!r}")
+        if a.epoch != self._epoch:
+            return self._reject(f"for epoch {a.epoch}, not this database's {self._epoch}")
         if n > self.sent_max:
             return self._reject(f"acked_seq {n} is beyond the highest seq sent ({self.sent_max})")
         return n
