@@ -39,8 +39,8 @@ from sim.issuer import Issuer, Person  # noqa: E402
 from terminal.config import load  # noqa: E402
 from terminal.hub import HubLink  # noqa: E402
 from terminal.hub.link import SWITCH_INTERVAL  # noqa: E402
-from terminal.keyfiles import load_private_key  # noqa: E402
-from terminal.store import EVENT_FIELDS  # noqa: E402
+from terminal.crypto.keyfiles import load_private_key  # noqa: E402
+from terminal.state.store import EVENT_FIELDS  # noqa: E402
 from terminal.verifier import BOOT_ID, Verifier  # noqa: E402
 
 

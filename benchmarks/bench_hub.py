@@ -29,10 +29,10 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from sim.broker import HUB_IDENTITIES, Broker  # noqa: E402
 from sim.hub import HubSim  # noqa: E402
-from terminal import hubproto  # noqa: E402
-from terminal.sm2 import PrivateKey  # noqa: E402
+from terminal.hub import wire  # noqa: E402
+from terminal.crypto.sm2 import PrivateKey  # noqa: E402
 
-PREFIX = hubproto.DEFAULT_PREFIX
+PREFIX = wire.DEFAULT_PREFIX
 EPOCH = secrets.token_hex(8)  # every synthetic terminal's database is new
 
 
@@ -55,7 +55,7 @@ class SyntheticTerminal:
 
     def _on_ack(self, client, userdata, msg) -> None:
         # checking the hub's signature is part of the terminal's cost, not the hub's; done here anyway
-        ack = hubproto.open_ack(msg.payload, self.pin)
+        ack = wire.open_ack(msg.payload, self.pin)
         if (ack.tid, ack.epoch) == (self.tid, EPOCH):
             self.acked = max(self.acked, ack.acked_seq)
         if self.acked >= self.last_seq:
@@ -77,7 +77,7 @@ def make_batches(tid: str, device: PrivateKey, n_events: int, size: int, subject
                    "mono_ns": s, "clock": "trusted", "method": "qr", "decision": "allow", "reason": "ok",
                    "status": 0, "flags": 0, "latency_ms": 12.5, "subject": subjects[s % len(subjects)]}
                   for s in range(lo, min(lo + size, n_events + 1))]
-        out.append(hubproto.batch(tid, EPOCH, events, device))
+        out.append(wire.batch(tid, EPOCH, events, device))
     return out
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from terminal import sm2  # noqa: E402
+from terminal.crypto import sm2  # noqa: E402
 
 CLASSES = ("dense", "sparse", "short")
 
@@ -46,7 +46,7 @@ def scalar(kind: str, rng: random.Random) -> int:
 
 
 class ForcedNonce:
-    """Stands in for the ``secrets`` module inside terminal.sm2: the next nonce draw
+    """Stands in for the ``secrets`` module inside terminal.crypto.sm2: the next nonce draw
     (``randbelow(N - 1)``) returns the scalar set in ``k``; everything else is the real thing."""
 
     def __init__(self):

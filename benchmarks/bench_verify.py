@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sim.devkeys import write_key_set  # noqa: E402
 from sim.issuer import Issuer, Person  # noqa: E402
 from terminal.config import load  # noqa: E402
-from terminal.token import parse_text  # noqa: E402
+from terminal.core.token import parse_text  # noqa: E402
 from terminal.verifier import Verifier  # noqa: E402
 
 

@@ -66,13 +66,18 @@ import time
 import weakref
 from pathlib import Path
 
-from terminal.hubproto import DEFAULT_PREFIX
+from terminal.hub.wire import DEFAULT_PREFIX
 
 HUB_IDENTITY = "hub"
 # Each hub consumer (and each hub-side tool) connects with a certificate of its own: the client
 # id is bound to the CN, so two connections under one identity would take each other's session.
 HUB_IDENTITIES = (HUB_IDENTITY, *(f"{HUB_IDENTITY}-{i}" for i in range(2, 9)))
 READY_TIMEOUT = 10.0
+# Mosquitto's ``message_size_limit``: a larger PUBLISH is not forwarded. Well above the largest
+# genuine message (a 200-event batch is ~150 KB, the terminal's inbound limits at most 256 KiB):
+# a refused batch would be resent, and refused, forever. (2.0.11 answers a QoS 1 one with a
+# PUBACK 0x95 that paho 2.2 finds malformed and drops the connection over; QoS 0: silence.)
+MESSAGE_SIZE_LIMIT = 1 << 20
 
 
 class BrokerError(RuntimeError):
@@ -231,6 +236,7 @@ class Broker:
             "persistence_file mosquitto.db",
             f"autosave_interval {self._autosave}",
             f"max_queued_messages {self._max_queued}",
+            f"message_size_limit {MESSAGE_SIZE_LIMIT}",
             "set_tcp_nodelay true",
             "log_dest file " + str(self.log_path),
             *(f"log_type {t}" for t in log_types),

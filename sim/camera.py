@@ -361,6 +361,12 @@ class VirtualCamera(FrameSource):
         pass
 
 
+def camera_source(spec: str, *, width: int, height: int, fps: float) -> FrameSource:
+    """The ``gate_terminal.camera_sources`` entry point (pyproject.toml) for ``sim`` and
+    ``sim:...``: the virtual camera draws its own frame size, its rate is the spec's ``fps=``."""
+    return open_source(spec)
+
+
 def open_source(spec: str) -> FrameSource:
     """``sim`` or ``sim:seed=3,level=hard,show=45,gap=30`` for a virtual camera; anything else
     (a device, image files, a video file) goes to :func:`drivers.camera.open_source`."""

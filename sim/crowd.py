@@ -21,9 +21,9 @@ from sim.camera import LEVELS, Presentation as CodeOnScreen, make_background, re
 from sim.idcard_sam import SimCard
 from sim.issuer import Issuer, Person, random_id_number, random_name
 from sim.sscard_reader import VirtualSsCard
-from terminal import reasons as R
-from terminal import token as tok
-from terminal.policy import ALLOW, DENY, Policy
+from terminal.core import reasons as R
+from terminal.core import token as tok
+from terminal.core.policy import ALLOW, DENY, Policy
 
 # kind → weight in the crowd
 KINDS = {

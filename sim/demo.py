@@ -141,7 +141,7 @@ def start_hub(cfg, keys: Path, out: Path, visitors):
     """A Mosquitto with TLS and the hub simulator; the terminal's config is pointed at them."""
     from sim.broker import Broker
     from sim.hub import HubSim
-    from terminal.keyfiles import load_private_key
+    from terminal.crypto.keyfiles import load_private_key
 
     broker = Broker(workdir=out / "broker").start()
     cert, key = broker.client_cert(cfg.terminal_id)

@@ -11,9 +11,9 @@ import secrets
 import time
 from pathlib import Path
 
-from terminal.keyfiles import private_key_pem, write_secret
-from terminal.sm2 import PrivateKey
-from terminal.trust import seal_envelope
+from terminal.crypto.keyfiles import private_key_pem, write_secret
+from terminal.crypto.sm2 import PrivateKey
+from terminal.core.trust import seal_envelope
 
 KEY_NAMES = ("root", "issuer", "hub", "device")
 DEFAULT_DKID = 1

@@ -11,12 +11,12 @@ Ingest of one batch on ``{prefix}/t/{tid}/events``:
 1. the envelope must verify against the device key registered for the topic's ``tid`` and
    name that same ``tid`` inside; otherwise it is dropped and counted ``forged`` (not stored,
    not acked). A well-signed batch that is not ``{"tid", "epoch", "events"}`` with 1-200
-   events of integer ``seq`` ≥ 1 is dropped as ``malformed`` (``hubproto.open_batch``).
+   events of integer ``seq`` ≥ 1 is dropped as ``malformed`` (``wire.open_batch``).
 2. its events go into SQLite once each by ``(tid, epoch, seq)`` (INSERT OR IGNORE inside
    BEGIN IMMEDIATE), so two consumers may share one DB file (WAL, busy timeout). A terminal
    whose database was lost starts again at seq 1 under a new epoch: those events are new,
    stored beside the old epoch's, never taken for duplicates of them.
-3. the ack, signed by the hub key (``hubproto.ack``), names the tid and epoch and says the
+3. the ack, signed by the hub key (``wire.ack``), names the tid and epoch and says the
    highest CONTIGUOUS seq held for that pair: never past a gap, since the terminal deletes
    everything up to it. A duplicate batch is acked again (its first ack may have been lost).
 
@@ -60,10 +60,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.backoff import backoff_delay
-from terminal import hubproto
-from terminal.idnumber import mask_id, mask_name
-from terminal.sm2 import PrivateKey, PublicKey, SM2Error
-from terminal.trust import EnvelopeError, open_envelope
+from terminal.core import boundedjson
+from terminal.hub import wire
+from drivers.idnumber import mask_id, mask_name
+from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
+from terminal.core.trust import EnvelopeError, open_envelope
 
 log = logging.getLogger("sim.hub")
 
@@ -126,7 +127,7 @@ class HubSim:
 
     def __init__(self, broker_url: str, ca: Path | None, cert: Path | None, key: Path | None, *,
                  hub_key: PrivateKey, root_key: PrivateKey | None = None, db_path: Path,
-                 prefix: str = hubproto.DEFAULT_PREFIX, terminals: dict[str, PublicKey],
+                 prefix: str = wire.DEFAULT_PREFIX, terminals: dict[str, PublicKey],
                  group: str, people: dict[str, dict] | None = None, client_id: str | None = None,
                  start_seq: int | None = None, time_interval: float = 60.0, mute_queries: bool = False,
                  reply_delay: float = 0.0, backoff: tuple[float, float] = (0.2, 30.0),
@@ -140,7 +141,7 @@ class HubSim:
         for k in self.terminals.values():
             k.precompute()  # every batch of that terminal is verified with it
         self.people = dict(people or {})
-        self.events_subscription = hubproto.shared_events_subscription(prefix, group)  # ValueError: guessable
+        self.events_subscription = wire.shared_events_subscription(prefix, group)  # ValueError: guessable
         self.start_seq = start_seq
         self.time_interval = time_interval
         self.mute_queries = mute_queries
@@ -288,7 +289,7 @@ class HubSim:
             self.line(f"batch dropped: unknown terminal on {topic[:80]!r}")
             return
         try:
-            b = hubproto.open_batch(raw, key)
+            b = wire.open_batch(raw, key)
         except EnvelopeError as e:
             self.stats["forged"] += 1
             self.line(f"batch dropped: {tid}: {e}")
@@ -324,7 +325,7 @@ class HubSim:
             self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new; "
                       f"nothing contiguous from {self.start_seq} yet")
             return
-        self.client.publish(f"{self.prefix}/t/{tid}/ack", hubproto.ack(tid, epoch, acked, self.hub_key), qos=1)
+        self.client.publish(f"{self.prefix}/t/{tid}/ack", wire.ack(tid, epoch, acked, self.hub_key), qos=1)
         self.stats["acks"] += 1
         self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new, {len(rows) - new} dup; ack {acked}")
 
@@ -384,7 +385,7 @@ class HubSim:
             self.line(f"query {tid}: response topic {response_topic[:80]!r} is not {reply_topic}; dropped")
             return
         try:
-            q = json.loads(payload)
+            q = boundedjson.loads(payload)
             qid = q["qid"]
             if not isinstance(qid, str) or q.get("method") not in ("id_card", "ss_card"):
                 raise ValueError
@@ -416,7 +417,7 @@ class HubSim:
         props = Properties(PacketTypes.PUBLISH)
         if correlation is not None:
             props.CorrelationData = correlation
-        self.client.publish(reply_topic, hubproto.seal(answer, self.hub_key), qos=1, properties=props)
+        self.client.publish(reply_topic, wire.seal(answer, self.hub_key), qos=1, properties=props)
         self.stats["queries"] += 1
         outcome = answer.get("error") or f"status {answer['status']}"
         self.line(f"query {tid} {qid[:8]}: {shown} -> {outcome}")
@@ -466,7 +467,7 @@ class HubSim:
     def publish_policy(self, venues: dict[str, dict], seq: int | None = None) -> bool:
         topic = f"{self.prefix}/policy"
         seq = self._next_seq(topic) if seq is None else seq
-        return self._publish_retained(topic, seq, hubproto.seal({"type": "policy", "seq": seq, "venues": venues},
+        return self._publish_retained(topic, seq, wire.seal({"type": "policy", "seq": seq, "venues": venues},
                                                                 self.hub_key))
 
     def publish_keys(self, tid: str, data_keys: dict[int, bytes], seq: int | None = None,
@@ -479,12 +480,12 @@ class HubSim:
         doc = {"type": "data-keys", "seq": seq, "tid": tid,
                "keys": [{"dkid": dkid, "key": device.encrypt(k).hex(), "not_after": not_after}
                         for dkid, k in sorted(data_keys.items())]}
-        return self._publish_retained(topic, seq, hubproto.seal(doc, self.hub_key))
+        return self._publish_retained(topic, seq, wire.seal(doc, self.hub_key))
 
     def publish_time(self) -> bool:
         t = int(time.time())
         return self._publish_retained(f"{self.prefix}/time", t,
-                                      hubproto.seal({"type": "time", "t": t}, self.hub_key), qos=0)
+                                      wire.seal({"type": "time", "t": t}, self.hub_key), qos=0)
 
     def _beacon_loop(self) -> None:
         if self.time_interval <= 0:

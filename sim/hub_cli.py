@@ -14,11 +14,11 @@ import threading
 import tomllib
 from pathlib import Path
 
-from terminal import hubproto
-from terminal.cli import UsageError
-from terminal.keyfiles import KeyFileError, load_private_key
-from terminal.sm2 import PublicKey, SM2Error
-from terminal.trust import EnvelopeError
+from terminal.hub import wire
+from terminal.commands.usage import UsageError
+from terminal.crypto.keyfiles import KeyFileError, load_private_key
+from terminal.crypto.sm2 import PublicKey, SM2Error
+from terminal.core.trust import EnvelopeError
 
 
 def add_parser(simsub) -> None:
@@ -33,7 +33,7 @@ def add_parser(simsub) -> None:
     h.add_argument("--key", type=Path, metavar="FILE", help="its private key")
     h.add_argument("--keys", type=Path, required=True, metavar="DIR", help="key set made by 'sim keys'")
     h.add_argument("--db", type=Path, metavar="FILE", help="event store (default DIR/hub.db)")
-    h.add_argument("--prefix", default=hubproto.DEFAULT_PREFIX)
+    h.add_argument("--prefix", default=wire.DEFAULT_PREFIX)
     h.add_argument("--group", required=True, metavar="SECRET",
                    help="shared-subscription group, the same for every hub instance: 16-64 characters of "
                         "A-Z a-z 0-9 _ -, kept secret (on Mosquitto whoever names it can join it); "

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from terminal import token as tok
-from terminal.idnumber import check_character
-from terminal.keyfiles import load_data_keys, load_private_key
-from terminal.sm2 import PrivateKey
+from terminal.core import token as tok
+from drivers.idnumber import check_character
+from terminal.crypto.keyfiles import load_data_keys, load_private_key
+from terminal.crypto.sm2 import PrivateKey
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红建国志强春梅海燕文建华"

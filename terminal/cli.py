@@ -1,4 +1,4 @@
-"""The ``gate-terminal`` command line. Each command lives in a ``cmd_*`` module with
+"""The ``gate-terminal`` command line. Each command lives in a ``terminal.commands`` module with
 ``register(subparsers)``; exit codes: 0 success, 1 a negative result, 2 usage or configuration error."""
 from __future__ import annotations
 
@@ -7,24 +7,25 @@ import importlib
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 
-from terminal import __version__, journal
+from terminal import __version__
+from terminal.commands.usage import UsageError
+from terminal.ops import journal
 
 COMMAND_MODULES = (
-    "terminal.cmd_verify",
-    "terminal.cmd_run",
-    "terminal.cmd_card",
-    "terminal.cmd_check",
-    "terminal.cmd_decode",
-    "terminal.cmd_sim",
-    "terminal.cmd_status",
-    "terminal.cmd_provision",
-    "terminal.cmd_install",
+    "terminal.commands.verify",
+    "terminal.commands.run",
+    "terminal.commands.card",
+    "terminal.commands.check",
+    "terminal.commands.decode",
+    "terminal.commands.status",
+    "terminal.commands.provision",
+    "terminal.commands.install",
 )
-
-
-class UsageError(Exception):
-    """A bad argument, config key or file: one line for the operator, exit status 2."""
+# Commands that live outside terminal/ (the simulator's ``sim``) register through this entry
+# point group in pyproject.toml: terminal/ never imports them.
+COMMANDS_GROUP = "gate_terminal.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        ep.load()(sub)
     return parser
 
 

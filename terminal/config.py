@@ -12,10 +12,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from terminal import policy as pol
-from terminal.sdnotify import CREDENTIALS, credential_path
-from terminal.sm2 import PublicKey, SM2Error
-from terminal.smallfile import read_small
+from terminal.core import policy as pol
+from terminal.crypto.sm2 import PublicKey, SM2Error
+from terminal.ops.sdnotify import CREDENTIALS, credential_path
+from terminal.ops.smallfile import read_small
 
 
 class ConfigError(ValueError):

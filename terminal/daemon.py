@@ -1,15 +1,47 @@
 """The daemon at the door: inputs → presentations → decision → event → gate and screen.
 
-Threads, and why each exists:
+This module opens the terminal, starts and stops it, and runs the decide loop; each input,
+the housekeeping and the hub link have a class of their own (terminal/inputs/,
+terminal/housekeeping.py, terminal/hub/bridge.py) that the daemon wires together.
 
-    camera   newest frame from the grabber → QR decode → new presentations   (CPU: never on
-             the decision path, never blocking a card read)
-    id_card  ID-card reader poll → one presentation per card placed          (serial I/O)
-    ss_card  social-security reader poll → likewise
-    decide   the one place that decides and writes: verify → event committed → gate pulse
-             (only on allow, only after the commit) → screen
-    screen   renders and shows panels (result, then idle with a clock) so a slow panel
-             never delays the next person
+Threads — every object used by more than one thread is confined to one or locked:
+
+    thread         module                     owns (only this thread touches it)
+    main           commands/run.py, here      open/start/stop; signals; SIGHUP → reload() queues
+                                              the new config for decide
+    decide         here (_decide_loop)        the Verifier: its trust list, policies, data keys
+                                              (changed only by Verifier.apply, here, between two
+                                              presentations), the store's write transactions,
+                                              relay.pulse, StatusFile.record, the update queue
+    camera         inputs/camera.py           QrPresentations, the QR decoders
+    grabber …      drivers/camera.py          the frame source; hands the newest frame over under
+                                              its Condition
+    id_card        inputs/cards.py            its reader and serial link; asks the hub's status
+    ss_card        inputs/cards.py            source (HubStatusSource: locked counters, the store's
+                                              lock for its cache) before queueing the presentation
+    screen         screen/loop.py             renderer and panel; requests under its Condition
+    housekeeping   housekeeping.py            checkpoints, retention, StatusFile.write, STATUS=,
+                                              HubBridge.report (metric deltas)
+    hub-pump       hub/link.py                the outbox pump, acks, signed updates (queued for
+                                              decide as update values)
+    hub-net, paho  hub/link.py                the MQTT connection; callbacks only queue and assign
+    metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
+                                              read connection
+    relay …        drivers/relay.py           the relay's port; pulses under its Condition
+
+    shared by several threads, and what guards it:
+    presentation queue (inputs → decide)      queue.Queue, bounded
+    update queue (hub-pump, main → decide)    queue.SimpleQueue
+    ClockGuard (decide, cards, housekeeping,  its lock (now() moves the floor)
+      hub-pump)
+    StatusFile (decide records, housekeeping  its lock
+      writes)
+    Store (decide, housekeeping, hub-pump,    its RLock; the outbox reader its own lock
+      cards' status cache, metrics)
+    DeviceStatus, DiskGuard, Watchdog,        their locks
+      Notifier
+    Daemon.cfg, Verifier.cfg / trust / policy replaced whole on decide, never changed in place:
+      / keys (read by cards, housekeeping)    a reader sees the old object or the new one
 
 Inputs hand presentations to ``decide`` through a bounded queue. A device that fails or
 disappears is marked out of order (log once, alarm on the screen), retried by its own
@@ -21,82 +53,32 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from drivers.cards import CardError, CardRead, CardReader, ReaderError
-from drivers.serial_link import LinkDown
-from terminal import diskguard, retention
-from terminal.cardstatus import NoHub, StatusSource
-from terminal.cmd_status import WRITE_EVERY, StatusFile
-from terminal.diskguard import DiskGuard
-from terminal.metrics import Metrics
+from drivers.cards import CardReader
 from terminal.config import Config
-from terminal.policy import ALLOW
-from terminal.presentation import QrPresentations
+from terminal.core.cardstatus import NoHub, StatusSource
+from terminal.core.policy import ALLOW
+from terminal.core.presentation import Presentation
+from terminal.housekeeping import Housekeeping
+from terminal.inputs.camera import CameraInput
+from terminal.inputs.cards import CardInput
+from terminal.inputs.devices import DeviceStatus
+from terminal.ops.metrics import Metrics
+from terminal.ops.sdnotify import Notifier, Watchdog
 from terminal.screen import texts
-from terminal.sdnotify import Notifier, Watchdog
-from terminal.verifier import Result, SetupError, Verifier
+from terminal.state import diskguard
+from terminal.state.diskguard import DiskGuard
+from terminal.state.statusfile import StatusFile
+from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
+
+if TYPE_CHECKING:
+    from terminal.hub.updates import DataKey
 
 log = logging.getLogger(__name__)
-
-LABELS = {"camera": "摄像头", "id_card": "身份证读卡器", "ss_card": "社保卡读卡器", "relay": "闸机继电器"}
-
-
-@dataclass(frozen=True)
-class Presentation:
-    method: str                 # "qr" | "id_card" | "ss_card"
-    started_ns: int             # monotonic ns of the frame, or of the card read's completion
-    text: str | None = None
-    card: CardRead | None = None
-    health: object = None       # a card's status, asked on the reader's thread (see _card_loop)
-
-
-class _Asked:
-    """The answer a card's reader thread already got: the decision thread never waits on the hub."""
-
-    def __init__(self, health):
-        self.health = health
-
-    def lookup(self, method, id_number, name, now):
-        return self.health
-
-
-class DeviceStatus:
-    """Which devices are out of order: logged and counted on every change, shown as alarms."""
-
-    def __init__(self, metrics=None):
-        self._lock = threading.Lock()
-        self._errors: dict[str, str] = {}
-        self._metrics = metrics
-
-    def ok(self, name: str) -> None:
-        with self._lock:
-            was = self._errors.pop(name, None)
-        if was is not None:
-            log.warning("device %s is back", name)
-            if self._metrics:
-                self._metrics.device_up(name)
-
-    def fail(self, name: str, why: str) -> None:
-        with self._lock:
-            was = self._errors.get(name)
-            self._errors[name] = why
-        if was is None:
-            log.error("device %s out of order: %s", name, why)
-            if self._metrics:
-                self._metrics.device_error(name)
-
-    def errors(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._errors)
-
-    def alarms(self) -> list[str]:
-        return [f"{LABELS.get(n, n)}故障" for n in sorted(self.errors())]
 
 
 class Daemon:
@@ -105,7 +87,8 @@ class Daemon:
                  relay=None, screen=None, status_source: StatusSource | None = None,
                  on_result: Callable[[Presentation, Result], None] | None = None,
                  notifier: Notifier | None = None):
-        """Devices not passed in are opened from ``cfg``; tests and the simulator pass their own.
+        """Devices not passed in are opened from ``cfg`` through the backend registries
+        (terminal/inputs/registry.py); tests and the simulator pass their own.
         ``notifier`` talks to systemd (a no-op outside it)."""
         self.cfg = cfg
         self._state_dir = state_dir
@@ -120,19 +103,19 @@ class Daemon:
         self.metrics = Metrics()
         self.devices = DeviceStatus(self.metrics)
         self.verifier: Verifier | None = None
-        self.hub = None  # terminal.hub.HubLink when [hub] broker is set
+        self.bridge = None  # terminal.hub.bridge.HubBridge when [hub] broker is set
+        self.hub = None     # ... and its HubLink
         self._metrics_server = None
-        # Updates from the hub (trust list, policy, data keys, time) are applied by the decide
-        # thread between two presentations, never under a presentation being decided.
-        self._updates: queue.SimpleQueue = queue.SimpleQueue()
-        self._reconnects_seen = 0
-        self._rejected_seen: dict[str, int] = {}
+        # Updates to the verifier (from the hub; a reloaded config from SIGHUP) are applied by
+        # the decide thread between two presentations, never under a presentation being decided.
+        self._updates: queue.SimpleQueue[Update | Config] = queue.SimpleQueue()
         self._queue: queue.Queue[Presentation] = queue.Queue(maxsize=64)
         self._stop_inputs = threading.Event()
         self._ready = threading.Event()
         self._inputs_done = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._inputs: list[CameraInput | CardInput] = []
         self._decider: threading.Thread | None = None
+        self._housekeeping: Housekeeping | None = None
         self.decided = 0
 
     # --- setup ------------------------------------------------------------------
@@ -143,13 +126,12 @@ class Daemon:
         error: its driver retries with backoff and the others start deciding.
         """
         from drivers.camera import CameraError
-        from drivers.relay import open_relay
+        from terminal.crypto.keyfiles import KeyFileError
+        from terminal.inputs import registry
         from terminal.screen import FontError, FramebufferError
-        from terminal.screen_loop import ScreenLoop
+        from terminal.screen.loop import ScreenLoop
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
-        self._file_keys = dict(self.verifier.data_keys)
-        self._hub_keys: dict[int, bytes] = {}
         store = self.verifier.store
         self.disk = DiskGuard(store.state_dir)
         self.disk.ensure_reserve()
@@ -158,88 +140,56 @@ class Daemon:
         dev = self.cfg.devices
         try:
             if self.cfg.hub.get("broker"):
-                self._open_hub()
+                from terminal.hub.bridge import HubBridge
+                try:
+                    self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
+                                                 on_alive=lambda: self.watchdog.progress("hub-net"))
+                except KeyFileError as e:
+                    raise SetupError(str(e)) from None
+                self.hub, self.status_source = self.bridge.link, self.bridge.status_source
             if self.camera is None and dev["camera"]["source"]:
-                self.camera = _open_camera(dev["camera"])
+                self.camera = registry.open_camera(dev["camera"])
             for kind in ("id_card", "ss_card"):
                 if self.readers[kind] is None and dev[kind]["port"]:
-                    self.readers[kind] = _open_reader(kind, dev[kind]["port"], dev[kind]["baud"])
+                    self.readers[kind] = registry.open_reader(kind, dev[kind]["port"], dev[kind]["baud"])
             if self.relay is None:
-                self.relay = open_relay(dev["relay"]["kind"], dev["relay"]["port"])
+                self.relay = registry.open_relay(dev["relay"])
             self.screen_loop = ScreenLoop(self.cfg, self.screen, self.alarms)
             if self.cfg.metrics_listen:
                 self._metrics_server = self.metrics.serve(self.cfg.metrics_listen)
         except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
             self.verifier.close()
             raise SetupError(f"{self.cfg.path}: {e}") from None
-
-    def _open_hub(self) -> None:
-        from terminal.hub import HubLink, HubStatusSource, load_persisted, usable_keys
-        from terminal.hub.link import SWITCH_INTERVAL
-        from terminal.keyfiles import KeyFileError, load_private_key
-        from terminal.statuscache import StatusCache
-
-        # With the pump and paho's threads beside it, a verification that released the GIL for
-        # its fsync would wait up to the default 5 ms to get it back (benchmarks/bench_drain.py).
-        sys.setswitchinterval(SWITCH_INTERVAL)
-        v = self.verifier
-        try:
-            device_key = load_private_key(self.cfg.device_key)
-        except KeyFileError as e:
-            raise SetupError(str(e)) from None
-        kept = load_persisted(v.store, self.cfg, device_key)
-        if kept.policy:
-            v.hub_policy = kept.policy
-        if kept.data_keys:
-            self._hub_keys = usable_keys(kept.data_keys, time.time())
-            v.data_keys = {**self._file_keys, **self._hub_keys}
-
-        def later(fn):
-            return lambda value: self._updates.put(lambda: fn(value))
-
-        def keys(hub_keys: dict[int, bytes]) -> None:
-            self._hub_keys = hub_keys
-            v.data_keys = {**self._file_keys, **hub_keys}  # the hub's word wins for a dkid it names
-
-        def beacon(t: float) -> None:
-            # A beacon older than the highest time already trusted is a stale retained copy.
-            if v.clock.state == "untrusted" and t >= v.clock.floor:
-                log.warning("clock: restored from the hub's time beacon")
-                v.clock.restore(t)
-
-        self.hub = HubLink(self.cfg, v.store, device_key,
-                           on_trust=later(lambda tl: setattr(v, "trust", tl)),
-                           on_policy=later(lambda venues: setattr(v, "hub_policy", venues)),
-                           on_data_keys=later(keys), on_time=later(beacon),
-                           clock_state=lambda: v.clock.state,
-                           on_alive=lambda: self.watchdog.progress("hub-net"))
-        self.status_source = HubStatusSource(self.hub, StatusCache(v.store), self.cfg, policy=v.policy)
+        except SetupError:
+            self.verifier.close()
+            raise
 
     def reload(self, cfg: Config) -> None:
         """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
         two presentations; the devices (and the camera's stream) stay as they are."""
-        def apply() -> None:
-            from terminal.keyfiles import KeyFileError, load_data_keys
-            from terminal.verifier import load_trust
-            v = self.verifier
-            try:
-                trust = load_trust(v.store, cfg)
-                file_keys = load_data_keys(cfg.data_keys)
-            except (SetupError, KeyFileError) as e:
-                log.error("reload refused, keeping the running configuration: %s", e)
-                return
-            for issuer in trust.issuers.values():
-                issuer.public_key.precompute()
-            if cfg.devices != self.cfg.devices or cfg.hub != self.cfg.hub:
-                log.warning("reload: device and hub settings take effect at the next restart")
-                cfg.devices, cfg.hub = self.cfg.devices, self.cfg.hub
-            self._file_keys = file_keys
-            v.cfg, v.trust, v.data_keys = cfg, trust, {**file_keys, **self._hub_keys}
-            self.cfg = cfg
-            self.screen_loop.configure(cfg)
-            log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
-                        trust.seq)
-        self._updates.put(apply)
+        self._updates.put(cfg)
+
+    def _reload(self, cfg: Config) -> None:
+        """On the decide thread: the trust list is checked (and kept) through the store."""
+        from terminal.crypto.keyfiles import KeyFileError, load_data_keys
+        from terminal.verifier import load_trust
+        v = self.verifier
+        try:
+            trust = load_trust(v.store, cfg)
+            file_keys = load_data_keys(cfg.data_keys)
+        except (SetupError, KeyFileError) as e:
+            log.error("reload refused, keeping the running configuration: %s", e)
+            return
+        for issuer in trust.issuers.values():
+            issuer.public_key.precompute()
+        if cfg.devices != self.cfg.devices or cfg.hub != self.cfg.hub:
+            log.warning("reload: device and hub settings take effect at the next restart")
+            cfg.devices, cfg.hub = self.cfg.devices, self.cfg.hub
+        v.apply(Reconfigure(cfg, trust, file_keys))
+        self.cfg = cfg
+        self.screen_loop.configure(cfg)
+        log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
+                    trust.seq)
 
     def alarms(self) -> list[str]:
         """What the screen's alarm banner says: devices out of order, a full disk."""
@@ -256,21 +206,28 @@ class Daemon:
         if self.verifier is None:
             self.open()
         self.screen_loop.start()
-        for name in ["decide", "store"] + (["camera"] if self.camera else []) + \
-                [k for k, r in self.readers.items() if r] + (["hub-net"] if self.hub is not None else []):
-            self.watchdog.watch(name)
         if self.camera is not None:
-            self.camera.start()
-            self._spawn("camera", self._camera_loop)
+            self._inputs.append(CameraInput(self.camera, self.cfg.devices["camera"]["gap"], self._put,
+                                            self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
-                self._spawn(kind, self._card_loop, kind, reader)
+                self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
+                                              status_source=self.status_source, notice=self.screen_loop.notice,
+                                              devices=self.devices, watchdog=self.watchdog, metrics=self.metrics))
+        for name in ["decide", "store"] + [i.name for i in self._inputs] + (["hub-net"] if self.bridge else []):
+            self.watchdog.watch(name)
+        for i in self._inputs:
+            i.start(self._stop_inputs)
         self._decider = threading.Thread(target=self._decide_loop, name="decide", daemon=True)
         self._decider.start()
-        if self.hub is not None:
-            self.hub.start()
-        self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
-        self._housekeeper.start()
+        if self.bridge is not None:
+            self.bridge.start()
+        self._housekeeping = Housekeeping(
+            store=self.verifier.store, clock=self.verifier.clock, disk=self.disk, status_file=self.status_file,
+            devices=self.devices, device_names=self._device_names(), hub=self.bridge, metrics=self.metrics,
+            watchdog=self.watchdog, notifier=self.notifier, retention_days=lambda: self.cfg.retention_days,
+            summary=self.summary)
+        self._housekeeping.start(self._inputs_done)
         if self.camera is not None:  # the camera opens on its grabber thread: let it try first
             end = time.monotonic() + 5
             while time.monotonic() < end and self.camera.latest() is None and not self.camera.error:
@@ -284,31 +241,23 @@ class Daemon:
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
                  self.cfg.devices["relay"]["kind"])
 
-    def _spawn(self, name: str, target, *args) -> None:
-        t = threading.Thread(target=target, args=args, name=name, daemon=True)
-        t.start()
-        self._threads.append(t)
-
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking presentations, decide those already taken, then close everything."""
         self._stop_inputs.set()
-        for t in self._threads:
-            t.join(timeout)
-            self.watchdog.unwatch(t.name)
+        for i in self._inputs:
+            i.thread.join(timeout)
+            self.watchdog.unwatch(i.name)
         self._inputs_done.set()
         if self._decider is not None:
             self._decider.join(timeout)
-        self._housekeeper.join(timeout)
-        if self.hub is not None:
+        self._housekeeping.join(timeout)
+        if self.bridge is not None:
             self.watchdog.unwatch("hub-net")
-            self.hub.stop()
+            self.bridge.stop()
         if self._metrics_server is not None:
             self._metrics_server.close()
-        if self.camera is not None:
-            self.camera.stop()
-        for reader in self.readers.values():
-            if reader is not None:
-                reader.close()
+        for i in self._inputs:
+            i.close()
         if self.relay is not None:
             self.relay.close()
         self.screen_loop.stop()
@@ -322,51 +271,6 @@ class Daemon:
         except queue.Full:  # the decider is wedged: say so rather than block a reader forever
             log.error("presentation dropped: the decision queue is full")
 
-    def _camera_loop(self) -> None:
-        from drivers.qrdecode import decode
-        tracker = QrPresentations(self.cfg.devices["camera"]["gap"])
-        last = 0
-        while not self._stop_inputs.is_set():
-            frame = self.camera.wait_newer(last, timeout=0.5)
-            if frame is None:
-                err = self.camera.error
-                if err:  # a failure its driver is retrying: not a hang
-                    self.devices.fail("camera", err)
-                    self.watchdog.progress("camera")
-                continue
-            self.watchdog.progress("camera")
-            self.devices.ok("camera")
-            last = frame.counter
-            for text in tracker.observe(decode(frame.image).texts, frame.ts):
-                self.metrics.presented("qr")
-                self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
-
-    def _card_loop(self, kind: str, reader: CardReader) -> None:
-        while not self._stop_inputs.is_set():
-            try:
-                card = reader.poll(0.5)
-            except (LinkDown, ReaderError) as e:
-                self.watchdog.progress(kind)
-                self.devices.fail(kind, str(e))
-                self._stop_inputs.wait(0.5)
-                continue
-            except CardError as e:
-                self.watchdog.progress(kind)
-                self.devices.ok(kind)
-                log.warning("%s: card not read: %s", kind, e)
-                self.screen_loop.notice(texts.CARD_UNREAD)
-                continue
-            self.watchdog.progress(kind)
-            self.devices.ok(kind)
-            if card is not None:
-                started = time.monotonic_ns()
-                self.metrics.presented(kind)
-                # Ask the hub here, on this reader's thread: a slow hub (up to query_timeout) must
-                # not hold up the camera's presentations queued behind this one.
-                now = self.verifier.clock.now()
-                health = self.status_source.lookup(kind, card.id_number, card.name, now) if now else None
-                self._put(Presentation(kind, started, card=card, health=health))
-
     def _decide_loop(self) -> None:
         while True:
             # The watchdog pings from here: a wedged decision loop stops the pings.
@@ -374,7 +278,11 @@ class Daemon:
             if self._ready.is_set():
                 self.watchdog.tick()
             while not self._updates.empty():
-                self._updates.get()()
+                update = self._updates.get()
+                if isinstance(update, Config):
+                    self._reload(update)
+                else:
+                    self.verifier.apply(update)
             try:
                 p = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -391,7 +299,7 @@ class Daemon:
     def _verify(self, p: Presentation) -> Result:
         if p.method == "qr":
             return self.verifier.verify(p.text, started_ns=p.started_ns)
-        return self.verifier.verify_card(p.card, _Asked(p.health), started_ns=p.started_ns)
+        return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns)
 
     def _decide(self, p: Presentation) -> None:
         try:
@@ -409,8 +317,8 @@ class Daemon:
         # The event is committed: only now may the gate open.
         if r.decision == ALLOW:
             self.relay.pulse(self.cfg.devices["relay"]["pulse_ms"])
-        if self.hub is not None:
-            self.hub.notify()
+        if self.bridge is not None:
+            self.bridge.notify()
         self.decided += 1
         self.screen_loop.show_result(r)
         self.metrics.decided(r.method, r.decision, r.reason, r.latency_ms)
@@ -418,61 +326,6 @@ class Daemon:
         if self.on_result is not None:
             self.on_result(p, r)
 
-    def _housekeeping(self) -> None:
-        """Every few seconds: store health (for the watchdog), disk, status file and STATUS=;
-        hourly: retention of synced events and expired nonces."""
-        next_purge = 0.0
-        while not self._inputs_done.wait(WRITE_EVERY):
-            try:
-                store = self.verifier.store
-                store.checkpoint()
-                if diskguard.probe(store):
-                    self.watchdog.progress("store")
-                self.metrics.storage_alarm(self.disk.check())
-                self.metrics.clock(self.verifier.clock.state)
-                if time.monotonic() >= next_purge:
-                    retention.purge(store, self.cfg.retention_days, self.verifier.clock.now())
-                    next_purge = time.monotonic() + retention.PURGE_EVERY
-                self.status_file.write(
-                    devices={**{n: None for n in self._device_names()}, **self.devices.errors()},
-                    hub=self._hub_status(), clock=self.verifier.clock.state,
-                    storage={"alarm": self.disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)})
-                self.notifier.status(self.summary())
-            except Exception:  # housekeeping must never take the terminal down
-                log.exception("housekeeping failed")
-        self.watchdog.unwatch("store")
-
-    def _hub_status(self) -> dict:
-        if self.hub is None:
-            return {"state": "off"}
-        st = self.hub.status()
-        self.metrics.hub_connected(st["connected"])
-        # the link counts since start; the metrics take the increments since the last look
-        self.metrics.reconnected(st["reconnects"] - self._reconnects_seen)
-        self._reconnects_seen = st["reconnects"]
-        for kind, n in st["rejected"].items():
-            self.metrics.rejected_update(kind, n - self._rejected_seen.get(kind, 0))
-            self._rejected_seen[kind] = n
-        return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
-                "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
-                "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"]}
-
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
             (["relay"] if self.cfg.devices["relay"]["kind"] != "none" else [])
-
-
-def _open_camera(cam: dict):
-    from drivers.camera import FrameGrabber, open_source
-    if cam["source"] == "sim" or cam["source"].startswith("sim:"):
-        from sim.camera import open_source as open_sim
-        return FrameGrabber(open_sim(cam["source"]))
-    return FrameGrabber(open_source(cam["source"], width=cam["width"], height=cam["height"], fps=cam["fps"]))
-
-
-def _open_reader(kind: str, port: str, baud: int) -> CardReader:
-    if kind == "id_card":
-        from drivers.idcard.reader import IdCardReader
-        return IdCardReader(port, baudrate=baud)
-    from drivers.sscard.reader import SsCardReader
-    return SsCardReader(port, baudrate=baud)

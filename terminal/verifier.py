@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 from drivers.cards import CardRead
-from terminal import reasons as R
-from terminal import token as tok
-from terminal.cardstatus import StatusSource
-from terminal.clock import ClockGuard
+from drivers.idnumber import mask_id, mask_name
 from terminal.config import Config
-from terminal.idnumber import mask_id, mask_name
-from terminal.keyfiles import KeyFileError, load_data_keys
-from terminal.policy import DENY, HealthStatus, Policy, decide
-from terminal.smallfile import read_small
-from terminal.store import Store
-from terminal.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, TrustList, open_trust_list
+from terminal.core import reasons as R
+from terminal.core import token as tok
+from terminal.core.policy import DENY, HealthStatus, Policy, decide
+from terminal.core.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, TrustList, open_trust_list
+from terminal.crypto.keyfiles import KeyFileError, load_data_keys
+from terminal.ops.smallfile import read_small
+from terminal.state.clock import ClockGuard
+from terminal.state.store import Store
+
+if TYPE_CHECKING:
+    from terminal.hub.updates import DataKey
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +113,74 @@ def load_trust(store: Store, cfg: Config) -> TrustList:
     return fresh
 
 
+# --- what may change under a running verifier: one value per kind, applied by Verifier.apply ---
+@dataclass(frozen=True)
+class TrustListUpdate:
+    trust: TrustList              # a newer signed trust list (from the hub)
+
+
+@dataclass(frozen=True)
+class PolicyUpdate:
+    venues: dict[str, dict]       # venue → fields, the hub's signed policy bundle
+
+
+@dataclass(frozen=True)
+class DataKeysUpdate:
+    keys: dict[int, DataKey]      # the hub's data keys: its word wins for a dkid it names, not_after included
+
+
+@dataclass(frozen=True)
+class TimeBeacon:
+    t: float                      # the hub's signed time
+
+
+@dataclass(frozen=True)
+class Reconfigure:
+    cfg: Config                   # SIGHUP: the new configuration, its trust list and key file
+    trust: TrustList
+    file_keys: dict[int, bytes]
+
+
+Update = Union[TrustListUpdate, PolicyUpdate, DataKeysUpdate, TimeBeacon, Reconfigure]
+
+
 class Verifier:
     def __init__(self, cfg: Config, store: Store, trust: TrustList, data_keys: dict[int, bytes],
                  clock: ClockGuard):
         self.cfg = cfg
         self.store = store
         self.trust = trust
+        self._file_keys = dict(data_keys)
+        self._hub_keys: dict[int, DataKey] = {}
         self.data_keys = data_keys
+        # dkid → the last second its key may be used (the hub's not_after); the data-key file's have none
+        self.data_key_not_after: dict[int, int] = {}
         self.clock = clock
         self.hub_policy: dict[str, dict] = {}  # venue → fields, from the hub's signed policy bundle
+
+    def apply(self, update: Update) -> None:
+        """The one way a running verifier changes. Call it between two presentations, from the
+        thread that decides them; each attribute is replaced whole, never changed in place."""
+        if isinstance(update, TrustListUpdate):
+            self.trust = update.trust
+        elif isinstance(update, PolicyUpdate):
+            self.hub_policy = update.venues
+        elif isinstance(update, DataKeysUpdate):
+            self._hub_keys = update.keys
+            self._merge_keys()
+        elif isinstance(update, TimeBeacon):
+            self.clock.beacon(update.t)
+        elif isinstance(update, Reconfigure):
+            self._file_keys = update.file_keys
+            self.cfg, self.trust = update.cfg, update.trust
+            self._merge_keys()
+
+    def _merge_keys(self) -> None:
+        """The data-key file's keys and the hub's. The hub's word wins for a dkid it names, its
+        ``not_after`` included: past it the verifier refuses that dkid (``unknown_data_key``),
+        whichever source also holds a key for it."""
+        self.data_keys = {**self._file_keys, **{dkid: k.key for dkid, k in self._hub_keys.items()}}
+        self.data_key_not_after = {dkid: k.not_after for dkid, k in self._hub_keys.items()}
 
     def policy(self, venue: str | None = None) -> Policy:
         """The venue's preset, this terminal's [policy] overrides, then the hub's signed bundle:
@@ -167,7 +230,7 @@ class Verifier:
             if t > env.iat + min(env.ttl, policy.max_age):
                 raise tok.TokenError(R.EXPIRED)
             key = self.data_keys.get(env.dkid)
-            if key is None:
+            if key is None or t > self.data_key_not_after.get(env.dkid, math.inf):
                 raise tok.TokenError(R.UNKNOWN_DATA_KEY)
             body = tok.decrypt_body(env, key)
         except tok.TokenError as e:
@@ -196,24 +259,23 @@ class Verifier:
                                 (body.status, body.flags) if body else (None, None),
                                 (body.id_number, body.name) if body else None, nonce)
 
-    def verify_card(self, card: CardRead, status: StatusSource, *, venue: str | None = None,
+    def verify_card(self, card: CardRead, health: HealthStatus | None, *, venue: str | None = None,
                     started_ns: int | None = None) -> Result:
-        """Decide a card read: the hub (or its cache) says the health status, the venue policy
-        decides; with no answer, policy ``offline_unknown`` with reason ``status_unavailable``."""
+        """Decide a card read: ``health`` is what the hub (or its cache) said, asked on the reader's
+        thread, the venue policy decides; with no answer (None), policy ``offline_unknown`` with
+        reason ``status_unavailable``."""
         started_ns = started_ns or time.monotonic_ns()
         with self.store.presentation():
             policy = self.policy(venue)
             t = self.clock.now()
-            health = None
             if t is None:
                 # Neither a nucleic-acid age nor a cached answer can be judged without trusted time.
+                health = None
                 decision, reason = policy.offline_unknown, R.CLOCK_UNTRUSTED
+            elif health is None:
+                decision, reason = policy.offline_unknown, R.STATUS_UNAVAILABLE
             else:
-                health = status.lookup(card.kind, card.id_number, card.name, t)
-                if health is None:
-                    decision, reason = policy.offline_unknown, R.STATUS_UNAVAILABLE
-                else:
-                    decision, reason = decide(policy, health, t)
+                decision, reason = decide(policy, health, t)
             return self._commit(card.kind, decision, reason, t, False, started_ns,
                                 (health.status, health.flags) if health else (None, None),
                                 (card.id_number, card.name), None)

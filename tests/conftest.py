@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from sim.devkeys import write_key_set
 from terminal import config as cfgmod
-from terminal.sm2 import PrivateKey
+from terminal.crypto.sm2 import PrivateKey
 
 # No wall-clock deadlines (a loaded CI core is not a failure); fixtures are reset per example
 # where it matters. Individual tests raise max_examples where the input space needs it.

@@ -6,10 +6,10 @@ import time
 import uuid
 from pathlib import Path
 
-from terminal import hubproto
-from terminal.keyfiles import load_private_key
-from terminal.sm2 import PrivateKey
-from terminal.store import Store
+from terminal.hub import wire
+from terminal.crypto.keyfiles import load_private_key
+from terminal.crypto.sm2 import PrivateKey
+from terminal.state.store import Store
 
 # A subject as the verifier writes it (SM2 ciphertext hex); the tests need only its size.
 SUBJECT = "04" + "ab" * 150
@@ -35,7 +35,7 @@ def commit_events(store: Store, n: int, per_tx: int = 500) -> list[int]:
 
 
 def signed(doc: dict, key: PrivateKey) -> bytes:
-    return hubproto.seal(doc, key)
+    return wire.seal(doc, key)
 
 
 def policy_doc(seq: int, **fields) -> dict:

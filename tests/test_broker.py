@@ -12,7 +12,7 @@ import stat
 import pytest
 from mqtt_fixtures import Refused, TestClient, broker, share_group  # noqa: F401  (broker is a fixture)
 
-from sim.broker import Broker, CertAuthority
+from sim.broker import MESSAGE_SIZE_LIMIT, Broker, CertAuthority
 
 A, B = "370102-H0001-01", "370102-H0001-02"
 P = "hc/v1"
@@ -92,6 +92,17 @@ def test_hub_publishes_broadcasts_and_terminal_reads_them_retained(broker):
             assert a.get().payload == leaf.encode()
         a.subscribe(t(A, "keys"))
         assert a.get().payload == b"keys"
+
+
+def test_message_size_limit_drops_a_larger_publish_unforwarded(broker):
+    """Issue #12 finding 20: the broker is the first bound; a terminal's inbound limits the second."""
+    with TestClient(broker, "hub") as hub, TestClient(broker, A) as a:
+        a.subscribe(f"{P}/trust")
+        # QoS 0: at QoS 1, 2.0.11's PUBACK 0x95 is one paho 2.2 cannot parse (sim/broker.py)
+        assert hub.publish(f"{P}/trust", b"x" * (MESSAGE_SIZE_LIMIT + 1), qos=0) == 0
+        assert hub.publish(f"{P}/trust", b"y" * MESSAGE_SIZE_LIMIT) == 0
+        assert a.get().payload == b"y" * MESSAGE_SIZE_LIMIT  # the first never came: this is next
+        assert a.messages.empty()
 
 
 def test_will_only_on_own_topics(broker):

@@ -10,8 +10,8 @@ import pytest
 
 from sim.issuer import random_id_number
 from terminal.cli import main
-from terminal.clock import MIN_PLAUSIBLE_TIME
-from terminal.cmd_verify import MAX_TIME
+from terminal.state.clock import MIN_PLAUSIBLE_TIME
+from terminal.commands.verify import MAX_TIME
 
 from conftest import ROOT
 
@@ -269,7 +269,7 @@ def _snapshot(d):
 @pytest.mark.parametrize("version, ok", [("older", True), ("current", True), ("newer", False)])
 def test_check_config_database_schema(keyset, capsys, version, ok):
     import sqlite3
-    from terminal.store import DB_NAME, MIGRATIONS, Store
+    from terminal.state.store import DB_NAME, MIGRATIONS, Store
     state = _state(keyset)
     n = {"older": 2, "current": len(MIGRATIONS), "newer": len(MIGRATIONS) + 1}[version]
     if version == "older":  # as an earlier release left it
@@ -297,7 +297,7 @@ def test_check_config_database_schema(keyset, capsys, version, ok):
 @pytest.mark.parametrize("damage, message", [("garbage", "file is not a database"),
                                              ("pages", "database disk image is malformed")])
 def test_check_config_corrupt_database(keyset, capsys, damage, message):
-    from terminal.store import DB_NAME, Store
+    from terminal.state.store import DB_NAME, Store
     from hub_helpers import commit_events
     state = _state(keyset)
     store = Store(state)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from sim.issuer import Issuer, Person
-from terminal import clock
-from terminal.clock import MIN_PLAUSIBLE_TIME, ClockGuard
-from terminal.store import Store
+from terminal.state import clock
+from terminal.state.clock import MIN_PLAUSIBLE_TIME, ClockGuard
+from terminal.state.store import Store
 from terminal.verifier import Verifier
 
 T0 = 1_800_000_000.0
@@ -200,40 +200,93 @@ def test_restore_clears_a_latch(tmp_path):
     store.close()
 
 
-def test_synchronised_clock_wins_over_floor_latch_and_hub_time(tmp_path, caplog):
+def test_synchronised_clock_wins_over_latch_and_hub_time_never_over_the_floor(tmp_path, caplog):
     c = FakeClock(wall=T0)
     store = Store(tmp_path)
     g = c.guard(store)
     assert g.now() == T0
     c.synced = True
     c.wall = T0 + 1
-    with caplog.at_level("WARNING", logger="terminal.clock"):
+    with caplog.at_level("WARNING", logger="terminal.state.clock"):
         assert g.now() == T0 + 1 and g.floor == T0 + 1
     c.wall = T0 + 1                          # exactly at the floor: nothing to say either
-    with caplog.at_level("WARNING", logger="terminal.clock"):
+    with caplog.at_level("WARNING", logger="terminal.state.clock"):
         assert g.now() == T0 + 1
     assert caplog.records == []              # nothing to say: it was trusted and not behind the floor
-    c.wall = T0 - 100                        # synchronised: it is the truth, and the floor follows it
-    with caplog.at_level("WARNING", logger="terminal.clock"):
-        assert g.now() == T0 - 100 and g.floor == T0 - 100
-    assert [r.getMessage() for r in caplog.records] == ["clock: system clock is synchronised; trusting it again"]
-    caplog.clear()
     c.synced = False
     c.wall = T0 - 200
     assert g.now() is None and g.state == "untrusted"
-    caplog.clear()
     c.synced = True
-    c.wall = T0 - 50                         # ahead of the floor: only the latch is left to report
-    with caplog.at_level("WARNING", logger="terminal.clock"):
-        assert g.now() == T0 - 50 and g.state == "trusted"
+    c.wall = T0 - 100                        # synchronised but behind the floor: the latch stays
+    assert g.now() is None and g.floor == T0 + 1
+    caplog.clear()
+    c.wall = T0 + 2                          # synchronised and past the floor: the latch goes
+    with caplog.at_level("WARNING", logger="terminal.state.clock"):
+        assert g.now() == T0 + 2 and g.state == "trusted"
     assert [r.getMessage() for r in caplog.records] == ["clock: system clock is synchronised; trusting it again"]
     g.restore(T0 + 5000)
     c.mono += 10
-    assert g.now() == T0 - 50                # synchronised: the hub anchor is dropped
+    assert g.now() == T0 + 5010              # signed hub time outranks a synchronised clock behind it
+    c.wall = T0 + 5012                       # synchronised and caught up: the hub anchor is dropped
+    assert g.now() == T0 + 5012
     c.synced = False
-    c.wall = T0 - 49
-    assert g.now() == T0 - 49                # and not taken up again when sync is lost
+    c.wall = T0 + 5013
+    assert g.now() == T0 + 5013              # and not taken up again when sync is lost
     store.close()
+
+
+def test_a_synchronised_clock_behind_the_floor_is_untrusted(tmp_path, caplog):
+    """Issue #12 finding 14: NTP is unauthenticated, and spoofed answers made the kernel
+    synchronise to a day back, which the guard trusted unconditionally. Synchronised or not, a
+    clock more than `tolerance` behind the floor latches clock_untrusted; only the hub's signed
+    time may take the terminal behind its floor."""
+    c = FakeClock(synced=True)
+    store = Store(tmp_path)
+    g = c.guard(store, tolerance=5.0)
+    assert g.now() == T0
+    c.wall = T0 - 5.0
+    assert g.now() == T0 - 5.0 and g.state == "trusted" and g.floor == T0   # tolerance: the floor stays
+    c.wall = T0 - 5.001
+    with caplog.at_level("ERROR", logger="terminal.state.clock"):
+        assert g.now() is None and g.state == "untrusted" and g.floor == T0
+    assert [r.getMessage() for r in caplog.records] == [
+        "clock: system clock is synchronised but 5 s behind the highest trusted time (NTP answers moved it "
+        "back?); refusing tokens (clock_untrusted) until the hub's time or a synchronised clock past that "
+        "time restores it"]
+    c.wall = T0 - 86400                      # a day back
+    assert g.now() is None
+    persist(store, g)
+    store.close()
+    store = Store(tmp_path)
+    g = c.guard(store)
+    assert g.now() is None and g.state == "untrusted" and g.floor == T0     # across a restart
+    g.restore(T0 - 3600)                     # the hub's signed time may go behind the floor
+    assert g.now() == T0 - 3600 and g.state == "trusted" and g.floor == T0 - 3600
+    store.close()
+    store = Store(tmp_path / "b")
+    g = c.guard(store)
+    c.wall = T0
+    assert g.now() == T0
+    c.wall = T0 - 86400
+    assert g.now() is None                   # the first step back is caught, not only a latch
+    c.wall = T0 - 5.0                        # NTP right again: synchronised, within tolerance of the floor
+    assert g.now() == T0 - 5.0 and g.state == "trusted"
+    store.close()
+
+
+def test_spoofed_ntp_does_not_let_yesterdays_code_through(keyset, keyset_config, tmp_path):
+    """Issue #12 finding 14, at the gate: a code issued a day ago, shown while spoofed NTP has
+    the synchronised clock a day back, is clock_untrusted, not ok."""
+    issuer = Issuer.from_dir(keyset)
+    v = Verifier.open(keyset_config, tmp_path / "state")
+    c = FakeClock(wall=T0, synced=True)
+    v.clock = c.guard(v.store)
+    yesterdays = issuer.issue(Person(), iat=int(T0 - 86400))
+    assert v.verify(issuer.issue(Person(), iat=int(T0))).reason == "ok"
+    c.wall = T0 - 86400 + 10
+    r = v.verify(yesterdays)
+    assert (r.decision, r.reason) == ("deny", "clock_untrusted")
+    v.close()
 
 
 def test_latching_is_logged_with_how_far_behind(tmp_path, caplog):
@@ -242,7 +295,7 @@ def test_latching_is_logged_with_how_far_behind(tmp_path, caplog):
     g = c.guard(store)
     g.now()
     c.wall = T0 - 3600
-    with caplog.at_level("ERROR", logger="terminal.clock"):
+    with caplog.at_level("ERROR", logger="terminal.state.clock"):
         assert g.now() is None
     assert [r.getMessage() for r in caplog.records] == [
         "clock: wall clock is 3600 s behind the highest trusted time; refusing tokens (clock_untrusted) "
@@ -275,11 +328,17 @@ def test_system_clock_synchronised_without_adjtimex(mocker):
 def test_guard_asks_adjtimex_by_default(mocker, tmp_path):
     libc = mocker.patch.object(clock, "_libc")
     store = Store(tmp_path)
-    g = ClockGuard(store, wall=lambda: 86400.0)       # an RTC in 1970 ...
+    wall = [86400.0]
+    g = ClockGuard(store, wall=lambda: wall[0])        # an RTC in 1970 ...
     libc.adjtimex.return_value = 5
     assert g.now() is None
-    libc.adjtimex.return_value = 0                     # ... that NTP says is right after all
-    assert g.now() == 86400.0 and g.state == "trusted"
+    libc.adjtimex.return_value = 0                     # ... that NTP says is right: behind the floor all the same
+    assert g.now() is None
+    wall[0] = T0                                       # NTP has set it: past the floor, the same wall clock
+    libc.adjtimex.return_value = 5
+    assert g.now() is None                             # not synchronised: the latch stays
+    libc.adjtimex.return_value = 0
+    assert g.now() == T0 and g.state == "trusted"
     store.close()
 
 

@@ -7,8 +7,8 @@ import pytest
 from drivers.cards import CardRead
 from sim.idcard_sam import VirtualSam, foreign_card, hmt_permit_card, resident_card
 from sim.serial_endpoint import SerialEndpoint
-from terminal import cmd_card
-from terminal.cli import UsageError
+from terminal.commands import card as cmd_card
+from terminal.commands.usage import UsageError
 
 
 def card(*argv: str) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sim.camera import LEVELS, degraded_frame, sample_text
-from terminal import cmd_decode
+from terminal.commands import decode as cmd_decode
 
 TEXT = sample_text(np.random.default_rng(1))
 

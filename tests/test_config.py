@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from terminal import config as cfgmod
-from terminal.policy import FIELD_NAMES
+from terminal.core.policy import FIELD_NAMES
 
 from conftest import ROOT
 
@@ -168,8 +168,8 @@ def test_hostile_trust_and_key_files_are_usage_errors(keyset, capsys, command, n
 
 
 def test_files_at_their_size_limits_are_read(keyset, capsys):
-    from terminal.keyfiles import MAX_BYTES
-    from terminal.trust import MAX_TRUST_LIST_BYTES
+    from terminal.crypto.keyfiles import MAX_BYTES
+    from terminal.core.trust import MAX_TRUST_LIST_BYTES
     for name, limit in (("trust.envelope.json", MAX_TRUST_LIST_BYTES), ("data_keys.json", MAX_BYTES)):
         f = keyset / name
         f.write_bytes(f.read_bytes().rstrip() + b" " * (limit - len(f.read_bytes().rstrip())))

@@ -24,7 +24,7 @@ from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsCard, VirtualSsReader
 from terminal import config as cfgmod
 from terminal.daemon import Daemon
-from terminal.presentation import QrPresentations
+from terminal.core.presentation import QrPresentations
 
 from conftest import ROOT
 from waiting import wait_for
@@ -335,3 +335,36 @@ def test_reload_changes_policy_not_the_camera(rig, tmp_path):
             cfgmod.load(rig["config"])  # a bad edit is refused before it reaches the daemon
     finally:
         daemon.stop()
+
+
+class BrokenStatusSource:
+    """A status source that fails the first lookup with an error nobody foresaw."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def lookup(self, method, id_number, name, now):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("unforeseen")
+        return None
+
+
+def test_a_failing_status_lookup_costs_one_card_not_the_reader(rig):
+    """Issue #12 finding 8: whatever a lookup raises, the card is decided by offline_unknown and
+    the reader's thread lives on to read the next card."""
+    cfg = cfgmod.load(rig["config"])
+    results = []
+    source = BrokenStatusSource()
+    daemon = Daemon(cfg, status_source=source, on_result=lambda p, r: results.append(r))
+    daemon.start()
+    try:
+        for name in ("李四", "王五"):
+            n = len(results)
+            rig["sam"].card = resident_card(name, random_id_number())
+            wait_for(lambda: len(results) > n, f"a decision for {name}'s card")
+            card_taken_off(rig["sam"], FIND)
+    finally:
+        daemon.stop()
+    assert source.calls == 2
+    assert [(r.method, r.decision, r.reason) for r in results] == [("id_card", "review", "status_unavailable")] * 2

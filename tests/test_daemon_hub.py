@@ -1,6 +1,7 @@
 """The whole terminal with its hub: decisions stay right during an outage, events catch up after."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -14,8 +15,10 @@ from sim.serial_endpoint import SerialEndpoint
 from sim.idcard_sam import VirtualSam
 from sim.sscard_reader import VirtualSsReader
 from terminal import config as cfgmod
+from terminal.hub import wire
 from terminal.daemon import Daemon
-from terminal.keyfiles import load_private_key
+from terminal.crypto.keyfiles import load_data_keys, load_private_key
+from terminal.state.store import Store
 
 from test_daemon import FIND, WatchedGrabber, card_taken_off, demo_config, phone_taken_away
 from waiting import wait_for
@@ -125,7 +128,7 @@ def test_watchdog_watches_hub_net_liveness_not_connectivity(keyset, broker, monk
     """Issue #12 finding 2: disconnected and retrying is alive; a wedged hub-net stops the pings."""
     import threading
 
-    from terminal.sdnotify import Notifier, Watchdog
+    from terminal.ops.sdnotify import Notifier, Watchdog
     cfg = cfgmod.load(keyset / "config.toml")
     cert, key = broker.client_cert(cfg.terminal_id)
     cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key)
@@ -157,3 +160,49 @@ def test_watchdog_watches_hub_net_liveness_not_connectivity(keyset, broker, monk
         daemon.stop()
     clock.t += 21
     assert wd.stalled() == []  # hub-net, like the others, unwatched on the way out
+
+
+def test_a_hub_data_key_is_refused_past_its_not_after_without_a_new_bundle(keyset):
+    """Issue #12 finding 15: a data key from the hub is checked at each use against the decision's
+    trusted time, not once when its bundle arrives or the terminal starts: usable at its
+    not_after (bounds included, as for an issuer's window), `unknown_data_key` one second past,
+    with no new bundle and no restart between. The hub's not_after also retires a dkid the
+    data-key file holds too: the hub's word wins for a dkid it names."""
+    cfg = cfgmod.load(keyset / "config.toml")
+    cfg.hub.update(broker="mqtts://127.0.0.1:1")  # the link is made but never started
+    device, hub = load_private_key(keyset / "device.pem"), load_private_key(keyset / "hub.pem")
+    file_keys = load_data_keys(keyset / "data_keys.json")
+    hub_only, not_after = os.urandom(16), int(time.time()) + 3600
+    (shared,) = file_keys
+    entries = [(9, hub_only), (shared, file_keys[shared])]
+    store = Store(cfg.state_dir)
+    store.save_signed_doc("keys", 1, wire.seal({"type": "data-keys", "seq": 1, "tid": cfg.terminal_id, "keys": [
+        {"dkid": dkid, "key": device.public_key.encrypt(key).hex(), "not_after": not_after}
+        for dkid, key in entries]}, hub))
+    store.close()
+    daemon = Daemon(cfg)
+    daemon.open()
+    try:
+        issuer = load_private_key(keyset / "issuer.pem")
+        for dkid, key in entries:
+            issue = Issuer(issuer, {dkid: key})
+            reason = [daemon.verifier.verify(issue.issue(Person(), iat=t - 5), now=t).reason
+                      for t in (not_after - 1, not_after, not_after + 1)]
+            assert reason == ["ok", "ok", "unknown_data_key"], dkid
+    finally:
+        daemon.verifier.close()
+
+
+def test_a_hostile_hub_answer_costs_one_card_not_the_reader(terminal):
+    """Issue #12 finding 8: a hub-signed valid_until of 400 digits (OverflowError) used to end
+    the ID-card reader's thread: that card was never decided and no later card was read."""
+    t = terminal
+    assert wait_for(lambda: t["daemon"].hub.connected, timeout=30)
+    odd = random_id_number()
+    t["hub"].people[odd] = {"name": "孙二", "status": 0, "flags": 0, "nat_at": int(time.time() - 3600),
+                            "nat_result": 1, "vax_doses": 3, "valid_until": 10 ** 400}
+    r = present_card(t, "孙二", odd)
+    assert (r.decision, r.reason) == ("review", "status_unavailable")   # offline_unknown decides
+    assert t["daemon"].status_source.rejected == 1
+    r = present_card(t, "钱一", t["known"])                            # the next card is read
+    assert (r.decision, r.reason) == ("allow", "ok")

@@ -46,7 +46,7 @@ def test_demo_with_its_own_hub(tmp_path, capsys):
 def test_demo_against_an_outside_hub(keyset, broker, tmp_path, capsys):  # noqa: F811
     """`sim demo --config FILE`: the simulated terminal uses the broker and hub the file names."""
     from sim.hub import HubSim
-    from terminal.keyfiles import load_private_key
+    from terminal.crypto.keyfiles import load_private_key
 
     tid = "370102-H0001-01"
     cert, key = broker.client_cert(tid)

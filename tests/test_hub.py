@@ -17,9 +17,9 @@ from mqtt_fixtures import TestClient, broker, response_properties, share_group  
 
 from sim.devkeys import make_trust_list
 from sim.hub import HubSim
-from terminal import hubproto
-from terminal.sm2 import PrivateKey
-from terminal.trust import EnvelopeError, open_envelope, seal_envelope
+from terminal.hub import wire
+from terminal.crypto.sm2 import PrivateKey
+from terminal.core.trust import EnvelopeError, open_envelope, seal_envelope
 from waiting import wait_for
 
 A, B, C = "370102-H0001-01", "370102-H0001-02", "370102-H0001-09"
@@ -52,7 +52,7 @@ def ev(seq: int, subject: str = "04" + "00" * 97) -> dict:
 
 
 def batch(keys, seqs, tid=A, signer=None, epoch=EA) -> bytes:
-    return hubproto.batch(tid, epoch, [ev(s) for s in seqs], keys[signer or tid])
+    return wire.batch(tid, epoch, [ev(s) for s in seqs], keys[signer or tid])
 
 
 def terminal(broker, tid=A) -> TestClient:
@@ -65,7 +65,7 @@ def terminal(broker, tid=A) -> TestClient:
 def next_ack(t: TestClient, keys) -> dict:
     m = t.get()
     assert m.topic.endswith("/ack")
-    return hubproto.open_signed(m.payload, hub_pin(keys))
+    return wire.open_signed(m.payload, hub_pin(keys))
 
 
 def test_batch_published_twice_is_stored_once_and_acked_twice(broker, tmp_path, keys):
@@ -78,7 +78,7 @@ def test_batch_published_twice_is_stored_once_and_acked_twice(broker, tmp_path, 
         assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 5}
         assert hub.stored_seqs(A) == [1, 2, 3, 4, 5]
         assert hub.stats["stored"] == 5 and hub.stats["duplicates"] == 5
-        assert hub.event(A, 3) == hubproto.open_signed(raw, {keys[A].public_key.kid(): keys[A].public_key}
+        assert hub.event(A, 3) == wire.open_signed(raw, {keys[A].public_key.kid(): keys[A].public_key}
                                                        )["events"][2]
 
 
@@ -131,14 +131,14 @@ def test_forged_batches_are_stored_nowhere_and_not_acked(broker, tmp_path, keys)
             TestClient(broker, C) as c:
         assert hub.wait_connected()
         events = f"{P}/t/{A}/events"
-        t.publish(events, hubproto.batch(A, EA, [ev(100)], stranger))      # wrong key
+        t.publish(events, wire.batch(A, EA, [ev(100)], stranger))      # wrong key
         t.publish(events, batch(keys, [101], tid=B, signer=A))         # signed by A, says B
         t.publish(events, batch(keys, [102], tid=B))                   # B's own batch, replayed by A
         t.publish(events, b"\x00garbage{")                             # not an envelope
-        c.publish(f"{P}/t/{C}/events", hubproto.batch(C, EA, [ev(103)], stranger))  # unregistered tid
-        t.publish(events, hubproto.seal({"tid": A, "epoch": EA, "events": [{"seq": "1"}]}, keys[A]))  # malformed
-        t.publish(events, hubproto.seal({"tid": A, "events": [ev(8)]}, keys[A]))  # no epoch (the old format)
-        t.publish(events, hubproto.seal({"tid": A, "epoch": EA.upper(), "events": [ev(9)]}, keys[A]))
+        c.publish(f"{P}/t/{C}/events", wire.batch(C, EA, [ev(103)], stranger))  # unregistered tid
+        t.publish(events, wire.seal({"tid": A, "epoch": EA, "events": [{"seq": "1"}]}, keys[A]))  # malformed
+        t.publish(events, wire.seal({"tid": A, "events": [ev(8)]}, keys[A]))  # no epoch (the old format)
+        t.publish(events, wire.seal({"tid": A, "epoch": EA.upper(), "events": [ev(9)]}, keys[A]))
         t.publish(events, batch(keys, [7]))
         assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 7}
         assert hub.stats["forged"] == 5 and hub.stats["malformed"] == 3
@@ -177,7 +177,7 @@ def subject(keys, id_number=ID, name=NAME) -> str:
 def next_reply(t: TestClient, keys) -> tuple[dict, bytes]:
     m = t.get()
     assert m.topic == f"{P}/t/{A}/reply"
-    return hubproto.open_signed(m.payload, hub_pin(keys)), m.properties.CorrelationData
+    return wire.open_signed(m.payload, hub_pin(keys)), m.properties.CorrelationData
 
 
 def test_query_answered_signed_with_correlation_data(broker, tmp_path, keys):
@@ -246,11 +246,11 @@ def test_retained_broadcasts_for_a_late_subscriber(broker, tmp_path, keys):
     assert all(m.retain for m in got.values())
     root = keys["root"].public_key
     assert open_envelope(got["trust"].payload, {root.kid(): root}) == open_envelope(trust, {root.kid(): root})
-    assert hubproto.open_signed(got["policy"].payload, hub_pin(keys)) == {
+    assert wire.open_signed(got["policy"].payload, hub_pin(keys)) == {
         "type": "policy", "seq": 1, "venues": {"hospital": {"nat_hours": 48}}}
-    beacon = hubproto.open_signed(got["time"].payload, hub_pin(keys))
+    beacon = wire.open_signed(got["time"].payload, hub_pin(keys))
     assert beacon["type"] == "time" and abs(beacon["t"] - now) < 3600
-    k = hubproto.open_signed(got[f"t/{A}/keys"].payload, hub_pin(keys))
+    k = wire.open_signed(got[f"t/{A}/keys"].payload, hub_pin(keys))
     assert (k["type"], k["seq"], k["tid"]) == ("data-keys", 1, A)
     assert [(e["dkid"], e["not_after"]) for e in k["keys"]] == [(1, now + 1000)]
     assert keys[A].decrypt(bytes.fromhex(k["keys"][0]["key"])) == data_key
@@ -259,7 +259,7 @@ def test_retained_broadcasts_for_a_late_subscriber(broker, tmp_path, keys):
 def test_subject_decrypted_on_demand(broker, tmp_path, keys):
     with make_hub(broker, tmp_path / "hub.db", keys) as hub, terminal(broker) as t:
         assert hub.wait_connected()
-        t.publish(f"{P}/t/{A}/events", hubproto.batch(A, EA, [ev(1, subject(keys)), ev(2)], keys[A]))
+        t.publish(f"{P}/t/{A}/events", wire.batch(A, EA, [ev(1, subject(keys)), ev(2)], keys[A]))
         next_ack(t, keys)
         assert hub.subject(A, 1) == {"id_number": ID, "name": NAME}
         assert hub.subject(A, 2) is None and hub.subject(A, 3) is None
@@ -294,7 +294,7 @@ def test_hub_restart_and_broker_restart_resume(broker, tmp_path, keys):
             assert next_ack(t, keys) == {"tid": A, "epoch": EA, "acked_seq": 8}
         with TestClient(broker, B) as late:
             late.subscribe(f"{P}/policy")
-            assert hubproto.open_signed(late.get().payload, hub_pin(keys))["seq"] == 2
+            assert wire.open_signed(late.get().payload, hub_pin(keys))["seq"] == 2
         assert hub.stored_seqs(A) == list(range(1, 9))
 
 
@@ -310,7 +310,7 @@ def cli_args(argv: list[str]):
 def test_cli_usage_errors(broker, keyset, tmp_path, capsys):
     import sqlite3
 
-    from terminal.cli import UsageError
+    from terminal.commands.usage import UsageError
     cert, key = broker.client_cert("hub")
     good = ["--broker", broker.url, "--ca", str(broker.ca), "--cert", str(cert), "--key", str(key), "--group", GROUP]
     # no default group: a hub never subscribes under a name anyone could guess
@@ -337,10 +337,10 @@ def test_share_group_must_be_long_and_plain():
     for group, ok in (("a" * 15, False), ("a" * 16, True), ("A-z_09" * 10 + "abcd", True), ("a" * 65, False),
                       ("a" * 15 + "/", False), ("a" * 15 + "+", False), ("hub", False), ("", False)):
         if ok:
-            assert hubproto.shared_events_subscription(P, group) == f"$share/{group}/{P}/t/+/events"
+            assert wire.shared_events_subscription(P, group) == f"$share/{group}/{P}/t/+/events"
         else:
             with pytest.raises(ValueError, match="share group"):
-                hubproto.shared_events_subscription(P, group)
+                wire.shared_events_subscription(P, group)
 
 
 def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
@@ -348,7 +348,7 @@ def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
     import subprocess
     import sys
 
-    from terminal.keyfiles import load_private_key
+    from terminal.crypto.keyfiles import load_private_key
     cert, key = broker.client_cert("hub")
     people = tmp_path / "people.json"
     people.write_text(json.dumps({ID: {"name": NAME, "status": 0}}, ensure_ascii=False))
@@ -364,12 +364,12 @@ def test_cli_runs_until_sigterm(broker, keyset, tmp_path):
         with terminal(broker) as t:
             t.subscribe(f"{P}/trust")  # retained by the hub after it subscribed: the hub is ready
             assert t.get().topic == f"{P}/trust"
-            t.publish(f"{P}/t/{A}/events", hubproto.batch(A, EA, [ev(1), ev(2)], device))
+            t.publish(f"{P}/t/{A}/events", wire.batch(A, EA, [ev(1), ev(2)], device))
             m = t.get()
-            assert hubproto.open_signed(m.payload, {hub_pub.kid(): hub_pub}) == {"tid": A, "epoch": EA, "acked_seq": 2}
+            assert wire.open_signed(m.payload, {hub_pub.kid(): hub_pub}) == {"tid": A, "epoch": EA, "acked_seq": 2}
             enc = hub_pub.encrypt(json.dumps({"id_number": ID, "name": NAME}).encode()).hex()
             query(t, A, enc)
-            assert hubproto.open_signed(t.get().payload, {hub_pub.kid(): hub_pub})["status"] == 0
+            assert wire.open_signed(t.get().payload, {hub_pub.kid(): hub_pub})["status"] == 0
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -399,7 +399,7 @@ def test_fuzzed_batches_and_queries_never_crash_the_workers(tmp_path, keys):
     def fuzz(raw, doc, epoch, topic_tid):
         before = dict(hub.stats)
         hub._ingest(db, f"{P}/t/{topic_tid}/events", raw)
-        hub._ingest(db, f"{P}/t/{topic_tid}/events", hubproto.seal({"tid": A, "epoch": epoch, "events": doc}, keys[A]))
+        hub._ingest(db, f"{P}/t/{topic_tid}/events", wire.seal({"tid": A, "epoch": epoch, "events": doc}, keys[A]))
         hub._answer(f"{P}/t/{A}/query", raw, None, None)
         hub._answer(f"{P}/t/{A}/query", json.dumps({"qid": "q", "method": "id_card", "subject": doc}).encode(),
                     None, None)
@@ -409,7 +409,11 @@ def test_fuzzed_batches_and_queries_never_crash_the_workers(tmp_path, keys):
         for payload in (b'{"tid":"%s","epoch":"%s","events":[{"seq":1,"note":"\\ud800"}]}' % (A.encode(), EA.encode()),
                         b'{"tid":"%s","epoch":"%s","events":[{"seq":%d}]}' % (A.encode(), EA.encode(), 2 ** 70)):
             hub._ingest(db, f"{P}/t/{A}/events", seal_envelope(payload, keys[A]))
+        nested = b"[" * 5000 + b"]" * 5000  # json.loads alone would raise RecursionError
+        hub._ingest(db, f"{P}/t/{A}/events", nested)
+        hub._answer(f"{P}/t/{A}/query", nested, None, None)
         assert hub.stats["malformed"] == 1 and hub.stats["stored"] == 1 and "errors" not in hub.stats
+        assert hub.stats["forged"] == 1 and hub.stats["bad_queries"] == 1
         fuzz()
         assert db.execute("SELECT count(*) FROM events WHERE tid != ?", [A]).fetchone()[0] == 0
     finally:

@@ -17,12 +17,14 @@ from mqtt_fixtures import TestClient, broker, share_group  # noqa: F401  (fixtur
 from sim.devkeys import make_trust_list
 from sim.hub import HubSim
 from terminal import config as cfgmod
-from terminal import hubproto
+from terminal.hub import wire
 from terminal.hub import HubLink, HubStatusSource
-from terminal.policy import HealthStatus
-from terminal.sm2 import PrivateKey
-from terminal.statuscache import StatusCache
-from terminal.store import DB_NAME, Store
+from terminal.hub.link import INBOUND_LIMITS, MAX_PACKET
+from terminal.hub.updates import DataKey
+from terminal.core.policy import HealthStatus
+from terminal.crypto.sm2 import PrivateKey
+from terminal.state.statuscache import StatusCache, cache_key
+from terminal.state.store import DB_NAME, Store
 from waiting import DEADLINE, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +173,7 @@ sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from hub_helpers import event, keys
 from terminal import config as cfgmod
 from terminal.hub import HubLink
-from terminal.store import Store
+from terminal.state.store import Store
 a = json.loads(sys.argv[2])
 cfg = cfgmod.load(a["config"])
 cfg.hub.update(broker=a["broker"], ca=a["ca"], cert=a["cert"], key=a["key"])
@@ -226,7 +228,7 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
                     on_data_keys=got["keys"].append, on_time=got["time"].append)
     hub, stranger, tid, now = env.k["hub"], PrivateKey.generate(), env.tid, int(time.time())
     epoch, other_epoch = env.store.epoch, "0" * 16 if env.store.epoch != "0" * 16 else "1" * 16
-    t = hubproto.Topics("hc/v1", tid)
+    t = wire.Topics("hc/v1", tid)
     commit_events(env.store, 50)
     wait_for(lambda: link.connected, "the connection")
     link.notify()
@@ -234,24 +236,24 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
     genuine_trust = make_trust_list(env.k["issuer"], env.k["root"], seq=3, now=now)
     with TestClient(env.broker, "hub-2") as f:
         for topic, raw in [
-            (t.ack, hubproto.ack(tid, epoch, 50, stranger)),           # wrong key
-            (t.ack, hubproto.ack("370102-H0001-09", epoch, 50, hub)),  # another terminal's
-            (t.ack, hubproto.ack(tid, other_epoch, 50, hub)),          # another epoch's
-            (t.ack, hubproto.ack(tid, epoch, 51, hub)),                # beyond what was sent
+            (t.ack, wire.ack(tid, epoch, 50, stranger)),           # wrong key
+            (t.ack, wire.ack("370102-H0001-09", epoch, 50, hub)),  # another terminal's
+            (t.ack, wire.ack(tid, other_epoch, 50, hub)),          # another epoch's
+            (t.ack, wire.ack(tid, epoch, 51, hub)),                # beyond what was sent
             (t.trust, genuine_trust),
             (t.trust, make_trust_list(env.k["issuer"], hub, seq=9, now=now)),      # not a root
             (t.trust, make_trust_list(env.k["issuer"], env.k["root"], seq=2, now=now)),  # rollback
             (t.policy, signed(policy_doc(5), hub)),
             (t.policy, signed(policy_doc(6, nat_hours=1), stranger)),
             (t.policy, signed(policy_doc(4, nat_hours=1), hub)),       # rollback
-            (t.keys, signed(keys_doc(2, tid, env.k["device"], dkid=3, key=b"D" * 16), hub)),
+            (t.keys, signed(keys_doc(2, tid, env.k["device"], dkid=3, key=b"D" * 16, not_after=now + 60), hub)),
             (t.keys, signed(keys_doc(3, "370102-H0001-09", env.k["device"]), hub)),  # another tid
             (t.keys, signed(keys_doc(4, tid, env.k["device"]), stranger)),
             (t.keys, signed(keys_doc(1, tid, env.k["device"]), hub)),  # rollback
             (t.time, signed(time_doc(now + 10), hub)),
             (t.time, signed(time_doc(now + 20), stranger)),
             (t.time, signed(time_doc(now + 5), hub)),                  # older
-            (t.ack, hubproto.ack(tid, epoch, 20, hub)),                # genuine, last: all before were handled
+            (t.ack, wire.ack(tid, epoch, 20, hub)),                # genuine, last: all before were handled
         ]:
             assert f.publish(topic, raw, qos=1) == 0
         wait_for(lambda: link.pump.acked_seq == 20, "the genuine ack")
@@ -259,7 +261,7 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
         assert s["rejected"] == {"ack": 4, "trust": 2, "policy": 2, "keys": 3, "time": 2}
         assert env.store.outbox_depth() == 30
         assert [x.seq for x in got["trust"]] == [3] and got["policy"] == [{"mall": {"nat_hours": 24}}]
-        assert got["keys"] == [{3: b"D" * 16}] and got["time"] == [now + 10]
+        assert got["keys"] == [{3: DataKey(b"D" * 16, now + 60)}] and got["time"] == [now + 10]
         assert {k: env.store.signed_doc(k)[0] for k in ("trust", "policy", "keys", "time")} == \
             {"trust": 3, "policy": 5, "keys": 2, "time": now + 10}
 
@@ -271,7 +273,7 @@ PERSON = {"name": NAME, "status": 1, "flags": 0, "nat_at": 1_700_000_000, "nat_r
 def test_card_queries_answer_cache_and_nothing(env):
     hub = env.hub(people={ID: PERSON})
     link = env.link()
-    src = HubStatusSource(link, StatusCache(env.store), env.cfg)
+    src = HubStatusSource(link, StatusCache(env.store, cache_key(PrivateKey.generate())), env.cfg)
     wait_for(lambda: link.connected, "the connection")
     now = time.time()
     expected = HealthStatus(1, 0, 1_700_000_000, 1, 2)
@@ -358,3 +360,20 @@ def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
     env.broker.start()
     wait_for(lambda: link.connected, "the reconnection")
     assert link.status()["alarms"] == []
+
+
+def test_oversized_messages_stop_at_the_broker_or_on_receipt(env):
+    """Issue #12 finding 20: the broker sends no packet over the MAX_PACKET the terminal declared;
+    one under it but over its topic's limit is dropped unread; at the limit it is read."""
+    limit = INBOUND_LIMITS["policy"]
+    link = env.link()
+    wait_for(lambda: link.connected, "the connection")
+    t = wire.Topics("hc/v1", env.tid)
+    with TestClient(env.broker, "hub-2") as f:
+        for size in (MAX_PACKET, limit + 1, limit):       # QoS 0, as a flood would come
+            assert f.publish(t.policy, b"p" * size, qos=0) == 0
+        assert f.publish(t.policy, signed(policy_doc(8), env.k["hub"])) == 0
+        wait_for(lambda: link.updates.held["policy"] == 8, "the genuine policy")
+    assert link.dropped_messages == 1                       # limit + 1; MAX_PACKET never arrived
+    assert link.updates.rejected["policy"] == 1             # the one at the limit: read, refused
+    assert link.inbox_bytes == 0

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal import idnumber
+from drivers import idnumber
 
 REGION = st.text("0123456789", min_size=6, max_size=6)
 BIRTH = st.dates(dt.date(1900, 1, 1), dt.date(2099, 12, 31)).map(lambda d: d.strftime("%Y%m%d"))

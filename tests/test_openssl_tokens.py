@@ -12,7 +12,7 @@ import pytest
 from Cryptodome.Util.asn1 import DerSequence
 
 from terminal.config import load
-from terminal.idnumber import check_character
+from drivers.idnumber import check_character
 from terminal.verifier import Verifier
 
 from conftest import VECTORS

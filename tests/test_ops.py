@@ -18,14 +18,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from terminal import cmd_install, cmd_provision, cmd_status, journal
-from terminal.cli import UsageError
-from terminal.cmd_status import StatusFile
-from terminal.diskguard import DiskGuard, is_disk_full, probe
-from terminal.keyfiles import load_private_key
-from terminal.metrics import Metrics
-from terminal.retention import purge
-from terminal.store import Store
+from terminal.commands import install as cmd_install, provision as cmd_provision, status as cmd_status
+from terminal.ops import journal
+from terminal.commands.usage import UsageError
+from terminal.state.statusfile import StatusFile
+from terminal.state.diskguard import DiskGuard, is_disk_full, probe
+from terminal.crypto.keyfiles import load_private_key
+from terminal.ops.metrics import Metrics
+from terminal.state.retention import purge
+from terminal.state.store import Store
 from terminal.verifier import Result, uuid7
 
 NOW = 1_780_000_000.0

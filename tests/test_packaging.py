@@ -34,14 +34,21 @@ def modules() -> set[str]:
     return {p.relative_to(ROOT).as_posix() for d in PACKAGES for p in (ROOT / d).rglob("*.py")}
 
 
+def _not_source(directory: str, names: list[str]) -> set[str]:
+    """What a working tree holds besides the source: caches anywhere, and the run directories
+    .gitignore names at the top only (/state/, /demo-out/, /build/: terminal/state/ is source)."""
+    skip = shutil.ignore_patterns(".git", ".venv", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis")
+    top = {"state", "demo-out", "build"} & set(names) if Path(directory) == ROOT else set()
+    return set(skip(directory, names)) | top
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """``pip wheel`` of a copy of this tree (links kept as links): an in-tree build would leave
     build/ behind, and stale files there would end up in later wheels."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
-    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "state", "demo-out"))
+    shutil.copytree(ROOT, src, symlinks=True, ignore=_not_source)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
                         "--wheel-dir", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

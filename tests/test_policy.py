@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from terminal import reasons as R
-from terminal.policy import PRESETS, HealthStatus, Policy, decide, validate_overrides
+from terminal.core import reasons as R
+from terminal.core.policy import PRESETS, HealthStatus, Policy, decide, validate_overrides
 
 NOW = 1_800_000_000
 H = 3600

@@ -1,7 +1,7 @@
-"""One presentation at the camera (terminal/presentation.py): the gap, two sightings, blanks."""
+"""One presentation at the camera (terminal/core/presentation.py): the gap, two sightings, blanks."""
 from __future__ import annotations
 
-from terminal.presentation import QrPresentations
+from terminal.core.presentation import QrPresentations
 
 
 def test_exactly_the_gap_is_still_the_same_presentation():

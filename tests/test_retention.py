@@ -1,10 +1,10 @@
-"""Retention (terminal/retention.py): the cut-off exactly, nonces, nothing with an untrusted clock."""
+"""Retention (terminal/state/retention.py): the cut-off exactly, nonces, nothing with an untrusted clock."""
 from __future__ import annotations
 
 import logging
 
-from terminal.retention import DAY, Purged, purge
-from terminal.store import Store
+from terminal.state.retention import DAY, Purged, purge
+from terminal.state.store import Store
 
 NOW = 1_800_000_000.0
 
@@ -27,7 +27,7 @@ def seqs(s):
 def test_cut_off_is_exactly_days_before_now(tmp_path, caplog):
     cut = NOW - 21 * DAY
     s = store_with(tmp_path, [cut - 0.001, cut, cut + 1, cut - 5 * DAY, cut - DAY], acked=4)
-    with caplog.at_level(logging.INFO, logger="terminal.retention"):
+    with caplog.at_level(logging.INFO, logger="terminal.state.retention"):
         assert purge(s, 21, NOW) == Purged(events=2, nonces=0)   # seq 1 and 4; seq 2 is at the cut-off
     assert seqs(s) == [2, 3, 5]                                   # seq 5 is older, but not acked
     assert [r.getMessage() for r in caplog.records] == ["retention: purged 2 synced events older than 21 days"]
@@ -42,7 +42,7 @@ def test_one_day(tmp_path):
 
 def test_nothing_to_purge_is_not_logged(tmp_path, caplog):
     s = store_with(tmp_path, [NOW], acked=1)
-    with caplog.at_level(logging.INFO, logger="terminal.retention"):
+    with caplog.at_level(logging.INFO, logger="terminal.state.retention"):
         assert purge(s, 21, NOW) == Purged(0, 0)
     assert caplog.records == [] and seqs(s) == [1]
     s.close()

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image, ImageDraw
 
-from terminal import reasons
-from terminal.policy import ALLOW, DECISIONS, DENY, REVIEW
+from terminal.core import reasons
+from terminal.core.policy import ALLOW, DECISIONS, DENY, REVIEW
 from terminal.screen import (FontError, FramebufferError, FramebufferScreen, NullScreen, Panel,
                              PngScreen, Renderer, open_screen)
 from terminal.screen import fonts, render, texts

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from terminal.sdnotify import Notifier, Watchdog, credential_path, is_credential
+from terminal.ops.sdnotify import Notifier, Watchdog, credential_path, is_credential
 
 
 class FakeSystemd:

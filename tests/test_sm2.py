@@ -10,10 +10,10 @@ from gmssl import sm2 as gmssl_sm2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.gmcrypto import PaddingError, sm3, sm3_gmssl, sm4_cbc_decrypt, sm4_cbc_encrypt
-from terminal.keyfiles import load_private_key, private_key_pem
-from terminal import sm2
-from terminal.sm2 import GX, GY, N, P, PrivateKey, PublicKey, SM2Error
+from terminal.crypto.gmcrypto import PaddingError, sm3, sm3_gmssl, sm4_cbc_decrypt, sm4_cbc_encrypt
+from terminal.crypto import sm2
+from terminal.crypto.keyfiles import load_private_key, private_key_pem
+from terminal.crypto.sm2 import GX, GY, N, P, PrivateKey, PublicKey, SM2Error
 
 from conftest import VECTORS
 
@@ -161,7 +161,7 @@ def test_openssl_sm4_matches():
 
 def _affine_add(p1, p2):
     """Textbook affine addition with None as the point at infinity: the oracle below shares
-    no formula, table or recoding with terminal.sm2."""
+    no formula, table or recoding with terminal.crypto.sm2."""
     if p1 is None:
         return p2
     if p2 is None:

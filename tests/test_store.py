@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 import sqlite3
 
 import pytest
 
 from sim.issuer import Issuer, Person
-from terminal.idnumber import check_character
-from terminal.store import MIGRATIONS, Store, StoreError
+from drivers.idnumber import check_character
+from terminal.state.store import MIGRATIONS, Store, StoreError
 from terminal.verifier import Verifier
 
 
@@ -89,6 +91,45 @@ def test_acked_rows_of_a_version_3_database_become_the_watermark(tmp_path):
     s.close()
 
 
+@pytest.mark.parametrize("crashed", [False, True], ids=["closed", "crashed"])
+def test_upgrading_a_version_4_database_erases_the_status_cache_key_and_answers(tmp_path, crashed):
+    """Issue #12 finding 13: the releases before kept the status cache's HMAC key in the database,
+    beside the digests it keyed. Upgrading deletes both, from every file a copy would take (the
+    WAL of a terminal that lost power included), and keeps everything else."""
+    old, state = tmp_path / "old", tmp_path / "state"
+    old.mkdir()
+    con = sqlite3.connect(old / "terminal.db", isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    for i, migration in enumerate(MIGRATIONS[:4]):
+        con.executescript(migration)
+        con.execute(f"PRAGMA user_version = {i + 1}")
+    key = os.urandom(32).hex()
+    digests = [os.urandom(32) for _ in range(300)]  # several pages of them
+    con.execute("INSERT INTO meta VALUES ('status_cache_key', ?), ('clock_floor', '1800000000.0')", [key])
+    con.executemany("INSERT INTO status_cache VALUES (?, 1, 0, 0, 0, 2, 1900000000.0)", [(d,) for d in digests])
+    cols = [f for f in event(0) if f != "seq"]
+    con.execute(f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [event(1)[c] for c in cols])
+    if not crashed:
+        con.close()  # the last connection out checkpoints and deletes the WAL
+    shutil.copytree(old, state)  # crashed: everything is still in the WAL
+    if crashed:
+        con.close()
+    s = Store(state)
+    try:
+        assert s.get_meta("status_cache_key") is None
+        assert s.db.execute("SELECT count(*) FROM status_cache").fetchone()[0] == 0
+        assert s.get_meta("clock_floor") == "1800000000.0" and s.last_seq() == 1
+        # deleted content is overwritten whatever SQLite's build default
+        assert s.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+        blob = b"".join(p.read_bytes() for p in state.iterdir() if p.name.startswith("terminal.db"))
+        assert key.encode() not in blob
+        assert not [d for d in digests if d in blob]
+    finally:
+        s.close()
+
+
 def test_an_ack_writes_a_page_not_the_events_it_covers(tmp_path):
     """Acks are cumulative: a drained backlog of thousands must not rewrite every event's page
     (flash wear, and WAL traffic queued in front of each presentation's fsync)."""
@@ -160,7 +201,7 @@ def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, ca
         assert s.decode() not in caplog.text
     assert "欧***" in caplog.text and f"370102********{person.id_number[-4:]}" in caplog.text
     # the hub, and only the hub, can read who it was
-    from terminal.keyfiles import load_private_key
+    from terminal.crypto.keyfiles import load_private_key
     hub = load_private_key(keyset / "hub.pem")
     subjects = [json.loads(hub.decrypt(bytes.fromhex(r["subject"]))) for r in rows]
     assert subjects == [{"id_number": person.id_number, "name": person.name}] * 3
@@ -185,7 +226,7 @@ def test_a_version_4_database_gets_an_epoch_once_and_keeps_it(tmp_path):
     s = Store(tmp_path)
     epoch = s.epoch
     assert re.fullmatch(r"[0-9a-f]{16}", epoch) and s.get_meta("epoch") == epoch
-    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
     assert s.acked_seq() == 1 and [e["seq"] for e in s.events()] == [2, 3]
     s.close()
     s = Store(tmp_path)

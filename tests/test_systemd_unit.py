@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.sdnotify import CREDENTIALS
+from terminal.ops.sdnotify import CREDENTIALS
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "gate-terminal.service"

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.issuer import Issuer, Person
-from terminal import reasons as R
-from terminal import token as tok
-from terminal.idnumber import check_character, mask_id, mask_name
-from terminal.policy import DENY, VENUES, HealthStatus, decide
+from terminal.core import reasons as R
+from terminal.core import token as tok
+from drivers.idnumber import check_character, mask_id, mask_name
+from terminal.core.policy import DENY, VENUES, HealthStatus, decide
 
 from token_strategies import (DATA_KEY, DKID, ID_NUMBER, ISSUER, NOW, Broken, badly_padded, bodies, body_bytes, broken_bodies,
                               fresh_nonce, open_verifier, pkcs7, raw, seal, seal_blocks)

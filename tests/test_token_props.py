@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal import reasons as R
-from terminal import token as tok
+from terminal.core import reasons as R
+from terminal.core import token as tok
 from terminal.config import load
-from terminal.policy import ALLOW
+from terminal.core.policy import ALLOW
 from terminal.verifier import Verifier
 
 from conftest import load_cases

@@ -9,10 +9,10 @@ import pytest
 from sim.devkeys import make_trust_list
 from sim.issuer import Issuer, Person
 from terminal.config import load
-from terminal.keyfiles import load_private_key
-from terminal.sm2 import PrivateKey, PublicKey
-from terminal.store import Store
-from terminal.trust import EnvelopeError, open_envelope, open_trust_list, parse_trust_list, seal_envelope
+from terminal.crypto.keyfiles import load_private_key
+from terminal.crypto.sm2 import PrivateKey, PublicKey
+from terminal.state.store import Store
+from terminal.core.trust import EnvelopeError, open_envelope, open_trust_list, parse_trust_list, seal_envelope
 from terminal.verifier import SetupError, Verifier, load_trust
 
 from conftest import VECTORS
@@ -178,6 +178,16 @@ def test_integers_must_be_non_negative_integers(where, bad):
     with pytest.raises(EnvelopeError) as e:
         parse_trust_list(make(bad))
     assert str(e.value) == f"trust list: {where} must be a non-negative integer"
+
+
+@pytest.mark.parametrize("where", list(INTEGERS))
+def test_integers_end_at_what_sqlite_holds(where):
+    """Issue #12 finding 9: 2^63 and beyond used to reach the store and raise OverflowError there."""
+    assert parse_trust_list(INTEGERS[where](2 ** 63 - 1))
+    for beyond in (2 ** 63, 2 ** 70):
+        with pytest.raises(EnvelopeError) as e:
+            parse_trust_list(INTEGERS[where](beyond))
+        assert str(e.value) == f"trust list: {where} is beyond 2^63-1"
 
 
 def test_integers_accept_zero():

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from terminal import reasons as R
-from terminal.clock import ClockGuard
-from terminal.policy import ALLOW, DENY
+from terminal.core import reasons as R
+from terminal.state.clock import ClockGuard
+from terminal.core.policy import ALLOW, DENY
 
 from token_strategies import NOT_AFTER, NOT_BEFORE, NOW, body_bytes, fresh_nonce, open_verifier, seal
 

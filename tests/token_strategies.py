@@ -2,7 +2,7 @@
 issuer signs with the vectors' data key: every case passes steps 1-4 of spec/token.md §4, so
 body validation (step 5) is what decides it. Flipping bytes of a signed token never gets there.
 
-The layout is written out here rather than taken from ``terminal.token``: a test that built
+The layout is written out here rather than taken from ``terminal.core.token``: a test that built
 its tokens with the code under test would agree with that code's mistakes.
 """
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 import base45
 from hypothesis import strategies as st
 
-from terminal import token as tok
+from terminal.core import token as tok
 from terminal.config import load
-from terminal.gmcrypto import sm3, sm4_cbc_encrypt
-from terminal.idnumber import check_character
-from terminal.keyfiles import parse_private_pem
+from terminal.crypto.gmcrypto import sm3, sm4_cbc_encrypt
+from drivers.idnumber import check_character
+from terminal.crypto.keyfiles import parse_private_pem
 from terminal.verifier import Verifier
 
 from conftest import VECTORS

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-from terminal import idnumber
+from drivers import idnumber
 from drivers.cards import CardRead, CardUnreadable
 
 CardType = Literal["resident", "hmt_residence_permit", "foreign_permanent_resident"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from terminal import idnumber
+from drivers import idnumber
 from drivers.cards import CardRead, CardUnreadable
 
 SSSE_NAME = "sx1.sh.社会保障".encode("gbk")

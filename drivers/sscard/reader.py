@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from terminal import idnumber
+from drivers import idnumber
 from drivers.cards import CardRead, CardRemoved, ReaderError
 from drivers.polled_reader import PolledReader
 from drivers.serial_link import LinkDown, SerialLink

@@ -20,6 +20,11 @@ Nothing waits inside the client while disconnected: batches are published only o
 connection, at most ``window`` batches are in flight, and each connection gets a new client,
 so a dead connection's unacknowledged messages die with it; the outbox is read again from the
 last hub ack instead. ``max_queued_messages_set`` is the backstop.
+
+Inbound, three bounds: the broker sends no packet over ``MAX_PACKET`` (said in CONNECT); a
+message over its topic's ``INBOUND_LIMITS`` is dropped unread; the inbox holds at most
+``INBOX_SIZE`` messages and ``INBOX_BYTES`` bytes. The terminal's drops are counted in
+``dropped_messages``.
 """
 from __future__ import annotations
 
@@ -39,17 +44,31 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import terminal
 from drivers.backoff import backoff_delay
-from terminal import hubproto
+from terminal.hub import wire
 from terminal.config import Config
 from terminal.hub.outbox import OutboxPump
-from terminal.hub.updates import SignedUpdates
-from terminal.sm2 import PrivateKey
-from terminal.store import Store
-from terminal.trust import TrustList
+from terminal.hub.updates import DataKey, SignedUpdates
+from terminal.crypto.sm2 import PrivateKey
+from terminal.state.store import Store
+from terminal.core.trust import TrustList
 
 log = logging.getLogger(__name__)
 
-MAX_PAYLOAD = 1 << 20    # an inbound message larger than this is not read
+# The largest message read per topic; anything larger is dropped on receipt, unparsed, and
+# counted. Each is ~10x the largest genuine document (docs/protocol/hub.md, "Inbound limits").
+INBOUND_LIMITS = {
+    "ack": 4 << 10,       # a signed {"acked_seq", "tid"} is ~250 bytes
+    "reply": 4 << 10,     # a signed card status answer is ~450 bytes
+    "time": 4 << 10,      # a signed beacon is ~250 bytes
+    "keys": 64 << 10,     # ~370 bytes a data key: 170 keys, where a bundle holds a handful
+    "policy": 256 << 10,  # a few hundred bytes a venue type; room for a staff list to come
+    "trust": 256 << 10,   # ~350 bytes an issuer: 700 issuers, where a province has a few
+}
+# Said in CONNECT (MQTT 5 Maximum Packet Size): the broker sends nothing larger, so paho never
+# reads it into memory. The largest message read, plus room for its topic and properties.
+MAX_PACKET = max(INBOUND_LIMITS.values()) + (4 << 10)
+# The pump's inbox is bounded in bytes too: 10,000 messages of 256 KiB would be 2.5 GB.
+INBOX_BYTES = 2 << 20   # eight of the largest messages; a flood beyond it is dropped
 # The GIL switch interval the daemon should set (sys.setswitchinterval) when a link runs: with
 # the default 5 ms, a verification that released the GIL for its fsync waits up to 5 ms for
 # the pump or paho thread to hand it back (benchmarks/bench_drain.py measures both).
@@ -92,7 +111,7 @@ class HubLink:
     def __init__(self, cfg: Config, store: Store, device_key: PrivateKey, *,
                  on_trust: Callable[[TrustList], None] | None = None,
                  on_policy: Callable[[dict[str, dict]], None] | None = None,
-                 on_data_keys: Callable[[dict[int, bytes]], None] | None = None,
+                 on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",
                  window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,
@@ -103,7 +122,7 @@ class HubLink:
             raise ValueError(f"{cfg.path}: no hub.broker configured")
         self.cfg = cfg
         self.tid = cfg.terminal_id
-        self.topics = hubproto.Topics(cfg.hub["prefix"], self.tid)
+        self.topics = wire.Topics(cfg.hub["prefix"], self.tid)
         self._tls, self._host, self._port = parse_broker_url(cfg.hub["broker"])
         self._store = store
         self.pump = OutboxPump(store, self.tid, device_key, cfg.hub_key, window=window, ack_timeout=ack_timeout)
@@ -139,6 +158,9 @@ class HubLink:
         # Owned by the pump thread.
         self._conn: mqtt.Client | None = None
         self.connects = 0
+        # Bytes of message payload in the inbox: put in by paho's thread, taken out by the pump;
+        # one writer each, so the callback takes no lock (the difference is never an underestimate).
+        self._inbox_in = self._inbox_out = 0
         self.dropped_messages = 0
 
     # --- public: lifecycle and status ---------------------------------------------
@@ -187,9 +209,14 @@ class HubLink:
             "rejected": {"ack": self.pump.rejected_acks, **{k: self.updates.rejected[k] for k in
                                                               ("trust", "policy", "keys", "time")}},
             "dropped_messages": self.dropped_messages,
+            "inbox_bytes": self.inbox_bytes,
             "down_for": self.down_for(),
             "alarms": self.alarms(),
         }
+
+    @property
+    def inbox_bytes(self) -> int:
+        return self._inbox_in - self._inbox_out
 
     def down_for(self) -> float | None:
         """Seconds without a connection (since start or since the last one dropped); None while connected."""
@@ -237,7 +264,7 @@ class HubLink:
         c.connect_timeout = self._connect_timeout
         c.suppress_exceptions = True  # a callback bug must not end the network thread silently
         c.max_queued_messages_set(self.pump.window + 16)
-        c.will_set(self.topics.state, hubproto.OFFLINE, qos=1, retain=True)
+        c.will_set(self.topics.state, wire.OFFLINE, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -255,6 +282,7 @@ class HubLink:
                 self._client = client
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self._session_expiry
+                props.MaximumPacketSize = MAX_PACKET
                 client.connect(self._host, self._port, self._keepalive, clean_start=False, properties=props)
                 up_at = time.monotonic()
                 logged = None
@@ -319,7 +347,8 @@ class HubLink:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         kind = self._kinds.get(msg.topic)
-        if kind is None or len(msg.payload) > MAX_PAYLOAD:
+        size = len(msg.payload)
+        if kind is None or size > INBOUND_LIMITS[kind]:
             self.dropped_messages += 1
             return
         if kind == "reply":
@@ -333,24 +362,22 @@ class HubLink:
             except queue.Full:
                 self.dropped_messages += 1
             return
+        # Acks are repeated and updates retained: dropping one costs a delay, not a loss.
+        if self.inbox_bytes + size > INBOX_BYTES:
+            self.dropped_messages += 1
+            return
+        self._inbox_in += size  # before the put: the pump may take it out at once
         try:
             self._inbox.put_nowait((kind, msg.payload))
-        except queue.Full:  # acks are repeated and updates retained: dropping costs a delay
+        except queue.Full:
+            self._inbox_in -= size
             self.dropped_messages += 1
 
     # --- hub-pump thread ----------------------------------------------------------
     def _pump_loop(self) -> None:
         pause = self._poll
         while True:
-            try:
-                items = [self._inbox.get(timeout=pause)]
-            except queue.Empty:
-                items = []
-            while len(items) < 256:
-                try:
-                    items.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._take(pause)
             try:
                 if _STOP in items:
                     self._say_offline()
@@ -362,6 +389,20 @@ class HubLink:
             except Exception:  # a bug costs a round, not the link
                 log.exception("hub: pump round failed")
                 pause = self._poll
+
+    def _take(self, pause: float) -> list:
+        """One round's inbox items, up to 256 (waiting up to ``pause`` for the first)."""
+        try:
+            items = [self._inbox.get(timeout=pause)]
+        except queue.Empty:
+            items = []
+        while len(items) < 256:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        self._inbox_out += sum(len(i[1]) for i in items if isinstance(i, tuple) and i[0] in INBOUND_LIMITS)
+        return items
 
     def _handle(self, items: list) -> None:
         best_ack = None
@@ -415,7 +456,7 @@ class HubLink:
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
 
     def _birth(self, client: mqtt.Client) -> None:
-        state = hubproto.birth(version=terminal.__version__, epoch=self._store.epoch,
+        state = wire.birth(version=terminal.__version__, epoch=self._store.epoch,
                                queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
                                policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state())
         client.publish(self.topics.state, state, qos=1, retain=True)
@@ -423,6 +464,6 @@ class HubLink:
     def _say_offline(self) -> None:
         client = self._conn
         if client is not None and self._online is client:
-            info = client.publish(self.topics.state, hubproto.OFFLINE, qos=1, retain=True)
+            info = client.publish(self.topics.state, wire.OFFLINE, qos=1, retain=True)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 info.wait_for_publish(2.0)

@@ -12,7 +12,7 @@ or when the oldest batch in flight waited ``ack_timeout`` for its ack. The hub d
 duplicates this makes by (tid, epoch, seq); the epoch is the store's, made once with the
 database, so a terminal whose state was lost starts again at seq 1 under a new one.
 
-Ack (hubproto.ack): signed envelope of ``{"tid", "epoch", "acked_seq": N}`` by the hub key. It
+Ack (wire.ack): signed envelope of ``{"tid", "epoch", "acked_seq": N}`` by the hub key. It
 is believed only if the signature verifies, the tid and epoch are ours and N is not beyond the
 highest seq this process actually sent: a forged, foreign or too-high ack deletes nothing.
 """
@@ -24,10 +24,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from terminal import hubproto
-from terminal.sm2 import PrivateKey, PublicKey
-from terminal.store import Store
-from terminal.trust import EnvelopeError
+from terminal.hub import wire
+from terminal.crypto.sm2 import PrivateKey, PublicKey
+from terminal.state.store import Store
+from terminal.core.trust import EnvelopeError
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class Batch:
 
 class OutboxPump:
     def __init__(self, store: Store, tid: str, device_key: PrivateKey, hub_key: PublicKey, *,
-                 window: int = 8, batch_size: int = hubproto.MAX_BATCH, ack_timeout: float = 15.0,
+                 window: int = 8, batch_size: int = wire.MAX_BATCH, ack_timeout: float = 15.0,
                  mono: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
-        if not 0 < batch_size <= hubproto.MAX_BATCH or window < 1:
+        if not 0 < batch_size <= wire.MAX_BATCH or window < 1:
             raise ValueError("batch_size must be 1-200 and window at least 1")
         self._store = store
         self._tid = tid
@@ -80,7 +80,7 @@ class OutboxPump:
         events = self._store.events(self.cursor, self.batch_size)
         if not events:
             return None
-        return (hubproto.batch(self._tid, self._epoch, events, self._device_key),
+        return (wire.batch(self._tid, self._epoch, events, self._device_key),
                 Batch(events[0]["seq"], events[-1]["seq"], self._mono()))
 
     def sent(self, batch: Batch) -> None:
@@ -107,7 +107,7 @@ class OutboxPump:
         """The seq a genuine ack covers, or None (forged, malformed, another tid or epoch, beyond
         what we sent: counted)."""
         try:
-            a = hubproto.open_ack(raw, self._hub_keys)
+            a = wire.open_ack(raw, self._hub_keys)
         except (EnvelopeError, ValueError) as e:
             return self._reject(str(e))
         n = a.acked_seq

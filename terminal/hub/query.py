@@ -17,24 +17,29 @@ How each outcome decides (``None`` makes the verifier apply ``offline_unknown`` 
                                 the cached answer if one is still valid, else None
 
 Forged, malformed or mismatched replies are counted in ``rejected`` and the wait goes on, so a
-forger cannot crowd out the genuine answer.
+forger cannot crowd out the genuine answer. Malformed includes out of bounds: nesting or numbers
+:mod:`terminal.core.boundedjson` refuses, ``valid_until`` outside 0 to year 9999. A cache operation
+the disk fails is counted in ``cache_errors`` and skipped: a genuine answer still decides, and
+with no answer the card has no cache to stand in.
 """
 from __future__ import annotations
 
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import uuid
 from typing import Callable
 
-from terminal import hubproto
+from terminal.hub import wire
+from terminal.core.boundedjson import MAX_UNIX_TIME
 from terminal.config import Config
 from terminal.hub.link import HubLink
-from terminal.policy import HealthStatus, Policy
-from terminal.statuscache import StatusCache
-from terminal.trust import EnvelopeError
+from terminal.core.policy import HealthStatus, Policy
+from terminal.state.statuscache import StatusCache
+from terminal.core.trust import EnvelopeError
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +59,14 @@ def parse_answer(doc: dict) -> tuple[HealthStatus, float] | object | None:
             raise EnvelopeError(f"reply: {name} must be an integer from {lo} to {hi}")
         values[name] = v
     valid_until = doc.get("valid_until")
-    if isinstance(valid_until, bool) or not isinstance(valid_until, (int, float)):
-        raise EnvelopeError("reply: valid_until must be a number")
+    if isinstance(valid_until, bool) or not isinstance(valid_until, (int, float)) \
+            or not 0 <= valid_until <= MAX_UNIX_TIME:
+        raise EnvelopeError("reply: valid_until must be unix seconds up to year 9999")
     return HealthStatus(**values), float(valid_until)
 
 
 class HubStatusSource:
-    """:class:`terminal.cardstatus.StatusSource` over a :class:`HubLink` and a :class:`StatusCache`.
+    """:class:`terminal.core.cardstatus.StatusSource` over a :class:`HubLink` and a :class:`StatusCache`.
 
     ``lookup`` runs on each card reader's own thread (``Daemon._card_loop``): waiting up to
     ``query_timeout`` for an answer holds up that reader only, never the decision thread. Cache
@@ -77,29 +83,41 @@ class HubStatusSource:
         self._policy = policy or cfg.policy
         self._mono = mono
         self._lock = threading.Lock()
-        self.answered = self.from_cache = self.unavailable = self.rejected = 0
+        self.answered = self.from_cache = self.unavailable = self.rejected = self.cache_errors = 0
 
     def lookup(self, method: str, id_number: str, name: str, now: float) -> HealthStatus | None:
         answer = self._ask(method, id_number, name)
         if answer is UNKNOWN:
-            self._cache.drop(id_number)
+            self._on_disk(self._cache.drop, id_number)
             self._count("unavailable")
             return None
         if answer is not None:
             health, valid_until = answer
             hours = self._policy().status_cache_hours
-            self._cache.put(id_number, health, min(valid_until, now + hours * 3600), now)
+            # A cache that cannot be written costs the next outage this answer, not this one.
+            self._on_disk(self._cache.put, id_number, health, min(valid_until, now + hours * 3600), now)
             self._count("answered")
             return health
-        cached = self._cache.get(id_number, now)
+        cached = self._on_disk(self._cache.get, id_number, now)
         self._count("from_cache" if cached is not None else "unavailable")
         return cached
+
+    def _on_disk(self, op: Callable, *args):
+        """A cache operation; None if the disk fails it (full, I/O error, locked): the reader
+        thread asking must live on, and a card with neither answer nor cache is decided by
+        ``offline_unknown``."""
+        try:
+            return op(*args)
+        except sqlite3.Error as e:
+            self._count("cache_errors")
+            log.error("hub: card status cache %s failed: %s", op.__name__, e)
+            return None
 
     def _ask(self, method: str, id_number: str, name: str):
         qid = str(uuid.uuid4())
         subject = self._hub_key.encrypt(json.dumps({"id_number": id_number, "name": name},
                                                    ensure_ascii=False).encode()).hex()
-        replies = self._link.query(qid, hubproto.dumps({"qid": qid, "method": method, "subject": subject}))
+        replies = self._link.query(qid, wire.dumps({"qid": qid, "method": method, "subject": subject}))
         if replies is None:
             return None  # offline: do not wait for an answer that cannot come
         try:
@@ -110,7 +128,7 @@ class HubStatusSource:
                 except queue.Empty:
                     break
                 try:
-                    doc = hubproto.open_signed(raw, self._hub_keys)
+                    doc = wire.open_signed(raw, self._hub_keys)
                     if doc.get("qid") != qid:
                         raise EnvelopeError("reply is for another query")
                     return parse_answer(doc)

@@ -12,23 +12,25 @@ envelope, re-verified when loaded) and handed to the daemon through a callback.
 
 Retained documents come again on every (re)subscription: the same seq with the same bytes is
 a repeat, ignored quietly. Anything else that fails — a bad signature, an older or equal seq
-with other bytes, another terminal's keys, a malformed document — is ignored and counted in
-:attr:`SignedUpdates.rejected` (in memory: counters restart at zero with the process).
+with other bytes, another terminal's keys, a malformed document (out of bounds included: nesting
+or numbers :mod:`terminal.core.boundedjson` refuses, a seq beyond SQLite's 2^63-1, a time beyond the
+year 9999) — is ignored and counted in :attr:`SignedUpdates.rejected`, alone: the rest of the
+pump round is applied (in memory: counters restart at zero with the process).
 """
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from terminal import hubproto
-from terminal import policy as pol
+from terminal.hub import wire
+from terminal.core import policy as pol
+from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
 from terminal.config import Config
-from terminal.sm2 import PrivateKey, PublicKey, SM2Error
-from terminal.store import Store
-from terminal.trust import EnvelopeError, TrustList, open_trust_list
+from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
+from terminal.state.store import Store
+from terminal.core.trust import EnvelopeError, TrustList, open_trust_list
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ DATA_KEY_BYTES = 16
 def _count(v, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise EnvelopeError(f"{what} must be a non-negative integer")
+    if v > MAX_SQL_INT:  # kept in an SQLite INTEGER
+        raise EnvelopeError(f"{what} is beyond 2^63-1")
     return v
 
 
@@ -59,6 +63,8 @@ def parse_policy(doc: dict) -> tuple[int, dict[str, dict]]:
 
 @dataclass(frozen=True)
 class DataKey:
+    """A key from the hub: usable up to and including ``not_after``, which the verifier checks
+    at each use against the decision's trusted time (not once, when the bundle arrives)."""
     key: bytes
     not_after: int
 
@@ -86,14 +92,10 @@ def parse_data_keys(doc: dict, tid: str, device_key: PrivateKey) -> tuple[int, d
 
 def parse_time(doc: dict) -> float:
     t = doc.get("t")
-    if doc.get("type") != "time" or isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-        raise EnvelopeError("time: not a {type: time, t: <unix seconds>} document")
+    if doc.get("type") != "time" or isinstance(t, bool) or not isinstance(t, (int, float)) \
+            or not 0 < t <= MAX_UNIX_TIME:
+        raise EnvelopeError("time: not a {type: time, t: <unix seconds up to year 9999>} document")
     return float(t)
-
-
-def usable_keys(keys: dict[int, DataKey], now: float) -> dict[int, bytes]:
-    """The data keys whose ``not_after`` has not passed, as the verifier holds them."""
-    return {dkid: k.key for dkid, k in keys.items() if k.not_after >= now}
 
 
 @dataclass
@@ -108,16 +110,14 @@ class SignedUpdates:
     def __init__(self, store: Store, cfg: Config, device_key: PrivateKey, *,
                  on_trust: Callable[[TrustList], None] | None = None,
                  on_policy: Callable[[dict[str, dict]], None] | None = None,
-                 on_data_keys: Callable[[dict[int, bytes]], None] | None = None,
-                 on_time: Callable[[float], None] | None = None,
-                 wall: Callable[[], float] = time.time):
+                 on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
+                 on_time: Callable[[float], None] | None = None):
         self._store = store
         self._tid = cfg.terminal_id
         self._device_key = device_key
         self._roots = {k.kid(): k for k in cfg.root_keys}
         self._hub: dict[str, PublicKey] = {cfg.hub_key.kid(): cfg.hub_key}
         self._callbacks = {"trust": on_trust, "policy": on_policy, "keys": on_data_keys, "time": on_time}
-        self._wall = wall
         kept = load_persisted(store, cfg, device_key)
         self.held: dict[str, float] = {k: kept.seqs.get(k, -1) for k in KINDS}
         self._held_raw: dict[str, bytes | None] = {k: (store.signed_doc(k) or (0, None))[1] for k in KINDS}
@@ -152,12 +152,11 @@ class SignedUpdates:
             for issuer in trust.issuers.values():  # here, not on the first presentation
                 issuer.public_key.precompute()
             return trust.seq, trust
-        doc = hubproto.open_signed(raw, self._hub)
+        doc = wire.open_signed(raw, self._hub)
         if kind == "policy":
             return parse_policy(doc)
         if kind == "keys":
-            seq, keys = parse_data_keys(doc, self._tid, self._device_key)
-            return seq, usable_keys(keys, self._wall())
+            return parse_data_keys(doc, self._tid, self._device_key)
         t = parse_time(doc)
         return t, t
 
@@ -182,7 +181,7 @@ def load_persisted(store: Store, cfg: Config, device_key: PrivateKey | None) -> 
             if kind == "trust":
                 out.seqs[kind] = open_trust_list(kept[1], {k.kid(): k for k in cfg.root_keys}).seq
                 continue
-            doc = hubproto.open_signed(kept[1], hub)
+            doc = wire.open_signed(kept[1], hub)
             if kind == "policy":
                 out.seqs[kind], out.policy = parse_policy(doc)
             elif kind == "keys":

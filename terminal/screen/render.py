@@ -23,7 +23,7 @@ from datetime import datetime
 
 from PIL import Image, ImageDraw
 
-from terminal.policy import ALLOW, DENY, REVIEW
+from terminal.core.policy import ALLOW, DENY, REVIEW
 from terminal.screen import texts
 from terminal.screen.fonts import find_cjk_font, font
 
@@ -55,7 +55,7 @@ _CJK_SAMPLE = "国"  # lines share the vertical extent of a full CJK glyph, so "
 class Panel:
     """One verification result as the screen shows it. ``name`` arrives already masked (``张*``)."""
     decision: str                 # allow / deny / review
-    reason: str                   # a code from terminal.reasons
+    reason: str                   # a code from terminal.core.reasons
     name: str | None = None
     method: str | None = None     # qr / id_card / ss_card
     alarm: str | None = None      # e.g. "身份证读卡器故障"

@@ -1,6 +1,6 @@
 """What the kiosk says, in plain Chinese a passer-by understands.
 
-Every reason code in :mod:`terminal.reasons` has a sentence here (tests iterate ``reasons.ALL``);
+Every reason code in :mod:`terminal.core.reasons` has a sentence here (tests iterate ``reasons.ALL``);
 a few read differently depending on the decision (a red code sent to staff at a hospital is
 not the red code turned away at a mall) or the method (a card carries no "green code").
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime
 
-from terminal import reasons as R
-from terminal.policy import ALLOW, DENY, REVIEW
+from terminal.core import reasons as R
+from terminal.core.policy import ALLOW, DENY, REVIEW
 
 HEADLINES = {ALLOW: "请通行", DENY: "禁止通行", REVIEW: "请人工核验"}
 

@@ -1,0 +1,104 @@
+"""Signed envelopes and the issuers' trust list (docs/protocol/token.md §5).
+
+Envelope: ``{"payload": base64(exact JSON bytes), "signer": kid of the signing key,
+"sig": 128 hex r‖s}``, SM2/SM3 over the decoded payload bytes. The same envelope carries
+trust lists, policy bundles, data keys and time beacons (docs/protocol/hub.md).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+from terminal.core import boundedjson
+from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
+
+
+# A trust list file: about 400 bytes an issuer, so some 2,500 issuers.
+MAX_TRUST_LIST_BYTES = 1 << 20
+
+
+class EnvelopeError(ValueError):
+    pass
+
+
+def open_envelope(raw: bytes | str, keys: dict[str, PublicKey]) -> bytes:
+    """Verify a signed envelope against ``keys`` (kid → key) and return its payload bytes."""
+    try:
+        env = boundedjson.loads(raw)
+        payload = base64.b64decode(env["payload"], validate=True)
+        signer, sig = env["signer"], bytes.fromhex(env["sig"])
+    except boundedjson.JsonLimitError as e:
+        raise EnvelopeError(f"envelope refused unparsed: {e}") from None
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise EnvelopeError("not a signed envelope {payload, signer, sig}") from None
+    key = keys.get(signer) if isinstance(signer, str) else None
+    if key is None:
+        raise EnvelopeError(f"signer {str(signer)[:16]!r} is not a pinned key")
+    if not key.verify(payload, sig):
+        raise EnvelopeError(f"signature by {signer} does not verify")
+    return payload
+
+
+def seal_envelope(payload: bytes, key: PrivateKey) -> bytes:
+    return json.dumps({"payload": base64.b64encode(payload).decode(), "signer": key.public_key.kid(),
+                       "sig": key.sign(payload).hex()}).encode()
+
+
+@dataclass(frozen=True)
+class Issuer:
+    kid: str
+    public_key: PublicKey
+    not_before: int
+    not_after: int
+    status: str  # "active" | "revoked"
+
+    def valid_at(self, t: int) -> bool:
+        return self.status == "active" and self.not_before <= t <= self.not_after
+
+
+@dataclass(frozen=True)
+class TrustList:
+    seq: int
+    issued_at: int
+    issuers: dict[str, Issuer]
+
+
+def _int(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise EnvelopeError(f"trust list: {what} must be a non-negative integer")
+    if v > boundedjson.MAX_SQL_INT:  # kept in an SQLite INTEGER
+        raise EnvelopeError(f"trust list: {what} is beyond 2^63-1")
+    return v
+
+
+def parse_trust_list(payload: bytes) -> TrustList:
+    try:
+        doc = boundedjson.loads(payload)
+    except boundedjson.JsonLimitError as e:
+        raise EnvelopeError(f"trust list: payload refused unparsed: {e}") from None
+    except ValueError:
+        raise EnvelopeError("trust list: payload is not JSON") from None
+    if not isinstance(doc, dict) or doc.get("type") != "trust-list" or not isinstance(doc.get("issuers"), list):
+        raise EnvelopeError("trust list: not a {type: trust-list, issuers: [...]} document")
+    issuers = {}
+    for i, e in enumerate(doc["issuers"]):
+        if not isinstance(e, dict):
+            raise EnvelopeError(f"trust list: issuers[{i}] is not an object")
+        try:
+            key = PublicKey.from_hex(e.get("public_key", ""))
+        except (SM2Error, AttributeError):
+            raise EnvelopeError(f"trust list: issuers[{i}].public_key is not an SM2 public key") from None
+        # The kid is derived from the key; a list that disagrees is broken, not half-usable.
+        if e.get("kid") != key.kid():
+            raise EnvelopeError(f"trust list: issuers[{i}].kid does not match its public key")
+        if e.get("status") not in ("active", "revoked"):
+            raise EnvelopeError(f"trust list: issuers[{i}].status must be active or revoked")
+        issuers[key.kid()] = Issuer(key.kid(), key, _int(e.get("not_before"), f"issuers[{i}].not_before"),
+                                    _int(e.get("not_after"), f"issuers[{i}].not_after"), e["status"])
+    return TrustList(_int(doc.get("seq"), "seq"), _int(doc.get("issued_at", 0), "issued_at"), issuers)
+
+
+def open_trust_list(raw: bytes | str, roots: dict[str, PublicKey]) -> TrustList:
+    return parse_trust_list(open_envelope(raw, roots))

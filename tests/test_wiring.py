@@ -1,0 +1,139 @@
+"""The daemon's seams: the backend registries (terminal/inputs/registry.py), Verifier.apply,
+the hub bridge's report."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from drivers.camera import ImageFileSource
+from drivers.relay import LcusRelay, NoRelay
+from sim.camera import VirtualCamera
+from sim.issuer import Issuer, Person
+from terminal.core.trust import TrustList
+from terminal.hub.updates import DataKey
+from terminal.inputs import registry
+from terminal.state.clock import ClockGuard
+from terminal.verifier import DataKeysUpdate, PolicyUpdate, Reconfigure, TimeBeacon, TrustListUpdate, Verifier
+
+CAM = {"width": 640, "height": 480, "fps": 10.0}
+
+
+def test_sim_camera_comes_from_its_entry_point():
+    """terminal/ never imports sim/: the virtual camera is found through pyproject's entry point."""
+    factory = registry.CAMERA_SOURCES.get("sim")
+    assert factory is not None and factory.__module__ == "sim.camera"
+    for spec in ("sim", "sim:seed=3,level=clean"):
+        grabber = registry.open_camera({"source": spec, **CAM})
+        assert isinstance(grabber.source, VirtualCamera)
+    with pytest.raises(Exception, match="level must be one of"):
+        registry.open_camera({"source": "sim:level=extreme", **CAM})
+
+
+def test_other_camera_specs_go_to_the_device_driver(tmp_path):
+    image = tmp_path / "code.png"
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
+    grabber = registry.open_camera({"source": str(image), **CAM})
+    assert isinstance(grabber.source, ImageFileSource)
+    assert registry.CAMERA_SOURCES.get("nosuchscheme") is None
+
+
+def test_readers_and_relays_by_kind():
+    assert isinstance(registry.open_relay({"kind": "none", "port": None}), NoRelay)
+    with pytest.raises(ValueError, match="needs a serial URL"):
+        registry.open_relay({"kind": "lcus", "port": None})
+    relay = registry.open_relay({"kind": "lcus", "port": "loop://"})
+    try:
+        assert isinstance(relay, LcusRelay)
+    finally:
+        relay.close()
+    with pytest.raises(ValueError, match="unknown relay kind 'usb'"):
+        registry.open_relay({"kind": "usb", "port": None})
+    with pytest.raises(ValueError, match="unknown card reader 'nfc'"):
+        registry.open_reader("nfc", "loop://", 9600)
+
+
+def test_verifier_apply(keyset, keyset_config, tmp_path):
+    issuer = Issuer.from_dir(keyset)
+    v = Verifier.open(keyset_config, tmp_path / "state")
+    try:
+        file_keys = dict(v.data_keys)
+        (dkid, key), = file_keys.items()
+        # the hub's keys join the file's; for a dkid both name, the hub's wins, not_after included
+        v.apply(DataKeysUpdate({dkid: DataKey(b"H" * 16, 1000), 99: DataKey(b"N" * 16, 2000)}))
+        assert v.data_keys == {dkid: b"H" * 16, 99: b"N" * 16}
+        assert v.data_key_not_after == {dkid: 1000, 99: 2000}
+        # a reloaded config brings its key file; the hub's keys stay on top of it
+        v.apply(Reconfigure(keyset_config, v.trust, {dkid: key, 7: b"F" * 16}))
+        assert v.data_keys == {dkid: b"H" * 16, 7: b"F" * 16, 99: b"N" * 16}
+        v.apply(DataKeysUpdate({}))
+        assert v.data_keys == {dkid: key, 7: b"F" * 16} and v.data_key_not_after == {}
+        assert v.verify(issuer.issue(Person())).reason == "ok"
+
+        v.apply(PolicyUpdate({keyset_config.venue: {"offline_unknown": "deny"}}))
+        assert v.policy().offline_unknown == "deny"
+        trust = v.trust
+        v.apply(TrustListUpdate(TrustList(seq=trust.seq + 1, issued_at=trust.issued_at, issuers={})))
+        assert v.verify(issuer.issue(Person())).reason == "unknown_issuer"
+    finally:
+        v.close()
+
+
+def test_time_beacon_restores_only_an_untrusted_clock_and_never_backwards(keyset_config, tmp_path):
+    v = Verifier.open(keyset_config, tmp_path / "state")
+    try:
+        mono = [100.0]
+        v.clock = ClockGuard(v.store, 5.0, wall=lambda: floor - 3600, mono=lambda: mono[0],
+                             synchronised=lambda: False)
+        floor = v.clock.floor
+        assert v.clock.now() is None                    # an RTC an hour behind: untrusted
+        v.apply(TimeBeacon(floor - 1))                  # a stale retained copy
+        assert v.clock.state == "untrusted"
+        v.apply(TimeBeacon(floor))                      # the limit itself restores
+        assert v.clock.state == "trusted" and v.clock.floor == floor
+        mono[0] += 7
+        assert v.clock.now() == floor + 7               # runs on the beacon's time
+        v.apply(TimeBeacon(floor + 1000))               # trusted already: nothing to restore
+        assert v.clock.floor == floor + 7
+    finally:
+        v.close()
+
+
+class FakeLink:
+    def __init__(self):
+        self.st = {"connected": True, "reconnects": 0, "rejected": {}, "last_sync_at": None,
+                   "in_flight_batches": 0, "down_for": None, "alarms": []}
+
+    def status(self):
+        return dict(self.st)
+
+
+class CountingMetrics:
+    def __init__(self):
+        self.connected, self.reconnects, self.rejected = None, 0, {}
+
+    def hub_connected(self, up):
+        self.connected = up
+
+    def reconnected(self, n=1):
+        self.reconnects += n
+
+    def rejected_update(self, kind, n=1):
+        self.rejected[kind] = self.rejected.get(kind, 0) + n
+
+
+def test_hub_report_gives_the_metrics_increments_only():
+    """The link counts since start; each report adds only what is new since the last one."""
+    from terminal.hub.bridge import HubBridge
+    link, m = FakeLink(), CountingMetrics()
+    bridge = HubBridge(link, None)
+    assert bridge.report(m)["state"] == "connected" and (m.reconnects, m.rejected) == (0, {})
+    link.st.update(connected=False, reconnects=2, rejected={"trust": 1}, down_for=725.0, alarms=["hub_unreachable"])
+    doc = bridge.report(m)
+    assert doc["state"] == "disconnected" and doc["reconnects"] == 2 and m.connected is False
+    assert doc["down_for"] == 725.0 and doc["alarms"] == ["hub_unreachable"]
+    assert (m.reconnects, m.rejected) == (2, {"trust": 1})
+    link.st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2})
+    bridge.report(m)
+    bridge.report(m)  # nothing new
+    assert (m.reconnects, m.rejected) == (3, {"trust": 1, "policy": 2}) and m.connected is True
