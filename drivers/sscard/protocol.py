@@ -45,7 +45,7 @@ def _any(data: bytes) -> bool:
 
 
 class ReaderProtocol:
-    """Request ↔ response with the reader; also the :class:`card.ApduChannel` to the card."""
+    """Request ↔ response with the reader; also the :class:`drivers.sscard.card.ApduChannel` to the card."""
 
     def __init__(self, link: SerialLink, *, timeout: float = 0.5, retries: int = 2,
                  clock: Callable[[], float] = time.monotonic):
