@@ -122,7 +122,7 @@ def main() -> int:
         write_key_set(keys)
         cfg = load(keys / "config.toml")
         cert, key = broker.client_cert(cfg.terminal_id)
-        cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key)
+        cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key)
         # The hub is another machine with its own disk: its database goes to memory where there
         # is some, so its writes and checkpoints do not queue in front of the terminal's fsyncs.
         hub_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(

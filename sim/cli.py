@@ -75,7 +75,7 @@ def run_demo(args) -> int:
             cfg = cfgmod.load(args.config)
         except cfgmod.ConfigError as e:
             raise UsageError(str(e)) from None
-        if not cfg.hub.get("broker"):
+        if not cfg.hub.broker:
             raise UsageError(f"{args.config}: no [hub] broker: nothing to run the demo against")
         if not (args.config.parent / "issuer.pem").exists():
             raise UsageError(f"{args.config.parent}: no issuer.pem beside the config (a 'sim keys' set)")

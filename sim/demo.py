@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from drivers.camera import FrameGrabber
@@ -117,16 +118,17 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
             ep.start()
         ports = {k: ep.url for k, ep in endpoints.items()}
         if config is not None:
-            cfg = cfgmod.load(config)
-            cfg.venue = venue
-            cfg.devices.update(cfgmod.load(write_config(out, out / "screens", venue, ports, base=config)).devices)
+            given = cfgmod.load(config)
+            sim = cfgmod.load(write_config(out, out / "screens", venue, ports, base=config))
+            cfg = replace(given, terminal=replace(given.terminal, venue=venue), camera=sim.camera,
+                          id_card=sim.id_card, ss_card=sim.ss_card, relay=sim.relay, screen=sim.screen)
         else:
             cfg = cfgmod.load(write_config(keys, out / "screens", venue, ports))
         policy = cfg.policy()
         visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng,
                                  hub_answers_cards=hub)
         if hub:
-            broker, hubsim = start_hub(cfg, keys, out, visitors)
+            cfg, broker, hubsim = start_hub(cfg, keys, out, visitors)
         return _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim)
     finally:
         if hubsim is not None:
@@ -138,14 +140,14 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
 
 
 def start_hub(cfg, keys: Path, out: Path, visitors):
-    """A Mosquitto with TLS and the hub simulator; the terminal's config is pointed at them."""
+    """A Mosquitto with TLS and the hub simulator, and the terminal's config pointed at them."""
     from sim.broker import Broker
     from sim.hub import HubSim
     from terminal.crypto.keyfiles import load_private_key
 
     broker = Broker(workdir=out / "broker").start()
     cert, key = broker.client_cert(cfg.terminal_id)
-    cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key)
+    cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key)
     now = time.time()
     people = {v.id_number: {"name": v.name, "status": 0, "flags": 0, "nat_at": int(now - 12 * 3600),
                             "nat_result": 1, "vax_doses": 3, "valid_until": int(now + 86400)}
@@ -158,7 +160,7 @@ def start_hub(cfg, keys: Path, out: Path, visitors):
     hubsim.publish_trust((keys / "trust.envelope.json").read_bytes())
     if not hubsim.wait_connected(15):
         raise RuntimeError("the hub simulator could not connect to its broker")
-    return broker, hubsim
+    return cfg, broker, hubsim
 
 
 def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim) -> dict:
@@ -188,7 +190,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=on_result)
     daemon.start()
     lane = Lane(camera, sam, ss)
-    hub_note = f", hub {cfg.hub['broker']}" if cfg.hub.get("broker") else ", no hub"
+    hub_note = f", hub {cfg.hub.broker}" if cfg.hub.broker else ", no hub"
     echo(f"demo: {len(visitors)} visitors at a {cfg.venue} ({cfg.terminal_id}), about "
          f"{60 * len(visitors) / max(1.0, visitors[-1].arrive_at):.0f}/min, camera '{level}'{hub_note}; output in {out}")
     echo(f"{'time':>8} {'who':<4} {'method':<7} {'result':<6} {'reason':<18} {'name':<5} {'latency':>10}  kind")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from terminal.crypto.keyfiles import private_key_pem, write_secret
 from terminal.crypto.sm2 import PrivateKey
-from terminal.core.trust import seal_envelope
+from terminal.core.trust import Issuer
+from terminal.hub import wire
 
 KEY_NAMES = ("root", "issuer", "hub", "device")
 DEFAULT_DKID = 1
@@ -21,10 +22,8 @@ DEFAULT_DKID = 1
 
 def make_trust_list(issuer: PrivateKey, root: PrivateKey, *, seq: int, now: int,
                     status: str = "active") -> bytes:
-    doc = {"type": "trust-list", "seq": seq, "issued_at": now, "issuers": [{
-        "kid": issuer.public_key.kid(), "public_key": issuer.public_key.hex(),
-        "not_before": now - 365 * 86400, "not_after": now + 5 * 365 * 86400, "status": status}]}
-    return seal_envelope(json.dumps(doc, separators=(",", ":")).encode(), root)
+    return wire.trust_list(seq, now, [Issuer(issuer.public_key.kid(), issuer.public_key, now - 365 * 86400,
+                                             now + 5 * 365 * 86400, status)], root)
 
 
 def write_key_set(outdir: Path, *, terminal_id: str = "370102-H0001-01", venue: str = "mall",

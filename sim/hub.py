@@ -37,8 +37,6 @@ Event subjects are SM2 ciphertext to the hub key and stay so in the DB: decrypti
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import heapq
 import itertools
@@ -52,7 +50,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -60,11 +57,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.backoff import backoff_delay
-from terminal.core import boundedjson
 from terminal.hub import wire
 from drivers.idnumber import mask_id, mask_name
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
-from terminal.core.trust import EnvelopeError, open_envelope
+from terminal.core.trust import EnvelopeError, envelope_payload, parse_trust_list
 
 log = logging.getLogger("sim.hub")
 
@@ -82,18 +78,6 @@ CREATE TABLE IF NOT EXISTS acks (tid TEXT NOT NULL, epoch TEXT NOT NULL, acked_s
 CREATE TABLE IF NOT EXISTS docs (topic TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL,
     qos INTEGER NOT NULL);
 """
-
-
-def parse_broker_url(url: str) -> tuple[bool, str, int]:
-    """``mqtts://host:port`` (TLS, default 8883) or ``mqtt://host:port`` (1883) → (tls, host, port)."""
-    u = urlsplit(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ValueError(f"broker URL must be mqtts://host:port or mqtt://host:port, not {url!r}")
-    try:
-        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise ValueError(f"bad port in broker URL {url!r}") from None
-    return u.scheme == "mqtts", u.hostname, port
 
 
 def connect_db(path: Path) -> sqlite3.Connection:
@@ -114,14 +98,6 @@ def _db(path: Path) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-def envelope_payload(envelope: bytes) -> bytes:
-    """The payload of a signed envelope, NOT verified (for its seq); EnvelopeError if malformed."""
-    try:
-        return base64.b64decode(json.loads(envelope)["payload"], validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise EnvelopeError("not a signed envelope {payload, signer, sig}") from None
-
-
 class HubSim:
     """One hub consumer. ``with HubSim(...) as hub:`` or ``start()``/``stop()``."""
 
@@ -132,11 +108,12 @@ class HubSim:
                  start_seq: int | None = None, time_interval: float = 60.0, mute_queries: bool = False,
                  reply_delay: float = 0.0, backoff: tuple[float, float] = (0.2, 30.0),
                  on_line: Callable[[str], None] | None = None) -> None:
-        self.tls, self.host, self.port = parse_broker_url(broker_url)
+        self.tls, self.host, self.port = wire.parse_broker_url(broker_url, plain_anywhere=True)
         self.hub_key = hub_key
         self.root_key = root_key
         self.db_path = Path(db_path)
         self.prefix = prefix
+        self.topics = wire.Topics(prefix, "+")  # the query subscription; the broadcasts name no tid
         self.terminals = dict(terminals)
         for k in self.terminals.values():
             k.precompute()  # every batch of that terminal is verified with it
@@ -179,17 +156,6 @@ class HubSim:
         self._failures = 0  # consecutive connection losses/failures; touched only on paho's thread
         self._backoff()  # the delay before retrying a failed first connection
 
-    # --- topics -------------------------------------------------------------------------
-
-    def _tid_of(self, topic: str, leaf: str) -> str | None:
-        """The tid of ``{prefix}/t/{tid}/{leaf}``, or None."""
-        head, tail = f"{self.prefix}/t/", f"/{leaf}"
-        if topic.startswith(head) and topic.endswith(tail):
-            tid = topic[len(head):-len(tail)]
-            if tid and "/" not in tid:
-                return tid
-        return None
-
     # --- paho callbacks: enqueue only ---------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:
@@ -197,7 +163,7 @@ class HubSim:
             return
         self._failures = 0
         client.subscribe([(self.events_subscription, 1),
-                          (f"{self.prefix}/t/+/query", 1)])
+                          (self.topics.query, 1)])
         for topic, (payload, qos) in self._retained.items():  # replaced, never mutated: no lock
             client.publish(topic, payload, qos=qos, retain=True)
 
@@ -282,7 +248,7 @@ class HubSim:
             db.close()
 
     def _ingest(self, db: sqlite3.Connection, topic: str, raw: bytes) -> None:
-        tid = self._tid_of(topic, "events")
+        tid = wire.tid_of(self.prefix, topic, "events")
         key = self.terminals.get(tid) if tid else None
         if key is None:
             self.stats["forged"] += 1
@@ -325,7 +291,7 @@ class HubSim:
             self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new; "
                       f"nothing contiguous from {self.start_seq} yet")
             return
-        self.client.publish(f"{self.prefix}/t/{tid}/ack", wire.ack(tid, epoch, acked, self.hub_key), qos=1)
+        self.client.publish(wire.Topics(self.prefix, tid).ack, wire.ack(tid, epoch, acked, self.hub_key), qos=1)
         self.stats["acks"] += 1
         self.line(f"batch {tid} epoch {epoch} seq {lo}..{hi}: {new} new, {len(rows) - new} dup; ack {acked}")
 
@@ -375,49 +341,44 @@ class HubSim:
                     self.line(f"query not answered: {type(e).__name__}")
 
     def _answer(self, topic: str, payload: bytes, response_topic: str | None, correlation: bytes | None) -> None:
-        tid = self._tid_of(topic, "query")
+        tid = wire.tid_of(self.prefix, topic, "query")
         if tid is None:
             return
-        reply_topic = f"{self.prefix}/t/{tid}/reply"
+        reply_topic = wire.Topics(self.prefix, tid).reply
         # Reply only where the asker may read: never on a response topic it names for someone else.
         if response_topic not in (None, reply_topic):
             self.stats["bad_queries"] += 1
             self.line(f"query {tid}: response topic {response_topic[:80]!r} is not {reply_topic}; dropped")
             return
         try:
-            q = boundedjson.loads(payload)
-            qid = q["qid"]
-            if not isinstance(qid, str) or q.get("method") not in ("id_card", "ss_card"):
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
+            q = wire.open_query(payload)
+        except ValueError:
             self.stats["bad_queries"] += 1
             self.line(f"query {tid}: not a {{qid, method, subject}} object; dropped")
             return
+        qid = q.qid
         if self.mute_queries:
             self.stats["muted_queries"] += 1
             self.line(f"query {tid} {qid[:8]}: muted")
             return
         try:
-            who = json.loads(self.hub_key.decrypt(bytes.fromhex(q["subject"])))
-            id_number, name = who["id_number"], who["name"]
-            if not isinstance(id_number, str) or not isinstance(name, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError, SM2Error):
-            answer = {"qid": qid, "error": "bad_subject"}
+            id_number, name = wire.open_subject(q, self.hub_key)
+        except ValueError:
+            answer: dict = {"error": "bad_subject"}
             shown = "undecryptable subject"
         else:
             person = self.people.get(id_number)
-            shown = f"{q['method']} {mask_id(id_number)} {mask_name(name)}"
+            shown = f"{q.method} {mask_id(id_number)} {mask_name(name)}"
             if person is None or person.get("name", name) != name:
-                answer = {"qid": qid, "error": "unknown_person"}
+                answer = {"error": "unknown_person"}
             else:
-                answer = {"qid": qid, "status": 0, "flags": 0, "nat_at": 0, "nat_result": 0, "vax_doses": 0,
+                answer = {"status": 0, "flags": 0, "nat_at": 0, "nat_result": 0, "vax_doses": 0,
                           "valid_until": int(time.time()) + 86400}
                 answer.update({k: person[k] for k in STATUS_FIELDS if k in person})
         props = Properties(PacketTypes.PUBLISH)
         if correlation is not None:
             props.CorrelationData = correlation
-        self.client.publish(reply_topic, wire.seal(answer, self.hub_key), qos=1, properties=props)
+        self.client.publish(reply_topic, wire.reply(qid, answer, self.hub_key), qos=1, properties=props)
         self.stats["queries"] += 1
         outcome = answer.get("error") or f"status {answer['status']}"
         self.line(f"query {tid} {qid[:8]}: {shown} -> {outcome}")
@@ -455,37 +416,28 @@ class HubSim:
         """The trust list exactly as the root signed it (checked against ``root_key`` if given)."""
         if self.root_key is not None:
             rk = self.root_key.public_key
-            payload = open_envelope(envelope, {rk.kid(): rk})  # EnvelopeError: not the root's
+            seq = wire.open_trust_list(envelope, {rk.kid(): rk}).seq  # EnvelopeError: not the root's
         else:
-            payload = envelope_payload(envelope)
-        try:
-            seq = json.loads(payload)["seq"]
-        except (ValueError, KeyError, TypeError):
-            raise EnvelopeError("trust list without a seq") from None
-        return self._publish_retained(f"{self.prefix}/trust", seq, envelope)
+            seq = parse_trust_list(envelope_payload(envelope)).seq
+        return self._publish_retained(self.topics.trust, seq, envelope)
 
     def publish_policy(self, venues: dict[str, dict], seq: int | None = None) -> bool:
-        topic = f"{self.prefix}/policy"
+        topic = self.topics.policy
         seq = self._next_seq(topic) if seq is None else seq
-        return self._publish_retained(topic, seq, wire.seal({"type": "policy", "seq": seq, "venues": venues},
-                                                                self.hub_key))
+        return self._publish_retained(topic, seq, wire.policy(seq, venues, self.hub_key))
 
     def publish_keys(self, tid: str, data_keys: dict[int, bytes], seq: int | None = None,
                      not_after: int | None = None) -> bool:
         """The SM4 data keys (dkid → 16 bytes), each wrapped to the terminal's device key."""
-        device = self.terminals[tid]
-        topic = f"{self.prefix}/t/{tid}/keys"
+        topic = wire.Topics(self.prefix, tid).keys
         seq = self._next_seq(topic) if seq is None else seq
         not_after = int(time.time()) + 365 * 86400 if not_after is None else not_after
-        doc = {"type": "data-keys", "seq": seq, "tid": tid,
-               "keys": [{"dkid": dkid, "key": device.encrypt(k).hex(), "not_after": not_after}
-                        for dkid, k in sorted(data_keys.items())]}
-        return self._publish_retained(topic, seq, wire.seal(doc, self.hub_key))
+        keys = {dkid: wire.DataKey(k, not_after) for dkid, k in data_keys.items()}
+        return self._publish_retained(topic, seq, wire.data_keys(seq, tid, keys, self.terminals[tid], self.hub_key))
 
     def publish_time(self) -> bool:
         t = int(time.time())
-        return self._publish_retained(f"{self.prefix}/time", t,
-                                      wire.seal({"type": "time", "t": t}, self.hub_key), qos=0)
+        return self._publish_retained(self.topics.time, t, wire.time_beacon(t, self.hub_key), qos=0)
 
     def _beacon_loop(self) -> None:
         if self.time_interval <= 0:

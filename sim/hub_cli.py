@@ -78,11 +78,11 @@ def load_terminals(keys: Path, extra: list[str]) -> dict[str, PublicKey]:
 
 
 def run_hub(args) -> int:
-    from sim.hub import HubSim, parse_broker_url
+    from sim.hub import HubSim
     try:
-        tls = parse_broker_url(args.broker)[0]
+        tls = wire.parse_broker_url(args.broker, plain_anywhere=True).tls
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(f"--broker {e}") from None
     if tls and not (args.ca and args.cert and args.key):
         raise UsageError("an mqtts:// broker needs --ca, --cert and --key")
     try:

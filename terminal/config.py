@@ -1,18 +1,22 @@
 """The terminal's configuration: one TOML file, typed and validated as a whole at start.
 
-Every key is declared in :data:`SCHEMA` (and documented in ``config.example.toml``); an
-unknown key, a wrong type or a missing file is a :class:`ConfigError` whose one-line
-message names the file and the key. Relative paths are relative to the config file.
+Every key is declared once, a field of its section's frozen dataclass with its converter,
+default and doc (and documented in ``config.example.toml``); an unknown key, a wrong type or
+a missing file is a :class:`ConfigError` whose one-line message names the file and the key.
+Relative paths are relative to the config file.
 """
 from __future__ import annotations
 
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from terminal.core import policy as pol
+from terminal.core.brokerurl import parse_broker_url
 from terminal.crypto.sm2 import PublicKey, SM2Error
 from terminal.ops.sdnotify import CREDENTIALS, credential_path
 from terminal.ops.smallfile import read_small
@@ -69,7 +73,7 @@ def _pubkeys(v):
             keys.append(_pubkey(item))
         except ValueError as e:
             raise ValueError(f"[{i}] {e}") from None
-    return keys
+    return tuple(keys)
 
 
 def _int_range(lo, hi):
@@ -103,11 +107,7 @@ SS_CARD_BAUDS = (9600, 115200)
 
 
 def _broker_url(v):
-    m = re.fullmatch(r"(mqtts?)://([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})", _str(v))
-    if not m or not 0 < int(m.group(3)) < 65536:
-        raise ValueError("must be mqtts://host:port (or mqtt://127.0.0.1:port for a broker on this machine)")
-    if m.group(1) == "mqtt" and m.group(2) not in ("127.0.0.1", "localhost", "[::1]"):
-        raise ValueError("mqtt:// (no TLS) is allowed only for a broker on this machine; use mqtts://")
+    parse_broker_url(_str(v))  # ValueError: the message says why
     return v
 
 
@@ -132,90 +132,162 @@ def _seconds(lo, hi):
     return check
 
 
-# section → key → (converter, default)
-SCHEMA: dict[str, dict[str, tuple]] = {
-    "terminal": {
-        "id": (_tid, REQUIRED),
-        "venue": (_venue, REQUIRED),
-        "state_dir": (_path, "state"),
-        "device_key": (_path, None),
-        "venue_name": (_str, None),
-    },
-    "trust": {
-        "root_keys": (_pubkeys, REQUIRED),
-        "trust_list": (_path, REQUIRED),
-        "data_keys": (_path, REQUIRED),
-    },
-    "hub": {
-        "public_key": (_pubkey, REQUIRED),
-        "broker": (_broker_url, None),       # absent: no hub connection (cards: offline_unknown)
-        "ca": (_path, None),
-        "cert": (_path, None),
-        "key": (_path, None),
-        "prefix": (_topic_prefix, "hc/v1"),
-        "query_timeout": (_seconds(0.1, 30), 1.5),
-        "alarm_hub_minutes": (_int_range(1, 1440), 10),  # no connection this long: hub_unreachable
-    },
-    "metrics": {
-        "listen": (_listen, None),           # e.g. "127.0.0.1:9105"; absent: no endpoint
-    },
-    "retention": {
-        "days": (_int_range(1, 3650), 21),   # synced events older than this are purged
-    },
-    "time": {
-        "tolerance": (_seconds(0, 3600), 5.0),
-    },
-    "camera": {
-        "source": (_str, None),            # V4L2 device, image files or a video; absent: no camera
-        "width": (_int_range(160, 4096), 640),
-        "height": (_int_range(120, 4096), 480),
-        "fps": (_int_range(1, 120), 30),
-        "gap": (_seconds(0.2, 10), 1.5),     # a code unseen this long has left the camera
-    },
-    "id_card": {
-        "port": (_str, None),              # pyserial URL; absent: no ID-card reader
-        "baud": (_baud(*ID_CARD_BAUDS), 115200),
-    },
-    "ss_card": {
-        "port": (_str, None),
-        "baud": (_baud(*SS_CARD_BAUDS), 115200),
-    },
-    "relay": {
-        "kind": (_choice("lcus", "none"), "none"),
-        "port": (_str, None),
-        "pulse_ms": (_int_range(100, 10000), 800),
-    },
-    "screen": {
-        "kind": (_choice("framebuffer", "png", "none"), "none"),
-        "path": (_str, None),              # framebuffer device, or the PNG directory
-        "width": (_int_range(240, 4096), 800),   # PNG panels; a framebuffer says its own size
-        "height": (_int_range(240, 4096), 480),
-        "result_seconds": (_seconds(0.5, 60), 3.0),
-    },
+@dataclass(frozen=True)
+class Setting:
+    """One key: its converter, default (REQUIRED, None for absent, or a value the converter
+    takes), a one-line doc, and whether it is a path resolved against the config file."""
+    convert: Callable[[object], object]
+    default: object
+    doc: str
+    path: bool = False
+
+
+def setting(convert, default, doc: str, *, path: bool = False):
+    return field(metadata={"setting": Setting(convert, default, doc, path)})
+
+
+def settings(section: type) -> dict[str, Setting]:
+    """A section's keys, in declaration order."""
+    return {f.name: f.metadata["setting"] for f in fields(section)}
+
+
+@dataclass(frozen=True)
+class TerminalSection:
+    id: str = setting(_tid, REQUIRED, "terminal id: the MQTT client id, a topic level, the TLS CN")
+    venue: str = setting(_venue, REQUIRED, "venue type; picks the policy preset")
+    state_dir: Path = setting(_path, "state", "the terminal's database and state files", path=True)
+    device_key: Path | None = setting(_path, None, "SM2 device key (PEM); required with hub.broker", path=True)
+    venue_name: str | None = setting(_str, None, "the venue's name on the idle screen")
+
+
+@dataclass(frozen=True)
+class TrustSection:
+    root_keys: tuple[PublicKey, ...] = setting(_pubkeys, REQUIRED, "pinned provincial root keys")
+    trust_list: Path = setting(_path, REQUIRED, "the signed trust-list envelope", path=True)
+    data_keys: Path = setting(_path, REQUIRED, "local SM4 data keys (mode 0600)", path=True)
+
+
+@dataclass(frozen=True)
+class HubSection:
+    public_key: PublicKey = setting(_pubkey, REQUIRED, "the hub's SM2 key; event subjects are encrypted to it")
+    broker: str | None = setting(_broker_url, None, "mqtts://host:port; absent: no hub connection")
+    ca: Path | None = setting(_path, None, "CA that signed the broker's certificate", path=True)
+    cert: Path | None = setting(_path, None, "this terminal's TLS client certificate", path=True)
+    key: Path | None = setting(_path, None, "its key (mode 0600)", path=True)
+    prefix: str = setting(_topic_prefix, "hc/v1", "MQTT topic prefix")
+    query_timeout: float = setting(_seconds(0.1, 30), 1.5, "seconds to wait for the hub's answer about a card")
+    alarm_hub_minutes: int = setting(_int_range(1, 1440), 10, "no connection this long: alarm hub_unreachable")
+
+    def tls_files(self) -> dict[str, Path | None]:
+        """The TLS files by key, for messages that name the key."""
+        return {"ca": self.ca, "cert": self.cert, "key": self.key}
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    listen: str | None = setting(_listen, None, "Prometheus endpoint on this machine; absent: none")
+
+
+@dataclass(frozen=True)
+class RetentionSection:
+    days: int = setting(_int_range(1, 3650), 21, "synced events older than this are purged")
+
+
+@dataclass(frozen=True)
+class TimeSection:
+    tolerance: float = setting(_seconds(0, 3600), 5.0, "seconds the clock may step back before it is untrusted")
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    source: str | None = setting(_str, None, "V4L2 device, image files, a video or sim:…; absent: no camera")
+    width: int = setting(_int_range(160, 4096), 640, "requested capture width")
+    height: int = setting(_int_range(120, 4096), 480, "requested capture height")
+    fps: int = setting(_int_range(1, 120), 30, "requested frame rate")
+    gap: float = setting(_seconds(0.2, 10), 1.5, "a code unseen this long has left the camera")
+
+
+@dataclass(frozen=True)
+class CardReaderSection:
+    port: str | None = setting(_str, None, "pyserial URL; absent: no reader")
+
+
+@dataclass(frozen=True)
+class IdCardSection(CardReaderSection):
+    baud: int = setting(_baud(*ID_CARD_BAUDS), 115200, "the SAM module's rate")
+
+
+@dataclass(frozen=True)
+class SsCardSection(CardReaderSection):
+    baud: int = setting(_baud(*SS_CARD_BAUDS), 115200, "the reader's rate")
+
+
+@dataclass(frozen=True)
+class RelaySection:
+    kind: str = setting(_choice("lcus", "none"), "none", "the gate relay, or none")
+    port: str | None = setting(_str, None, "pyserial URL; required for kind lcus")
+    pulse_ms: int = setting(_int_range(100, 10000), 800, "how long the contact closes")
+
+
+@dataclass(frozen=True)
+class ScreenSection:
+    kind: str = setting(_choice("framebuffer", "png", "none"), "none", "the kiosk panel's backend")
+    path: str | None = setting(_str, None, "framebuffer device, or the PNG directory")
+    width: int = setting(_int_range(240, 4096), 800, "PNG panel width; a framebuffer says its own size")
+    height: int = setting(_int_range(240, 4096), 480, "PNG panel height")
+    result_seconds: float = setting(_seconds(0.5, 60), 3.0, "how long a decision stays on the panel")
+
+
+# [section] → its dataclass; [policy] is validated by terminal.core.policy
+SECTIONS: dict[str, type] = {
+    "terminal": TerminalSection, "trust": TrustSection, "hub": HubSection, "metrics": MetricsSection,
+    "retention": RetentionSection, "time": TimeSection, "camera": CameraSection, "id_card": IdCardSection,
+    "ss_card": SsCardSection, "relay": RelaySection, "screen": ScreenSection,
 }
 DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "relay", "screen")
-PATH_KEYS = {("terminal", "state_dir"), ("terminal", "device_key"), ("trust", "trust_list"),
-             ("trust", "data_keys"), ("hub", "ca"), ("hub", "cert"), ("hub", "key")}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
+    """A loaded configuration; never changed in place (a reload loads a new one)."""
     path: Path
-    terminal_id: str
-    venue: str
-    state_dir: Path
-    device_key: Path | None
-    root_keys: list[PublicKey]
-    trust_list: Path
-    data_keys: Path
-    hub_key: PublicKey
-    clock_tolerance: float
-    policy_overrides: dict = field(default_factory=dict)
-    venue_name: str | None = None
-    devices: dict[str, dict] = field(default_factory=dict)  # camera, id_card, ss_card, relay, screen
-    hub: dict = field(default_factory=dict)                 # [hub] but public_key
-    metrics_listen: str | None = None
-    retention_days: int = 21
+    terminal: TerminalSection
+    trust: TrustSection
+    hub: HubSection
+    metrics: MetricsSection
+    retention: RetentionSection
+    time: TimeSection
+    camera: CameraSection
+    id_card: IdCardSection
+    ss_card: SsCardSection
+    relay: RelaySection
+    screen: ScreenSection
+    policy_overrides: Mapping[str, object]    # [policy], validated; read-only
+
+    # Short names for the keys read most: cfg.terminal_id is cfg.terminal.id.
+    terminal_id = property(lambda self: self.terminal.id)
+    venue = property(lambda self: self.terminal.venue)
+    venue_name = property(lambda self: self.terminal.venue_name)
+    state_dir = property(lambda self: self.terminal.state_dir)
+    device_key = property(lambda self: self.terminal.device_key)
+    root_keys = property(lambda self: self.trust.root_keys)
+    trust_list = property(lambda self: self.trust.trust_list)
+    data_keys = property(lambda self: self.trust.data_keys)
+    hub_key = property(lambda self: self.hub.public_key)
+    clock_tolerance = property(lambda self: self.time.tolerance)
+
+    def keeping_restart_settings(self, running: Config) -> Config:
+        """This (reloaded) config with the running one's device and hub settings, which take
+        effect only at a restart — but the hub key, the verifier's; itself if they are the same."""
+        kept = {"hub": replace(running.hub, public_key=self.hub.public_key),
+                **{section: getattr(running, section) for section in DEVICE_SECTIONS}}
+        if all(getattr(self, section) == value for section, value in kept.items()):
+            return self
+        return replace(self, **kept)
+
+    def with_hub(self, **changes) -> Config:
+        """A copy pointed at another broker (the demo's, a test's): [hub] with ``changes``."""
+        return replace(self, hub=replace(self.hub, **changes))
 
     def policy(self, venue: str | None = None) -> pol.Policy:
         """The venue's preset with this terminal's overrides on top."""
@@ -242,50 +314,50 @@ def load(path: str | Path) -> Config:
 def from_dict(raw: dict, path: Path) -> Config:
     base = path.parent
     for section in raw:
-        if section not in SCHEMA and section != "policy":
+        if section not in SECTIONS and section != "policy":
             raise ConfigError(f"{path}: unknown section [{section}] (known: "
-                              f"{', '.join(list(SCHEMA) + ['policy'])})")
+                              f"{', '.join(list(SECTIONS) + ['policy'])})")
         if not isinstance(raw[section], dict):
             raise ConfigError(f"{path}: {section} must be a [section]")
-    values: dict[tuple[str, str], object] = {}
-    for section, keys in SCHEMA.items():
-        given = raw.get(section, {})
+    values: dict[str, dict[str, object]] = {}
+    for section, cls in SECTIONS.items():
+        given, keys, values[section] = raw.get(section, {}), settings(cls), {}
         for key in given:
             if key not in keys:
                 raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(keys)})")
-        for key, (convert, default) in keys.items():
+        for key, s in keys.items():
             if key not in given:
-                if default is REQUIRED:
+                if s.default is REQUIRED:
                     raise ConfigError(f"{path}: missing required key {section}.{key}")
-                value = convert(default) if default is not None else None
+                value = s.convert(s.default) if s.default is not None else None
             else:
                 try:
-                    value = convert(given[key])
+                    value = s.convert(given[key])
                 except ValueError as e:
                     raise ConfigError(f"{path}: {section}.{key} {e}") from None
-            if (section, key) in PATH_KEYS and value is not None:
+            if s.path and value is not None:
                 try:
                     value = (base / value).resolve()
                 except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a symlink loop
                     raise ConfigError(f"{path}: {section}.{key} {base / value}: symbolic link loop") from None
-            values[(section, key)] = value
-    broker = values["hub", "broker"]
-    if broker and broker.startswith("mqtts:"):
+            values[section][key] = value
+    hub, screen = values["hub"], values["screen"]
+    if hub["broker"] and hub["broker"].startswith("mqtts:"):
         for key in ("ca", "cert", "key"):
-            if values["hub", key] is None:
+            if hub[key] is None:
                 raise ConfigError(f"{path}: hub.{key} is required for a mqtts:// broker")
-    if broker and values["terminal", "device_key"] is None:
+    if hub["broker"] and values["terminal"]["device_key"] is None:
         raise ConfigError(f"{path}: terminal.device_key is required to sign event batches for the hub")
-    if values["relay", "kind"] == "lcus" and not values["relay", "port"]:
+    if values["relay"]["kind"] == "lcus" and not values["relay"]["port"]:
         raise ConfigError(f"{path}: relay.port is required when relay.kind = \"lcus\"")
-    if values["screen", "path"]:
+    if screen["path"]:
         # Relative to the config file, like every path; not resolved: a framebuffer is named
         # by its device link (/dev/gate/fb), which may point elsewhere after a replug.
-        values["screen", "path"] = os.path.abspath(base / values["screen", "path"])
-    elif values["screen", "kind"] == "framebuffer":
-        values["screen", "path"] = "/dev/fb0"
-    elif values["screen", "kind"] == "png":
-        values["screen", "path"] = str(values["terminal", "state_dir"] / "screen")
+        screen["path"] = os.path.abspath(base / screen["path"])
+    elif screen["kind"] == "framebuffer":
+        screen["path"] = "/dev/fb0"
+    elif screen["kind"] == "png":
+        screen["path"] = str(values["terminal"]["state_dir"] / "screen")
     try:
         overrides = pol.validate_overrides(raw.get("policy", {}))
     except ValueError as e:
@@ -293,15 +365,6 @@ def from_dict(raw: dict, path: Path) -> Config:
     # Secrets systemd passes with LoadCredential= take the place of the configured files.
     for dotted, name in CREDENTIALS.items():
         section, key = dotted.split(".")
-        values[section, key] = credential_path(name, values[section, key])
-    return Config(
-        path=path, terminal_id=values["terminal", "id"], venue=values["terminal", "venue"],
-        state_dir=values["terminal", "state_dir"], device_key=values["terminal", "device_key"],
-        root_keys=values["trust", "root_keys"], trust_list=values["trust", "trust_list"],
-        data_keys=values["trust", "data_keys"], hub_key=values["hub", "public_key"],
-        clock_tolerance=values["time", "tolerance"], policy_overrides=overrides,
-        venue_name=values["terminal", "venue_name"],
-        devices={section: {k: values[section, k] for k in SCHEMA[section]} for section in DEVICE_SECTIONS},
-        hub={k: values["hub", k] for k in SCHEMA["hub"] if k != "public_key"},
-        metrics_listen=values["metrics", "listen"], retention_days=values["retention", "days"],
-    )
+        values[section][key] = credential_path(name, values[section][key])
+    return Config(path=path, policy_overrides=MappingProxyType(overrides),
+                  **{section: cls(**values[section]) for section, cls in SECTIONS.items()})

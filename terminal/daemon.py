@@ -56,7 +56,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from drivers.cards import CardReader
 from terminal.config import Config
@@ -74,9 +74,6 @@ from terminal.state import diskguard
 from terminal.state.diskguard import DiskGuard
 from terminal.state.statusfile import StatusFile
 from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
-
-if TYPE_CHECKING:
-    from terminal.hub.updates import DataKey
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +134,9 @@ class Daemon:
         self.disk.ensure_reserve()
         self.status_file = StatusFile(store.state_dir, self.cfg.terminal_id)
         self.metrics.watch_outbox(store.outbox_depth, store.oldest_unsynced_at)
-        dev = self.cfg.devices
+        cfg = self.cfg
         try:
-            if self.cfg.hub.get("broker"):
+            if self.cfg.hub.broker:
                 from terminal.hub.bridge import HubBridge
                 try:
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
@@ -147,16 +144,16 @@ class Daemon:
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
-            if self.camera is None and dev["camera"]["source"]:
-                self.camera = registry.open_camera(dev["camera"])
-            for kind in ("id_card", "ss_card"):
-                if self.readers[kind] is None and dev[kind]["port"]:
-                    self.readers[kind] = registry.open_reader(kind, dev[kind]["port"], dev[kind]["baud"])
+            if self.camera is None and cfg.camera.source:
+                self.camera = registry.open_camera(cfg.camera)
+            for kind, reader in (("id_card", cfg.id_card), ("ss_card", cfg.ss_card)):
+                if self.readers[kind] is None and reader.port:
+                    self.readers[kind] = registry.open_reader(kind, reader.port, reader.baud)
             if self.relay is None:
-                self.relay = registry.open_relay(dev["relay"])
+                self.relay = registry.open_relay(cfg.relay)
             self.screen_loop = ScreenLoop(self.cfg, self.screen, self.alarms)
-            if self.cfg.metrics_listen:
-                self._metrics_server = self.metrics.serve(self.cfg.metrics_listen)
+            if self.cfg.metrics.listen:
+                self._metrics_server = self.metrics.serve(self.cfg.metrics.listen)
         except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
             self.verifier.close()
             raise SetupError(f"{self.cfg.path}: {e}") from None
@@ -182,9 +179,10 @@ class Daemon:
             return
         for issuer in trust.issuers.values():
             issuer.public_key.precompute()
-        if cfg.devices != self.cfg.devices or cfg.hub != self.cfg.hub:
+        kept = cfg.keeping_restart_settings(self.cfg)
+        if kept is not cfg:
             log.warning("reload: device and hub settings take effect at the next restart")
-            cfg.devices, cfg.hub = self.cfg.devices, self.cfg.hub
+            cfg = kept
         v.apply(Reconfigure(cfg, trust, file_keys))
         self.cfg = cfg
         self.screen_loop.configure(cfg)
@@ -207,7 +205,7 @@ class Daemon:
             self.open()
         self.screen_loop.start()
         if self.camera is not None:
-            self._inputs.append(CameraInput(self.camera, self.cfg.devices["camera"]["gap"], self._put,
+            self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
                                             self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
@@ -225,7 +223,7 @@ class Daemon:
         self._housekeeping = Housekeeping(
             store=self.verifier.store, clock=self.verifier.clock, disk=self.disk, status_file=self.status_file,
             devices=self.devices, device_names=self._device_names(), hub=self.bridge, metrics=self.metrics,
-            watchdog=self.watchdog, notifier=self.notifier, retention_days=lambda: self.cfg.retention_days,
+            watchdog=self.watchdog, notifier=self.notifier, retention_days=lambda: self.cfg.retention.days,
             summary=self.summary)
         self._housekeeping.start(self._inputs_done)
         if self.camera is not None:  # the camera opens on its grabber thread: let it try first
@@ -239,7 +237,7 @@ class Daemon:
         log.info("terminal %s at a %s is deciding (camera: %s, readers: %s, relay: %s)",
                  self.cfg.terminal_id, self.cfg.venue, "yes" if self.camera else "no",
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
-                 self.cfg.devices["relay"]["kind"])
+                 self.cfg.relay.kind)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking presentations, decide those already taken, then close everything."""
@@ -316,7 +314,7 @@ class Daemon:
                 return
         # The event is committed: only now may the gate open.
         if r.decision == ALLOW:
-            self.relay.pulse(self.cfg.devices["relay"]["pulse_ms"])
+            self.relay.pulse(self.cfg.relay.pulse_ms)
         if self.bridge is not None:
             self.bridge.notify()
         self.decided += 1
@@ -328,4 +326,4 @@ class Daemon:
 
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
-            (["relay"] if self.cfg.devices["relay"]["kind"] != "none" else [])
+            (["relay"] if self.cfg.relay.kind != "none" else [])

@@ -1,6 +1,7 @@
 """Configuration: typed, every key documented, errors that name the file and the key."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -69,7 +70,7 @@ def test_missing_hub_tls_files_do_not_stop_the_loader(keyset, tmp_path):
     check-config insists (tests/test_cli.py)."""
     cfg = cfgmod.load(write(keyset, base(keyset).replace("[hub]", "[hub]\nbroker = 'mqtts://127.0.0.1:8883'\n"
                                                          "ca = 'no-ca.pem'\ncert = 'no.pem'\nkey = 'no.key'")))
-    assert cfg.hub["key"] == keyset / "no.key" and not cfg.hub["key"].exists()
+    assert cfg.hub.key == keyset / "no.key" and not cfg.hub.key.exists()
 
 
 def test_missing_and_binary_files(tmp_path):
@@ -87,15 +88,46 @@ def test_policy_overrides_apply_on_any_venue(keyset, tmp_path):
     assert (cfg.policy("hospital").max_age, cfg.policy("hospital").red) == (30, "review")
 
 
-def test_example_documents_every_key():
+def example_keys(text: str) -> dict[str, list[str]]:
+    """[section] → the keys the example sets or shows commented out, in order."""
+    keys: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if m := re.fullmatch(r"\[(\w+)\]", line):
+            keys[m[1]] = []
+        elif (m := re.match(r"#? ?(\w+) = ", line)) and keys:
+            keys[list(keys)[-1]].append(m[1])
+    return keys
+
+
+def test_example_documents_every_key_and_nothing_else():
     text = (ROOT / "config.example.toml").read_text()
     tomllib.loads(text)
-    for section, keys in cfgmod.SCHEMA.items():
-        assert f"[{section}]" in text
-        for key in keys:
-            assert re.search(rf"^#? ?{key} = ", text, re.M), f"{section}.{key} undocumented"
-    for field in FIELD_NAMES:
-        assert re.search(rf"^# {field} = ", text, re.M), f"policy.{field} undocumented"
+    declared = {section: list(cfgmod.settings(cls)) for section, cls in cfgmod.SECTIONS.items()}
+    assert example_keys(text) == {**declared, "policy": list(FIELD_NAMES)}
+
+
+def test_example_key_reader_sees_an_extra_or_missing_key():
+    text = (ROOT / "config.example.toml").read_text()
+    assert example_keys(text.replace("[relay]\n", "[relay]\n# channel = 2\n"))["relay"] == [
+        "channel", "kind", "port", "pulse_ms"]
+    assert "gap" not in example_keys(text.replace("gap = 1.5", "# (no gap)"))["camera"]
+
+
+def test_every_key_has_a_one_line_doc():
+    for section, cls in cfgmod.SECTIONS.items():
+        for key, setting in cfgmod.settings(cls).items():
+            assert setting.doc and "\n" not in setting.doc, f"{section}.{key}"
+
+
+def test_a_loaded_config_cannot_be_changed(keyset_config):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        keyset_config.hub.broker = "mqtts://elsewhere:8883"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        keyset_config.camera = None
+    with pytest.raises(TypeError):
+        keyset_config.policy_overrides["max_age"] = 1
+    with pytest.raises(AttributeError):
+        keyset_config.root_keys.append(keyset_config.hub.public_key)
 
 
 def test_key_files_must_be_private(keyset, capsys):
@@ -213,7 +245,7 @@ def test_terminal_ids_not_of_the_tid_form(keyset, tid):
 
 # --- every range on both sides, through the TOML loader -----------------------------------------------
 
-# (section, key): (lo, hi, a value just below lo, just above hi, the default); from SCHEMA's declaration
+# (section, key): (lo, hi, a value just below lo, just above hi, the default); from the sections' declarations
 RANGES = {
     ("retention", "days"): (1, 3650, 0, 3651, 21),
     ("time", "tolerance"): (0, 3600, -0.01, 3600.01, 5.0),
@@ -246,22 +278,16 @@ def with_key(text, section, key, toml_value):
 
 
 def loaded(cfg, section, key):
-    if (section, key) == ("retention", "days"):
-        return cfg.retention_days
-    if (section, key) == ("time", "tolerance"):
-        return cfg.clock_tolerance
-    if section == "hub":
-        return cfg.hub[key]
-    return cfg.devices[section][key]
+    return getattr(getattr(cfg, section), key)
 
 
 def is_seconds(section, key):
-    return cfgmod.SCHEMA[section][key][0].__qualname__.startswith("_seconds")
+    return cfgmod.settings(cfgmod.SECTIONS[section])[key].convert.__qualname__.startswith("_seconds")
 
 
 def test_ranges_table_covers_every_ranged_key():
-    ranged = {(s, k) for s, keys in cfgmod.SCHEMA.items() for k, (conv, _) in keys.items()
-              if conv.__qualname__.startswith(("_int_range", "_seconds"))}
+    ranged = {(s, k) for s, cls in cfgmod.SECTIONS.items() for k, setting in cfgmod.settings(cls).items()
+              if setting.convert.__qualname__.startswith(("_int_range", "_seconds"))}
     assert ranged == set(RANGES)
 
 
@@ -316,11 +342,29 @@ def test_policy_bounds_through_the_loader(base_text, tmp_path):
 def test_alarm_hub_minutes_limits(keyset, minutes, ok):
     p = write(keyset, base(keyset).replace("[hub]", f"[hub]\nalarm_hub_minutes = {minutes!r}"))
     if ok:
-        assert cfgmod.load(p).hub["alarm_hub_minutes"] == minutes
+        assert cfgmod.load(p).hub.alarm_hub_minutes == minutes
     else:
         with pytest.raises(cfgmod.ConfigError, match=r"hub\.alarm_hub_minutes must be an integer from 1 to 1440"):
             cfgmod.load(p)
 
 
 def test_alarm_hub_minutes_default(keyset_config):
-    assert keyset_config.hub["alarm_hub_minutes"] == 10
+    assert keyset_config.hub.alarm_hub_minutes == 10
+
+
+def test_a_reload_keeps_the_running_device_and_hub_settings_but_takes_the_hub_key(keyset, keyset_config):
+    """SIGHUP (daemon._reload): devices and the hub link stay until a restart; the hub key, the
+    verifier's, and everything else come from the new file."""
+    from terminal.crypto.sm2 import PrivateKey
+    running, new_key = keyset_config, PrivateKey.generate().public_key
+    same = cfgmod.load(keyset / "config.toml")
+    assert same.keeping_restart_settings(running) is same
+    only_key = dataclasses.replace(same, hub=dataclasses.replace(same.hub, public_key=new_key))
+    assert only_key.keeping_restart_settings(running) is only_key
+    changed = dataclasses.replace(only_key, terminal=dataclasses.replace(same.terminal, venue="hospital"),
+                                  camera=dataclasses.replace(same.camera, gap=5.0),
+                                  hub=dataclasses.replace(only_key.hub, prefix="x/y"))
+    kept = changed.keeping_restart_settings(running)
+    assert (kept.camera, kept.hub.prefix, kept.hub.public_key, kept.venue) == (running.camera, "hc/v1", new_key,
+                                                                                "hospital")
+    assert changed.camera.gap == 5.0  # the reloaded config itself is not changed

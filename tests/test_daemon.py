@@ -137,7 +137,7 @@ def test_end_to_end_with_every_input(rig, tmp_path):
             decided = time.monotonic()
             # more frames of the same phone: still one presentation
             wait_for(lambda: len(grabber.observed_after(decided)) >= 5, "more frames of the same phone")
-            phone_taken_away(camera, grabber, cfg.devices["camera"]["gap"])
+            phone_taken_away(camera, grabber, cfg.camera.gap)
             return results[-1][1]
 
         green = issuer.issue(Person(name="张三"))

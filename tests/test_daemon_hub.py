@@ -34,7 +34,7 @@ def terminal(keyset, broker, tmp_path):  # noqa: F811
     cfg = cfgmod.load(demo_config(keyset, tmp_path / "screens", "mall", {k: e.url for k, e in eps.items()},
                                   pulse_ms=200, result_seconds=0.5))
     cert, key = broker.client_cert(cfg.terminal_id)
-    cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=1.0)
+    cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=1.0)
     known = random_id_number()
     now = time.time()
     hub_cert, hub_key = broker.client_cert("hub")
@@ -71,7 +71,7 @@ def show_code(t, text):
     n = len(t["results"])
     t["camera"].show(text, 30)
     assert wait_for(lambda: len(t["results"]) > n, timeout=10)
-    phone_taken_away(t["camera"], t["grabber"], t["daemon"].cfg.devices["camera"]["gap"])
+    phone_taken_away(t["camera"], t["grabber"], t["daemon"].cfg.camera.gap)
     return t["results"][-1]
 
 
@@ -92,7 +92,7 @@ def test_outage_cards_by_cache_then_offline_unknown_and_catch_up(terminal, broke
     r = present_card(t, "孙二", random_id_number())
     assert (r.decision, r.reason) == ("review", "status_unavailable")  # neither hub nor cache
     # offline, the terminal does not wait for an answer that cannot come
-    assert r.latency_ms < 1000 * daemon.cfg.hub["query_timeout"]
+    assert r.latency_ms < 1000 * daemon.cfg.hub.query_timeout
     assert daemon.verifier.store.outbox_depth() >= 3
 
     broker.restart()                                          # back: everything reaches the hub
@@ -131,7 +131,7 @@ def test_watchdog_watches_hub_net_liveness_not_connectivity(keyset, broker, monk
     from terminal.ops.sdnotify import Notifier, Watchdog
     cfg = cfgmod.load(keyset / "config.toml")
     cert, key = broker.client_cert(cfg.terminal_id)
-    cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key)
+    cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key)
     key.rename(key.with_suffix(".away"))  # no connection while the key is gone: the daemon decides offline
     daemon = Daemon(cfg)
     clock = FakeClock()
@@ -169,7 +169,7 @@ def test_a_hub_data_key_is_refused_past_its_not_after_without_a_new_bundle(keyse
     with no new bundle and no restart between. The hub's not_after also retires a dkid the
     data-key file holds too: the hub's word wins for a dkid it names."""
     cfg = cfgmod.load(keyset / "config.toml")
-    cfg.hub.update(broker="mqtts://127.0.0.1:1")  # the link is made but never started
+    cfg = cfg.with_hub(broker="mqtts://127.0.0.1:1")  # the link is made but never started
     device, hub = load_private_key(keyset / "device.pem"), load_private_key(keyset / "hub.pem")
     file_keys = load_data_keys(keyset / "data_keys.json")
     hub_only, not_after = os.urandom(16), int(time.time()) + 3600

@@ -263,7 +263,7 @@ GOOD = {"status": 1, "flags": 2, "nat_at": 1_700_000_000, "nat_result": 1, "vax_
 
 
 def source(store, cfg, link, hours=24):
-    cfg.hub["query_timeout"] = 0.3
+    cfg = cfg.with_hub(query_timeout=0.3)
     return HubStatusSource(link, StatusCache(store, cache_key(PrivateKey.generate())), cfg, policy=lambda: Policy(status_cache_hours=hours))
 
 
@@ -435,9 +435,9 @@ def test_a_full_disk_under_the_status_cache_costs_the_cache_not_the_reader(store
     link = FakeLink()
     now = 1_800_000_000.0
     link.replies = [lambda q: signed({"qid": q, **GOOD, "valid_until": now + 600}, k["hub"])]
-    keyset_config.hub["query_timeout"] = 0.3
+    cfg = keyset_config.with_hub(query_timeout=0.3)
     cache = StatusCache(store, cache_key(k["device"]))
-    src = HubStatusSource(link, cache, keyset_config, policy=lambda: Policy(status_cache_hours=24))
+    src = HubStatusSource(link, cache, cfg, policy=lambda: Policy(status_cache_hours=24))
     pages = store.db.execute("PRAGMA page_count").fetchone()[0]
     store.db.execute(f"PRAGMA max_page_count = {pages}")
     people = [f"1101051940010{i:05d}" for i in range(400)]
@@ -453,7 +453,7 @@ def test_a_full_disk_under_the_status_cache_costs_the_cache_not_the_reader(store
 
 
 def unstarted_link(store, cfg, k) -> HubLink:
-    cfg.hub["broker"] = "mqtts://127.0.0.1:1"  # never connected: the tests play paho's part
+    cfg = cfg.with_hub(broker="mqtts://127.0.0.1:1")  # never connected: the tests play paho's part
     return HubLink(cfg, store, k["device"])
 
 

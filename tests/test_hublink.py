@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def env(keyset, broker, tmp_path):  # noqa: F811
     cfg = cfgmod.load(keyset / "config.toml")
     cert, key = broker.client_cert(cfg.terminal_id)
-    cfg.hub.update(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=0.5)
+    cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=0.5)
     store = Store(tmp_path / "state")
     e = Env(cfg, store, keys(keyset), broker, tmp_path)
     yield e
@@ -176,7 +176,7 @@ from terminal.hub import HubLink
 from terminal.state.store import Store
 a = json.loads(sys.argv[2])
 cfg = cfgmod.load(a["config"])
-cfg.hub.update(broker=a["broker"], ca=a["ca"], cert=a["cert"], key=a["key"])
+cfg = cfg.with_hub(broker=a["broker"], ca=a["ca"], cert=a["cert"], key=a["key"])
 store = Store(a["state"])
 link = HubLink(cfg, store, keys(cfgmod.Path(a["keys"]))["device"], poll=0.05)
 link.start()
@@ -307,11 +307,11 @@ def test_tls_key_missing_at_connect_is_retried_until_it_is_back(env, caplog):
     import threading
     caplog.set_level(logging.DEBUG, logger="terminal.hub.link")
     hub = env.hub()
-    key = env.cfg.hub["key"]
+    key = env.cfg.hub.key
     key.rename(key.with_suffix(".away"))  # mid-rotation, say
     clock, alive = FakeClock(), []
     link = env.link(clock=clock, on_alive=lambda: alive.append(threading.current_thread().name))
-    alarm_after = 60 * env.cfg.hub["alarm_hub_minutes"]
+    alarm_after = 60 * env.cfg.hub.alarm_hub_minutes
     assert alarm_after == 600  # the default
 
     def attempts():

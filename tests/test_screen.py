@@ -472,7 +472,7 @@ def test_png_screen_survives_a_write_failure(tmp_path, caplog):
 
 
 def test_open_screen_factory(tmp_path):
-    png = open_screen("png", path=str(tmp_path / "p"), width=1024, height=600, result_seconds=3.0)
+    png = open_screen("png", path=str(tmp_path / "p"), width=1024, height=600)
     assert isinstance(png, PngScreen) and png.size == (1024, 600)
     none = open_screen("none")
     assert isinstance(none, NullScreen) and none.size == (800, 480)
@@ -509,11 +509,11 @@ def test_png_path_is_relative_to_the_config_file_not_the_cwd(keyset, tmp_path, m
     monkeypatch.chdir(elsewhere)
     conf.write_text(text + "\n[screen]\nkind = 'png'\npath = 'shots'\n")
     cfg = cfgmod.load(conf)
-    assert cfg.devices["screen"]["path"] == str(keyset / "shots")
-    open_screen(**cfg.devices["screen"]).show(_solid((1, 2, 3)))
+    assert cfg.screen.path == str(keyset / "shots")
+    open_screen(cfg.screen.kind, cfg.screen.path).show(_solid((1, 2, 3)))
     assert (keyset / "shots" / "latest.png").is_file() and not (elsewhere / "shots").exists()
     # absolute paths stay as written; no path: the PNG default under state_dir, as before
     conf.write_text(text + f"\n[screen]\nkind = 'framebuffer'\npath = '{tmp_path / 'fb'}'\n")
-    assert cfgmod.load(conf).devices["screen"]["path"] == str(tmp_path / "fb")
+    assert cfgmod.load(conf).screen.path == str(tmp_path / "fb")
     conf.write_text(text + "\n[screen]\nkind = 'png'\n")
-    assert cfgmod.load(conf).devices["screen"]["path"] == str((keyset / "state").resolve() / "screen")
+    assert cfgmod.load(conf).screen.path == str((keyset / "state").resolve() / "screen")

@@ -12,7 +12,9 @@ from terminal.config import load
 from terminal.crypto.keyfiles import load_private_key
 from terminal.crypto.sm2 import PrivateKey, PublicKey
 from terminal.state.store import Store
-from terminal.core.trust import EnvelopeError, open_envelope, open_trust_list, parse_trust_list, seal_envelope
+from terminal.core.trust import (EnvelopeError, envelope_payload, open_envelope, open_trust_list,
+                                 parse_trust_list, seal_envelope, trust_list)
+from terminal.core.trust import Issuer as Listed
 from terminal.verifier import SetupError, Verifier, load_trust
 
 from conftest import VECTORS
@@ -45,6 +47,25 @@ def test_envelope_forgeries():
     for garbage in (b"", b"[]", b'{"payload": "!!"}', b"\xff\xfe"):
         with pytest.raises(EnvelopeError):
             open_envelope(garbage, roots(root.public_key))
+
+
+def test_envelope_payload_is_read_without_a_key():
+    """What a relay without the root key reads (the hub simulator's seq): never a verification."""
+    assert envelope_payload(seal_envelope(b'{"x":1}', PrivateKey.generate())) == b'{"x":1}'
+    for garbage in (b"", b"[]", b'{"payload": "!!", "signer": "a", "sig": "00"}', b'{"payload": "e30="}',
+                    b"[" * 100_000):
+        with pytest.raises(EnvelopeError):
+            envelope_payload(garbage)
+
+
+def test_trust_list_round_trip():
+    root, a, b = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
+    issuers = [Listed(a.public_key.kid(), a.public_key, 10, 20, "active"),
+               Listed(b.public_key.kid(), b.public_key, 0, 2 ** 63 - 1, "revoked")]
+    tl = open_trust_list(trust_list(7, 15, issuers, root), roots(root.public_key))
+    assert (tl.seq, tl.issued_at, tl.issuers) == (7, 15, {i.kid: i for i in issuers})
+    with pytest.raises(EnvelopeError, match="not a pinned key"):
+        open_trust_list(trust_list(7, 15, issuers, a), roots(root.public_key))
 
 
 def test_kid_must_match_key():

@@ -12,11 +12,12 @@ from sim.camera import VirtualCamera
 from sim.issuer import Issuer, Person
 from terminal.core.trust import TrustList
 from terminal.hub.updates import DataKey
+from terminal.config import CameraSection, RelaySection
 from terminal.inputs import registry
 from terminal.state.clock import ClockGuard
 from terminal.verifier import DataKeysUpdate, PolicyUpdate, Reconfigure, TimeBeacon, TrustListUpdate, Verifier
 
-CAM = {"width": 640, "height": 480, "fps": 10.0}
+CAM = {"width": 640, "height": 480, "fps": 10.0, "gap": 1.5}
 
 
 def test_sim_camera_comes_from_its_entry_point():
@@ -24,31 +25,31 @@ def test_sim_camera_comes_from_its_entry_point():
     factory = registry.CAMERA_SOURCES.get("sim")
     assert factory is not None and factory.__module__ == "sim.camera"
     for spec in ("sim", "sim:seed=3,level=clean"):
-        grabber = registry.open_camera({"source": spec, **CAM})
+        grabber = registry.open_camera(CameraSection(source=spec, **CAM))
         assert isinstance(grabber.source, VirtualCamera)
     with pytest.raises(Exception, match="level must be one of"):
-        registry.open_camera({"source": "sim:level=extreme", **CAM})
+        registry.open_camera(CameraSection(source="sim:level=extreme", **CAM))
 
 
 def test_other_camera_specs_go_to_the_device_driver(tmp_path):
     image = tmp_path / "code.png"
     cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
-    grabber = registry.open_camera({"source": str(image), **CAM})
+    grabber = registry.open_camera(CameraSection(source=str(image), **CAM))
     assert isinstance(grabber.source, ImageFileSource)
     assert registry.CAMERA_SOURCES.get("nosuchscheme") is None
 
 
 def test_readers_and_relays_by_kind():
-    assert isinstance(registry.open_relay({"kind": "none", "port": None}), NoRelay)
+    assert isinstance(registry.open_relay(RelaySection(kind="none", port=None, pulse_ms=800)), NoRelay)
     with pytest.raises(ValueError, match="needs a serial URL"):
-        registry.open_relay({"kind": "lcus", "port": None})
-    relay = registry.open_relay({"kind": "lcus", "port": "loop://"})
+        registry.open_relay(RelaySection(kind="lcus", port=None, pulse_ms=800))
+    relay = registry.open_relay(RelaySection(kind="lcus", port="loop://", pulse_ms=800))
     try:
         assert isinstance(relay, LcusRelay)
     finally:
         relay.close()
     with pytest.raises(ValueError, match="unknown relay kind 'usb'"):
-        registry.open_relay({"kind": "usb", "port": None})
+        registry.open_relay(RelaySection(kind="usb", port=None, pulse_ms=800))
     with pytest.raises(ValueError, match="unknown card reader 'nfc'"):
         registry.open_reader("nfc", "loop://", 9600)
 

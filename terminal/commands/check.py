@@ -14,9 +14,6 @@ from pathlib import Path
 from terminal import config as cfgmod
 from terminal.commands.usage import UsageError
 
-SERIAL_PORTS = (("id_card", "port"), ("ss_card", "port"), ("relay", "port"))
-
-
 def register(sub) -> None:
     p = sub.add_parser("check-config", help="validate a configuration and the files it names",
                        description="Check the configuration, the trust list against the pinned roots, "
@@ -48,10 +45,10 @@ def run(args) -> int:
         raise UsageError(f"{e.filename}: {e.strerror}") from None
     except EnvelopeError as e:
         raise UsageError(f"{cfg.trust_list}: {e}") from None
-    for section, key in SERIAL_PORTS:
-        port = cfg.devices[section][key]
+    for key, port in (("id_card.port", cfg.id_card.port), ("ss_card.port", cfg.ss_card.port),
+                      ("relay.port", cfg.relay.port)):
         if port and "://" not in port and not Path(port).exists():
-            print(f"gate-terminal: warning: {section}.{key} {port}: not present now (the daemon retries "
+            print(f"gate-terminal: warning: {key} {port}: not present now (the daemon retries "
                   f"until it is plugged in)", file=sys.stderr)
     database = "none yet" if schema is None else f"schema {schema}" + (
         f" (migrated to {len(MIGRATIONS)} at the next start)" if schema < len(MIGRATIONS) else "")
@@ -65,8 +62,7 @@ def check_tls(cfg: cfgmod.Config) -> None:
     key, and loadable together as the link will load them (the key matches the certificate)."""
     from terminal.crypto.keyfiles import KeyFileError, check_private_mode
 
-    hub = cfg.hub
-    files = {key: hub[key] for key in ("ca", "cert", "key") if hub[key] is not None}
+    files = {key: path for key, path in cfg.hub.tls_files().items() if path is not None}
     for key, path in files.items():
         try:
             if not path.is_file():

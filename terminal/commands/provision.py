@@ -98,6 +98,6 @@ def run(args) -> int:
           f"hub.cert)")
     if cfg.device_key is not None and cfg.device_key != out / DEVICE_KEY:
         print(f"note: terminal.device_key in {cfg.path} names {cfg.device_key}, not {out / DEVICE_KEY}")
-    if cfg.hub.get("key") is not None and cfg.hub["key"] != out / TLS_KEY:
-        print(f"note: hub.key in {cfg.path} names {cfg.hub['key']}, not {out / TLS_KEY}")
+    if cfg.hub.key is not None and cfg.hub.key != out / TLS_KEY:
+        print(f"note: hub.key in {cfg.path} names {cfg.hub.key}, not {out / TLS_KEY}")
     return 0

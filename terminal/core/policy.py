@@ -5,6 +5,7 @@ social-security card): :func:`decide` takes a :class:`HealthStatus`, not a token
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from terminal.core import reasons as R
@@ -26,7 +27,7 @@ class Policy:
     offline_unknown: str = REVIEW  # a card the hub cannot answer for and the cache does not know
     status_cache_hours: int = 24  # how long a hub answer for a card may stand in during an outage
 
-    def with_overrides(self, overrides: dict) -> "Policy":
+    def with_overrides(self, overrides: Mapping[str, object]) -> "Policy":
         return replace(self, **overrides)
 
 

@@ -23,16 +23,24 @@ class EnvelopeError(ValueError):
     pass
 
 
-def open_envelope(raw: bytes | str, keys: dict[str, PublicKey]) -> bytes:
-    """Verify a signed envelope against ``keys`` (kid → key) and return its payload bytes."""
+def _read_envelope(raw: bytes | str) -> tuple[bytes, object, bytes]:
     try:
         env = boundedjson.loads(raw)
-        payload = base64.b64decode(env["payload"], validate=True)
-        signer, sig = env["signer"], bytes.fromhex(env["sig"])
+        return base64.b64decode(env["payload"], validate=True), env["signer"], bytes.fromhex(env["sig"])
     except boundedjson.JsonLimitError as e:
         raise EnvelopeError(f"envelope refused unparsed: {e}") from None
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise EnvelopeError("not a signed envelope {payload, signer, sig}") from None
+
+
+def envelope_payload(raw: bytes | str) -> bytes:
+    """The payload of a signed envelope, NOT verified: for a relay that holds no key to check it."""
+    return _read_envelope(raw)[0]
+
+
+def open_envelope(raw: bytes | str, keys: dict[str, PublicKey]) -> bytes:
+    """Verify a signed envelope against ``keys`` (kid → key) and return its payload bytes."""
+    payload, signer, sig = _read_envelope(raw)
     key = keys.get(signer) if isinstance(signer, str) else None
     if key is None:
         raise EnvelopeError(f"signer {str(signer)[:16]!r} is not a pinned key")
@@ -63,6 +71,14 @@ class TrustList:
     seq: int
     issued_at: int
     issuers: dict[str, Issuer]
+
+
+def trust_list(seq: int, issued_at: int, issuers: list[Issuer], root_key: PrivateKey) -> bytes:
+    """A trust list signed by a provincial root key (what :func:`open_trust_list` reads)."""
+    doc = {"type": "trust-list", "seq": seq, "issued_at": issued_at, "issuers": [
+        {"kid": i.kid, "public_key": i.public_key.hex(), "not_before": i.not_before, "not_after": i.not_after,
+         "status": i.status} for i in issuers]}
+    return seal_envelope(json.dumps(doc, separators=(",", ":")).encode(), root_key)
 
 
 def _int(v, what: str) -> int:

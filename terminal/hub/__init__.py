@@ -4,7 +4,7 @@
     outbox.py   OutboxPump: outbox → signed batches, bounded window, signed acks
     updates.py  SignedUpdates: trust list, policy, data keys, time beacon; load_persisted
     query.py    HubStatusSource: card status queries, with terminal.state.statuscache standing in
-    wire.py     the signed messages and topics both ends speak
+    wire.py     every message's builder and parser, the topics and the broker URL, for both ends
     bridge.py   HubBridge: the link wired to the daemon (updates → Verifier.apply, card queries)
 """
 from terminal.hub.link import HubLink

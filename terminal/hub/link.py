@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import ssl
 import threading
 import time
@@ -45,7 +44,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 import terminal
 from drivers.backoff import backoff_delay
 from terminal.hub import wire
-from terminal.config import Config
+from terminal.config import Config, HubSection
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey, SignedUpdates
 from terminal.crypto.sm2 import PrivateKey
@@ -78,26 +77,19 @@ ALIVE_EVERY = 1.0        # hub-net reports it is looping at least this often, wa
 UNREACHABLE = "hub_unreachable"  # the alarm (docs/protocol/hub.md "Alarms")
 
 
-def parse_broker_url(url: str) -> tuple[bool, str, int]:
-    """(tls, host, port) of ``mqtts://host:port`` / ``mqtt://host:port`` (config checked it)."""
-    m = re.fullmatch(r"(mqtts?)://(\[[0-9a-fA-F:]+\]|[^:/]+):(\d+)", url)
-    if not m:
-        raise ValueError(f"broker URL {url!r} is not mqtts://host:port")
-    return m.group(1) == "mqtts", m.group(2).strip("[]"), int(m.group(3))
-
 
 class TLSFileError(OSError):
     """A hub TLS file that cannot be read (missing, unreadable): retried like any connect failure."""
 
 
-def _check_tls_files(hub: dict) -> None:
+def _check_tls_files(hub: HubSection) -> None:
     """paho and ssl say "No such file or directory" without naming the file: name it here."""
-    for key in ("ca", "cert", "key"):
+    for key, path in hub.tls_files().items():
         try:
-            with open(hub[key], "rb"):
+            with open(path, "rb"):
                 pass
         except OSError as e:
-            raise TLSFileError(f"hub.{key} {hub[key]}: {e.strerror}") from None
+            raise TLSFileError(f"hub.{key} {path}: {e.strerror}") from None
 
 
 class _Wake:
@@ -118,12 +110,12 @@ class HubLink:
                  session_expiry: int = 7 * 86400, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0,
                  on_alive: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic):
-        if not cfg.hub.get("broker"):
+        if not cfg.hub.broker:
             raise ValueError(f"{cfg.path}: no hub.broker configured")
         self.cfg = cfg
         self.tid = cfg.terminal_id
-        self.topics = wire.Topics(cfg.hub["prefix"], self.tid)
-        self._tls, self._host, self._port = parse_broker_url(cfg.hub["broker"])
+        self.topics = wire.Topics(cfg.hub.prefix, self.tid)
+        self._tls, self._host, self._port = wire.parse_broker_url(cfg.hub.broker)
         self._store = store
         self.pump = OutboxPump(store, self.tid, device_key, cfg.hub_key, window=window, ack_timeout=ack_timeout)
         self.updates = SignedUpdates(store, cfg, device_key, on_trust=on_trust, on_policy=on_policy,
@@ -139,7 +131,7 @@ class HubLink:
         # connected or not, so only a wedged or dead thread goes quiet.
         self._on_alive = on_alive
         self._clock = clock  # for the unreachable alarm only
-        self._alarm_after = 60.0 * cfg.hub["alarm_hub_minutes"]
+        self._alarm_after = 60.0 * cfg.hub.alarm_hub_minutes
         self._down_since: float | None = None  # set by hub-net: no connection since then
         # A backlog drains at most this many events/s: the pump's CPU is the decision thread's
         # lost GIL time, and a drain faster than needed would slow every verification.
@@ -257,9 +249,9 @@ class HubLink:
             hub = self.cfg.hub
             _check_tls_files(hub)
             try:
-                c.tls_set(ca_certs=str(hub["ca"]), certfile=str(hub["cert"]), keyfile=str(hub["key"]))
+                c.tls_set(ca_certs=str(hub.ca), certfile=str(hub.cert), keyfile=str(hub.key))
             except ssl.SSLError as e:  # ssl names no file: a half-written file mid-rotation, say
-                raise TLSFileError(f"hub.ca {hub['ca']}, hub.cert {hub['cert']}, hub.key {hub['key']}: "
+                raise TLSFileError(f"hub.ca {hub.ca}, hub.cert {hub.cert}, hub.key {hub.key}: "
                                    f"cannot be loaded: {e}") from None
         c.connect_timeout = self._connect_timeout
         c.suppress_exceptions = True  # a callback bug must not end the network thread silently
@@ -290,7 +282,7 @@ class HubLink:
             except Exception as e:  # OSError, ssl.SSLError, a TLS file missing: retried alike
                 why = str(e)
                 (log.debug if why == logged else log.warning)("hub: cannot reach %s: %s (retrying with backoff)",
-                                                              self.cfg.hub["broker"], why)
+                                                              self.cfg.hub.broker, why)
                 logged = why
             self._online = None
             self._client = None
@@ -415,7 +407,7 @@ class HubLink:
                 self._conn = arg
                 self.connects += 1
                 self.pump.reset()
-                log.info("hub: connected to %s (outbox %d events)", self.cfg.hub["broker"],
+                log.info("hub: connected to %s (outbox %d events)", self.cfg.hub.broker,
                          self._store.outbox_depth())
                 self._birth(arg)
             elif kind == "down":

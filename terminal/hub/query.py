@@ -24,7 +24,6 @@ with no answer the card has no cache to stand in.
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import sqlite3
@@ -34,7 +33,6 @@ import uuid
 from typing import Callable
 
 from terminal.hub import wire
-from terminal.core.boundedjson import MAX_UNIX_TIME
 from terminal.config import Config
 from terminal.hub.link import HubLink
 from terminal.core.policy import HealthStatus, Policy
@@ -44,25 +42,13 @@ from terminal.core.trust import EnvelopeError
 log = logging.getLogger(__name__)
 
 UNKNOWN = object()  # the hub's "unknown_person"
-RANGES = {"status": (0, 2), "flags": (0, 0xFF), "nat_at": (0, 1 << 40), "nat_result": (0, 3),
-          "vax_doses": (0, 99)}
 
 
-def parse_answer(doc: dict) -> tuple[HealthStatus, float] | object | None:
-    """(status, valid_until), UNKNOWN, or None for another error; EnvelopeError if malformed."""
-    if "error" in doc:
-        return UNKNOWN if doc["error"] == "unknown_person" else None
-    values = {}
-    for name, (lo, hi) in RANGES.items():
-        v = doc.get(name)
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise EnvelopeError(f"reply: {name} must be an integer from {lo} to {hi}")
-        values[name] = v
-    valid_until = doc.get("valid_until")
-    if isinstance(valid_until, bool) or not isinstance(valid_until, (int, float)) \
-            or not 0 <= valid_until <= MAX_UNIX_TIME:
-        raise EnvelopeError("reply: valid_until must be unix seconds up to year 9999")
-    return HealthStatus(**values), float(valid_until)
+def _answer(r: wire.Reply) -> tuple[HealthStatus, float] | object | None:
+    """(status, valid_until), UNKNOWN, or None for another error."""
+    if r.error is not None:
+        return UNKNOWN if r.error == "unknown_person" else None
+    return r.status, r.valid_until
 
 
 class HubStatusSource:
@@ -79,7 +65,7 @@ class HubStatusSource:
         self._cache = cache
         self._hub_key = cfg.hub_key
         self._hub_keys = {cfg.hub_key.kid(): cfg.hub_key}
-        self._timeout = float(cfg.hub["query_timeout"])
+        self._timeout = float(cfg.hub.query_timeout)
         self._policy = policy or cfg.policy
         self._mono = mono
         self._lock = threading.Lock()
@@ -115,9 +101,7 @@ class HubStatusSource:
 
     def _ask(self, method: str, id_number: str, name: str):
         qid = str(uuid.uuid4())
-        subject = self._hub_key.encrypt(json.dumps({"id_number": id_number, "name": name},
-                                                   ensure_ascii=False).encode()).hex()
-        replies = self._link.query(qid, wire.dumps({"qid": qid, "method": method, "subject": subject}))
+        replies = self._link.query(qid, wire.query(qid, method, id_number, name, self._hub_key))
         if replies is None:
             return None  # offline: do not wait for an answer that cannot come
         try:
@@ -128,10 +112,7 @@ class HubStatusSource:
                 except queue.Empty:
                     break
                 try:
-                    doc = wire.open_signed(raw, self._hub_keys)
-                    if doc.get("qid") != qid:
-                        raise EnvelopeError("reply is for another query")
-                    return parse_answer(doc)
+                    return _answer(wire.open_reply(raw, self._hub_keys, qid))
                 except EnvelopeError as e:
                     self._count("rejected")
                     log.warning("hub: card status reply ignored: %s", e)

@@ -25,77 +25,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from terminal.hub import wire
-from terminal.core import policy as pol
-from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
+from terminal.hub.wire import DataKey
 from terminal.config import Config
-from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
+from terminal.crypto.sm2 import PrivateKey, PublicKey
 from terminal.state.store import Store
-from terminal.core.trust import EnvelopeError, TrustList, open_trust_list
+from terminal.core.trust import EnvelopeError, TrustList
 
 log = logging.getLogger(__name__)
 
 KINDS = ("trust", "policy", "keys", "time")
-DATA_KEY_BYTES = 16
-
-
-def _count(v, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise EnvelopeError(f"{what} must be a non-negative integer")
-    if v > MAX_SQL_INT:  # kept in an SQLite INTEGER
-        raise EnvelopeError(f"{what} is beyond 2^63-1")
-    return v
-
-
-def parse_policy(doc: dict) -> tuple[int, dict[str, dict]]:
-    """(seq, venue type → validated policy overrides); EnvelopeError if anything is off."""
-    if doc.get("type") != "policy" or not isinstance(doc.get("venues"), dict):
-        raise EnvelopeError("policy: not a {type: policy, seq, venues: {...}} document")
-    venues = {}
-    for venue, fields in doc["venues"].items():
-        if venue not in pol.VENUES or not isinstance(fields, dict):
-            raise EnvelopeError(f"policy: {str(venue)[:32]!r} is not a known venue type with a field table")
-        try:
-            venues[venue] = pol.validate_overrides(fields)
-        except (ValueError, TypeError) as e:
-            raise EnvelopeError(f"policy: {venue}.{e}") from None
-    return _count(doc.get("seq"), "policy seq"), venues
-
-
-@dataclass(frozen=True)
-class DataKey:
-    """A key from the hub: usable up to and including ``not_after``, which the verifier checks
-    at each use against the decision's trusted time (not once, when the bundle arrives)."""
-    key: bytes
-    not_after: int
-
-
-def parse_data_keys(doc: dict, tid: str, device_key: PrivateKey) -> tuple[int, dict[int, DataKey]]:
-    """(seq, dkid → unwrapped key) of a bundle for ``tid``; EnvelopeError otherwise."""
-    if doc.get("type") != "data-keys" or not isinstance(doc.get("keys"), list):
-        raise EnvelopeError("keys: not a {type: data-keys, seq, tid, keys: [...]} document")
-    if doc.get("tid") != tid:
-        raise EnvelopeError(f"keys: bundle is for tid {str(doc.get('tid'))[:64]!r}, not {tid}")
-    keys = {}
-    for i, entry in enumerate(doc["keys"]):
-        if not isinstance(entry, dict):
-            raise EnvelopeError(f"keys[{i}] is not an object")
-        dkid = _count(entry.get("dkid"), f"keys[{i}].dkid")
-        try:
-            key = device_key.decrypt(bytes.fromhex(entry.get("key")))
-        except (SM2Error, ValueError, TypeError):
-            raise EnvelopeError(f"keys[{i}].key does not decrypt with the device key") from None
-        if len(key) != DATA_KEY_BYTES:
-            raise EnvelopeError(f"keys[{i}].key is {len(key)} bytes, not {DATA_KEY_BYTES}")
-        keys[dkid] = DataKey(key, _count(entry.get("not_after"), f"keys[{i}].not_after"))
-    return _count(doc.get("seq"), "keys seq"), keys
-
-
-def parse_time(doc: dict) -> float:
-    t = doc.get("t")
-    if doc.get("type") != "time" or isinstance(t, bool) or not isinstance(t, (int, float)) \
-            or not 0 < t <= MAX_UNIX_TIME:
-        raise EnvelopeError("time: not a {type: time, t: <unix seconds up to year 9999>} document")
-    return float(t)
 
 
 @dataclass
@@ -148,16 +86,17 @@ class SignedUpdates:
 
     def _open(self, kind: str, raw: bytes) -> tuple[float, object]:
         if kind == "trust":
-            trust = open_trust_list(raw, self._roots)
+            trust = wire.open_trust_list(raw, self._roots)
             for issuer in trust.issuers.values():  # here, not on the first presentation
                 issuer.public_key.precompute()
             return trust.seq, trust
-        doc = wire.open_signed(raw, self._hub)
         if kind == "policy":
-            return parse_policy(doc)
+            p = wire.open_policy(raw, self._hub)
+            return p.seq, p.venues
         if kind == "keys":
-            return parse_data_keys(doc, self._tid, self._device_key)
-        t = parse_time(doc)
+            k = wire.open_data_keys(raw, self._hub, self._tid, self._device_key)
+            return k.seq, k.keys
+        t = wire.open_time(raw, self._hub)
         return t, t
 
     def _reject(self, kind: str, why: str) -> bool:
@@ -179,17 +118,17 @@ def load_persisted(store: Store, cfg: Config, device_key: PrivateKey | None) -> 
             continue
         try:
             if kind == "trust":
-                out.seqs[kind] = open_trust_list(kept[1], {k.kid(): k for k in cfg.root_keys}).seq
-                continue
-            doc = wire.open_signed(kept[1], hub)
-            if kind == "policy":
-                out.seqs[kind], out.policy = parse_policy(doc)
+                out.seqs[kind] = wire.open_trust_list(kept[1], {k.kid(): k for k in cfg.root_keys}).seq
+            elif kind == "policy":
+                p = wire.open_policy(kept[1], hub)
+                out.seqs[kind], out.policy = p.seq, p.venues
             elif kind == "keys":
                 if device_key is None:
                     continue
-                out.seqs[kind], out.data_keys = parse_data_keys(doc, cfg.terminal_id, device_key)
+                k = wire.open_data_keys(kept[1], hub, cfg.terminal_id, device_key)
+                out.seqs[kind], out.data_keys = k.seq, k.keys
             else:
-                out.seqs[kind] = parse_time(doc)
+                out.seqs[kind] = wire.open_time(kept[1], hub)
         except EnvelopeError as e:
             log.warning("hub: the kept %s no longer verifies (%s); ignoring it", kind, e)
     return out

@@ -4,13 +4,20 @@ Who signs what (a signed envelope is docs/protocol/token.md §5: ``{"payload", "
 
     hc/v1/t/{tid}/events   terminal → hub   signed by the device key {"tid", "epoch", "events": [...]}
     hc/v1/t/{tid}/ack      hub → terminal   signed by the hub key   {"tid", "epoch", "acked_seq": N}
-    hc/v1/t/{tid}/query    terminal → hub   plain JSON (the subject inside is SM2-encrypted)
-    hc/v1/t/{tid}/reply    hub → terminal   signed by the hub key
-    hc/v1/t/{tid}/keys     hub → terminal   signed by the hub key   (data keys wrapped to the device key)
+    hc/v1/t/{tid}/query    terminal → hub   plain JSON {"qid", "method", "subject"} (subject SM2-encrypted)
+    hc/v1/t/{tid}/reply    hub → terminal   signed by the hub key   {"qid", status fields...} | {"qid", "error"}
+    hc/v1/t/{tid}/keys     hub → terminal   signed by the hub key   {"type":"data-keys","seq","tid","keys":[...]}
+                                            (each data key wrapped to the device key)
     hc/v1/t/{tid}/state    terminal → hub   plain JSON, retained; the will says offline
-    hc/v1/trust            hub → all        signed by a provincial root key (the trust list)
-    hc/v1/policy           hub → all        signed by the hub key
-    hc/v1/time             hub → all        signed by the hub key
+    hc/v1/trust            hub → all        signed by a provincial root key (the trust list, core/trust.py)
+    hc/v1/policy           hub → all        signed by the hub key   {"type":"policy","seq","venues":{...}}
+    hc/v1/time             hub → all        signed by the hub key   {"type":"time","t"}
+
+Each kind has its builder and its parser side by side below (``batch``/``open_batch``,
+``policy``/``open_policy``, ...): the terminal and the hub simulator use only these. A parser
+raises a ValueError for anything forged or malformed (out of bounds included: nesting or numbers
+:mod:`terminal.core.boundedjson` refuses, a seq beyond SQLite's 2^63-1, a time beyond the year
+9999); forged is always EnvelopeError, its subclass.
 
 The ack is signed (a terminal that deletes events on an ack must not take a forged one) and
 names the tid and epoch it is for. ``epoch`` (16 lowercase hex characters, made once per
@@ -27,8 +34,14 @@ import re
 from dataclasses import dataclass
 
 from terminal.core import boundedjson
-from terminal.crypto.sm2 import PrivateKey, PublicKey
-from terminal.core.trust import EnvelopeError, open_envelope, seal_envelope
+from terminal.core import policy as pol
+from terminal.core.brokerurl import BrokerUrl, parse_broker_url  # noqa: F401  (the hub's side uses these)
+from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
+from terminal.core.policy import HealthStatus
+from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
+# The trust list is the core's document (token.md §5): built and parsed there, named here.
+from terminal.core.trust import (EnvelopeError, open_envelope, open_trust_list, seal_envelope,  # noqa: F401
+                                 trust_list)
 
 DEFAULT_PREFIX = "hc/v1"
 MAX_BATCH = 200
@@ -81,6 +94,16 @@ class Topics:
     @property
     def time(self) -> str:
         return f"{self.prefix}/time"
+
+
+def tid_of(prefix: str, topic: str, leaf: str) -> str | None:
+    """The tid of ``{prefix}/t/{tid}/{leaf}``, or None (the hub's side: which terminal sent it)."""
+    head, tail = f"{prefix}/t/", f"/{leaf}"
+    if topic.startswith(head) and topic.endswith(tail):
+        tid = topic[len(head):-len(tail)]
+        if tid and "/" not in tid:
+            return tid
+    return None
 
 
 def is_epoch(value: object) -> bool:
@@ -178,3 +201,175 @@ def birth(*, version: str, epoch: str, queue: int, trust_seq: int, policy_seq: i
 
 
 OFFLINE = dumps({"state": "offline"})  # the will, and the last word of a clean shutdown
+
+
+def _count(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise EnvelopeError(f"{what} must be a non-negative integer")
+    if v > MAX_SQL_INT:  # kept in an SQLite INTEGER
+        raise EnvelopeError(f"{what} is beyond 2^63-1")
+    return v
+
+
+def policy(seq: int, venues: dict[str, dict], hub_key: PrivateKey) -> bytes:
+    """The policy bundle: venue type → overrides of its preset (core/policy.py)."""
+    return seal({"type": "policy", "seq": seq, "venues": venues}, hub_key)
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    seq: int
+    venues: dict[str, dict]  # venue type → validated overrides
+
+
+def open_policy(raw: bytes, hub_keys: dict[str, PublicKey]) -> PolicyBundle:
+    doc = open_signed(raw, hub_keys)
+    if doc.get("type") != "policy" or not isinstance(doc.get("venues"), dict):
+        raise EnvelopeError("policy: not a {type: policy, seq, venues: {...}} document")
+    venues = {}
+    for venue, fields in doc["venues"].items():
+        if venue not in pol.VENUES or not isinstance(fields, dict):
+            raise EnvelopeError(f"policy: {str(venue)[:32]!r} is not a known venue type with a field table")
+        try:
+            venues[venue] = pol.validate_overrides(fields)
+        except (ValueError, TypeError) as e:
+            raise EnvelopeError(f"policy: {venue}.{e}") from None
+    return PolicyBundle(_count(doc.get("seq"), "policy seq"), venues)
+
+
+DATA_KEY_BYTES = 16
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A key from the hub: usable up to and including ``not_after``, which the verifier checks
+    at each use against the decision's trusted time (not once, when the bundle arrives)."""
+    key: bytes
+    not_after: int
+
+
+def data_keys(seq: int, tid: str, keys: dict[int, DataKey], device: PublicKey, hub_key: PrivateKey) -> bytes:
+    """The SM4 data keys for ``tid`` (dkid → key), each wrapped to its device key, in dkid order."""
+    return seal({"type": "data-keys", "seq": seq, "tid": tid,
+                 "keys": [{"dkid": dkid, "key": device.encrypt(k.key).hex(), "not_after": k.not_after}
+                          for dkid, k in sorted(keys.items())]}, hub_key)
+
+
+@dataclass(frozen=True)
+class DataKeys:
+    seq: int
+    keys: dict[int, DataKey]
+
+
+def open_data_keys(raw: bytes, hub_keys: dict[str, PublicKey], tid: str, device_key: PrivateKey) -> DataKeys:
+    """A bundle for ``tid``, unwrapped with its device key."""
+    doc = open_signed(raw, hub_keys)
+    if doc.get("type") != "data-keys" or not isinstance(doc.get("keys"), list):
+        raise EnvelopeError("keys: not a {type: data-keys, seq, tid, keys: [...]} document")
+    if doc.get("tid") != tid:
+        raise EnvelopeError(f"keys: bundle is for tid {str(doc.get('tid'))[:64]!r}, not {tid}")
+    keys = {}
+    for i, entry in enumerate(doc["keys"]):
+        if not isinstance(entry, dict):
+            raise EnvelopeError(f"keys[{i}] is not an object")
+        dkid = _count(entry.get("dkid"), f"keys[{i}].dkid")
+        try:
+            key = device_key.decrypt(bytes.fromhex(entry.get("key")))
+        except (SM2Error, ValueError, TypeError):
+            raise EnvelopeError(f"keys[{i}].key does not decrypt with the device key") from None
+        if len(key) != DATA_KEY_BYTES:
+            raise EnvelopeError(f"keys[{i}].key is {len(key)} bytes, not {DATA_KEY_BYTES}")
+        keys[dkid] = DataKey(key, _count(entry.get("not_after"), f"keys[{i}].not_after"))
+    return DataKeys(_count(doc.get("seq"), "keys seq"), keys)
+
+
+def time_beacon(t: int | float, hub_key: PrivateKey) -> bytes:
+    return seal({"type": "time", "t": t}, hub_key)
+
+
+def open_time(raw: bytes, hub_keys: dict[str, PublicKey]) -> float:
+    """The beacon's unix seconds, above 0 and up to the year 9999."""
+    doc = open_signed(raw, hub_keys)
+    t = doc.get("t")
+    if doc.get("type") != "time" or isinstance(t, bool) or not isinstance(t, (int, float)) \
+            or not 0 < t <= MAX_UNIX_TIME:
+        raise EnvelopeError("time: not a {type: time, t: <unix seconds up to year 9999>} document")
+    return float(t)
+
+
+QUERY_METHODS = ("id_card", "ss_card")
+
+
+def query(qid: str, method: str, id_number: str, name: str, hub_key: PublicKey) -> bytes:
+    """A card status query; only the hub can read who it is about."""
+    subject = hub_key.encrypt(json.dumps({"id_number": id_number, "name": name}, ensure_ascii=False).encode())
+    return dumps({"qid": qid, "method": method, "subject": subject.hex()})
+
+
+@dataclass(frozen=True)
+class Query:
+    qid: str
+    method: str
+    subject: object  # as sent: :func:`open_subject` reads it
+
+
+def open_query(raw: bytes) -> Query:
+    """``{"qid": str, "method": id_card|ss_card, "subject"}``; ValueError otherwise."""
+    try:
+        q = boundedjson.loads(raw)
+        qid = q["qid"]
+        if not isinstance(qid, str) or q.get("method") not in QUERY_METHODS:
+            raise ValueError
+        return Query(qid, q["method"], q.get("subject"))
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("not a {qid, method, subject} object") from None
+
+
+def open_subject(q: Query, hub_key: PrivateKey) -> tuple[str, str]:
+    """(id_number, name) the query is about; ValueError if it does not decrypt to them."""
+    try:
+        who = boundedjson.loads(hub_key.decrypt(bytes.fromhex(q.subject)))  # type: ignore[arg-type]
+        id_number, name = who["id_number"], who["name"]
+        if not isinstance(id_number, str) or not isinstance(name, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, SM2Error):
+        raise ValueError("the subject does not decrypt to {id_number, name}") from None
+    return id_number, name
+
+
+# A reply's status fields and their ranges (docs/protocol/hub.md); valid_until is unix seconds.
+REPLY_RANGES = {"status": (0, 2), "flags": (0, 0xFF), "nat_at": (0, 1 << 40), "nat_result": (0, 3),
+                "vax_doses": (0, 99)}
+
+
+def reply(qid: str, answer: dict, hub_key: PrivateKey) -> bytes:
+    """``answer`` is the status fields and ``valid_until``, or ``{"error": ...}``
+    ("unknown_person", "bad_subject"); sent as given (the simulator may send what a terminal refuses)."""
+    return seal({"qid": qid, **answer}, hub_key)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: HealthStatus | None  # None with an error
+    valid_until: float | None
+    error: object = None
+
+
+def open_reply(raw: bytes, hub_keys: dict[str, PublicKey], qid: str) -> Reply:
+    """The hub's answer to query ``qid``: an error, or every status field in range."""
+    doc = open_signed(raw, hub_keys)
+    if doc.get("qid") != qid:
+        raise EnvelopeError("reply is for another query")
+    if "error" in doc:
+        return Reply(None, None, doc["error"])
+    values = {}
+    for name, (lo, hi) in REPLY_RANGES.items():
+        v = doc.get(name)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise EnvelopeError(f"reply: {name} must be an integer from {lo} to {hi}")
+        values[name] = v
+    valid_until = doc.get("valid_until")
+    if isinstance(valid_until, bool) or not isinstance(valid_until, (int, float)) \
+            or not 0 <= valid_until <= MAX_UNIX_TIME:
+        raise EnvelopeError("reply: valid_until must be unix seconds up to year 9999")
+    return Reply(HealthStatus(**values), float(valid_until))

@@ -8,7 +8,10 @@ pyproject.toml — the simulator's virtual camera (``source = "sim:..."``) is on
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from terminal.config import CameraSection, RelaySection
 
 
 class Registry:
@@ -48,14 +51,14 @@ def _device_source(spec: str, *, width: int, height: int, fps: float):
 CAMERA_SOURCES.register("device", _device_source)
 
 
-def open_camera(cam: dict):
+def open_camera(cam: CameraSection):
     """A grabber on the source ``[camera] source`` names: ``scheme:options`` (or a bare scheme)
     for a registered source, anything else (a V4L2 device, image files, a video) for the device."""
     from drivers.camera import FrameGrabber
-    spec = cam["source"]
+    spec = cam.source
     scheme = spec.partition(":")[0]
     name = scheme if scheme != "device" and CAMERA_SOURCES.get(scheme) else "device"
-    return FrameGrabber(CAMERA_SOURCES.open(name, spec, width=cam["width"], height=cam["height"], fps=cam["fps"]))
+    return FrameGrabber(CAMERA_SOURCES.open(name, spec, width=cam.width, height=cam.height, fps=cam.fps))
 
 
 # --- card readers: factory(port, *, baudrate) -> drivers.cards.CardReader ----------------------
@@ -98,5 +101,5 @@ RELAYS.register("lcus", _lcus_relay)
 RELAYS.register("none", _no_relay)
 
 
-def open_relay(relay: dict):
-    return RELAYS.open(relay["kind"], relay["port"])
+def open_relay(relay: RelaySection):
+    return RELAYS.open(relay.kind, relay.port)

@@ -108,9 +108,8 @@ class PngScreen:
 
 
 def open_screen(kind: str, path: str | None = None, width: int = DEFAULT_SIZE[0],
-                height: int = DEFAULT_SIZE[1], keep: int = 200, **_daemon: object) -> Screen:
-    """The backend the [screen] section names. Other keys of that section (result_seconds)
-    are the daemon's and ignored here. A framebuffer says its own size; width/height are for
+                height: int = DEFAULT_SIZE[1], keep: int = 200) -> Screen:
+    """The backend the [screen] section names. A framebuffer says its own size; width/height are for
     the others."""
     if kind == "png":
         if not path:

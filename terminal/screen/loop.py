@@ -24,8 +24,8 @@ class ScreenLoop:
         from terminal.screen import open_screen
         from terminal.screen.render import Renderer
 
-        sc = cfg.devices["screen"]
-        self.screen = screen if screen is not None else open_screen(**sc)
+        sc = cfg.screen
+        self.screen = screen if screen is not None else open_screen(sc.kind, sc.path, sc.width, sc.height)
         self.renderer = Renderer(self.screen.size)
         self.configure(cfg)
         self.alarms = alarms  # () -> list of alarm texts (devices out of order, disk full)
@@ -39,7 +39,7 @@ class ScreenLoop:
     def configure(self, cfg) -> None:
         """Venue name and timing (at start, and on a reload)."""
         self.venue = cfg.venue_name or VENUE_LABELS.get(cfg.venue, cfg.venue)
-        self.result_seconds = cfg.devices["screen"]["result_seconds"]
+        self.result_seconds = cfg.screen.result_seconds
 
     def start(self) -> None:
         self._thread.start()
