@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import os
-import random
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from drivers.backoff import backoff_delay
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".webp"}
 
@@ -314,8 +315,8 @@ class FrameGrabber:
                     if opened:
                         self._close_quietly()
                         opened = False
-                    delay = min(self._backoff_max, self._backoff_min * 2 ** min(failures_in_row - 1, 16))
-                    self._stop.wait(random.uniform(delay / 2, delay))
+                    self._stop.wait(backoff_delay(failures_in_row - 1, base=self._backoff_min,
+                                                  cap=self._backoff_max, floor=0.5))
                     continue
                 failures_in_row = 0
                 ts = time.monotonic()

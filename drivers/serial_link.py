@@ -10,11 +10,12 @@ but a quick exception, never a busy loop.
 """
 from __future__ import annotations
 
-import random
 import termios
 import time
 
 import serial
+
+from drivers.backoff import backoff_delay
 
 # A hung-up tty (adapter unplugged, pty master closed) fails tcflush/tcdrain with
 # termios.error, which is neither OSError nor SerialException.
@@ -64,10 +65,8 @@ class SerialLink:
     def _fail(self, why: str) -> None:
         self.last_error = why
         self._failures += 1
-        # Exponential backoff with full jitter: a province of terminals replugged at once
-        # must not retry in lockstep, and one flapping reader must not spin a core.
-        delay = min(self._backoff_max, self._backoff_min * 2 ** min(self._failures - 1, 16))
-        self._next_try = self._clock() + random.uniform(delay / 2, delay)
+        self._next_try = self._clock() + backoff_delay(self._failures - 1, base=self._backoff_min,
+                                                       cap=self._backoff_max, floor=0.5)
 
     def close(self) -> None:
         port, self._port = self._port, None

@@ -43,7 +43,6 @@ import itertools
 import json
 import logging
 import queue
-import random
 import sqlite3
 import threading
 import time
@@ -57,6 +56,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from drivers.backoff import backoff_delay
 from terminal.hub import wire
 from drivers.idnumber import mask_id, mask_name
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
@@ -225,7 +225,7 @@ class HubSim:
     def _backoff(self) -> None:
         """Jittered exponential delay before paho's next reconnect attempt (paho's own has no jitter)."""
         lo, hi = self.backoff
-        delay = min(hi, lo * 2 ** self._failures) * random.uniform(0.5, 1.0)
+        delay = backoff_delay(self._failures, base=lo, cap=hi, floor=0.5)
         self._failures += 1
         self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
 

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 import queue
-import random
 import shutil
 import sqlite3
-import statistics
 import time
 
 import paho.mqtt.client as mqtt
@@ -22,7 +20,7 @@ from sim.issuer import Issuer, Person
 from terminal.core import boundedjson
 from terminal.hub import wire
 from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
-from terminal.hub import HubLink, HubStatusSource, SignedUpdates, backoff_delay, load_persisted
+from terminal.hub import HubLink, HubStatusSource, SignedUpdates, load_persisted
 from terminal.hub.link import INBOUND_LIMITS, INBOX_BYTES
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey
@@ -47,28 +45,6 @@ def store(tmp_path):
     s = Store(tmp_path / "state")
     yield s
     s.close()
-
-
-# --- backoff ------------------------------------------------------------------------
-
-def test_backoff_is_fully_jittered_bounded_and_grows():
-    rng = random.Random(1)
-    for attempt in range(12):
-        bound = min(60.0, 1.0 * 2 ** attempt)
-        xs = [backoff_delay(attempt, base=1.0, cap=60.0, rng=rng) for _ in range(2000)]
-        assert all(0 <= x <= bound for x in xs)
-        # full jitter: spread over the whole interval, not clustered at its end
-        assert min(xs) < 0.05 * bound and max(xs) > 0.95 * bound
-        assert statistics.mean(xs) == pytest.approx(bound / 2, rel=0.1)
-    assert backoff_delay(10_000, cap=60.0) <= 60.0
-
-
-def test_backoff_spreads_a_crowd():
-    """Thousands of terminals losing the broker at once do not come back in lockstep."""
-    rng = random.Random(2)
-    delays = sorted(backoff_delay(0, base=2.0, rng=rng) for _ in range(5000))
-    per_100ms = [sum(1 for d in delays if i / 10 <= d < (i + 1) / 10) for i in range(20)]
-    assert max(per_100ms) < 2 * 5000 / 20
 
 
 # --- outbox pump --------------------------------------------------------------------

@@ -38,19 +38,23 @@ def test_byte_by_byte():
     wire = encode(H("000090")) + encode(H("00009F00000000"))
     out = [f for b in wire for f in d.feed(bytes([b]))]
     assert out == [H("000090"), H("00009F00000000")]
-    assert d.pending == 0
+    assert d.pending == 0 and d.frames == 2 and d.discarded_bytes == 0
 
 
 def test_garbage_and_partial_preambles_before_a_frame():
     d = FrameDecoder()
     assert d.feed(H("00 FF AA AA 96 AA AA AA 96")) == []
+    assert d.discarded_bytes == 5                              # AA AA AA 96 may start a preamble
     assert d.feed(H("69") + encode(H("000080"))[5:]) == [H("000080")]
+    assert (d.frames, d.discarded_bytes, d.rejected) == (1, 5, 0)
 
 
 def test_garbage_is_not_held():
     d = FrameDecoder()
     assert d.feed(H("00 FF 96 69 13")) == [] and d.pending == 0
     assert d.feed(H("AA")) == [] and d.pending == 1          # may be a preamble's start
+    assert d.discarded_bytes == 5
+    assert d.feed(H("13") + encode(H("000080"))) == [H("000080")] and d.discarded_bytes == 7
 
 
 @pytest.mark.parametrize("k", range(1, len(PREAMBLE)))
@@ -67,8 +71,11 @@ def test_a_timeout_inside_a_preamble_costs_one_byte():
     wire = encode(H("000080"))
     d = FrameDecoder()
     assert d.feed(H("AA") + wire[:2]) == [] and d.pending == 3
-    assert d.resync() == [] and d.pending == 2
+    assert d.resync() == [] and d.pending == 2 and d.resyncs == 1
     assert d.feed(wire[2:]) == [H("000080")]
+    d = FrameDecoder()
+    assert d.feed(wire[:3]) == [] and d.pending == 3
+    assert d.resync() + d.resync() == [] and d.pending == 1 and d.resyncs == 2  # one byte each
 
 
 def test_every_checksum_byte_position_matters():
@@ -87,6 +94,9 @@ def test_rejections_are_counted_one_by_one():
     d = FrameDecoder()
     frames = d.feed(bytes(bad_chk) + PREAMBLE + H("0000") + bytes(bad_chk) + encode(H("000080")))
     assert frames == [H("000080")] and d.rejected == 3
+    assert (d.bad_checksum, d.bad_length, d.frames) == (2, 1, 1)
+    assert d.feed(PREAMBLE + H("FFFF") + encode(H("000090"))) == [H("000090")]
+    assert (d.bad_checksum, d.bad_length, d.frames) == (2, 2, 2)
 
 
 def test_bad_checksum_is_dropped_and_the_next_frame_found():
@@ -102,6 +112,7 @@ def test_impossible_length_is_rejected_at_once(length):
     d = FrameDecoder()
     assert d.feed(PREAMBLE + length.to_bytes(2, "big")) == []   # header only: no waiting for a body
     assert d.rejected == 1 and d.pending == 0
+    assert (d.bad_length, d.bad_checksum) == (1, 0)
     assert d.feed(encode(H("000090"))) == [H("000090")]
 
 
@@ -127,7 +138,8 @@ def test_truncated_frame_does_not_swallow_the_next_after_a_timeout():
     # The module died 100 bytes into a 1295-byte answer; the next answer follows at once.
     assert d.feed(read_answer[:100] + encode(H("000080"))) == []
     assert d.resync() == [H("000080")]
-    assert d.pending == 0
+    assert d.pending == 0 and d.resyncs == 1
+    assert d.resync() == [] and d.resyncs == 1               # nothing pending: nothing dropped
 
 
 def test_truncated_frame_is_recovered_from_even_without_a_timeout_once_enough_bytes_came():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from drivers.cards import ReaderError
 from drivers.idcard.framing import PREAMBLE, encode
 from drivers.idcard.protocol import (Answer, Command, SamNoAnswer, SamProtocol, SamProtocolError, Status,
                                      status_name)
@@ -175,9 +176,12 @@ def test_good_frame_behind_a_corrupted_one_within_the_grace_is_taken():
 
 def test_corrupted_answers_to_the_end_are_named():
     line = ScriptedLine([corrupted(OK)], [corrupted(OK)], [corrupted(OK)])
-    with pytest.raises(SamNoAnswer, match="^command 20 01: corrupted answer after 3 attempts$"):
-        sam(line).request(FIND)
+    proto = sam(line)
+    with pytest.raises(SamNoAnswer, match="^command 20 01: corrupted answer after 3 attempts$") as e:
+        proto.request(FIND)
+    assert isinstance(e.value, ReaderError)   # a drivers.cards error, like every card protocol's
     assert line.now == pytest.approx(3 * SamProtocol.REJECT_GRACE)
+    assert (proto.decoder.rejected, proto.decoder.frames) == (3, 0)
 
 
 def test_grace_never_extends_the_timeout():

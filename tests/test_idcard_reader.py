@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from drivers.cards import CardRemoved, CardUnreadable, ReaderError
 from drivers.idcard.framing import encode
 from drivers.idcard.protocol import Command, SamProtocol, SamNoAnswer, Status, status_name
-from drivers.idcard.reader import NATIONS, IdCard, IdCardReader, parse_text, split_read_answer
+from drivers.idcard.card import NATIONS, IdCard, parse_text, split_read_answer
+from drivers.idcard.reader import IdCardReader
 from drivers.serial_link import LinkDown, SerialLink
 from sim.idcard_sam import (SimCard, VirtualSam, foreign_card, hmt_permit_card,
                             resident_card)
@@ -245,10 +246,10 @@ def test_corrupted_answer_is_asked_again(rig):
 
 def test_corrupted_read_answer_is_asked_again(rig):
     sam, _, reader = rig
-    reader.sam.request(FIND)
-    reader.sam.request(SELECT)
+    reader.protocol.request(FIND)
+    reader.protocol.request(SELECT)
     sam.bad_checksum = 1
-    answer = reader.sam.request(READ)
+    answer = reader.protocol.request(READ)
     assert answer.status == Status.OK and sam.commands[-2:] == [READ, READ]
 
 

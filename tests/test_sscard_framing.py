@@ -47,8 +47,8 @@ def test_length_out_of_range_resyncs_on_next_stx(length):
     dec = FrameDecoder()
     header = bytes((0x02, length >> 8, length & 0xFF))
     # 513 = 02 01: that LEN_H is an STX too, so its candidate waits until the line goes quiet.
-    assert dec.feed(header + good) + dec.expire() == [Frame(0x31, b"\x00")]
-    assert dec.bad_length == 1
+    assert dec.feed(header + good) + dec.resync() == [Frame(0x31, b"\x00")]
+    assert dec.bad_length == 1 and dec.rejected == 1
 
 
 def test_bad_bcc_and_bad_etx_are_dropped_and_counted():
@@ -57,23 +57,27 @@ def test_bad_bcc_and_bad_etx_are_dropped_and_counted():
     bad_bcc[-2] ^= 0x40
     bad_etx = bytearray(encode(0x31, b"\x01"))
     bad_etx[-1] = 0x04
+    for bad in (bad_bcc, bad_etx):
+        dec = FrameDecoder()
+        assert dec.feed(bytes(bad) + good) == [Frame(0x34)]
+        assert (dec.bad_checksum, dec.frames) == (1, 1)
     dec = FrameDecoder()
     assert dec.feed(bytes(bad_bcc) + bytes(bad_etx) + good) == [Frame(0x34)]
-    assert (dec.bad_bcc, dec.bad_etx, dec.frames) == (1, 1, 1)
+    assert (dec.bad_checksum, dec.rejected - dec.bad_length, dec.frames) == (2, 2, 1)
 
 
 def test_garbage_before_frame_is_skipped_and_counted():
     dec = FrameDecoder()
     assert dec.feed(b"\xff\x00\x13" + encode(0x31, b"\x01")) == [Frame(0x31, b"\x01")]
-    assert dec.garbage_bytes == 3
+    assert dec.discarded_bytes == 3
 
 
-def test_expire_salvages_frame_hidden_behind_corrupted_length():
+def test_resync_salvages_frame_hidden_behind_corrupted_length():
     # A header claiming 300 bytes swallows the real answer; the line then goes quiet.
     answer = encode(0x33, b"\x90\x00")
     dec = FrameDecoder()
     assert dec.feed(b"\x02\x01\x2c" + answer) == []
-    assert dec.expire() == [Frame(0x33, b"\x90\x00")]
+    assert dec.resync() == [Frame(0x33, b"\x90\x00")]
     assert dec.pending == 0
 
 
@@ -81,8 +85,8 @@ def test_sync_after_timeout_mid_frame():
     dec = FrameDecoder()
     partial = encode(0x33, b"\x61\x10")[:4]
     assert dec.feed(partial) == []
-    assert dec.expire() == []
-    assert dec.expired >= 1
+    assert dec.resync() == []
+    assert dec.resyncs >= 1
     assert dec.feed(encode(0x31, b"\x00")) == [Frame(0x31, b"\x00")]
 
 
@@ -111,9 +115,9 @@ def frame_at(stream: bytes, i: int) -> Frame | None:
 def reference_scan(stream: bytes) -> tuple[list[Frame], dict[str, int]]:
     """The spec read literally over a complete stream: at each byte, a frame if the bytes
     there are one, else move on one byte. An incremental decoder that is later told the line
-    went quiet (expire) must yield exactly this, however the stream was chunked — frames and
+    went quiet (resync) must yield exactly this, however the stream was chunked — frames and
     counters: each byte passed over is garbage (not an STX) or an STX that failed for one
-    reason, or that the stream ended under (the decoder waits for it, then expires it)."""
+    reason, or that the stream ended under (the decoder waits for it, then drops it by resync)."""
     out, i = [], 0
     counts = dict.fromkeys(COUNTERS, 0)
     while i < len(stream):
@@ -124,25 +128,23 @@ def reference_scan(stream: bytes) -> tuple[list[Frame], dict[str, int]]:
             i += len(frame.data) + 6
             continue
         if stream[i] != 0x02:
-            counts["garbage_bytes"] += 1
+            counts["discarded_bytes"] += 1
         else:
             length = int.from_bytes(stream[i + 1:i + 3], "big")
             end = i + 3 + length
             if i + 3 > len(stream):
-                counts["expired"] += 1
+                counts["resyncs"] += 1
             elif not 1 <= length <= MAX_LEN:
                 counts["bad_length"] += 1
             elif end + 2 > len(stream):
-                counts["expired"] += 1
-            elif stream[end] != _xor(stream[i + 1:end]):  # the BCC is checked before the ETX
-                counts["bad_bcc"] += 1
-            else:
-                counts["bad_etx"] += 1
+                counts["resyncs"] += 1
+            else:  # a BCC or an ETX that does not match
+                counts["bad_checksum"] += 1
         i += 1
     return out, counts
 
 
-COUNTERS = ("frames", "garbage_bytes", "bad_length", "bad_bcc", "bad_etx", "expired")
+COUNTERS = ("frames", "discarded_bytes", "bad_length", "bad_checksum", "resyncs")
 
 
 def counters(dec: FrameDecoder) -> dict[str, int]:
@@ -155,7 +157,7 @@ def decode_chunked(stream: bytes, cuts: list[int]) -> tuple[list[Frame], FrameDe
     for cut in sorted(c % (len(stream) + 1) for c in cuts) + [len(stream)]:
         out += dec.feed(stream[pos:cut])
         pos = max(pos, cut)
-    return out + dec.expire(), dec
+    return out + dec.resync(), dec
 
 
 frames_st = st.lists(st.builds(Frame, st.integers(0, 255), st.binary(max_size=40)), max_size=6)

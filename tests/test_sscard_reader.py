@@ -10,8 +10,9 @@ import pytest
 
 from drivers.cards import CardRead, CardRemoved, CardUnreadable, ReaderError
 from drivers.serial_link import LinkDown
-from drivers.sscard import apdu
-from drivers.sscard.reader import CardMute, ReaderNotResponding, SsCardReader
+from drivers.sscard import card as sscard
+from drivers.sscard.protocol import CardMute, ReaderNotResponding
+from drivers.sscard.reader import SsCardReader
 from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsCard, VirtualSsReader
 from waiting import wait_for
@@ -81,7 +82,7 @@ def test_garbage_on_the_line(rig):
     ep.faults.garbage = b"\xff\x00\x13\x03\x7f"
     sim.card = LI
     expect_li(reader.poll(1.0))
-    assert reader.protocol.decoder.garbage_bytes >= 5
+    assert reader.protocol.decoder.discarded_bytes >= 5
 
 
 def test_garbage_with_a_false_header_swallowing_the_answer(rig):
@@ -90,7 +91,7 @@ def test_garbage_with_a_false_header_swallowing_the_answer(rig):
     sim.card = LI
     ep.faults.garbage = b"\x02\x01\x2c"
     assert reader.protocol.card_present() is True
-    assert reader.protocol.decoder.expired >= 1
+    assert reader.protocol.decoder.resyncs >= 1
 
 
 def test_answers_split_into_single_bytes(rig):
@@ -114,7 +115,7 @@ def test_bad_bcc_is_retried(rig):
     sim.card = LI
     sim.bad_bcc_next = 2
     expect_li(reader.poll(2.0))
-    assert reader.protocol.decoder.bad_bcc == 2
+    assert reader.protocol.decoder.bad_checksum == 2
     assert reader.protocol.timeouts == 2
 
 
@@ -279,21 +280,21 @@ def test_apdu_sequence_reads_all_four_records():
     card = VirtualSsCard(card_number="D12345678", ss_number=LI.ss_number, name="李晓明",
                          expiry="20351130")
     card.power_on()
-    assert apdu.read_card(card) == apdu.SsCardData("D12345678", date(2035, 11, 30),
+    assert sscard.read_card(card) == sscard.SsCardData("D12345678", date(2035, 11, 30),
                                                    LI.ss_number, "李晓明")
 
 
 def test_61xx_is_success_with_more():
     card = VirtualSsCard(chained=True)
     card.power_on()
-    assert apdu.read_card(card).card_number == "A00000001"
+    assert sscard.read_card(card).card_number == "A00000001"
 
 
 def test_apdu_bytes_match_the_spec(mocker):
     card = VirtualSsCard()
     card.power_on()
     transmit = mocker.spy(card, "transmit")
-    apdu.read_card(card)
+    sscard.read_card(card)
     assert [c.args[0].hex(" ").upper() for c in transmit.call_args_list] == [
         "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF",
         "00 A4 02 00 02 EF 05",
@@ -314,8 +315,8 @@ def test_apdu_bytes_match_the_spec(mocker):
 def test_refusals_are_named(refuse, sw, words):
     card = VirtualSsCard(refuse=refuse)
     card.power_on()
-    with pytest.raises(apdu.ApduError) as e:
-        apdu.read_card(card)
+    with pytest.raises(sscard.ApduError) as e:
+        sscard.read_card(card)
     assert e.value.sw == sw
     assert str(e.value) == words
     assert isinstance(e.value, CardUnreadable)
@@ -333,14 +334,14 @@ def test_invalid_records_are_unreadable(field, value, words):
     card = VirtualSsCard(**{field: value})
     card.power_on()
     with pytest.raises(CardUnreadable, match=words):
-        apdu.read_card(card)
+        sscard.read_card(card)
 
 
 def test_record_with_wrong_tag_or_length_is_unreadable():
     with pytest.raises(CardUnreadable, match="not tag 07"):
-        apdu.parse_record("read card number", b"\x06\x09" + b"A" * 9, 0x07, 9)
+        sscard.parse_record("read card number", b"\x06\x09" + b"A" * 9, 0x07, 9)
     with pytest.raises(CardUnreadable, match="record length"):
-        apdu.parse_record("read card number", b"\x07\x09" + b"A" * 8, 0x07, 9)
+        sscard.parse_record("read card number", b"\x07\x09" + b"A" * 8, 0x07, 9)
 
 
 def test_name_that_is_not_gbk_is_unreadable():
@@ -353,13 +354,13 @@ def test_name_that_is_not_gbk_is_unreadable():
     card = BadName()
     card.power_on()
     with pytest.raises(CardUnreadable, match="GBK"):
-        apdu.read_card(card)
+        sscard.read_card(card)
 
 
 def test_bad_card_over_the_line_is_unreadable_and_not_repeated(rig):
     sim, _, reader = rig
     sim.card = VirtualSsCard(refuse={"EF05": 0x6A82})
-    with pytest.raises(apdu.ApduError):
+    with pytest.raises(sscard.ApduError):
         reader.poll(1.0)
     assert reader.poll(0.1) is None
     cmds = sim.commands

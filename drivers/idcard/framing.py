@@ -37,13 +37,23 @@ class FrameDecoder:
 
     Garbage, an impossible length or a bad checksum costs one byte: the search restarts just
     after the rejected preamble, so a frame hiding behind a broken one is still found.
-    ``rejected`` counts frames dropped for a bad length or checksum (the protocol layer
-    retries at once instead of waiting for its timeout).
+    The counters are those of every card decoder (drivers.sscard.framing has the same).
     """
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self.rejected = 0
+        # Counters for status pages and tests: what the line has thrown at us.
+        self.frames = 0
+        self.discarded_bytes = 0  # bytes skipped while looking for a preamble
+        self.bad_length = 0
+        self.bad_checksum = 0
+        self.resyncs = 0          # frame starts dropped by resync()
+
+    @property
+    def rejected(self) -> int:
+        """Frames dropped for a bad length or checksum (the protocol layer retries at once
+        instead of waiting for its timeout)."""
+        return self.bad_length + self.bad_checksum
 
     def reset(self) -> None:
         """Forget everything buffered (before a new request)."""
@@ -66,6 +76,7 @@ class FrameDecoder:
         buffered behind it is returned.
         """
         if self._buf:
+            self.resyncs += 1
             del self._buf[:1]
         return self._drain()
 
@@ -78,22 +89,25 @@ class FrameDecoder:
                 # Keep a tail that may be the start of a preamble split across chunks.
                 keep = next((k for k in range(len(PREAMBLE) - 1, 0, -1)
                              if buf.endswith(PREAMBLE[:k])), 0)
+                self.discarded_bytes += len(buf) - keep
                 del buf[:len(buf) - keep]
                 return frames
+            self.discarded_bytes += start
             del buf[:start]
             if len(buf) < HEADER:
                 return frames
             n = int.from_bytes(buf[5:7], "big")
             if not MIN_LEN <= n <= MAX_LEN:
-                self.rejected += 1
+                self.bad_length += 1
                 del buf[:1]
                 continue
             if len(buf) < HEADER + n:
                 return frames
             body = bytes(buf[5:HEADER + n - 1])
             if xor(body) != buf[HEADER + n - 1]:
-                self.rejected += 1
+                self.bad_checksum += 1
                 del buf[:1]
                 continue
             frames.append(body[2:])
+            self.frames += 1
             del buf[:HEADER + n]

@@ -5,7 +5,8 @@
 
 Before each request the input is flushed and the decoder reset, so a late answer to an
 earlier (timed-out) request is never taken for this one. An answer with a bad checksum, or a
-SAM saying *it* got a bad checksum (SW3 = 10), sends the request again; so does silence.
+SAM saying *it* got a bad checksum (SW3 = 10), sends the request again; so does silence. What cannot be had after the retries is
+raised as a :class:`drivers.cards.ReaderError` (:class:`SamError`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from drivers.cards import ReaderError
 from drivers.idcard.framing import FrameDecoder, encode
 from drivers.serial_link import SerialLink
 
@@ -61,7 +63,7 @@ class Command:
     READ_TEXT_PHOTO_FP = b"\x30\x10"
 
 
-class SamError(Exception):
+class SamError(ReaderError):
     """The SAM could not be talked to properly."""
 
 
@@ -93,6 +95,10 @@ class SamProtocol:
         self.retries = retries   # extra attempts after the first
         self._clock = clock
         self._decoder = FrameDecoder()
+
+    @property
+    def decoder(self) -> FrameDecoder:
+        return self._decoder
 
     def request(self, command: bytes, data: bytes = b"", *, timeout: float | None = None) -> Answer:
         """Send one command, return its answer. Raises SamError, or LinkDown from the link."""

@@ -22,7 +22,7 @@ STX = 0x02
 ETX = 0x03
 # LEN counts CMD + DATA. The longest legitimate frame carries a short APDU (5 header + 255 data
 # + Le) or a 256-byte response + SW: 262 bytes with CMD. 512 leaves room for vendor extras while
-# a corrupted LEN can stall the decoder on at most ~half a kilobyte (and only until expire()).
+# a corrupted LEN can stall the decoder on at most ~half a kilobyte (and only until resync()).
 MAX_LEN = 512
 
 
@@ -52,17 +52,25 @@ def encode(cmd: int, data: bytes = b"") -> bytes:
 
 
 class FrameDecoder:
-    """Incremental decoder: ``feed(chunk)`` returns the frames completed by that chunk."""
+    """Incremental decoder: ``feed(chunk)`` returns the frames completed by that chunk.
+
+    The counters are those of every card decoder (drivers.idcard.framing has the same); a
+    wrong ETX counts as a bad checksum, BCC and ETX being one 16-bit check.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
         # Counters for status pages and tests: what the line has thrown at us.
         self.frames = 0
-        self.garbage_bytes = 0   # bytes skipped while looking for STX
+        self.discarded_bytes = 0  # bytes skipped while looking for STX
         self.bad_length = 0
-        self.bad_bcc = 0
-        self.bad_etx = 0
-        self.expired = 0         # partial frames dropped by expire()
+        self.bad_checksum = 0
+        self.resyncs = 0          # frame starts dropped by resync()
+
+    @property
+    def rejected(self) -> int:
+        """Frames dropped for a bad length or checksum."""
+        return self.bad_length + self.bad_checksum
 
     @property
     def pending(self) -> int:
@@ -73,7 +81,7 @@ class FrameDecoder:
         self._buf += chunk
         return self._drain()
 
-    def expire(self) -> list[Frame]:
+    def resync(self) -> list[Frame]:
         """The line went quiet with a partial frame buffered: it will never complete.
 
         Drop its STX and salvage whatever complete frames the held-back bytes still contain
@@ -81,7 +89,7 @@ class FrameDecoder:
         """
         frames: list[Frame] = []
         while self._buf:
-            self.expired += 1
+            self.resyncs += 1
             del self._buf[0]
             frames += self._drain()
         return frames
@@ -95,11 +103,11 @@ class FrameDecoder:
         while buf:
             start = buf.find(STX)
             if start < 0:
-                self.garbage_bytes += len(buf)
+                self.discarded_bytes += len(buf)
                 buf.clear()
                 break
             if start:
-                self.garbage_bytes += start
+                self.discarded_bytes += start
                 del buf[:start]
             if len(buf) < 3:
                 break
@@ -111,12 +119,8 @@ class FrameDecoder:
             end = 3 + length  # index of BCC
             if len(buf) < end + 2:
                 break
-            if buf[end] != bcc(buf[1:end]):
-                self.bad_bcc += 1
-                del buf[0]
-                continue
-            if buf[end + 1] != ETX:
-                self.bad_etx += 1
+            if buf[end] != bcc(buf[1:end]) or buf[end + 1] != ETX:
+                self.bad_checksum += 1
                 del buf[0]
                 continue
             frames.append(Frame(buf[3], bytes(buf[4:end])))

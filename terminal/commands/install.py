@@ -24,6 +24,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from terminal.commands.usage import UsageError
+from terminal.ops.smallfile import write_atomic
 
 USER = "gate-terminal"
 # Package data, so a wheel install has them too (no source tree there): terminal/shipped/.
@@ -113,12 +114,7 @@ class Installer:
             verb = "updated"
         if verb != "unchanged" and not self.dry_run:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
+            write_atomic(path, data, mode=mode)
             self._owner(path, group)
         self._say("file", str(path), verb)
 

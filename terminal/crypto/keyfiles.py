@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import stat
 from pathlib import Path
@@ -17,7 +16,7 @@ from Cryptodome.Util.asn1 import DerBitString, DerObjectId, DerOctetString, DerS
 
 from terminal.crypto.sm2 import PrivateKey, SM2Error
 from terminal.ops.sdnotify import is_credential
-from terminal.ops.smallfile import read_small
+from terminal.ops.smallfile import read_small, write_atomic
 
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 OID_SM2 = "1.2.156.10197.1.301"
@@ -105,16 +104,8 @@ def private_key_pem(key: PrivateKey) -> str:
 
 
 def write_secret(path: Path, data: str | bytes) -> None:
-    """Create ``path`` with mode 0600 from the start (never briefly world-readable)."""
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(raw)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Create ``path`` with mode 0600 from the start (never briefly world-readable), on disk."""
+    write_atomic(path, data.encode() if isinstance(data, str) else data, mode=0o600, durable=True)
 
 
 def load_data_keys(path: Path) -> dict[int, bytes]:

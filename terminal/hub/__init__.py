@@ -7,8 +7,8 @@
     wire.py     every message's builder and parser, the topics and the broker URL, for both ends
     bridge.py   HubBridge: the link wired to the daemon (updates → Verifier.apply, card queries)
 """
-from terminal.hub.link import HubLink, backoff_delay
+from terminal.hub.link import HubLink
 from terminal.hub.query import HubStatusSource
 from terminal.hub.updates import Persisted, SignedUpdates, load_persisted
 
-__all__ = ["HubLink", "HubStatusSource", "Persisted", "SignedUpdates", "backoff_delay", "load_persisted"]
+__all__ = ["HubLink", "HubStatusSource", "Persisted", "SignedUpdates", "load_persisted"]

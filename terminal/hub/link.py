@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import ssl
 import threading
 import time
@@ -43,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import terminal
+from drivers.backoff import backoff_delay
 from terminal.hub import wire
 from terminal.config import Config, HubSection
 from terminal.hub.outbox import OutboxPump
@@ -76,11 +76,6 @@ INBOX_SIZE = 10_000
 ALIVE_EVERY = 1.0        # hub-net reports it is looping at least this often, waiting or not
 UNREACHABLE = "hub_unreachable"  # the alarm (docs/protocol/hub.md "Alarms")
 
-
-def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
-    """Full jitter: uniform in [0, min(cap, base·2^attempt)). After a broker restart thousands
-    of terminals spread their reconnects over the whole interval instead of arriving together."""
-    return (rng or random).uniform(0, min(cap, base * 2 ** min(attempt, 32)))
 
 
 class TLSFileError(OSError):

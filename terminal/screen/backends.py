@@ -17,6 +17,7 @@ from typing import Protocol
 
 from PIL import Image
 
+from terminal.ops.smallfile import write_atomic
 from terminal.screen.framebuffer import FramebufferScreen
 from terminal.screen.render import DEFAULT_SIZE
 
@@ -82,8 +83,8 @@ class PngScreen:
         now = datetime.now()
         name = f"{self._next:06d}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}.png"
         try:
-            self._write_atomically(name, data)
-            self._write_atomically(LATEST, data)
+            write_atomic(self.directory / name, data, mode=0o644)
+            write_atomic(self.directory / LATEST, data, mode=0o644)
         except OSError as e:
             if not self._failing:
                 log.warning("screen %s: cannot write %s: %s", self.directory, name, e)
@@ -93,15 +94,6 @@ class PngScreen:
         self._next += 1
         self._files.append(name)
         self._prune()
-
-    def _write_atomically(self, name: str, data: bytes) -> None:
-        tmp = self.directory / f".{name}.tmp"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, self.directory / name)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
 
     def _prune(self) -> None:
         while len(self._files) > self.keep:

@@ -25,6 +25,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from terminal.ops.smallfile import write_atomic
+
 STATUS_NAME = "status.json"
 WRITE_EVERY = 5.0
 STALE_AFTER = 3 * WRITE_EVERY
@@ -56,17 +58,8 @@ class StatusFile:
         doc = {"version": 1, "written_at": time.time() if now is None else now, "pid": os.getpid(),
                "terminal_id": self.terminal_id, "devices": devices, "hub": hub, "clock": clock,
                "storage": storage, "decided": decided, "last_decisions": last}
+        # Not durable: it is rewritten every few seconds, and one lost to a power cut costs nothing.
         write_atomic(self.path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one (no fsync: it is rewritten
-    every few seconds, and a status file lost to a power cut costs nothing)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def read_status_file(state_dir: Path, now: float) -> dict | None:

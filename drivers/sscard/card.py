@@ -1,4 +1,5 @@
-"""The ISO 7816 APDU sequence that reads a social-security card (docs/protocol/devices.md §2).
+"""The social-security card: the ISO 7816 APDU sequence that reads it, its records, and the
+:class:`~drivers.cards.CardRead` they make (docs/protocol/devices.md §2).
 
 Only EF05 and EF06 of the SSSE application are read: they need neither a PSAM nor a PIN.
 This layer sees APDUs and responses, never the reader's framing: it works over anything with
@@ -23,7 +24,7 @@ from datetime import date
 from typing import Protocol
 
 from drivers import idnumber
-from drivers.cards import CardUnreadable
+from drivers.cards import CardRead, CardUnreadable
 
 SSSE_NAME = "sx1.sh.社会保障".encode("gbk")
 SELECT_SSSE = bytes((0x00, 0xA4, 0x04, 0x00, len(SSSE_NAME))) + SSSE_NAME
@@ -92,6 +93,16 @@ class SsCardData:
     expiry: date
     ss_number: str     # 18 characters, the holder's resident ID number
     name: str
+
+    def to_card_read(self) -> CardRead:
+        # The chip has no birth date or sex record; the ID number encodes both (GB 11643:
+        # digits 7-14 the birth date, digit 17 odd for men). is_valid() checked the date.
+        born = idnumber.birth_date(self.ss_number)
+        return CardRead(kind="ss_card", name=self.name, id_number=self.ss_number,
+                        sex="男" if int(self.ss_number[16]) % 2 else "女",
+                        birth_date=born.isoformat() if born else None,
+                        valid_to=self.expiry.isoformat(),
+                        extra={"card_number": self.card_number})
 
 
 def _exchange(channel: ApduChannel, step: str, apdu: bytes) -> tuple[bytes, int]:
