@@ -12,7 +12,7 @@ from terminal.config import load
 from terminal.crypto.keyfiles import load_private_key
 from terminal.crypto.sm2 import PrivateKey, PublicKey
 from terminal.state.store import Store
-from terminal.core.trust import (EnvelopeError, envelope_payload, open_envelope, open_trust_list,
+from terminal.core.trust import (EnvelopeError, envelope_payload, json_payload, open_envelope, open_trust_list,
                                  parse_trust_list, seal_envelope, trust_list)
 from terminal.core.trust import Issuer as Listed
 from terminal.verifier import SetupError, Verifier, load_trust
@@ -282,3 +282,30 @@ def test_a_parsed_list_cannot_be_changed_in_place():
         tl.seq = 8
     with pytest.raises(dataclasses.FrozenInstanceError):
         tl.issuers[KEY_A.kid()].status = "active"
+
+
+def test_payloads_too_deep_are_refused_unparsed_with_who_refused():
+    deep = b"[" * 100 + b"]" * 100
+    with pytest.raises(EnvelopeError) as e:
+        open_envelope(deep, {})
+    assert str(e.value).startswith("envelope refused unparsed: ")
+    with pytest.raises(EnvelopeError) as e:
+        parse_trust_list(deep)
+    assert str(e.value).startswith("trust list: payload refused unparsed: ")
+    with pytest.raises(EnvelopeError) as e:
+        json_payload(deep)
+    assert str(e.value).startswith("payload refused unparsed: ")
+    with pytest.raises(EnvelopeError) as e:
+        json_payload(b"not json")
+    assert str(e.value) == "payload is not JSON"
+    assert json_payload(b'{"a": [1]}') == {"a": [1]}
+
+
+def test_the_trust_list_builder_writes_compact_json():
+    root = PrivateKey.generate()
+    key = PrivateKey.generate().public_key
+    raw = trust_list(3, 100, [Listed(key.kid(), key, 0, 10, "active")], root)
+    payload = base64.b64decode(json.loads(raw)["payload"])
+    doc = json.loads(payload)
+    assert payload == json.dumps(doc, separators=(",", ":")).encode()
+    assert open_trust_list(raw, roots(root.public_key)).seq == 3

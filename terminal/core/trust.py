@@ -89,13 +89,18 @@ def _int(v, what: str) -> int:
     return v
 
 
-def parse_trust_list(payload: bytes) -> TrustList:
+def json_payload(payload: bytes, what: str = "") -> object:
+    """An envelope's payload parsed through the bounded parser; EnvelopeError (prefixed ``what``) otherwise."""
     try:
-        doc = boundedjson.loads(payload)
+        return boundedjson.loads(payload)
     except boundedjson.JsonLimitError as e:
-        raise EnvelopeError(f"trust list: payload refused unparsed: {e}") from None
+        raise EnvelopeError(f"{what}payload refused unparsed: {e}") from None
     except ValueError:
-        raise EnvelopeError("trust list: payload is not JSON") from None
+        raise EnvelopeError(f"{what}payload is not JSON") from None
+
+
+def parse_trust_list(payload: bytes) -> TrustList:
+    doc = json_payload(payload, "trust list: ")
     if not isinstance(doc, dict) or doc.get("type") != "trust-list" or not isinstance(doc.get("issuers"), list):
         raise EnvelopeError("trust list: not a {type: trust-list, issuers: [...]} document")
     issuers = {}

@@ -40,7 +40,7 @@ from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
 from terminal.core.policy import HealthStatus
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
 # The trust list is the core's document (token.md §5): built and parsed there, named here.
-from terminal.core.trust import (EnvelopeError, open_envelope, open_trust_list, seal_envelope,  # noqa: F401
+from terminal.core.trust import (EnvelopeError, json_payload, open_envelope, open_trust_list, seal_envelope,  # noqa: F401
                                  trust_list)
 
 DEFAULT_PREFIX = "hc/v1"
@@ -128,13 +128,7 @@ def seal(doc: dict, key: PrivateKey) -> bytes:
 
 def open_signed(raw: bytes, keys: dict[str, PublicKey]) -> dict:
     """Verify a signed envelope and parse its JSON object payload; EnvelopeError otherwise."""
-    payload = open_envelope(raw, keys)
-    try:
-        doc = boundedjson.loads(payload)
-    except boundedjson.JsonLimitError as e:
-        raise EnvelopeError(f"payload refused unparsed: {e}") from None
-    except ValueError:
-        raise EnvelopeError("payload is not JSON") from None
+    doc = json_payload(open_envelope(raw, keys))
     if not isinstance(doc, dict):
         raise EnvelopeError("payload is not a JSON object")
     return doc
