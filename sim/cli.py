@@ -18,7 +18,8 @@ def register(sub) -> None:
 
     k = simsub.add_parser("keys", help="make a development key set, signed trust list and config.toml")
     k.add_argument("outdir", type=Path)
-    k.add_argument("--venue", default="mall", help="venue type written into config.toml")
+    k.add_argument("--venue", default="mall", metavar="TYPE",
+                   help=f"venue type written into config.toml: {', '.join(VENUES)} (default mall)")
     k.add_argument("--id", dest="terminal_id", default="370102-H0001-01", help="terminal id")
     k.add_argument("--force", action="store_true", help="replace an existing key set")
     k.set_defaults(func=run_keys)
@@ -92,6 +93,8 @@ def run_keys(args) -> int:
     from terminal.config import TID, TID_RULE
     if not TID.fullmatch(args.terminal_id):
         raise UsageError(f"--id must be a terminal id like 370102-H0001-03: {TID_RULE}")
+    if args.venue not in VENUES:
+        raise UsageError(f"--venue {args.venue!r}: not a venue type; one of {', '.join(VENUES)}")
     try:
         write_key_set(args.outdir, terminal_id=args.terminal_id, venue=args.venue, force=args.force)
     except (FileExistsError, OSError) as e:

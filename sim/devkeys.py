@@ -13,6 +13,7 @@ from pathlib import Path
 
 from terminal.crypto.keyfiles import private_key_pem, write_secret
 from terminal.crypto.sm2 import PrivateKey
+from terminal.core.policy import VENUES
 from terminal.core.trust import Issuer
 from terminal.hub import wire
 
@@ -28,6 +29,8 @@ def make_trust_list(issuer: PrivateKey, root: PrivateKey, *, seq: int, now: int,
 
 def write_key_set(outdir: Path, *, terminal_id: str = "370102-H0001-01", venue: str = "mall",
                   force: bool = False) -> dict[str, PrivateKey]:
+    if venue not in VENUES:  # else check-config would reject the config.toml written here
+        raise ValueError(f"venue {venue!r}: not a venue type (one of {', '.join(VENUES)})")
     outdir.mkdir(parents=True, exist_ok=True)
     if not force and any((outdir / f"{n}.pem").exists() for n in KEY_NAMES):
         raise FileExistsError(f"{outdir} already holds a key set; pass --force to replace it")

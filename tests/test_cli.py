@@ -314,3 +314,16 @@ def test_check_config_corrupt_database(keyset, capsys, damage, message):
     rc, _, err = check(keyset / "config.toml", capsys)
     assert rc == 2 and err.endswith(f": terminal.state_dir {db}: {message}\n")
     assert _snapshot(state) == before
+
+
+def test_sim_keys_names_the_venues_and_writes_nothing_for_a_typo(tmp_path, capsys):
+    """`sim keys --venue hosptial` once wrote a config that check-config then rejected."""
+    out = tmp_path / "keys"
+    assert main(["sim", "keys", str(out), "--venue", "hosptial"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gate-terminal: error: --venue 'hosptial': not a venue type; one of hospital, pharmacy, "
+                   "school, bus, mall, government, scenic, worksite, station"]
+    assert not out.exists()
+    assert main(["sim", "keys", str(out), "--venue", "hospital"]) == 0
+    capsys.readouterr()
+    assert main(["check-config", "--config", str(out / "config.toml")]) == 0
