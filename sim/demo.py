@@ -16,8 +16,8 @@ import shutil
 import statistics
 import threading
 import time
+import tomllib
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 from drivers.camera import FrameGrabber
@@ -67,14 +67,11 @@ def pct(values: list[float], p: float) -> float | None:
     return v[min(len(v) - 1, math.ceil(p / 100 * len(v)) - 1)]
 
 
-def write_config(keys: Path, screens: Path, venue: str, ports: dict[str, str], *, camera: str | None = None,
-                 pulse_ms: int = 800, result_seconds: float = 1.2, base: Path | None = None) -> Path:
-    """The terminal's config for simulated devices: the key set's config (or ``base``) plus
-    device sections, written as ``terminal.toml`` beside the keys (its relative paths name them)."""
-    text = (base or keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
-    if camera:
-        text += f'\n[camera]\nsource = "{camera}"\nfps = 15\n'
-    text += f"""
+def device_sections(screens: Path, ports: dict[str, str], *, camera: str | None = None,
+                    pulse_ms: int = 800, result_seconds: float = 1.2) -> str:
+    """The simulated devices as config sections (TOML text)."""
+    text = f'\n[camera]\nsource = "{camera}"\nfps = 15\n' if camera else ""
+    return text + f"""
 [id_card]
 port = "{ports['id_card']}"
 
@@ -93,9 +90,27 @@ width = 800
 height = 480
 result_seconds = {result_seconds}
 """
-    path = keys / "terminal.toml"  # beside the keys: its relative paths name them
-    path.write_text(text)
+
+
+def write_config(keys: Path, screens: Path, venue: str, ports: dict[str, str], **devices) -> Path:
+    """The key set's config with the simulated devices, written as ``terminal.toml`` beside the
+    keys (its relative paths name them); ``devices`` as for :func:`device_sections`."""
+    text = (keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
+    path = keys / "terminal.toml"
+    path.write_text(text + device_sections(screens, ports, **devices))
     return path
+
+
+def demo_config(base: Path, venue: str, screens: Path, ports: dict[str, str], **devices) -> cfgmod.Config:
+    """``base``'s settings (relative paths from its directory) at ``venue``, with the simulated
+    devices in place of any device sections it has: a real terminal's config may name a camera
+    and a screen, and two [camera] tables are no TOML."""
+    raw = tomllib.loads(base.read_text())
+    for section in cfgmod.DEVICE_SECTIONS:
+        raw.pop(section, None)
+    raw.update(tomllib.loads(device_sections(screens, ports, **devices)))
+    raw["terminal"] = {**raw.get("terminal", {}), "venue": venue}
+    return cfgmod.from_dict(raw, base)
 
 
 def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str = "mild",
@@ -117,13 +132,7 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
         for ep in endpoints.values():
             ep.start()
         ports = {k: ep.url for k, ep in endpoints.items()}
-        if config is not None:
-            given = cfgmod.load(config)
-            sim = cfgmod.load(write_config(out, out / "screens", venue, ports, base=config))
-            cfg = replace(given, terminal=replace(given.terminal, venue=venue), camera=sim.camera,
-                          id_card=sim.id_card, ss_card=sim.ss_card, relay=sim.relay, screen=sim.screen)
-        else:
-            cfg = cfgmod.load(write_config(keys, out / "screens", venue, ports))
+        cfg = demo_config(config or keys / "config.toml", venue, out / "screens", ports)
         policy = cfg.policy()
         visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng,
                                  hub_answers_cards=hub)

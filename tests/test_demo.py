@@ -103,3 +103,22 @@ def test_claim_out_replaces_only_an_earlier_demos_own_files(tmp_path):
     (earlier / "report.json").write_text("{}")  # the user's, beside the demo's
     claim_out(earlier)
     assert sorted(p.name for p in earlier.iterdir()) == sorted([MARKER, "report.json"])
+
+
+def test_demo_config_puts_the_simulated_devices_in_place_of_the_files(keyset, tmp_path):
+    """`sim demo --config FILE` once crashed (exit 70) when FILE had a [camera] or [screen] section:
+    the simulated devices were appended, and two [camera] tables are no TOML."""
+    from sim.demo import demo_config
+    config = keyset / "real.toml"
+    config.write_text((keyset / "config.toml").read_text() + '\n[camera]\nsource = "/dev/video0"\ngap = 2.5\n'
+                      '\n[screen]\nkind = "framebuffer"\n\n[relay]\nkind = "none"\n\n[retention]\ndays = 9\n')
+    ports = {"id_card": "socket://127.0.0.1:1", "ss_card": "socket://127.0.0.1:2", "relay": "socket://127.0.0.1:3"}
+    cfg = demo_config(config, "school", tmp_path / "screens", ports)
+    assert cfg.camera.source is None and cfg.camera.gap == 1.5        # the file's camera is not the demo's
+    assert (cfg.screen.kind, cfg.screen.path) == ("png", str(tmp_path / "screens"))
+    assert (cfg.relay.kind, cfg.relay.port) == ("lcus", "socket://127.0.0.1:3")
+    assert cfg.id_card.port == "socket://127.0.0.1:1" and cfg.ss_card.port == "socket://127.0.0.1:2"
+    assert cfg.venue == "school" and cfg.retention.days == 9 and cfg.path == config   # the rest is the file's
+    assert cfg.state_dir == keyset / "state"
+    plain = demo_config(keyset / "config.toml", "mall", tmp_path / "screens", ports)
+    assert plain.camera.source is None and plain.retention.days == 21 and plain.relay.kind == "lcus"
