@@ -83,10 +83,11 @@ class Daemon:
                  id_reader: CardReader | None = None, ss_reader: CardReader | None = None,
                  relay=None, screen=None, status_source: StatusSource | None = None,
                  on_result: Callable[[Presentation, Result], None] | None = None,
-                 notifier: Notifier | None = None):
+                 on_guidance: Callable[[str], None] | None = None, notifier: Notifier | None = None):
         """Devices not passed in are opened from ``cfg`` through the backend registries
         (terminal/inputs/registry.py); tests and the simulator pass their own.
-        ``notifier`` talks to systemd (a no-op outside it)."""
+        ``notifier`` talks to systemd (a no-op outside it); ``on_result`` and ``on_guidance`` (a
+        hint's key, on the camera's thread: must not block) let the simulator watch."""
         self.cfg = cfg
         self._state_dir = state_dir
         self.camera = camera
@@ -95,6 +96,7 @@ class Daemon:
         self.screen = screen
         self.status_source = status_source or NoHub()
         self.on_result = on_result
+        self.on_guidance = on_guidance
         self.notifier = notifier or Notifier(env={})
         self.watchdog = Watchdog(self.notifier)
         self.metrics = Metrics()
@@ -205,7 +207,7 @@ class Daemon:
             self.open()
         self.screen_loop.start()
         if self.camera is not None:
-            self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
+            self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put, self._guide,
                                             self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
@@ -263,6 +265,12 @@ class Daemon:
             self.verifier.close()
         log.info("terminal stopped after %d presentations", self.decided)
 
+    def _guide(self, key: str) -> None:
+        """A hint for the person at the camera (camera thread): the panel, and whoever listens."""
+        self.screen_loop.guide(key)
+        if self.on_guidance is not None:
+            self.on_guidance(key)
+
     def _put(self, p: Presentation) -> None:
         try:
             self._queue.put(p, timeout=5)
@@ -295,6 +303,8 @@ class Daemon:
                 self.screen_loop.notice(texts.SYSTEM_ERROR)
 
     def _verify(self, p: Presentation) -> Result:
+        if p.unreadable:
+            return self.verifier.unreadable(p.method, started_ns=p.started_ns)
         if p.method == "qr":
             return self.verifier.verify(p.text, started_ns=p.started_ns)
         return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns)

@@ -64,7 +64,7 @@ def test_unknown_reason_and_decision_get_generic_words():
 
 
 def test_fixed_texts_have_no_tofu(r800):
-    every = "".join([*texts.REASON_TEXT.values(), *texts.HEADLINES.values(),
+    every = "".join([*texts.REASON_TEXT.values(), *texts.HEADLINES.values(), *texts.GUIDANCE.values(),
                      *texts.METHOD_LABELS.values(), texts.IDLE_PROMPT, render._ELLIPSIS,
                      texts.date_text(T), "0123456789:·*", "一二三四五六日",
                      *(texts.reason_text(c, d, m) for c, d, m in
@@ -247,6 +247,55 @@ def test_idle_screen(renderers, size):
         assert set(_corners(im, top=alarm is None)) == {bg}
         clock = lay.role("clock")[0]
         assert len(im.crop(clock.box).getcolors(maxcolors=1 << 16)) > 1
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_guidance_screen(renderers, size):
+    r = renderers[size]
+    for key, sentence in texts.GUIDANCE.items():
+        for alarm in (None, "身份证读卡器故障"):
+            lay = r.layout_guide(key, alarm)
+            _check_layout(lay, r)
+            assert "".join(i.text for i in lay.role("guide")) == sentence
+            assert [i.text for i in lay.role("alarm")] == ([alarm] if alarm else [])
+            assert set(_corners(r.draw(lay), top=alarm is None)) == {render.IDLE_STYLE[0]}  # not a decision
+    assert "".join(i.text for i in r.layout_guide("guide_unknown").role("guide")) == "请将健康码对准扫描区"
+
+
+def test_a_hint_never_covers_a_decision(tmp_path):
+    """ScreenLoop.guide: a decision on the panel (or asked for) stays; after it, hints show."""
+    from types import SimpleNamespace
+
+    from terminal.screen.loop import ScreenLoop
+    from waiting import wait_for
+
+    shown = []
+    backend = SimpleNamespace(size=(800, 480), show=shown.append, close=lambda: None)
+    cfg = SimpleNamespace(venue="mall", venue_name=None, screen=SimpleNamespace(result_seconds=0.6))
+    loop = ScreenLoop(cfg, backend, alarms=list)
+    drawn = []
+    for name in ("result", "guide"):
+        real = getattr(loop.renderer, name)
+        setattr(loop.renderer, name, lambda *a, _real=real, _name=name: drawn.append(_name) or _real(*a))
+    result = SimpleNamespace(decision=REVIEW, reason=reasons.UNREADABLE, name=None, method="qr")
+    loop.start()
+    try:
+        loop.show_result(result)
+        loop.guide("guide_closer")           # before the decision is even drawn: it is not replaced
+        assert wait_for(lambda: drawn == ["result"])
+        loop.guide("guide_closer")           # while it is up: ignored
+        assert wait_for(lambda: loop._until and time_left(loop) <= 0, timeout=3)
+        loop.guide("guide_closer")           # after it: shown
+        assert wait_for(lambda: drawn == ["result", "guide"])
+        loop.show_result(result)             # and a decision replaces a hint at once
+        assert wait_for(lambda: drawn == ["result", "guide", "result"])
+    finally:
+        loop.stop()
+
+
+def time_left(loop) -> float:
+    import time
+    return loop._result_until - time.monotonic()
 
 
 def test_empty_name_and_unknown_method(r800):

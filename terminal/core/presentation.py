@@ -25,6 +25,8 @@ class Presentation:
     """One person at the door, as an input hands it to the decide thread."""
     method: str                 # "qr" | "id_card" | "ss_card"
     started_ns: int             # monotonic ns of the frame, or of the card read's completion
+                                # (unreadable: when presenting began)
+    unreadable: bool = False    # presented, nothing read in time: a review (terminal.core.guidance)
     text: str | None = None
     card: CardRead | None = None
     health: HealthStatus | None = None  # a card's status, asked on the reader's thread
@@ -57,4 +59,5 @@ class QrPresentations:
 
     @property
     def in_view(self) -> int:
+        """Codes read within the last ``gap`` seconds: while any is, the person is answered."""
         return len(self._last_seen)

@@ -1,5 +1,5 @@
-"""Reason codes (docs/protocol/token.md §7, docs/protocol/policy.md): stable strings, in the
-order checks run."""
+"""Reason codes (docs/protocol/token.md §7, docs/protocol/policy.md, docs/protocol/devices.md §4):
+stable strings, in the order checks run."""
 
 OK = "ok"
 NOT_HEALTH_CODE = "not_health_code"
@@ -24,8 +24,12 @@ NAT_EXPIRED = "nat_expired"
 VACCINATION_REQUIRED = "vaccination_required"
 STATUS_UNAVAILABLE = "status_unavailable"
 
+# The terminal's own: a person presented and no code or card could be read (terminal.core.guidance).
+UNREADABLE = "unreadable"
+
 TOKEN_REASONS = (NOT_HEALTH_CODE, UNSUPPORTED_VERSION, BAD_FORMAT, UNKNOWN_ISSUER, ISSUER_REVOKED,
                  BAD_SIGNATURE, CLOCK_UNTRUSTED, NOT_YET_VALID, EXPIRED, UNKNOWN_DATA_KEY, REPLAYED)
 POLICY_REASONS = (RED_CODE, CLOSE_CONTACT, YELLOW_CODE, NAT_POSITIVE, STAR_CODE, NAT_MISSING,
                   NAT_EXPIRED, VACCINATION_REQUIRED, STATUS_UNAVAILABLE)
-ALL = (OK,) + TOKEN_REASONS + POLICY_REASONS
+TERMINAL_REASONS = (UNREADABLE,)
+ALL = (OK,) + TOKEN_REASONS + POLICY_REASONS + TERMINAL_REASONS

@@ -3,22 +3,33 @@
 QR decoding is the terminal's heaviest CPU work; it runs here, never on the decision path and
 never in the way of a card read. The grabber (``drivers.camera.FrameGrabber``) runs its own
 thread that reads the device and keeps only the newest frame.
+
+While no code is being read, a frame now and then (every ``LOOK_EVERY`` s) is looked at for a
+code in view that does not decode (``drivers.qrview``); ``terminal.core.guidance`` turns that
+into hints on the screen and, 10 s after presenting began, an ``unreadable`` presentation.
 """
 from __future__ import annotations
 
 import threading
 from typing import Callable
 
+from terminal.core.guidance import CodeWatch, Hint, Unreadable
 from terminal.core.presentation import Presentation, QrPresentations
+
+LOOK_EVERY = 0.1   # s between looks for an unread code: hints need no more, and idle frames cost less
 
 
 class CameraInput:
     name = "camera"
 
-    def __init__(self, grabber, gap: float, put: Callable[[Presentation], None], devices, watchdog, metrics):
+    def __init__(self, grabber, gap: float, put: Callable[[Presentation], None], guide: Callable[[str], None],
+                 devices, watchdog, metrics):
+        """``guide``: show a hint (``terminal.core.guidance`` key) to the person at the camera."""
         self.grabber = grabber
-        self._tracker = QrPresentations(gap)  # confined to this input's thread
+        self._tracker = QrPresentations(gap)  # confined to this input's thread, as is the watch
+        self._watch = CodeWatch(gap)
         self._put = put
+        self._guide = guide
         self._devices = devices
         self._watchdog = watchdog
         self._metrics = metrics
@@ -35,7 +46,8 @@ class CameraInput:
 
     def _run(self, stop: threading.Event) -> None:
         from drivers.qrdecode import decode
-        last = 0
+        from drivers.qrview import look
+        last, looked = 0, 0.0
         while not stop.is_set():
             frame = self.grabber.wait_newer(last, timeout=0.5)
             if frame is None:
@@ -50,3 +62,15 @@ class CameraInput:
             for text in self._tracker.observe(decode(frame.image).texts, frame.ts):
                 self._metrics.presented("qr")
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
+            reading = self._tracker.in_view > 0
+            view = None
+            if not reading and frame.ts - looked >= LOOK_EVERY:
+                looked = frame.ts
+                view = look(frame.image)
+            step = self._watch.frame(frame.ts, reading, view, min(frame.image.shape[:2]))
+            if isinstance(step, Hint):
+                self._metrics.guided(step.cause)
+                self._guide(step.key)
+            elif isinstance(step, Unreadable):
+                self._metrics.presented("qr")
+                self._put(Presentation("qr", int(step.since * 1e9), unreadable=True))

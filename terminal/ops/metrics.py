@@ -55,6 +55,8 @@ class Metrics:
         self._outbox_age = Gauge("gate_outbox_oldest_age_seconds",
                                  "Age of the oldest event not yet acknowledged (0 when none)", registry=r)
         self._hub_connected = Gauge("gate_hub_connected", "1 while connected to the hub", registry=r)
+        self._guidance = Counter("gate_guidance", "Hints shown for a code in view that did not read, by cause",
+                                 ["cause"], registry=r)
         self._reconnects = Counter("gate_hub_reconnects", "Connections to the hub re-established", registry=r)
         self._rejected = Counter("gate_rejected_updates", "Signed updates refused (forged, rollback, malformed)",
                                  ["kind"], registry=r)
@@ -73,6 +75,9 @@ class Metrics:
     def decided(self, method: str, decision: str, reason: str, latency_ms: float) -> None:
         self._decisions.labels(method, decision, reason).inc()
         self._latency.labels(method).observe(latency_ms / 1000)
+
+    def guided(self, cause: str) -> None:
+        self._guidance.labels(cause).inc()
 
     def device_up(self, device: str) -> None:
         self._device_up.labels(device).set(1)

@@ -15,6 +15,8 @@ from terminal.core.policy import REVIEW, VENUES
 
 log = logging.getLogger(__name__)
 
+GUIDE_SECONDS = 1.5   # a hint stays up this long unless the next hint or a decision replaces it
+
 VENUE_LABELS = dict(zip(VENUES, ("医院", "药店", "学校", "公交", "商场", "政务大厅", "景区", "工地", "车站")))
 
 
@@ -31,7 +33,8 @@ class ScreenLoop:
         self.alarms = alarms  # () -> list of alarm texts (devices out of order, disk full)
         self._cond = threading.Condition()
         self._pending = None        # (kind, payload) to draw next
-        self._until = 0.0           # monotonic time the current result stays up to
+        self._until = 0.0           # monotonic time the current panel (result, notice, hint) stays up to
+        self._result_until = 0.0    # a result or notice asked for stays up to: no hint covers it
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="screen", daemon=True)
         self.shown = 0
@@ -54,12 +57,23 @@ class ScreenLoop:
     def show_result(self, result) -> None:
         with self._cond:
             self._pending = ("result", result)
+            self._result_until = time.monotonic() + self.result_seconds
+            self._cond.notify()
+
+    def guide(self, key: str) -> None:
+        """A hint for a code the camera cannot read (``terminal.core.guidance``); never over a
+        decision still on the panel, and replaced by the next decision at once."""
+        with self._cond:
+            if time.monotonic() < self._result_until or (self._pending and self._pending[0] != "guide"):
+                return
+            self._pending = ("guide", key)
             self._cond.notify()
 
     def notice(self, key: str) -> None:
         """A screen-only notice (``texts.CARD_UNREAD``, ``texts.SYSTEM_ERROR``) on an amber panel."""
         with self._cond:
             self._pending = ("notice", key)
+            self._result_until = time.monotonic() + self.result_seconds
             self._cond.notify()
 
     def _alarm(self) -> str | None:
@@ -82,14 +96,18 @@ class ScreenLoop:
             try:
                 if pending is not None:
                     kind, payload = pending
-                    if kind == "result":
+                    if kind == "guide":
+                        image = self.renderer.guide(payload, self._alarm())
+                        self._until = time.monotonic() + GUIDE_SECONDS
+                    elif kind == "result":
                         r = payload
                         image = self.renderer.result(Panel(r.decision, r.reason, r.name, r.method,
                                                            self._alarm(), datetime.now()))
                     else:
                         image = self.renderer.result(Panel(REVIEW, payload, None, None, self._alarm(),
                                                            datetime.now()))
-                    self._until = time.monotonic() + self.result_seconds
+                    if kind != "guide":
+                        self._until = time.monotonic() + self.result_seconds
                     last_idle = None
                 elif time.monotonic() >= self._until:
                     key = (int(time.time()), self._alarm())

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from PIL import Image, ImageDraw
 
+from terminal.core import guidance
 from terminal.core.policy import ALLOW, DENY, REVIEW
 from terminal.screen import texts
 from terminal.screen.fonts import find_cjk_font, font
@@ -112,6 +113,9 @@ class Renderer:
     def idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Image.Image:
         return self.draw(self.layout_idle(venue, now, alarm))
 
+    def guide(self, key: str, alarm: str | None = None) -> Image.Image:
+        return self.draw(self.layout_guide(key, alarm))
+
     def draw(self, layout: Layout) -> Image.Image:
         im = Image.new("RGB", layout.size, layout.background)
         d = ImageDraw.Draw(im)
@@ -164,6 +168,21 @@ class Renderer:
                              max_size=round((date[3] - date[1]) * 0.8))
         items += self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
                              max_size=round((prompt[3] - prompt[1]) * 0.45))
+        return Layout(self.size, bg, tuple(rects), tuple(items))
+
+    def layout_guide(self, key: str, alarm: str | None = None) -> Layout:
+        """What to do so the camera reads the code: one large sentence on the idle colours."""
+        w, h = self.size
+        bg, fg = IDLE_STYLE
+        rects: list[tuple[Box, RGB]] = []
+        items: list[TextItem] = []
+        top = self._banner(alarm, IDLE_BANNER, rects, items)
+        mx, my = self._margins()
+        hint, prompt = self._stack((mx, top + my, w - mx, h - my), (0.7, 0.3))
+        items += self._place("guide", texts.GUIDANCE.get(key, texts.GUIDANCE[guidance.AIM]), hint, fg,
+                             max_lines=2, max_size=round((hint[3] - hint[1]) * 0.4))
+        items += self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
+                             max_size=round((prompt[3] - prompt[1]) * 0.35))
         return Layout(self.size, bg, tuple(rects), tuple(items))
 
     # ---- layout helpers -------------------------------------------------------------------

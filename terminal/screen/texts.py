@@ -9,6 +9,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime
 
+from terminal.core import guidance
 from terminal.core import reasons as R
 from terminal.core.policy import ALLOW, DENY, REVIEW
 
@@ -40,6 +41,7 @@ REASON_TEXT = {
     R.NAT_EXPIRED: "核酸检测已超时效",
     R.VACCINATION_REQUIRED: "疫苗接种未达要求",
     R.STATUS_UNAVAILABLE: "无法查询健康状态，请人工核验",
+    R.UNREADABLE: "未能读取健康码或证件，请等候工作人员",
 }
 
 # Screen-only notices: not decisions, so never in an event; shown on an amber panel.
@@ -49,6 +51,13 @@ REASON_TEXT.update({
     CARD_UNREAD: "读卡失败，请重新刷卡",
     SYSTEM_ERROR: "系统异常，请联系工作人员",
 })
+
+# Hints while a code in view does not read (terminal.core.guidance): on the idle colours, not a decision.
+GUIDANCE = {
+    guidance.AIM: "请将健康码对准扫描区",
+    guidance.CLOSER: "请将手机拿近一些",
+    guidance.BRIGHTER: "请调亮手机屏幕",
+}
 
 # Where the decision changes what the person should do next.
 _BY_DECISION = {

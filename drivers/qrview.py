@@ -1,0 +1,116 @@
+"""A QR code in view that did not decode: where it is and what the picture shows about why.
+
+The camera's thread calls :func:`look` on a frame the decoder chain (``drivers.qrdecode``) read
+nothing from. Finding the code, cheapest first, stops at the first step that finds one:
+
+    zxing          zxing-cpp on the grey frame, asked to report symbols it found but could not
+                   decode (~1 ms)
+    zxing-sharp    the same on the decoder's sharpened 2× image (~3 ms): most small or blurred
+                   codes are found here
+    opencv         ``cv2.QRCodeDetector().detect``, finder patterns only (~11 ms): the last try
+
+Then four numbers over the code's bounding box, together well under a millisecond: its width,
+the light modules' grey level, the share of it washed out by a reflection, and the variance
+of the Laplacian relative to the box's contrast at one fixed size (low: blurred). What they mean for the person in front of the camera is
+decided by ``terminal.core.guidance``. :func:`look` never raises: a frame it cannot use gives None.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import zxingcpp
+
+from drivers.qrdecode import UPSCALE_MAX_SIDE, to_gray
+
+CELLS = 6           # the code's box is judged in CELLS×CELLS cells for washed-out light
+SATURATED = 245     # grey level of a burnt-out pixel (sensor noise keeps some just below 255)
+FLAT = 0.5          # a washed cell keeps less than this share of the whole code's contrast
+SHARP_SIDE = 128    # px: sharpness is measured with the box scaled to this side
+
+
+@dataclass(frozen=True)
+class View:
+    width_px: float      # the code's side on the frame, mean of the located quadrilateral's sides
+    white: float         # the light modules' grey level (90th percentile over the code's box), 0-255
+    washed: float        # share of the box's cells burnt out and flat: a reflection on the screen
+    sharpness: float     # var(Laplacian) / var(grey), the box scaled to SHARP_SIDE px: low is blurred
+    found_by: str        # "zxing" | "zxing-sharp" | "opencv" | "given"
+
+
+def _zxing_quads(gray: np.ndarray, scale: float = 1.0) -> list[np.ndarray]:
+    found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=False,
+                                   try_downscale=scale == 1.0, return_errors=True)
+    quads = []
+    for r in found:
+        p = r.position
+        quads.append(np.array([(c.x, c.y) for c in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)],
+                              np.float64) / scale)
+    return quads
+
+
+def _sharpened(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    blurred = cv2.GaussianBlur(gray, (0, 0), 1.5)
+    sharp = cv2.addWeighted(gray, 2.5, blurred, -1.5, 0)
+    scale = max(1.0, min(2.0, UPSCALE_MAX_SIDE / max(gray.shape)))
+    return cv2.resize(sharp, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR), scale
+
+
+def locate(gray: np.ndarray) -> tuple[np.ndarray, str] | None:
+    """The corners (4×2, frame px) of a QR code in ``gray`` and the step that found it, or None."""
+    quads = _zxing_quads(gray)
+    if quads:
+        return quads[0], "zxing"
+    big, scale = _sharpened(gray)
+    quads = _zxing_quads(big, scale)
+    if quads:
+        return quads[0], "zxing-sharp"
+    ok, points = cv2.QRCodeDetector().detect(gray)
+    if ok and points is not None and np.asarray(points).size == 8:
+        return np.asarray(points, np.float64).reshape(4, 2), "opencv"
+    return None
+
+
+def measure(gray: np.ndarray, quad: np.ndarray, found_by: str = "given") -> View | None:
+    """The numbers over ``quad``'s bounding box (clipped to the frame); None if it is empty."""
+    sides = [math.dist(quad[i], quad[(i + 1) % 4]) for i in range(4)]
+    h, w = gray.shape
+    x0, y0 = np.clip(np.floor(quad.min(axis=0)).astype(int), 0, (w, h))
+    x1, y1 = np.clip(np.ceil(quad.max(axis=0)).astype(int) + 1, 0, (w, h))
+    box = gray[y0:y1, x0:x1]
+    if box.shape[0] < CELLS or box.shape[1] < CELLS:
+        return None
+    # Everything at one fixed size: a small code must not look "sharper", and the statistics
+    # cost the same for any code.
+    fixed = cv2.resize(box, (SHARP_SIDE, SHARP_SIDE), interpolation=cv2.INTER_AREA
+                       if min(box.shape) > SHARP_SIDE else cv2.INTER_LINEAR)
+    var = float(fixed.var())
+    sharpness = float(cv2.Laplacian(fixed, cv2.CV_32F).var()) / var if var > 0 else 0.0
+    # Every cell of a CELLS×CELLS grid over a QR code holds dark and light modules. A reflection
+    # burns a cell's light ones out and lifts its dark ones: bright and flat. A bright screen
+    # is bright but keeps its contrast; a dim one is flat but not bright. (Averaged down to
+    # 8 px per cell first: sensor noise is no contrast.)
+    small = cv2.resize(fixed, (CELLS * 8, CELLS * 8), interpolation=cv2.INTER_AREA)
+    cells = small.reshape(CELLS, 8, CELLS, 8).transpose(0, 2, 1, 3).reshape(CELLS * CELLS, 64)
+    lo, hi = cells.min(axis=1).astype(int), cells.max(axis=1).astype(int)
+    box_lo, white = np.percentile(small, (5, 90))
+    washed = (hi >= SATURATED) & (hi - lo < FLAT * (int(small.max()) - box_lo))
+    return View(width_px=sum(sides) / 4, white=float(white),
+                washed=float(np.count_nonzero(washed)) / washed.size, sharpness=sharpness,
+                found_by=found_by)
+
+
+def look(frame: object) -> View | None:
+    """Where a QR code is in ``frame`` (decoded or not) and how it looks; None: no code found."""
+    gray = to_gray(frame)
+    if gray is None:
+        return None
+    try:
+        found = locate(gray)
+        if found is None:
+            return None
+        return measure(gray, *found)
+    except Exception:   # noqa: BLE001 - a library choking on one frame costs that frame's hint only
+        return None

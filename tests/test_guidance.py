@@ -1,0 +1,244 @@
+"""Guidance at the camera: what a frame with an unread code shows (drivers/qrview.py), the hint
+it gives (terminal/core/guidance.py), and the 10 s unreadable timeout, on made-up frame times."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from drivers.qrdecode import decode
+from drivers.qrview import View, look, measure
+from sim.camera import qr_modules
+from terminal.core import guidance as G
+from terminal.core.guidance import CodeWatch, Hint, Unreadable, advice
+
+TEXT = "SDHC1:" + "7" * 200
+
+
+def code_frame(width: float, *, white: float = 1.0, blur: float = 0.0, glare: float = 0.0,
+               scramble: bool = False) -> np.ndarray:
+    """A 640×480 grey frame: a code ``width`` px wide (with its quiet zone) on a dim counter;
+    ``white``: the screen's white level; ``glare``: a reflection's peak over the code's upper
+    left, in units of full scale; ``scramble``: a third of the data modules flipped (found by
+    its finder patterns, never decoded)."""
+    m = qr_modules(TEXT).copy()
+    n = m.shape[0]
+    if scramble:
+        data = np.ones_like(m)
+        data[:9, :9] = data[:9, -9:] = data[-9:, :9] = False
+        data[6, :] = data[:, 6] = False
+        m ^= (np.random.default_rng(1).random(m.shape) < 0.35) & data
+    w = round(width)
+    frame = np.full((480, 640), 90.0, np.float32)
+    code = cv2.resize(np.where(m, 20.0, 255.0 * white).astype(np.float32), (w, w), interpolation=cv2.INTER_NEAREST)
+    q = round(4 * width / n)
+    x0, y0 = 320 - w // 2, 240 - w // 2
+    frame[y0 - q:y0 + w + q, x0 - q:x0 + w + q] = 255.0 * white
+    frame[y0:y0 + w, x0:x0 + w] = code
+    if glare:
+        yy, xx = np.ogrid[0:480, 0:640]
+        frame += glare * 255 * np.exp(-(((xx - x0 - 0.3 * w) / (0.3 * w)) ** 2 + ((yy - y0 - 0.3 * w) / (0.3 * w)) ** 2))
+    if blur:
+        frame = cv2.GaussianBlur(frame, (0, 0), blur)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def view(**changes) -> View:
+    fine = dict(width_px=200.0, white=230.0, washed=0.0, sharpness=2.0, found_by="zxing")
+    return View(**{**fine, **changes})
+
+
+# --- the measurements, on synthetic frames: each condition on both sides of its threshold ----------
+
+def test_too_small_is_the_code_width_against_the_frame():
+    small, enough = look(code_frame(130)), look(code_frame(160))
+    assert small.width_px == pytest.approx(130, abs=3) and enough.width_px == pytest.approx(160, abs=3)
+    assert advice(small, 480) == ("small", G.CLOSER)      # 130 < 0.30 × 480 = 144
+    assert advice(enough, 480) == ("other", G.AIM)
+    assert advice(small, 400) == ("other", G.AIM)         # the same code on a smaller frame is big enough
+
+
+def test_too_dark_is_the_light_modules_grey_level():
+    dim, bright = look(code_frame(200, white=0.55)), look(code_frame(200, white=0.8))
+    assert dim.white < G.DARK <= bright.white
+    assert advice(dim, 480) == ("dark", G.BRIGHTER) and advice(bright, 480) == ("other", G.AIM)
+
+
+def test_glare_is_cells_burnt_out_flat_and_a_bright_screen_is_not():
+    glare, faint = look(code_frame(200, glare=1.2)), look(code_frame(200, glare=0.6))
+    assert glare.washed >= G.WASHED > faint.washed
+    assert advice(glare, 480) == ("glare", G.AIM) and advice(faint, 480) == ("other", G.AIM)
+    assert look(code_frame(200, white=1.0)).washed == 0.0   # white modules at full scale: not glare
+
+
+def test_blur_is_edges_per_unit_of_contrast_at_one_size():
+    blurred, sharp = look(code_frame(200, blur=2.5)), look(code_frame(200, blur=0.8))
+    assert blurred.sharpness < G.BLURRED <= sharp.sharpness
+    assert advice(blurred, 480) == ("blur", G.AIM) and advice(sharp, 480) == ("other", G.AIM)
+    # a small code is not judged sharper or blurrier for being small
+    assert look(code_frame(150)).sharpness == pytest.approx(look(code_frame(240)).sharpness, rel=0.35)
+
+
+def test_a_code_that_never_decodes_is_still_found():
+    frame = code_frame(200, scramble=True)
+    assert decode(frame).texts == []
+    v = look(frame)
+    assert v is not None and v.width_px == pytest.approx(200, abs=4)
+
+
+def test_no_code_and_junk_give_no_view():
+    assert look(np.full((480, 640), 90, np.uint8)) is None
+    for junk in (None, np.zeros((0, 0)), np.zeros((10, 10), np.uint8), "frame"):
+        assert look(junk) is None
+    assert measure(np.zeros((480, 640), np.uint8), np.array([[700, 500], [710, 500], [710, 510], [700, 510]],
+                                                            float)) is None   # off the frame
+
+
+def test_advice_thresholds_both_sides():
+    assert advice(view(width_px=G.SMALL * 480 - 0.1), 480)[1] == G.CLOSER
+    assert advice(view(width_px=G.SMALL * 480), 480)[1] == G.AIM
+    assert advice(view(white=G.DARK - 0.1), 480)[1] == G.BRIGHTER
+    assert advice(view(white=G.DARK), 480)[1] == G.AIM
+    assert advice(view(washed=G.WASHED), 480)[0] == "glare"
+    assert advice(view(washed=G.WASHED - 0.01), 480)[0] == "other"
+    assert advice(view(sharpness=G.BLURRED - 0.01), 480)[0] == "blur"
+    assert advice(view(sharpness=G.BLURRED), 480)[0] == "other"
+    # distance first, then brightness
+    assert advice(view(width_px=100, white=50, washed=1, sharpness=0), 480) == ("small", G.CLOSER)
+    assert advice(view(white=50, washed=1, sharpness=0), 480) == ("dark", G.BRIGHTER)
+
+
+# --- the watch: hints and the unreadable timeout, on made-up times ---------------------------------
+
+def run(watch: CodeWatch, frames) -> list[tuple[float, object]]:
+    """Feed (ts, reading, view) frames; the steps that came out, with their times."""
+    out = []
+    for ts, reading, v in frames:
+        step = watch.frame(ts, reading, v, 480)
+        if step is not None:
+            out.append((ts, step))
+    return out
+
+
+def steady(start: float, end: float, every: float = 0.1, v: View | None = None):
+    """A code in view, found but not read, from ``start`` to ``end`` inclusive."""
+    n = round((end - start) / every)
+    return [(start + i * every, False, v or view()) for i in range(n + 1)]
+
+
+def test_unreadable_at_ten_seconds_exactly_not_before():
+    w = CodeWatch(gap=1.5)
+    steps = run(w, [(100.0, False, view()), (109.999, False, view())])
+    assert not any(isinstance(s, Unreadable) for _, s in steps)
+    assert run(w, [(110.0, False, view())]) == [(110.0, Unreadable(100.0))]
+    # once: quiet while the same code is in view
+    assert run(w, steady(110.1, 125.0)) == []
+
+
+def test_the_timeout_counts_through_frames_without_a_code_shorter_than_gap():
+    w = CodeWatch(gap=1.5)
+    found = [100.0, 101.4, 102.8, 104.2, 105.6, 107.0, 108.4, 109.8]   # 1.4 s apart, nothing between
+    frames = sorted([(t, False, view()) for t in found] + [(t + 0.7, False, None) for t in found[:-1]])
+    assert run(w, frames)[-1] == (109.8, Hint("other", G.AIM))
+    assert run(w, [(110.0, False, None)]) == [(110.0, Unreadable(100.0))]
+
+
+def test_a_code_gone_longer_than_gap_starts_afresh():
+    w = CodeWatch(gap=1.5)
+    run(w, steady(100.0, 105.0))
+    assert run(w, [(106.6, False, None)]) == []            # gone 1.6 s: that person left
+    assert run(w, steady(107.0, 116.9)) and not any(isinstance(s, Unreadable) for _, s in run(w, []))
+    assert run(w, [(117.0, False, view())]) == [(117.0, Unreadable(107.0))]
+
+
+def test_a_code_being_read_is_answered_by_its_decision():
+    w = CodeWatch(gap=1.5)
+    run(w, steady(100.0, 105.0))
+    frames = [(105.0 + 0.5 * i, True, None) for i in range(20)]   # read from 105 s on, for 10 s
+    assert run(w, frames) == []
+    assert w.since is None
+    # after it: a new, unread code starts its own 10 s
+    assert run(w, [(115.5, False, view())]) == []
+    assert run(w, [(125.5, False, view())]) == [(125.5, Unreadable(115.5))]
+
+
+def test_hints_after_0_7_s_and_every_0_7_s_while_unread():
+    w = CodeWatch(gap=1.5)
+    small = view(width_px=100)
+    steps = run(w, steady(100.0, 102.5, every=0.125, v=small))   # binary fractions: exact times
+    assert [ts for ts, _ in steps] == [100.75, 101.5, 102.25]
+    assert all(s == Hint("small", G.CLOSER) for _, s in steps)
+    # a hint needs a frame that was looked at; frames without a view give none
+    w = CodeWatch(gap=1.5)
+    assert run(w, [(100.0, False, small), (100.69, False, small), (100.8, False, None)]) == []
+    assert run(w, [(100.9, False, view(white=90))]) == [(100.9, Hint("dark", G.BRIGHTER))]
+
+
+def test_nothing_in_view_nothing_happens():
+    w = CodeWatch(gap=1.5)
+    assert run(w, [(t / 10, False, None) for t in range(0, 300)]) == []
+    assert w.since is None
+
+
+# --- the daemon: hints on the panel, then a review committed like any decision --------------------
+
+class ScriptedGrabber:
+    """A grabber handing the camera loop one frame after another at once, stamped on a made-up
+    clock ``step`` seconds apart (ending well before now), so ten seconds of presenting take
+    about one second of the test."""
+
+    def __init__(self, image: np.ndarray, frames: int, step: float):
+        from drivers.camera import Frame
+        self._frames = [Frame(image, i + 1, time.monotonic() - 30 + i * step) for i in range(frames)]
+        self.error = None
+        self.taken = 0
+
+    def start(self):
+        return self
+
+    def stop(self):
+        pass
+
+    def latest(self, after: int = 0):
+        return self._frames[0]
+
+    def wait_newer(self, after: int = 0, timeout: float = 1.0):
+        if after >= len(self._frames):
+            time.sleep(min(timeout, 0.05))
+            return None
+        self.taken = after + 1
+        return self._frames[after]
+
+
+def test_the_daemon_guides_then_commits_an_unreadable_review(keyset, tmp_path):
+    from terminal import config as cfgmod
+    from terminal.daemon import Daemon
+    from test_daemon import events
+    from waiting import wait_for
+
+    config = keyset / "terminal.toml"
+    config.write_text((keyset / "config.toml").read_text()
+                      + f'\n[screen]\nkind = "png"\npath = "{tmp_path / "screens"}"\nresult_seconds = 0.5\n')
+    grabber = ScriptedGrabber(code_frame(120, scramble=True), frames=48, step=0.25)   # 11.75 s of a code
+    results, hints = [], []
+    daemon = Daemon(cfgmod.load(config), camera=grabber, on_result=lambda p, r: results.append((p, r)),
+                    on_guidance=hints.append)
+    daemon.start()
+    try:
+        assert wait_for(lambda: grabber.taken == 48, timeout=20)
+        assert wait_for(lambda: results)
+        guided = daemon.metrics.registry.get_sample_value("gate_guidance_total", {"cause": "small"})
+    finally:
+        daemon.stop()
+    [(p, r)] = results
+    first = grabber._frames[0].ts
+    assert p.unreadable and p.started_ns == int(first * 1e9) and p.text is None
+    assert (r.method, r.decision, r.reason, r.name, r.id) == ("qr", "review", "unreadable", None, None)
+    assert r.latency_ms >= 10_000                      # from presenting, not from the last frame
+    assert hints and set(hints) == {G.CLOSER}          # a small code: move closer, every 0.75 s
+    assert 12 <= len(hints) <= 14
+    [e] = events(keyset)
+    assert (e["method"], e["decision"], e["reason"], e["subject"]) == ("qr", "review", "unreadable", None)
+    assert daemon.decided == 1 and guided == len(hints)
