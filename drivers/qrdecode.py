@@ -20,7 +20,9 @@ binarisation for zbar, zxing's global-histogram binariser, 3× upscaling, upscal
 sharpening, and cropping to a region of interest (zxing's full-frame pass is already
 cheaper than finding the region).
 
-:func:`decode` never raises: empty arrays, odd dtypes and channel counts give no texts.
+:func:`decode` never raises: empty arrays, odd dtypes and channel counts give no texts. Besides
+the texts it returns where the zxing steps located symbols, decoded or not (``found``), for
+``drivers.qrview``.
 """
 from __future__ import annotations
 
@@ -37,11 +39,15 @@ UPSCALE_MAX_SIDE = 1400     # a 1280×720 frame is upscaled less than a 640×480
 MIN_SIDE = 21               # a version-1 QR code has 21 modules
 
 
+Quad = np.ndarray           # a symbol's corners, 4×2 frame px: top left, top right, bottom right, bottom left
+
+
 @dataclass(frozen=True)
 class Decoded:
     texts: list[str]        # distinct texts, in the order found
     ms: float               # wall time of the whole chain
     step: str | None        # the step that found them; None when nothing was found
+    found: tuple[Quad, ...] = ()   # every QR symbol the zxing steps located, read or not
 
 
 def to_gray(frame: object) -> np.ndarray | None:
@@ -75,32 +81,42 @@ def to_gray(frame: object) -> np.ndarray | None:
     return np.ascontiguousarray(img)
 
 
-def _zxing(gray: np.ndarray, downscale: bool = True) -> list[str]:
-    found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode,
-                                   try_rotate=False, try_downscale=downscale)
-    return [r.text for r in found]
+def _zxing(gray: np.ndarray, downscale: bool = True, scale: float = 1.0) -> tuple[list[str], list[Quad]]:
+    # Symbols found but not decoded come back too (at no extra cost): where a code is that
+    # does not read is what drivers.qrview needs to say why.
+    found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=False,
+                                   try_downscale=downscale, return_errors=True)
+    quads = [np.array([(c.x, c.y) for c in (r.position.top_left, r.position.top_right,
+                                            r.position.bottom_right, r.position.bottom_left)], np.float64) / scale
+             for r in found]
+    return [r.text for r in found if r.valid], quads
 
 
-def _zbar(gray: np.ndarray) -> list[str]:
+def _zbar(gray: np.ndarray) -> tuple[list[str], list[Quad]]:
     out = []
     for r in pyzbar.decode(gray, symbols=[pyzbar.ZBarSymbol.QRCODE]):
         try:
             out.append(r.data.decode("utf-8"))
         except UnicodeDecodeError:
             out.append(r.data.decode("latin-1"))
-    return out
+    return out, []
 
 
-def _zxing_sharp(gray: np.ndarray) -> list[str]:
+def sharpened(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unsharp mask, then upscaled (2×, less for a large frame): the image and its scale."""
     # Sharpen first, at native size: 4× cheaper than blurring the upscaled image and as good.
     blurred = cv2.GaussianBlur(gray, (0, 0), 1.5)
     sharp = cv2.addWeighted(gray, 2.5, blurred, -1.5, 0)
     scale = max(1.0, min(2.0, UPSCALE_MAX_SIDE / max(gray.shape)))
-    big = cv2.resize(sharp, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-    return _zxing(big, downscale=False)
+    return cv2.resize(sharp, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR), scale
 
 
-STEPS: dict[str, Callable[[np.ndarray], list[str]]] = {
+def _zxing_sharp(gray: np.ndarray) -> tuple[list[str], list[Quad]]:
+    big, scale = sharpened(gray)
+    return _zxing(big, downscale=False, scale=scale)
+
+
+STEPS: dict[str, Callable[[np.ndarray], tuple[list[str], list[Quad]]]] = {
     "zxing": _zxing,
     "zxing-sharp": _zxing_sharp,
     "zbar": _zbar,
@@ -111,12 +127,14 @@ def decode(frame: object, steps: tuple[str, ...] = tuple(STEPS)) -> Decoded:
     """Run the chain on one frame; stop at the first step that reads a code."""
     t0 = time.perf_counter()
     gray = to_gray(frame)
+    found: list[Quad] = []
     if gray is not None:
         for name in steps:
             try:
-                texts = STEPS[name](gray)
+                texts, quads = STEPS[name](gray)
             except Exception:   # noqa: BLE001 - a library choking on one frame must not stop the terminal
                 continue
+            found += quads
             if texts:
-                return Decoded(list(dict.fromkeys(texts)), (time.perf_counter() - t0) * 1000, name)
-    return Decoded([], (time.perf_counter() - t0) * 1000, None)
+                return Decoded(list(dict.fromkeys(texts)), (time.perf_counter() - t0) * 1000, name, tuple(found))
+    return Decoded([], (time.perf_counter() - t0) * 1000, None, tuple(found))

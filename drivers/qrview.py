@@ -1,29 +1,27 @@
-"""A QR code in view that did not decode: where it is and what the picture shows about why.
+"""A QR code in view that did not decode: what the picture shows about why.
 
-The camera's thread calls :func:`look` on a frame the decoder chain (``drivers.qrdecode``) read
-nothing from. Finding the code, cheapest first, stops at the first step that finds one:
-
-    zxing          zxing-cpp on the grey frame, asked to report symbols it found but could not
-                   decode (~1 ms)
-    zxing-sharp    the same on the decoder's sharpened 2× image (~3 ms): most small or blurred
-                   codes are found here
-    opencv         ``cv2.QRCodeDetector().detect``, finder patterns only (~11 ms): the last try
+The camera's thread calls :func:`look` now and then on a frame the decoder chain
+(``drivers.qrdecode``) read nothing from, with the symbols the chain's zxing steps located
+anyway (``Decoded.found``: zxing-cpp reports symbols it found but could not decode, at no extra
+cost). When they located none, ``cv2.QRCodeDetector().detect`` (finder patterns only, ~11 ms)
+has a last look.
 
 Then four numbers over the code's bounding box, together well under a millisecond: its width,
 the light modules' grey level, the share of it washed out by a reflection, and the variance
-of the Laplacian relative to the box's contrast at one fixed size (low: blurred). What they mean for the person in front of the camera is
-decided by ``terminal.core.guidance``. :func:`look` never raises: a frame it cannot use gives None.
+of the Laplacian relative to the box's contrast at one fixed size (low: blurred). What they
+mean for the person in front of the camera is decided by ``terminal.core.guidance``.
+:func:`look` never raises: a frame it cannot use gives None.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import zxingcpp
 
-from drivers.qrdecode import UPSCALE_MAX_SIDE, to_gray
+from drivers.qrdecode import Quad, to_gray
 
 CELLS = 6           # the code's box is judged in CELLS×CELLS cells for washed-out light
 SATURATED = 245     # grey level of a burnt-out pixel (sensor noise keeps some just below 255)
@@ -37,39 +35,14 @@ class View:
     white: float         # the light modules' grey level (90th percentile over the code's box), 0-255
     washed: float        # share of the box's cells burnt out and flat: a reflection on the screen
     sharpness: float     # var(Laplacian) / var(grey), the box scaled to SHARP_SIDE px: low is blurred
-    found_by: str        # "zxing" | "zxing-sharp" | "opencv" | "given"
+    found_by: str        # "zxing" (the decoder chain located it) | "opencv" | "given"
 
 
-def _zxing_quads(gray: np.ndarray, scale: float = 1.0) -> list[np.ndarray]:
-    found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=False,
-                                   try_downscale=scale == 1.0, return_errors=True)
-    quads = []
-    for r in found:
-        p = r.position
-        quads.append(np.array([(c.x, c.y) for c in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)],
-                              np.float64) / scale)
-    return quads
-
-
-def _sharpened(gray: np.ndarray) -> tuple[np.ndarray, float]:
-    blurred = cv2.GaussianBlur(gray, (0, 0), 1.5)
-    sharp = cv2.addWeighted(gray, 2.5, blurred, -1.5, 0)
-    scale = max(1.0, min(2.0, UPSCALE_MAX_SIDE / max(gray.shape)))
-    return cv2.resize(sharp, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR), scale
-
-
-def locate(gray: np.ndarray) -> tuple[np.ndarray, str] | None:
-    """The corners (4×2, frame px) of a QR code in ``gray`` and the step that found it, or None."""
-    quads = _zxing_quads(gray)
-    if quads:
-        return quads[0], "zxing"
-    big, scale = _sharpened(gray)
-    quads = _zxing_quads(big, scale)
-    if quads:
-        return quads[0], "zxing-sharp"
+def detect(gray: np.ndarray) -> Quad | None:
+    """OpenCV's finder-pattern search: the corners of a QR code in ``gray``, or None."""
     ok, points = cv2.QRCodeDetector().detect(gray)
     if ok and points is not None and np.asarray(points).size == 8:
-        return np.asarray(points, np.float64).reshape(4, 2), "opencv"
+        return np.asarray(points, np.float64).reshape(4, 2)
     return None
 
 
@@ -102,15 +75,16 @@ def measure(gray: np.ndarray, quad: np.ndarray, found_by: str = "given") -> View
                 found_by=found_by)
 
 
-def look(frame: object) -> View | None:
-    """Where a QR code is in ``frame`` (decoded or not) and how it looks; None: no code found."""
+def look(frame: object, found: Sequence[Quad] = ()) -> View | None:
+    """How the QR code in ``frame`` looks: the first of ``found`` (``Decoded.found``), else one
+    OpenCV detects; None: no code in view, or a frame that cannot be used."""
     gray = to_gray(frame)
     if gray is None:
         return None
     try:
-        found = locate(gray)
-        if found is None:
-            return None
-        return measure(gray, *found)
+        if found:
+            return measure(gray, np.asarray(found[0], np.float64), "zxing")
+        quad = detect(gray)
+        return measure(gray, quad, "opencv") if quad is not None else None
     except Exception:   # noqa: BLE001 - a library choking on one frame costs that frame's hint only
         return None

@@ -11,16 +11,18 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import base45
 import numpy as np
 
 from drivers.camera import FrameSource
-from sim.camera import LEVELS, Presentation as CodeOnScreen, make_background, render
+from sim.camera import LEVELS, Conditions, Presentation as CodeOnScreen, make_background, render
 from sim.idcard_sam import SimCard
 from sim.issuer import Issuer, Person, random_id_number, random_name
 from sim.sscard_reader import VirtualSsCard
+from terminal.core import guidance
 from terminal.core import reasons as R
 from terminal.core import token as tok
 from terminal.core.policy import ALLOW, DENY, Policy
@@ -44,7 +46,9 @@ class Visitor:
     text: str | None = None       # the code shown, for QR visitors
     arrive_at: float = 0.0        # seconds into the run
     result: object = None         # terminal.verifier.Result once decided
-    decided_at: float | None = None
+    presented_at: float | None = None  # seconds into the run: phone raised, card placed
+    decided_at: float | None = None    # ... the gate command or the panel
+    answered: threading.Event = field(default_factory=threading.Event, repr=False)
     owner: "Visitor | None" = None  # whose code a passed-on code is
 
 
@@ -141,6 +145,24 @@ def sim_card(v: Visitor):
                          name=v.name)
 
 
+REACTION_S = 0.5   # from a hint on the screen to the phone moved
+
+
+def heeded(cond: Conditions, hint: str, code_px: float) -> Conditions:
+    """What a person does on ``hint``: a milder camera condition for the rest of their turn.
+    Closer: the code about 1.4× as wide (a phone is not held nearer than ~300 px of code);
+    brighter: the screen at full brightness; aim: phone held square, steady and centred,
+    out of the ceiling light's reflection."""
+    if hint == guidance.CLOSER:
+        wide = min(code_px * 1.4, 300.0)
+        return replace(cond, code_px=(wide * 0.95, wide))
+    if hint == guidance.BRIGHTER:
+        return replace(cond, brightness=(0.95, 1.0), code_px=(code_px, code_px))
+    return replace(cond, code_px=(code_px, code_px), offset_px=min(cond.offset_px, 40.0),
+                   tilt_deg=min(cond.tilt_deg, 8.0), roll_deg=min(cond.roll_deg, 15.0),
+                   shake_px=min(cond.shake_px, 0.5), glare=(0.0, 0.0))
+
+
 class ScenarioCamera(FrameSource):
     """The virtual camera, driven live: ``show(text)`` puts a phone under it, ``clear()``
     takes it away. Frames come at ``fps``; empty frames in between show the background."""
@@ -155,6 +177,7 @@ class ScenarioCamera(FrameSource):
         self._background = make_background(np.random.default_rng([seed, 0xB6]), size)
         self._lock = threading.Lock()
         self._current: tuple[CodeOnScreen, int] | None = None
+        self._reactions: list[tuple[float, str]] = []   # (due, hint), in the order heard
         self._next_t = 0.0
         self.frames = 0
 
@@ -162,10 +185,29 @@ class ScenarioCamera(FrameSource):
         p = CodeOnScreen(text, self.cond, frames, np.random.default_rng(self._rng.integers(1 << 32)), self.size)
         with self._lock:
             self._current = (p, 0)
+            self._reactions.clear()
 
     def clear(self) -> None:
         with self._lock:
             self._current = None
+            self._reactions.clear()
+
+    def react(self, hint: str, after: float = REACTION_S) -> None:
+        """The person holding the phone heard ``hint`` (a ``terminal.core.guidance`` key) and, a
+        moment later, does what it says. Must not block: called on the terminal's camera thread."""
+        with self._lock:
+            if self._current is not None:
+                self._reactions.append((time.monotonic() + after, hint))
+
+    def _react_now(self) -> None:
+        """Under the lock: the phone of the reactions that are due, re-posed under milder conditions."""
+        now = time.monotonic()
+        while self._reactions and self._reactions[0][0] <= now and self._current is not None:
+            _, hint = self._reactions.pop(0)
+            p, i = self._current
+            cond = heeded(p.cond, hint, p.base.code_px)
+            self._current = (CodeOnScreen(p.text, cond, len(p.velocity),
+                                          np.random.default_rng(self._rng.integers(1 << 32)), self.size), i)
 
     def open(self) -> None:
         self._next_t = time.monotonic()
@@ -176,6 +218,7 @@ class ScenarioCamera(FrameSource):
             time.sleep(delay)
         self._next_t = max(self._next_t + 1 / self.fps, time.monotonic() - 1 / self.fps)
         with self._lock:
+            self._react_now()
             cur = self._current
             if cur is not None:
                 p, i = cur
@@ -194,28 +237,40 @@ class ScenarioCamera(FrameSource):
 
 @dataclass
 class Lane:
-    """The devices a visitor uses: the camera and the two virtual card readers."""
+    """The devices a visitor uses: the camera and the two virtual card readers. A visitor holds
+    the phone up (or leaves the card on the reader) until the terminal answers — a decision,
+    or the review for an unreadable code at 10 s — as people at a door do, for at most ``hold_s``."""
     camera: ScenarioCamera
     sam: object          # sim.idcard_sam.VirtualSam
     ss: object           # sim.sscard_reader.VirtualSsReader
-    show_s: float = 1.6  # how long a phone is held up / a card lies on the reader
+    clock: Callable[[], float] = time.monotonic   # the run's clock: presented_at is read from it
+    hold_s: float = 12.0  # longest wait for an answer: past the terminal's unreadable timeout
+    linger_s: float = 0.3  # a look at the panel before taking the phone or card away
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
+    current: Visitor | None = None   # who is at the terminal now
 
     def present(self, v: Visitor) -> None:
-        """Hold ``v``'s phone (``v.text``) or card to the terminal for ``show_s``, then leave."""
+        """``v`` shows the phone (``v.text``) or lays the card down, waits for the answer, leaves."""
         if v.kind == "passed_on_friend":
             self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
+        self.current = v
+        v.presented_at = self.clock()
         if v.method == "qr":
-            self.camera.show(v.text, int(self.show_s * self.camera.fps))
-            self.stop.wait(self.show_s)
-            self.camera.clear()
+            self.camera.show(v.text, int(self.hold_s * self.camera.fps))
         elif v.method == "id_card":
             self.sam.card = sim_card(v)
-            self.stop.wait(self.show_s)
-            self.sam.card = None
         else:
             self.ss.card = sim_card(v)
-            self.stop.wait(self.show_s)
+        end = time.monotonic() + self.hold_s
+        while not v.answered.wait(0.05) and not self.stop.is_set() and time.monotonic() < end:
+            pass
+        self.stop.wait(self.linger_s)
+        if v.method == "qr":
+            self.camera.clear()
+        elif v.method == "id_card":
+            self.sam.card = None
+        else:
             self.ss.card = None
+        self.current = None
         self.stop.wait(self.leave_s)

@@ -177,11 +177,18 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     camera = ScenarioCamera(level=level, seed=rng.randrange(1 << 30))
     by_text, by_id = {}, {}
     lock = threading.Lock()
-    t0 = time.monotonic()
+    lane = Lane(camera, sam, ss, clock=lambda: time.monotonic() - t0)
+    hints: Counter[str] = Counter()
+
+    def on_guidance(key):
+        hints[key] += 1
+        camera.react(key)
 
     def on_result(p, r):
         with lock:
-            if p.method == "qr":
+            if p.unreadable:  # nothing was read: it is whoever stands at that device now
+                v = lane.current if lane.current is not None and lane.current.method == p.method else None
+            elif p.method == "qr":
                 v = by_text.get(p.text)
             else:
                 v = by_id.get((p.method, p.card.id_number))
@@ -191,17 +198,19 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
                      f"(nobody expected this presentation {what})")
                 return
             v.result, v.decided_at = r, time.monotonic() - t0
+        v.answered.set()
         ok = (r.decision, r.reason) == v.expect
         mark = "ok" if ok else f"WRONG, expected {v.expect[0]}/{v.expect[1]}"
         echo(f"{v.decided_at:7.1f}s #{v.n:<3} {p.method:<7} {r.decision:<6} {r.reason:<18} "
              f"{r.name or '-':<5} {r.latency_ms:7.1f} ms  {v.kind:<17} {mark}")
 
-    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=on_result)
+    daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=on_result, on_guidance=on_guidance)
     daemon.start()
-    lane = Lane(camera, sam, ss)
+    t0 = time.monotonic()  # arrivals count from here, with the terminal up
     hub_note = f", hub {cfg.hub.broker}" if cfg.hub.broker else ", no hub"
-    echo(f"demo: {len(visitors)} visitors at a {cfg.venue} ({cfg.terminal_id}), about "
-         f"{60 * len(visitors) / max(1.0, visitors[-1].arrive_at):.0f}/min, camera '{level}'{hub_note}; output in {out}")
+    echo(f"demo: {len(visitors)} visitors at a {cfg.venue} ({cfg.terminal_id}), arriving at about "
+         f"{arrivals_per_min(visitors):.0f}/min (one lane: who comes while it is busy waits), "
+         f"camera '{level}'{hub_note}; output in {out}")
     echo(f"{'time':>8} {'who':<4} {'method':<7} {'result':<6} {'reason':<18} {'name':<5} {'latency':>10}  kind")
     synced = None
     try:
@@ -226,7 +235,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
                       "hub_events": len(hubsim.stored_seqs(cfg.terminal_id)) if hubsim else None}
     finally:
         daemon.stop()
-    res = summarize(visitors, relay, out, echo, time.monotonic() - t0)
+    res = summarize(visitors, relay, out, echo, time.monotonic() - t0, hints)
     if synced is not None:
         res["sync"] = synced
         echo(f"outbox after the run: {synced['outbox_depth']} events"
@@ -237,7 +246,35 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     return res
 
 
-def summarize(visitors, relay, out: Path, echo, wall: float) -> dict:
+def arrivals_per_min(visitors) -> float:
+    """How fast people arrive, first arrival to last (a passed-on code's friend included)."""
+    span = visitors[-1].arrive_at - visitors[0].arrive_at if visitors else 0.0
+    return 60 * (len(visitors) - 1) / span if span > 0 else 0.0
+
+
+def served_per_min(visitors) -> float | None:
+    """How fast the lane answered them: decided visitors over the time from the first one
+    presenting to the last answer. Lower than the arrivals when people queue."""
+    decided = [v for v in visitors if v.decided_at is not None and v.presented_at is not None]
+    if len(decided) < 2:
+        return None
+    span = max(v.decided_at for v in decided) - min(v.presented_at for v in decided)
+    return round(60 * len(decided) / span, 1) if span > 0 else None
+
+
+def time_to_gate(visitors) -> dict[str, dict]:
+    """Per method the visitors used: from presenting (phone raised, card placed, code scanned)
+    to the gate command or the panel, over those answered."""
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(v.method for v in visitors):
+        t = [v.decided_at - v.presented_at for v in visitors
+             if v.method == method and v.decided_at is not None and v.presented_at is not None]
+        out[method] = {"n": len(t), "p50_s": round(pct(t, 50), 3) if t else None,
+                       "p95_s": round(pct(t, 95), 3) if t else None, "max_s": round(max(t), 3) if t else None}
+    return out
+
+
+def summarize(visitors, relay, out: Path, echo, wall: float, hints: Counter | None = None) -> dict:
     decided = [v for v in visitors if v.result is not None]
     agree = [v for v in decided if (v.result.decision, v.result.reason) == v.expect]
     lat = [v.result.latency_ms for v in decided]
@@ -252,7 +289,11 @@ def summarize(visitors, relay, out: Path, echo, wall: float) -> dict:
             "method": dict(Counter(v.method for v in decided)),
         },
         "wrongly_admitted": admitted_wrongly,
+        "never_decided": sum(1 for v in visitors if v.result is None),
         "missed": [{"visitor": v.n, "kind": v.kind} for v in visitors if v.result is None],
+        "time_to_gate": time_to_gate(visitors),
+        "served_per_min": served_per_min(visitors),
+        "guidance": dict(hints or {}),
         "disagreements": [{"visitor": v.n, "kind": v.kind, "expected": list(v.expect),
                            "got": [v.result.decision, v.result.reason]} for v in decided if v not in agree],
         "p50_ms": round(statistics.median(lat), 1) if lat else None,
@@ -263,8 +304,14 @@ def summarize(visitors, relay, out: Path, echo, wall: float) -> dict:
         "seconds": round(wall, 1),
     }
     echo("")
-    echo(f"visitors {res['visitors']}, decided {res['decided']}, agreement {res['agreement']:.3f}, "
-         f"frame/card-to-gate latency p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms")
+    echo(f"visitors {res['visitors']}, decided {res['decided']}, never decided {res['never_decided']}, "
+         f"agreement {res['agreement']:.3f}, frame/card-to-gate latency p50 {res['p50_ms']} ms "
+         f"p99 {res['p99_ms']} ms; served {res['served_per_min']}/min")
+    echo("time to gate, from presenting: " + "; ".join(
+        f"{m} n {t['n']} p50 {t['p50_s']} s p95 {t['p95_s']} s max {t['max_s']} s"
+        for m, t in res["time_to_gate"].items()))
+    if res["guidance"]:
+        echo("hints shown: " + ", ".join(f"{k} {n}" for k, n in sorted(res["guidance"].items())))
     echo("decisions: " + ", ".join(f"{k} {n}" for k, n in sorted(res["counts"]["decision"].items())))
     echo("reasons:   " + ", ".join(f"{k} {n}" for k, n in sorted(res["counts"]["reason"].items())))
     echo(f"gate pulses {res['gate_pulses']} for {res['allowed']} allowed; screens in {res['screens']}")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from drivers.qrdecode import decode
-from drivers.qrview import View, look, measure
+from drivers.qrview import View, measure
+from drivers.qrview import look as look_at
 from sim.camera import qr_modules
 from terminal.core import guidance as G
 from terminal.core.guidance import CodeWatch, Hint, Unreadable, advice
@@ -43,6 +44,11 @@ def code_frame(width: float, *, white: float = 1.0, blur: float = 0.0, glare: fl
     if blur:
         frame = cv2.GaussianBlur(frame, (0, 0), blur)
     return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def look(frame: np.ndarray) -> View | None:
+    """As the camera thread looks: with where the decoder chain located a code."""
+    return look_at(frame, decode(frame).found)
 
 
 def view(**changes) -> View:
@@ -83,15 +89,18 @@ def test_blur_is_edges_per_unit_of_contrast_at_one_size():
 
 def test_a_code_that_never_decodes_is_still_found():
     frame = code_frame(200, scramble=True)
-    assert decode(frame).texts == []
-    v = look(frame)
-    assert v is not None and v.width_px == pytest.approx(200, abs=4)
+    d = decode(frame)
+    assert d.texts == [] and d.found                       # the decoders located it
+    v = look_at(frame, d.found)
+    assert v.found_by == "zxing" and v.width_px == pytest.approx(200, abs=4)
+    v = look_at(frame)                                     # OpenCV's finder patterns find it too
+    assert v.found_by == "opencv" and v.width_px == pytest.approx(200, abs=4)
 
 
 def test_no_code_and_junk_give_no_view():
-    assert look(np.full((480, 640), 90, np.uint8)) is None
+    assert look(np.full((480, 640), 90, np.uint8)) is None and look_at(np.full((480, 640), 90, np.uint8)) is None
     for junk in (None, np.zeros((0, 0)), np.zeros((10, 10), np.uint8), "frame"):
-        assert look(junk) is None
+        assert look_at(junk) is None and look_at(junk, [np.zeros((4, 2))]) is None
     assert measure(np.zeros((480, 640), np.uint8), np.array([[700, 500], [710, 500], [710, 510], [700, 510]],
                                                             float)) is None   # off the frame
 

@@ -5,8 +5,9 @@ never in the way of a card read. The grabber (``drivers.camera.FrameGrabber``) r
 thread that reads the device and keeps only the newest frame.
 
 While no code is being read, a frame now and then (every ``LOOK_EVERY`` s) is looked at for a
-code in view that does not decode (``drivers.qrview``); ``terminal.core.guidance`` turns that
-into hints on the screen and, 10 s after presenting began, an ``unreadable`` presentation.
+code in view that does not decode (``drivers.qrview``, from where the decoders located one);
+``terminal.core.guidance`` turns that into hints on the screen and, 10 s after presenting
+began, an ``unreadable`` presentation.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable
 from terminal.core.guidance import CodeWatch, Hint, Unreadable
 from terminal.core.presentation import Presentation, QrPresentations
 
-LOOK_EVERY = 0.1   # s between looks for an unread code: hints need no more, and idle frames cost less
+LOOK_EVERY = 0.2   # s between looks at an unread code: hints need no more; an empty view costs ~11 ms a look
 
 
 class CameraInput:
@@ -59,14 +60,15 @@ class CameraInput:
             self._watchdog.progress(self.name)
             self._devices.ok(self.name)
             last = frame.counter
-            for text in self._tracker.observe(decode(frame.image).texts, frame.ts):
+            decoded = decode(frame.image)
+            for text in self._tracker.observe(decoded.texts, frame.ts):
                 self._metrics.presented("qr")
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
             reading = self._tracker.in_view > 0
             view = None
             if not reading and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
-                view = look(frame.image)
+                view = look(frame.image, decoded.found)
             step = self._watch.frame(frame.ts, reading, view, min(frame.image.shape[:2]))
             if isinstance(step, Hint):
                 self._metrics.guided(step.cause)
