@@ -255,13 +255,13 @@ class Lane:
         if v.kind == "passed_on_friend":
             self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
         self.current = v
-        v.presented_at = self.clock()
         if v.method == "qr":
             self.camera.show(v.text, int(self.hold_s * self.camera.fps))
         elif v.method == "id_card":
             self.sam.card = sim_card(v)
         else:
             self.ss.card = sim_card(v)
+        v.presented_at = self.clock()   # the phone is up (drawing its screen is the simulator's time)
         end = time.monotonic() + self.hold_s
         while not v.answered.wait(0.05) and not self.stop.is_set() and time.monotonic() < end:
             pass

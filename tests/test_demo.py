@@ -2,23 +2,36 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from PIL import Image
 
 from mqtt_fixtures import broker, share_group  # noqa: F401  (fixture)
-from sim.demo import MARKER, OWN, claim_out
+from sim.crowd import Visitor
+from sim.demo import MARKER, OWN, arrivals_per_min, claim_out, served_per_min, summarize, time_to_gate
 from terminal.cli import main
 
 
 def test_demo_agrees_with_ground_truth(tmp_path, capsys):
     report = tmp_path / "report.json"
-    rc = main(["sim", "demo", "--duration", "15", "--rate", "40", "--seed", "11", "--venue", "mall",
+    # --rate above the lane's pace (once silently capped at 40): arrivals queue, the summary says
+    rc = main(["sim", "demo", "--duration", "10", "--rate", "60", "--seed", "11", "--venue", "mall",
                "--out", str(tmp_path / "out"), "--report", str(report)])
     out = capsys.readouterr().out
     res = json.loads(report.read_text())
     assert rc == 0, out
     assert res["agreement"] == 1.0 and res["missed"] == [] and res["wrongly_admitted"] == []
-    assert res["visitors"] >= 8 and res["decided"] == res["visitors"]
+    assert res["visitors"] >= 8 and res["decided"] == res["visitors"] and res["never_decided"] == 0
+    ttg = res["time_to_gate"]
+    assert set(ttg) <= {"qr", "id_card", "ss_card"} and sum(t["n"] for t in ttg.values()) == res["visitors"]
+    for t in ttg.values():
+        assert set(t) == {"n", "p50_s", "p95_s", "max_s"} and 0 < t["p50_s"] <= t["p95_s"] <= t["max_s"] < 10
+    assert 0 < res["served_per_min"] < 60
+    header = out.splitlines()[0]
+    assert f"{res['visitors']} visitors at a mall" in header and "(one lane: who comes while it is busy waits)" in header
+    assert f"served {res['served_per_min']}/min" in out and "time to gate, from presenting: qr n " in out
     assert res["gate_pulses"] == res["allowed"]
     assert 0 < res["p50_ms"] <= res["p99_ms"] < 150
     assert sum(res["counts"]["decision"].values()) == res["visitors"]
@@ -30,6 +43,46 @@ def test_demo_agrees_with_ground_truth(tmp_path, capsys):
     assert len(colours) >= 3  # idle and at least two kinds of decision were on the panel
     for line in out.splitlines():
         assert "Traceback" not in line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "600.5"], "--rate must be above 0 and at most 600 arrivals per minute"),
+    (["--rate", "0"], "--rate must be above 0 and at most 600 arrivals per minute"),
+    (["--duration", "0"], "--duration must be positive"),
+])
+def test_demo_usage_errors(tmp_path, capsys, args, message):
+    assert main(["sim", "demo", "--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def visitor(n, method, arrive, presented=None, decided=None):
+    result = SimpleNamespace(decision="allow", reason="ok", latency_ms=5.0) if decided is not None else None
+    return Visitor(n, "green", method, "张三", "", ("allow", "ok"), arrive_at=arrive, presented_at=presented,
+                   decided_at=decided, result=result)
+
+
+def test_time_to_gate_per_method_and_never_decided():
+    people = [visitor(1, "qr", 1.0, 1.0, 1.4), visitor(2, "qr", 2.0, 2.1, 2.3), visitor(3, "qr", 3.0, 3.0, 13.0),
+              visitor(4, "id_card", 4.0, 4.0, 4.25), visitor(5, "qr", 5.0, 14.0, None),
+              visitor(6, "ss_card", 6.0, None, None)]
+    ttg = time_to_gate(people)
+    assert ttg == {"qr": {"n": 3, "p50_s": 0.4, "p95_s": 10.0, "max_s": 10.0},
+                   "id_card": {"n": 1, "p50_s": 0.25, "p95_s": 0.25, "max_s": 0.25},
+                   "ss_card": {"n": 0, "p50_s": None, "p95_s": None, "max_s": None}}
+    # any method a visitor used gets its key: a scan engine's visitors are "scanner"
+    assert set(time_to_gate([visitor(1, "scanner", 0.0, 0.0, 0.2)])) == {"scanner"}
+    res = summarize(people, SimpleNamespace(pulses=[]), Path("out"), lambda line: None, 20.0)
+    assert res["never_decided"] == 2 and res["time_to_gate"] == ttg
+
+
+def test_arrivals_and_served_rates():
+    """The header once said ~42/min where the lane served ~26: arrivals and service are two numbers."""
+    people = [visitor(i + 1, "qr", arrive=i * 1.5, presented=i * 3.0, decided=i * 3.0 + 2.0) for i in range(11)]
+    assert arrivals_per_min(people) == pytest.approx(40.0)          # 10 gaps of 1.5 s
+    assert served_per_min(people) == pytest.approx(60 * 11 / 32.0, abs=0.05)   # 0 s → 32 s, queueing
+    assert arrivals_per_min(people[:1]) == 0.0 and served_per_min(people[:1]) is None
 
 
 def test_demo_with_its_own_hub(tmp_path, capsys):

@@ -14,6 +14,7 @@ from drivers.qrview import look as look_at
 from sim.camera import qr_modules
 from terminal.core import guidance as G
 from terminal.core.guidance import CodeWatch, Hint, Unreadable, advice
+from waiting import wait_for
 
 TEXT = "SDHC1:" + "7" * 200
 
@@ -225,7 +226,6 @@ def test_the_daemon_guides_then_commits_an_unreadable_review(keyset, tmp_path):
     from terminal import config as cfgmod
     from terminal.daemon import Daemon
     from test_daemon import events
-    from waiting import wait_for
 
     config = keyset / "terminal.toml"
     config.write_text((keyset / "config.toml").read_text()
@@ -251,3 +251,36 @@ def test_the_daemon_guides_then_commits_an_unreadable_review(keyset, tmp_path):
     [e] = events(keyset)
     assert (e["method"], e["decision"], e["reason"], e["subject"]) == ("qr", "review", "unreadable", None)
     assert daemon.decided == 1 and guided == len(hints)
+
+
+# --- the simulated visitor does what the screen says -------------------------------------------------
+
+def test_heeded_hints_make_the_camera_condition_milder():
+    from sim.camera import LEVELS
+    from sim.crowd import heeded
+    hard = LEVELS["hard"]
+    closer = heeded(hard, G.CLOSER, 150.0)
+    assert closer.code_px == (pytest.approx(199.5), pytest.approx(210.0))
+    assert heeded(hard, G.CLOSER, 250.0).code_px[1] == 300.0              # nobody holds it nearer
+    brighter = heeded(hard, G.BRIGHTER, 150.0)
+    assert brighter.brightness == (0.95, 1.0) and brighter.code_px == (150.0, 150.0)
+    aimed = heeded(hard, G.AIM, 150.0)
+    assert aimed.glare == (0.0, 0.0) and aimed.tilt_deg <= 8 and aimed.shake_px <= 0.5
+    assert aimed.code_px == (150.0, 150.0) and aimed.noise == hard.noise   # the camera is the same
+
+
+def test_the_person_at_the_camera_reacts_after_a_moment():
+    from sim.crowd import ScenarioCamera
+    cam = ScenarioCamera(level="hard", fps=1000, seed=3)
+    cam.open()
+    cam.react(G.CLOSER)                      # nobody there: nothing to do
+    cam.show("SDHC1:ABC", 20)
+    before = cam._current[0].base.code_px
+    cam.react(G.CLOSER, after=0.2)
+    cam.read()
+    assert cam._current[0].base.code_px == before     # not yet: people take a moment
+    assert wait_for(lambda: cam.read() is not None and cam._current[0].base.code_px > before * 1.3, timeout=5)
+    assert cam._current[1] >= 2 and cam._current[0].text == "SDHC1:ABC"   # the same phone, moved
+    cam.clear()
+    assert cam._current is None and cam._reactions == []
+

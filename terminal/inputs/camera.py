@@ -4,8 +4,9 @@ QR decoding is the terminal's heaviest CPU work; it runs here, never on the deci
 never in the way of a card read. The grabber (``drivers.camera.FrameGrabber``) runs its own
 thread that reads the device and keeps only the newest frame.
 
-While no code is being read, a frame now and then (every ``LOOK_EVERY`` s) is looked at for a
-code in view that does not decode (``drivers.qrview``, from where the decoders located one);
+While no code is being read, a frame now and then is looked at for a code in view that does not
+decode (``drivers.qrview``): where the decoders located one, every ``LOOK_EVERY`` s; a search of
+its own when they located none, every ``SEARCH_EVERY`` s (it costs more than it usually finds);
 ``terminal.core.guidance`` turns that into hints on the screen and, 10 s after presenting
 began, an ``unreadable`` presentation.
 """
@@ -17,7 +18,8 @@ from typing import Callable
 from terminal.core.guidance import CodeWatch, Hint, Unreadable
 from terminal.core.presentation import Presentation, QrPresentations
 
-LOOK_EVERY = 0.2   # s between looks at an unread code: hints need no more; an empty view costs ~11 ms a look
+LOOK_EVERY = 0.2    # s between looks at a code the decoders located and could not read: hints need no more
+SEARCH_EVERY = 1.0  # s between OpenCV searches when they located none: ~11 ms each, rarely finds more
 
 
 class CameraInput:
@@ -48,7 +50,7 @@ class CameraInput:
     def _run(self, stop: threading.Event) -> None:
         from drivers.qrdecode import decode
         from drivers.qrview import look
-        last, looked = 0, 0.0
+        last, looked, searched = 0, 0.0, 0.0
         while not stop.is_set():
             frame = self.grabber.wait_newer(last, timeout=0.5)
             if frame is None:
@@ -66,9 +68,12 @@ class CameraInput:
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
             reading = self._tracker.in_view > 0
             view = None
-            if not reading and frame.ts - looked >= LOOK_EVERY:
+            if not reading and decoded.found and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
                 view = look(frame.image, decoded.found)
+            elif not reading and not decoded.found and frame.ts - searched >= SEARCH_EVERY:
+                searched = frame.ts
+                view = look(frame.image)
             step = self._watch.frame(frame.ts, reading, view, min(frame.image.shape[:2]))
             if isinstance(step, Hint):
                 self._metrics.guided(step.cause)
