@@ -44,6 +44,19 @@ def register(sub) -> None:
     from sim.hub_cli import add_parser as add_hub
     add_hub(simsub)
 
+    r = simsub.add_parser("reader", help="a simulated card reader on its own, for `card read`",
+                          description="Serves a virtual card reader holding a card on a pseudo-terminal (or a TCP "
+                                      "port), prints its port on the first line and runs until Ctrl-C or SIGTERM: "
+                                      "`gate-terminal card read --port PORT` then reads it through the real driver.")
+    r.add_argument("--kind", choices=("id", "ss"), default="id",
+                   help="id: the ID-card SAM module; ss: the social-security card reader (default id)")
+    r.add_argument("--line", choices=("pty", "tcp"), default="pty",
+                   help="pty: a symlink to a pseudo-terminal; tcp: socket://127.0.0.1:PORT (default pty)")
+    r.add_argument("--card", choices=("resident", "J", "I", "none"), default="resident",
+                   help="the card on it (id reader): a resident ID card, a residence permit (J), a foreign "
+                        "permanent resident card (I), or none")
+    r.set_defaults(func=run_reader)
+
     d = simsub.add_parser("demo", help="the whole terminal on simulated hardware, with a crowd",
                           description="Starts the real daemon against simulated hardware (virtual camera, "
                                       "ID-card and social-security readers and gate relay on pseudo-"
@@ -92,6 +105,33 @@ def run_demo(args) -> int:
     except NotDemoDir as e:
         raise UsageError(str(e)) from None
     return 0 if res["agreement"] == 1.0 else 1
+
+
+def run_reader(args) -> int:
+    import signal
+    import threading
+
+    from sim.serial_endpoint import SerialEndpoint
+    if args.kind == "id":
+        from sim.idcard_sam import VirtualSam, foreign_card, hmt_permit_card, resident_card
+        card = {"resident": resident_card, "J": hmt_permit_card, "I": foreign_card,
+                "none": lambda: None}[args.card]()
+        device = VirtualSam(card)
+    else:
+        from sim.sscard_reader import VirtualSsCard, VirtualSsReader
+        if args.card not in ("resident", "none"):
+            raise UsageError(f"--card {args.card}: a social-security reader holds a card or none")
+        device = VirtualSsReader(VirtualSsCard() if args.card != "none" else None)
+    # SIGTERM ends like Ctrl-C, so the pty symlink and its directory are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with SerialEndpoint(device, kind=args.line) as ep:
+        print(ep.url, flush=True)
+        print(f"reading it: gate-terminal card read --port {ep.url} --kind {args.kind}; Ctrl-C ends", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 def run_keys(args) -> int:

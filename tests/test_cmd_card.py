@@ -123,3 +123,28 @@ def test_ss_card_fields_are_masked():
         "card": "social-security card", "card_number": "A1*****78",
         "ss_number": "110105********002X", "name": "张*", "sex": "女",
         "birth_date": "****-**-**", "valid_to": "2030-01-01"}
+
+
+@pytest.mark.parametrize("kind, line", [("id", "pty"), ("ss", "tcp")])
+def test_a_simulated_reader_on_its_own_for_card_read(kind, line, capsys):
+    """README: `gate-terminal sim reader` in one shell, `card read --port` in another."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "terminal", "sim", "reader", "--kind", kind, "--line", line],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("socket://127.0.0.1:" if line == "tcp" else "/")
+        assert f"card read --port {url} --kind {kind}" in proc.stdout.readline()
+        assert card("--port", url, "--kind", kind, "--json", "--timeout", "10") == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["card"] == {"id": "resident ID card", "ss": "social-security card"}[kind]
+        assert out["name"] == "张*"                       # masked, as always without --show
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    if line == "pty":
+        assert not os.path.exists(url)    # the symlink went with it
