@@ -213,11 +213,14 @@ def render(background: np.ndarray, screen: PhoneScreen | None, pose: Pose | None
             mask = cv2.warpPerspective(box, H, (fw, fh), flags=cv2.INTER_NEAREST)
             frame *= (1.0 - moire * mask * (grid - 0.55))[..., None]
         peak, gx, gy, radius = glare
-        if peak > 0:
-            yy, xx = np.ogrid[0:fh, 0:fw]
-            # A ceiling light's reflection: an elongated blob along the code's x axis.
+        # A ceiling light's reflection: an elongated blob along the code's x axis, computed only
+        # where it adds anything (beyond 3 of its radii it adds < 0.02 grey levels).
+        x0, x1 = max(0, int(gx - 6 * radius)), min(fw, int(gx + 6 * radius) + 1)
+        y0, y1 = max(0, int(gy - 3 * radius)), min(fh, int(gy + 3 * radius) + 1)
+        if peak > 0 and x0 < x1 and y0 < y1:
+            yy, xx = np.ogrid[y0:y1, x0:x1]
             blob = np.exp(-(((xx - gx) / (2.0 * radius)) ** 2 + ((yy - gy) / radius) ** 2))
-            frame += (peak * 255.0 * blob.astype(np.float32))[..., None]
+            frame[y0:y1, x0:x1] += (peak * 255.0 * blob.astype(np.float32))[..., None]
         kernel = _motion_kernel(velocity[0] * 0.5, velocity[1] * 0.5)
         if kernel is not None:
             frame = cv2.filter2D(frame, -1, kernel)
