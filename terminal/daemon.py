@@ -140,7 +140,8 @@ class Daemon:
                 from terminal.hub.bridge import HubBridge
                 try:
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
-                                                 on_alive=lambda: self.watchdog.progress("hub-net"))
+                                                 on_alive=lambda: self.watchdog.progress("hub-net"),
+                                                 alarms=self.alarm_names)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
@@ -192,6 +193,11 @@ class Daemon:
     def alarms(self) -> list[str]:
         """What the screen's alarm banner says: devices out of order, a full disk."""
         return self.devices.alarms() + ([diskguard.ALARM] if self.disk.alarm else [])
+
+    def alarm_names(self) -> list[str]:
+        """The alarms by their fleet.md names, for the hub's ``state`` topic."""
+        return [f"{name}_down" for name in self.devices.errors()] + (["disk_low"] if self.disk.alarm else []) \
+            + (["clock_untrusted"] if self.verifier.clock.state != "trusted" else [])
 
     def summary(self) -> str:
         """One line for systemd's STATUS= and the log."""

@@ -289,7 +289,7 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     # --- all well ------------------------------------------------------------------------
     wait_for(lambda: link.connected, "the terminal online")
     s = state.wait(lambda s: s["state"] == "online", "online")
-    assert s["epoch"] == epoch1
+    assert (s["epoch"], s["alarms"]) == (epoch1, [])
     v = door.show_code()
     assert (v.result.decision, v.pulsed) == ("allow", True) and ALLOW_HEADLINE in v.shown
     v = door.show_card("钱一", known)
@@ -328,7 +328,8 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     assert len(named) == 1, "the missing key is logged once, not at every retry"
     code, snap = door.status()
     assert (code, snap["problems"], snap["live"]["hub"]["state"]) == (0, [], "connected")
-    state.wait(lambda s: s["state"] == "online", "online again")
+    s = state.wait(lambda s: s["state"] == "online", "online again")
+    assert (s["epoch"], s["alarms"]) == (epoch1, [])                          # hub_unreachable is over
     wait_for(lambda: door.store.outbox_depth() == 0, "the offline decisions at the hub", timeout=30)
     door.threads_alive()
 
@@ -389,11 +390,13 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     code, snap = door.status()
     assert (code, snap["problems"]) == (1, ["storage: disk (nearly) full"])
     assert diskguard.ALARM in daemon.alarms()
+    state.wait(lambda s: s["state"] == "online" and s["alarms"] == ["disk_low"], "disk_low")
     door.threads_alive()
     door.disk.clear(door.store)                                                    # room again
     wait_for(lambda: not daemon.disk.alarm, "the storage alarm to clear")
     code, snap = door.status()
     assert (code, snap["problems"]) == (0, [])
+    state.wait(lambda s: s["state"] == "online" and s["alarms"] == [], "disk_low over")
     v = door.show_code()
     assert (v.result.decision, v.pulsed) == ("allow", True)
     wait_for(lambda: door.store.outbox_depth() == 0, "every committed event at the hub")
@@ -408,7 +411,8 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     epoch2 = door.store.epoch
     assert epoch2 != epoch1
     wait_for(lambda: link.connected, "the new terminal online")
-    state.wait(lambda s: s["state"] == "online" and s["epoch"] == epoch2, "the new epoch")
+    s = state.wait(lambda s: s["state"] == "online" and s["epoch"] == epoch2, "the new epoch")
+    assert s["alarms"] == []
     for _ in range(2):
         v = door.show_code()
         assert (v.result.decision, v.pulsed) == ("allow", True)
