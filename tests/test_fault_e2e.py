@@ -145,10 +145,15 @@ class Door:
         return self.daemon.verifier.store
 
     def threads_alive(self) -> None:
-        names = {t.name for t in threading.enumerate()}
-        assert DAEMON_THREADS <= names, f"dead: {DAEMON_THREADS - names}"
-        assert any(n.startswith("relay ") for n in names) and any(n.startswith("grabber ") for n in names)
+        """Each of the daemon's threads there, once (none dead, none left over from a stopped run)."""
+        names = [t.name for t in threading.enumerate()]
+        assert {n: names.count(n) for n in DAEMON_THREADS} == dict.fromkeys(DAEMON_THREADS, 1)
+        assert sorted(n.split()[0] for n in names if n.startswith(("relay ", "grabber "))) == ["grabber", "relay"]
         assert self.daemon.watchdog.stalled() == []
+
+    def told_to_walk_through(self) -> int:
+        """Panels drawn so far that said 请通行."""
+        return sum(ALLOW_HEADLINE in " ".join(i.text for i in layout.items) for layout in self.layouts.spy_return_list)
 
     # --- the operator: gate-terminal status --json -------------------------------------
     def status(self, after: float | None = None) -> tuple[int, dict]:
@@ -440,6 +445,7 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
         assert hub.stored_seqs(tid, epoch) == [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert [hub.event(tid, e["seq"], epoch)["id"] for e in events] == [e["id"] for e in events]
     assert hub.stats["stored"] == len(first) + len(second)
+    assert door.told_to_walk_through() <= len(door.relay.pulses)   # every 请通行 had its opening
     assert rig["died"] == []
     no_tracebacks(caplog)
 
