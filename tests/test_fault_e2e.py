@@ -62,7 +62,7 @@ STAFF_OPENS = "请联系工作人员开门"            # fleet.md: an allow whil
 DISK_BANNER = "存储空间不足"                   # the screen's alarm banner while the disk is full
 DAEMON_THREADS = {"decide", "camera", "id_card", "ss_card", "screen", "housekeeping", "hub-pump", "hub-net"}
 NESTED = b"[" * 2000 + b"]" * 2000            # within every topic's size limit, far past MAX_DEPTH
-free_bytes = diskguard.free_bytes              # the real statvfs, before the test stands in for it
+statvfs_free = diskguard.free_bytes            # the real one, before the test stands in for it
 
 
 class FullDisk:
@@ -75,13 +75,14 @@ class FullDisk:
         self.full = False
 
     def free(self, path: Path) -> int:
-        return 4096 if self.full else free_bytes(path)
+        return 4096 if self.full else statvfs_free(path)
 
     def fill(self, store) -> None:
         """No page left for the store: the database may not grow, and the room its pages still
         have is taken, as another writer's data would take it. The replay window's last pages
-        are filled (rows of the size a code's nonce makes, kept until long past), so a code's
-        commit needs a page that is not there; a card's event may still find room in its page."""
+        are filled with nonces (no larger than a code's, and already expired, so retention takes
+        them later) until none fits: a code's commit then needs a page that is not there. A
+        card's event, which has no nonce, may still find room in its page."""
         self.full = True
         with store.write():
             pages = store.db.execute("PRAGMA page_count").fetchone()[0]
@@ -394,6 +395,7 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     wait_for(lambda: door.store.outbox_depth() == 0, "the events acked despite the forged acks")
     code, snap = door.status()
     assert (code, snap["problems"]) == (0, []) and snap["signed_docs"].get("policy") == 7
+    assert snap["live"]["hub"]["rejected"] == link.status()["rejected"]      # the operator sees them counted
     door.threads_alive()
 
     # --- the disk fills ----------------------------------------------------------------------
