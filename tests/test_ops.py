@@ -166,23 +166,28 @@ def test_status_while_the_daemon_holds_the_state_dir(keyset, keyset_config, caps
         sf = StatusFile(keyset_config.state_dir, keyset_config.terminal_id)
         sf.record(result(3), NOW - 10)
         sf.write(devices={"camera": None, "id_card": None}, hub={"state": "connected"}, clock="trusted",
-                 storage={"alarm": False, "free_bytes": 5 << 30})
+                 storage={"alarm": False, "free_bytes": 5 << 30}, alarms={})
         rc, snap = status_json(keyset / "config.toml", capsys)
-        assert rc == 0 and snap["problems"] == [] and snap["daemon"] == "running"
+        assert rc == 0 and snap["problems"] == [] and snap["alarms"] == [] and snap["daemon"] == "running"
         assert snap["outbox"]["depth"] == 2 and snap["signed_docs"] == {"trust": 3}
         assert snap["last_sync_at"] == NOW - 200
         assert snap["live"]["last_decisions"][0]["name"] == "张*"
         assert [e["seq"] for e in snap["last_events"]] == [3, 2, 1]
         assert "张三" not in json.dumps(snap, ensure_ascii=False)
 
+        # the daemon's alarms (terminal/alarms.py), as it writes them: a PROBLEM line each
         sf.write(devices={"camera": None, "id_card": "LinkDown: gone"}, hub={"state": "disconnected"},
-                 clock="untrusted", storage={"alarm": True, "free_bytes": 1 << 20})
+                 clock="untrusted", storage={"alarm": True, "free_bytes": 1 << 20},
+                 alarms={"clock_untrusted": "the wall clock is not trusted", "disk_low": "disk (nearly) full",
+                         "id_card_down": "LinkDown: gone"})
         rc, snap = status_json(keyset / "config.toml", capsys)
-        assert rc == 1
-        assert snap["problems"] == ["id_card: LinkDown: gone", "storage: disk (nearly) full", "clock untrusted"]
+        assert rc == 1 and snap["alarms"] == ["clock_untrusted", "disk_low", "id_card_down"]
+        assert snap["problems"] == ["clock_untrusted: the wall clock is not trusted",
+                                    "disk_low: disk (nearly) full", "id_card_down: LinkDown: gone"]
         assert cli(cmd_status, "status", "--config", str(keyset / "config.toml")) == 1
         text = capsys.readouterr().out
         assert "id_card OUT OF ORDER: LinkDown: gone" in text and "outbox:   2 events" in text
+        assert "PROBLEM:  id_card_down: LinkDown: gone" in text
         assert "#3" in text and "张*" in text
         assert sorted(os.listdir(keyset_config.state_dir)) == sorted(files + ["status.json"])   # read-only
     finally:
@@ -194,23 +199,23 @@ def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
     Store(keyset_config.state_dir).close()
     sf = StatusFile(keyset_config.state_dir, keyset_config.terminal_id)
     conf = str(keyset / "config.toml")
-    for down_for, alarms in ((599.75, []), (725.0, ["hub_unreachable"])):
-        sf.write(devices={}, hub={"state": "disconnected", "down_for": down_for, "alarms": alarms},
-                 clock="trusted", storage={})
+    for down_for, alarms in ((599.75, {}), (725.0, {"hub_unreachable": "no connection for 12m05s"})):
+        sf.write(devices={}, hub={"state": "disconnected", "down_for": down_for, "alarms": list(alarms)},
+                 clock="trusted", storage={}, alarms=alarms)
         rc, snap = status_json(keyset / "config.toml", capsys)
         assert rc == (1 if alarms else 0)
-        assert snap["problems"] == (["hub: hub_unreachable (no connection for 12m05s)"] if alarms else [])
+        assert snap["problems"] == (["hub_unreachable: no connection for 12m05s"] if alarms else [])
         assert cli(cmd_status, "status", "--config", conf) == rc
         text = capsys.readouterr().out
         assert f"hub:      disconnected for {'12m05s' if alarms else '9m59s'}" in text
-        assert ("PROBLEM:  hub: hub_unreachable (no connection for 12m05s)" in text) == bool(alarms)
+        assert ("PROBLEM:  hub_unreachable: no connection for 12m05s" in text) == bool(alarms)
 
 
 def test_status_when_the_daemon_is_not_running(keyset, keyset_config, capsys):
     store = Store(keyset_config.state_dir)
     add_events(store, [NOW - 5])
     StatusFile(keyset_config.state_dir, keyset_config.terminal_id).write(
-        devices={}, hub={"state": "off"}, clock="trusted", storage={}, now=NOW - 3600)   # an hour old
+        devices={}, hub={"state": "off"}, clock="trusted", storage={}, alarms={}, now=NOW - 3600)   # an hour old
     store.close()
     files = sorted(os.listdir(keyset_config.state_dir))
     rc, snap = status_json(keyset / "config.toml", capsys)
@@ -230,7 +235,7 @@ def test_status_file_is_replaced_atomically(tmp_path):
     sf = StatusFile(tmp_path, "t1", keep=2)
     for seq in range(1, 4):
         sf.record(result(seq), NOW)
-    sf.write(devices={}, hub={}, clock="trusted", storage={}, now=NOW)
+    sf.write(devices={}, hub={}, clock="trusted", storage={}, alarms={}, now=NOW)
     doc = json.loads((tmp_path / "status.json").read_text())
     assert [d["seq"] for d in doc["last_decisions"]] == [3, 2] and doc["decided"] == 3
     assert (tmp_path / "status.json").stat().st_mode & 0o777 == 0o600

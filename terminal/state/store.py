@@ -97,11 +97,16 @@ MIGRATIONS = (
     DELETE FROM meta WHERE key = 'status_cache_key';
     DELETE FROM status_cache
     """,
+    """
+    -- what became of the gate for this event (fleet.md): 'opened', 'fault' (an allow the relay
+    -- could not open) or NULL (deny, review, no gate wired, and every event before this column)
+    ALTER TABLE events ADD COLUMN gate TEXT
+    """,
 )
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
-                "status", "flags", "latency_ms", "subject")
+                "status", "flags", "latency_ms", "subject", "gate")
 
 
 class StoreError(RuntimeError):
@@ -278,11 +283,12 @@ class Store:
 
     # --- outbox -------------------------------------------------------------------
     def insert_event(self, event: dict) -> int:
-        """Insert inside a write() transaction; returns the event's seq."""
+        """Insert inside a write() transaction; returns the event's seq. ``gate`` may be left out
+        (None: an event that involved no gate)."""
         cur = self.db.execute(
             "INSERT INTO events (id, at, boot_id, mono_ns, clock, method, decision, reason, status, flags,"
-            " latency_ms, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [event[k] for k in EVENT_FIELDS if k != "seq"])
+            " latency_ms, subject, gate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [event[k] if k != "gate" else event.get(k) for k in EVENT_FIELDS if k != "seq"])
         return cur.lastrowid
 
     # Outbox = events with seq > acked_seq (meta); acked events stay as local history until
