@@ -288,6 +288,12 @@ class Daemon:
             self.relay.close()
         self.screen_loop.stop()
         if self.verifier is not None:
+            # While the store still holds the state directory's lock: a clean stop is never
+            # taken for a crash (lock free, file still saying "running").
+            try:
+                self.status_file.write_stopped(clock=self.verifier.clock.state)
+            except OSError as e:
+                log.error("status file %s not written at stop: %s", self.status_file.path, e)
             self.verifier.close()
         log.info("terminal stopped after %d presentations", self.decided)
 

@@ -54,7 +54,9 @@ class Housekeeping:
 
     def _run(self, done: threading.Event) -> None:
         next_purge = 0.0
-        while not done.wait(WRITE_EVERY):
+        first = True  # the status file at once: `status` says "running" from the start
+        while first or not done.wait(WRITE_EVERY):
+            first = False
             try:
                 store = self._store
                 store.checkpoint()

@@ -449,3 +449,21 @@ def test_a_pulse_that_fails_after_the_commit_is_not_shown_as_walk_through(rig, m
         daemon.stop()
     assert (results[0].decision, results[0].gate, relay.asked) == ("allow", "opened", 1)
     assert headlines(daemon, panels) == ["请联系工作人员开门"]
+
+
+def test_status_after_a_clean_stop_says_not_running(rig):
+    """Issue #12 finding 3: `status` sees the daemon from its start, and not a moment after it
+    stopped: no stale devices, no hub, no alarms."""
+    daemon = Daemon(cfgmod.load(rig["config"]))
+    state = rig["keys"] / "state"
+    daemon.start()
+    try:
+        wait_for(lambda: status_snapshot(state)["daemon"] == "running", "status to see the daemon")
+        assert "relay ok" in render_status(status_snapshot(state) | {"terminal_id": "t"})
+    finally:
+        daemon.stop()
+    snap = status_snapshot(state) | {"terminal_id": "t"}
+    assert (snap["daemon"], snap["problems"], snap["alarms"]) == ("not running", ["daemon not running"], [])
+    assert snap["live"]["state"] == "stopped" and snap["live"]["pid"] == os.getpid()   # this process lives on
+    text = render_status(snap)
+    assert "relay ok" not in text and "devices:" not in text and "hub:" not in text

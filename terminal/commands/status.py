@@ -15,7 +15,7 @@ from pathlib import Path
 from terminal import config as cfgmod
 from terminal.alarms import CLOCK_UNTRUSTED, age_text
 from terminal.commands.usage import UsageError
-from terminal.state.statusfile import LAST_DECISIONS, read_status_file
+from terminal.state.statusfile import LAST_DECISIONS, daemon_state, read_status_file
 
 
 def read_database(state_dir: Path, now: float) -> dict:
@@ -60,12 +60,12 @@ def status_snapshot(state_dir: Path, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     snap = {"state_dir": str(state_dir), "now": now, **read_database(state_dir, now)}
     live = read_status_file(state_dir, now)
-    snap["daemon"] = "running" if live and not live["stale"] else "not running"
+    running, problem = daemon_state(state_dir, live, now)
+    snap["daemon"] = "running" if running else "not running"
     snap["live"] = live
-    problems = []
-    if snap["daemon"] != "running":
+    problems = [problem] if problem else []
+    if not running:
         snap["alarms"] = []
-        problems.append("daemon not running" + (" (status file is stale)" if live else ""))
         if snap["clock"] != "trusted":
             problems.append(f"{CLOCK_UNTRUSTED}: as the daemon's last run left it")
     else:
@@ -113,7 +113,7 @@ def render(snap: dict) -> str:
     now, live = snap["now"], snap["live"]
     lines = [f"terminal {snap['terminal_id']}: daemon {snap['daemon']}"
              + (f" (pid {live['pid']}, {live['decided']} decided)" if snap["daemon"] == "running" else "")]
-    if live:
+    if snap["daemon"] == "running":  # a stopped daemon's devices and hub are nobody's now
         lines.append("devices:  " + (", ".join(f"{n} {'ok' if not why else 'OUT OF ORDER: ' + why}"
                                               for n, why in sorted(live["devices"].items())) or "none"))
         hub = live.get("hub", {})
