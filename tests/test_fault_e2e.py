@@ -240,8 +240,9 @@ def bombs(hub: PrivateKey, stranger: PrivateKey, tid: str, epoch: str) -> dict[s
                    "venues": {"mall": {}}}, hub), wire.policy(99, {"mall": {}}, stranger)],
         "time": [NESTED, wire.time_beacon(1e300, hub), wire.seal({"type": "time", "t": "Infinity"}, hub),
                  wire.time_beacon(time.time(), stranger)],
-        "keys": [NESTED, seal_envelope(NESTED, hub)],
-        "trust": [NESTED, seal_envelope(NESTED, stranger)],
+        "keys": [NESTED, seal_envelope(NESTED, hub), wire.seal({"type": "data-keys", "seq": 2 ** 70, "tid": tid,
+                                                                "keys": []}, hub)],
+        "trust": [seal_envelope(NESTED, stranger)],
     }
 
 
@@ -360,6 +361,7 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
         for kind, payloads in sent.items():
             for p in payloads + [b"x" * (INBOUND_LIMITS[kind] + 1)]:   # and one too large to read
                 assert hostile.publish(getattr(topics, kind), p) in (0, 0x10)
+        assert hostile.publish(topics.trust, NESTED, retain=True) == 0     # retained: it greets every connect
         oversized = len(sent)
         # A card asked about while the hub is mute, and only the hostile answer: bombs each.
         assert hostile.subscribe(topics.query) == 1
@@ -382,7 +384,7 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     finally:
         hub.mute_queries = False
         hostile.close()
-    expected = {k: len(v) for k, v in sent.items()}
+    expected = {k: len(v) + (k == "trust") for k, v in sent.items()}
     wait_for(lambda: {k: link.status()["rejected"][k] - rejected[k] for k in sent} == expected,
              "every hostile message read and refused")
     assert daemon.status_source.rejected == 3       # nested, out of range, forged: the oversized one unread
@@ -433,6 +435,7 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     wait_for(lambda: link.connected, "the new terminal online")
     s = state.wait(lambda s: s["state"] == "online" and s["epoch"] == epoch2, "the new epoch")
     assert s["alarms"] == []
+    wait_for(lambda: link.status()["rejected"]["trust"] == 1, "the retained hostile trust list refused again")
     for _ in range(2):
         v = door.show_code()
         assert (v.result.decision, v.pulsed) == ("allow", True)
