@@ -338,7 +338,8 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     alarm_clock.return_value = 1000.0 + alarm_after                           # there
     code, snap = door.status()
     assert snap["live"]["hub"]["alarms"] == ["hub_unreachable"]
-    assert (code, snap["alarms"], snap["problems"]) == (1, ["hub_unreachable"], ["hub_unreachable: no connection for 1m00s"])
+    assert (code, snap["alarms"]) == (1, ["hub_unreachable"])
+    assert snap["problems"] == ["hub_unreachable: no connection for 1m00s"]
     door.threads_alive()
     key.with_name(key.name + ".away").rename(key)                             # restored
     wait_for(lambda: link.connected, "the terminal to reconnect by itself", timeout=90)
@@ -376,7 +377,8 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
                    wire.reply(qid, {**good, "valid_until": 10 ** 400}, hub_key),
                    wire.reply(qid, {**good, "valid_until": int(time.time()) + 600}, PrivateKey.generate())]
         for a in answers:
-            hostile.publish(topics.reply, a, properties=response_properties(topics.reply, query.properties.CorrelationData))
+            hostile.publish(topics.reply, a,
+                            properties=response_properties(topics.reply, query.properties.CorrelationData))
         wait_for(lambda: len(door.results) > n, "the card decided without the hub")
         r = door.results[n]
         assert (r.method, r.decision, r.reason) == ("id_card", "review", "status_unavailable")
@@ -451,7 +453,10 @@ def test_the_terminal_through_a_night_of_faults(rig, caplog, mocker):
     assert hub.epochs(tid) == [epoch1, epoch2]
     for epoch, events in ((epoch1, first), (epoch2, second)):
         assert hub.stored_seqs(tid, epoch) == [e["seq"] for e in events] == list(range(1, len(events) + 1))
-        assert [hub.event(tid, e["seq"], epoch)["id"] for e in events] == [e["id"] for e in events]
+        at_hub = [hub.event(tid, e["seq"], epoch) for e in events]
+        assert [e["id"] for e in at_hub] == [e["id"] for e in events]
+        # the relay worked all night: every allow went out with its pulse
+        assert [e["gate"] for e in at_hub] == [{"allow": "opened"}.get(e["decision"]) for e in events]
     assert hub.stats["stored"] == len(first) + len(second)
     assert door.told_to_walk_through() <= len(door.relay.pulses)   # every 请通行 had its opening
     assert rig["died"] == []
