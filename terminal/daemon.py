@@ -13,7 +13,7 @@ Threads — every object used by more than one thread is confined to one or lock
                                               (changed only by Verifier.apply, here, between two
                                               presentations), the store's write transactions,
                                               relay.pulse, StatusFile.record, the update queue
-    camera         inputs/camera.py           QrPresentations, the QR decoders
+    camera         inputs/camera.py           QrPresentations, CodeWatch, the QR decoders and qrview
     grabber …      drivers/camera.py          the frame source; hands the newest frame over under
                                               its Condition
     id_card        inputs/cards.py            its reader and serial link; asks the hub's status
