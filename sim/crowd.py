@@ -248,13 +248,11 @@ class Lane:
     linger_s: float = 0.3  # a look at the panel before taking the phone or card away
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
-    current: Visitor | None = None   # who is at the terminal now
 
     def present(self, v: Visitor) -> None:
         """``v`` shows the phone (``v.text``) or lays the card down, waits for the answer, leaves."""
         if v.kind == "passed_on_friend":
             self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
-        self.current = v
         if v.method == "qr":
             self.camera.show(v.text, int(self.hold_s * self.camera.fps))
         elif v.method == "id_card":
@@ -272,5 +270,4 @@ class Lane:
             self.sam.card = None
         else:
             self.ss.card = None
-        self.current = None
         self.stop.wait(self.leave_s)

@@ -188,8 +188,11 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
 
     def on_result(p, r):
         with lock:
-            if p.unreadable:  # nothing was read: it is whoever stands at that device now
-                v = lane.current if lane.current is not None and lane.current.method == p.method else None
+            if p.unreadable:  # nothing was read: the last one to present there before the terminal saw them
+                since = p.started_ns / 1e9 - t0
+                there = [u for u in visitors if u.method == p.method and u.presented_at is not None
+                         and u.presented_at <= since]
+                v = there[-1] if there else None
             elif p.method == "qr":
                 v = by_text.get(p.text)
             else:
