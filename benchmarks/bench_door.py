@@ -8,7 +8,9 @@ never decided, agreement with ground truth, and time to gate p50 / p95 per metho
 visitors pooled).
 
 Targets: never decided 0 at every level; camera p95 ≤ 0.6 s at mild and ≤ 1.5 s at hard; scan
-engine p95 ≤ 0.3 s beyond the engine's own (simulated) decode time; agreement 1.000.
+engine p95 ≤ 0.3 s beyond the engine's own (simulated) decode time — its time to gate starts
+when the engine sends the code (the code scanned), which is after that decode time; agreement
+1.000.
 
 The demo runs in real time against real threads: on a loaded machine time to gate grows with the
 load (frames wait for the CPU), so note the machine's load beside the numbers.
@@ -31,7 +33,7 @@ from sim.demo import pct, run_demo  # noqa: E402
 
 LEVELS = ("clean", "mild", "moderate", "hard")
 CAMERA_P95 = {"mild": 0.6, "hard": 1.5}   # s, the targets
-SCANNER_BEYOND = 0.3                      # s beyond the engine's own decode time
+SCANNER_P95 = 0.3                         # s from the engine sending the code, i.e. beyond its decode time
 
 
 def modes() -> list[str]:
@@ -57,8 +59,7 @@ def pooled(reports: list[dict]) -> dict:
     return {"visitors": n, "decided": len(decided), "never_decided": n - len(decided),
             "agreement": agree / n if n else 1.0,
             "ttg": {m: (pct(t, 50), pct(t, 95), max(t)) for m, t in sorted(by_method.items())},
-            "hints": sum(sum(r.get("guidance", {}).values()) for r in reports),
-            "engine_s": max((r.get("scanner_decode_s") or 0.0) for r in reports)}
+            "hints": sum(sum(r.get("guidance", {}).values()) for r in reports)}
 
 
 def main() -> int:
@@ -86,10 +87,9 @@ def main() -> int:
                     and res["ttg"]["qr"][1] > CAMERA_P95[level]:
                 ok = False
                 notes.append(f"{level}: camera p95 {res['ttg']['qr'][1]:.2f} s > {CAMERA_P95[level]} s")
-            if "scanner" in res["ttg"] and res["ttg"]["scanner"][1] > res["engine_s"] + SCANNER_BEYOND:
+            if "scanner" in res["ttg"] and res["ttg"]["scanner"][1] > SCANNER_P95:
                 ok = False
-                notes.append(f"{level}: scanner p95 {res['ttg']['scanner'][1]:.2f} s > engine "
-                             f"{res['engine_s']:.2f} s + {SCANNER_BEYOND} s")
+                notes.append(f"{level}: scanner p95 {res['ttg']['scanner'][1]:.2f} s > {SCANNER_P95} s")
 
     head = ["camera", "mode", "visitors", "decided", "never decided", "agreement",
             "time to gate p50 / p95 s, per method", "hints"]
@@ -101,7 +101,7 @@ def main() -> int:
     if "scanner" not in modes():
         print("\n(camera only: this simulator has no scan engine for the demo yet)")
     print(f"\nTargets (never decided 0, agreement 1.000, camera p95 ≤ 0.6 s mild / ≤ 1.5 s hard, scan engine "
-          f"p95 ≤ its decode time + {SCANNER_BEYOND} s): {'met' if ok else 'NOT met'}; "
+          f"p95 ≤ {SCANNER_P95} s from its send): {'met' if ok else 'NOT met'}; "
           f"{time.monotonic() - t_start:.0f} s")
     for note in notes:
         print("  " + note)
