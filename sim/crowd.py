@@ -244,7 +244,7 @@ class Lane:
     sam: object          # sim.idcard_sam.VirtualSam
     ss: object           # sim.sscard_reader.VirtualSsReader
     clock: Callable[[], float] = time.monotonic   # the run's clock: presented_at is read from it
-    hold_s: float = 12.0  # longest wait for an answer: past the terminal's unreadable timeout
+    hold_s: float = 15.0  # longest wait for an answer: well past the terminal's unreadable timeout
     linger_s: float = 0.3  # a look at the panel before taking the phone or card away
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)

@@ -12,7 +12,8 @@ or located by ``drivers.qrview.look`` without decoding. From then:
 - not decoded ``give_up_after`` seconds (10 s) after it began: *unreadable* — the decide thread
   commits a ``review`` event with reason ``unreadable`` and the panel says 请人工核验, so nobody
   is left without an answer; then, as after a decision, quiet until the view is free;
-- no code found in any frame for ``gap`` seconds: the person has gone; nothing is committed.
+- no code found for ``gap`` seconds, in at least ``GONE_FRAMES`` frames in a row: the person has
+  gone; nothing is committed.
 
 :class:`CodeWatch` is confined to the camera's thread and told every frame's time, so tests
 drive it with made-up times.
@@ -38,6 +39,7 @@ SMALL = 0.30           # code narrower than this share of the frame's short side
 DARK = 160.0           # light modules darker than this grey level: screen too dim
 WASHED = 0.10          # this share of the code's cells burnt out flat: a reflection
 BLURRED = 0.80         # sharpness (qrview.View) below this: out of focus or moving
+GONE_FRAMES = 3        # frames in a row without a code (and gap seconds) before the person has gone
 
 
 def advice(view: View, short_side: int) -> tuple[str, str]:
@@ -75,21 +77,28 @@ class CodeWatch:
         self.since: float | None = None     # presenting began, nothing read yet
         self._gave_up = False               # unreadable sent: quiet until the view is free
         self._last_code = -math.inf         # the newest frame in which a code was read or found
+        self._misses = 0                    # frames since then that showed none
         self._last_hint = 0.0
 
-    def frame(self, ts: float, reading: bool, view: View | None, short_side: int) -> Hint | Unreadable | None:
+    def frame(self, ts: float, *, reading: bool, found: bool, view: View | None = None,
+              short_side: int = 480) -> Hint | Unreadable | None:
         """One frame taken at ``ts``. ``reading``: a code has been read within the last ``gap``
-        seconds (``QrPresentations.in_view``), so its decision answers whoever holds it; ``view``:
-        what ``drivers.qrview.look`` found in this frame (None: no code, or not looked at)."""
-        if reading or view is not None:
-            self._last_code = ts
-        if reading or ts - self._last_code > self.gap:
+        seconds (``QrPresentations.in_view``), so its decision answers whoever holds it; ``found``:
+        a code was located in this frame; ``view``: how it looks (``drivers.qrview.look``; None
+        when not measured this frame)."""
+        if reading or found:
+            self._last_code, self._misses = ts, 0
+        else:
+            self._misses += 1
+        # Gone: no code for gap seconds, seen in frames (a camera loop slowed down by a busy CPU
+        # may take fewer frames than that, and one late frame is no proof the person left).
+        if reading or ts - self._last_code > self.gap and self._misses >= GONE_FRAMES:
             self.since, self._gave_up = None, False
             return None
         if self._gave_up:
             return None
         if self.since is None:
-            if view is None:
+            if not found:
                 return None
             self.since = self._last_hint = ts
         if ts - self.since >= self.give_up_after:

@@ -66,15 +66,16 @@ class CameraInput:
             for text in self._tracker.observe(decoded.texts, frame.ts):
                 self._metrics.presented("qr")
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
-            reading = self._tracker.in_view > 0
-            view = None
-            if not reading and decoded.found and frame.ts - looked >= LOOK_EVERY:
+            reading, found, view = self._tracker.in_view > 0, bool(decoded.found), None
+            if not reading and found and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
                 view = look(frame.image, decoded.found)
-            elif not reading and not decoded.found and frame.ts - searched >= SEARCH_EVERY:
+            elif not reading and not found and frame.ts - searched >= SEARCH_EVERY:
                 searched = frame.ts
                 view = look(frame.image)
-            step = self._watch.frame(frame.ts, reading, view, min(frame.image.shape[:2]))
+                found = view is not None
+            step = self._watch.frame(frame.ts, reading=reading, found=found, view=view,
+                                     short_side=min(frame.image.shape[:2]))
             if isinstance(step, Hint):
                 self._metrics.guided(step.cause)
                 self._guide(step.key)
