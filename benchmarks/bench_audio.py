@@ -42,36 +42,40 @@ from terminal.audio.tones import write_tone  # noqa: E402
 
 
 class FirstByte:
-    """A FIFO and a thread that stamps (monotonic ns) the first byte written into it, per open."""
+    """A FIFO and a thread that stamps (monotonic ns) the first byte written into it after
+    ``arm``. The thread holds the FIFO open read-write, so a player's open never blocks (an
+    open that blocked inside pyalsaaudio would hold the GIL, and this thread with it)."""
 
     def __init__(self, path: Path):
-        self.path = path
         os.mkfifo(path)
-        self.stamp: int | None = None
-        self._done = threading.Event()
-
-    def arm(self) -> None:
-        self.stamp = None
-        self._done.clear()
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR)
+        self._lock = threading.Lock()
+        self._armed = False
+        self._stamp: int | None = None
+        self._got = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
+    def arm(self) -> None:
+        time.sleep(0.02)  # the last run's bytes drained (its player has exited)
+        with self._lock:
+            self._armed, self._stamp = True, None
+            self._got.clear()
+
     def _read(self) -> None:
-        fd = os.open(self.path, os.O_RDONLY)  # blocks until the player opens it for writing
-        try:
-            select.select([fd], [], [], 10)
-            self.stamp = time.monotonic_ns()
-            while os.read(fd, 65536):
-                pass
-        finally:
-            os.close(fd)
-            self._done.set()
+        while True:
+            select.select([self._fd], [], [])
+            now = time.monotonic_ns()
+            os.read(self._fd, 1 << 16)
+            with self._lock:
+                if self._armed:
+                    self._armed, self._stamp = False, now
+                    self._got.set()
 
     def wait(self) -> int:
-        if not self._done.wait(10):
+        if not self._got.wait(10):
             raise RuntimeError("the player never wrote")
-        if self.stamp is None:
-            raise RuntimeError("no byte arrived")
-        return self.stamp
+        return self._stamp
 
 
 def pcm_name(fifo: Path) -> str:
@@ -86,7 +90,8 @@ def bench_aplay(fifo: FirstByte, wav: Path, runs: int) -> list[float]:
         p = subprocess.Popen(["aplay", "-q", "-D", pcm_name(fifo.path), str(wav)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         out.append((fifo.wait() - t0) / 1e6)
-        p.wait()
+        if p.wait() != 0:
+            raise RuntimeError(p.stderr.read().decode())
     return out
 
 
@@ -108,29 +113,22 @@ def bench_alsaaudio(fifo: FirstByte, wav: Path, runs: int, held: bool) -> list[f
                              format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=period)
 
     out = []
+    pcm = open_pcm() if held else None   # held: opened once, before any decision
     for _ in range(runs):
         fifo.arm()
-        if held:  # opened before the decision (the file plugin opens the FIFO at PCM open)
-            pcm = open_pcm()
-            time.sleep(0.01)
         t0 = time.monotonic_ns()
         if not held:
             pcm = open_pcm()
         for i in range(0, len(data), period * 2):
             pcm.write(data[i:i + period * 2])
-        out.append((_first(fifo) - t0) / 1e6)
+        out.append((fifo.wait() - t0) / 1e6)
+        if held:
+            pcm.drain()
+        else:
+            pcm.close()
+    if held:
         pcm.close()
-        fifo.wait()
     return out
-
-
-def _first(fifo: FirstByte) -> int:
-    end = time.monotonic() + 10
-    while fifo.stamp is None:
-        if time.monotonic() > end:
-            raise RuntimeError("no byte arrived")
-        time.sleep(0.0005)
-    return fifo.stamp
 
 
 def summary(ms: list[float] | str) -> dict | str:
