@@ -133,6 +133,12 @@ def _seconds(lo, hi):
     return check
 
 
+def _bool(v):
+    if not isinstance(v, bool):
+        raise ValueError("must be true or false")
+    return v
+
+
 def _name(v):
     if not isinstance(v, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
         raise ValueError("must be a backend name: lower-case letters, digits and '_'")
@@ -253,6 +259,7 @@ class ScreenSection:
     width: int = setting(_int_range(240, 4096), 800, "PNG panel width; a framebuffer says its own size")
     height: int = setting(_int_range(240, 4096), 480, "PNG panel height")
     result_seconds: float = setting(_seconds(0.5, 60), 3.0, "how long a decision stays on the panel")
+    large_print: bool = setting(_bool, False, "larger name, reason and instruction; no time or date lines")
 
 
 _MODE = _choice("speech", "tone", "silent")
