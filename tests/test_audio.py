@@ -349,7 +349,8 @@ def test_no_speaker_raises_audio_down_and_recovers(speaker, tmp_path):
     sink.unplug()
     out, sink, devices = speaker(sink=sink)
     wait_for(lambda: "audio" in devices.errors(), "audio_down")
-    assert devices.alarms() == ["扬声器故障"]
+    assert list(devices.alarms()) == ["audio_down"]
+    assert texts.alarm_banner(devices.alarms()) == ["扬声器故障"]
     out.announce(DENY, R.RED_CODE)                       # dropped, and nothing else stops
     wait_for(lambda: out.dropped == 1)
     assert sink.recorded() == []

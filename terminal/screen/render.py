@@ -66,6 +66,7 @@ class Panel:
     method: str | None = None     # qr / id_card / ss_card
     alarm: str | None = None      # e.g. "身份证读卡器故障"
     time: datetime | None = None
+    gate: str | None = None       # the event's gate: "fault" shows an allow as GATE_FAULT, amber
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,14 @@ class Renderer:
     def layout_result(self, panel: Panel) -> Layout:
         w, h = self.size
         decision = texts.screen_decision(panel.decision)
-        bg, fg = STYLES[decision]
+        gate_shut = decision == ALLOW and panel.gate == "fault"
+        bg, fg = STYLES[REVIEW if gate_shut else decision]
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(panel.alarm, RESULT_BANNER, rects, items)
         mark, head, who, why, when = self._result_slots(top)
-        items += self._place("headline", texts.HEADLINES[decision], head, fg, max_lines=2,
+        headline = texts.GATE_FAULT if gate_shut else texts.HEADLINES[decision]
+        items += self._place("headline", headline, head, fg, max_lines=2,
                              stroke=0.025, line_gap=0.08)
         name = texts.clean(panel.name)
         label = texts.method_label(panel.method)
@@ -159,7 +162,7 @@ class Renderer:
         reason = texts.reason_text(texts.clean(panel.reason), decision, panel.method)
         items += self._place("reason", reason, why, fg, max_lines=2,
                              max_size=round((why[3] - why[1]) * (0.7 if self.large_print else 0.5)))
-        marks = (Mark(decision, mark, fg, bg),)
+        marks = (Mark(REVIEW if gate_shut else decision, mark, fg, bg),)  # a shut gate: "!"
         if panel.time is not None and when is not None:
             items += self._place("time", texts.clock_text(panel.time), when, fg,
                                  max_size=round(min((when[3] - when[1]) * 0.7, min(w, h) * 0.08)),
