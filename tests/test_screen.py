@@ -556,9 +556,11 @@ def test_the_mark_needs_no_font(r800, mocker):
         assert np.array_equal(_sign_mask(r800, d), before[d]), d
 
 
-def test_an_unknown_decision_gets_the_review_mark(r800):
+def test_an_unknown_decision_and_a_shut_gate_get_the_review_mark(r800):
     (mark,) = r800.layout_result(Panel("maybe", "??")).marks
     assert mark.decision == REVIEW
+    (mark,) = r800.layout_result(Panel(ALLOW, reasons.OK, gate="fault")).marks   # 请联系工作人员开门
+    assert (mark.decision, mark.disc) == (REVIEW, render.STYLES[REVIEW][1])
 
 
 def _text_height(item) -> int:
