@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from drivers.audio import AplaySink, AudioError
+from drivers.relay import PulseOutcome
 from sim.audio_sink import WavFileSink
 from sim.issuer import Issuer, Person
 from terminal import config as cfgmod
@@ -470,3 +471,31 @@ def test_open_audio_renders_into_the_cache_dir(tmp_path):
     out = open_audio(audio_settings(), tmp_path / "cache", WavFileSink(tmp_path / "s"), DeviceStatus())
     assert out.bank.spoken
     assert len(list((tmp_path / "cache" / "speech").iterdir())) == len(P.PROMPTS)
+
+
+class DeadRelay:
+    """A wired relay whose line is gone: every pulse is dropped."""
+    wired = True
+    error = "LinkDown: /dev/gate/relay: gone"
+
+    def pulse(self, ms):
+        return PulseOutcome(False)
+
+    def close(self):
+        pass
+
+
+def test_an_allow_at_a_shut_gate_is_never_said_as_pass(keyset, keyset_config):
+    issuer = Issuer.from_dir(keyset)
+    results = []
+    daemon = Daemon(keyset_config, relay=DeadRelay(), audio_sink=WavFileSink(keyset / "spoken"),
+                    on_result=lambda p, r: results.append(r))
+    daemon.start()
+    try:
+        daemon._put(Presentation("qr", time.monotonic_ns(), issuer.issue(Person())))
+        wait_for(lambda: len(daemon.audio.history) == 1)
+    finally:
+        daemon.stop()
+    assert (results[0].decision, results[0].gate) == (ALLOW, "fault")
+    played = daemon.audio.history[0]
+    assert (played.key, played.mode) == ("open_by_staff", P.SPEECH)     # 请联系工作人员开门, not a pass tone
