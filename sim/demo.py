@@ -275,7 +275,7 @@ def prompt_report(audio, t0: float, echo) -> dict:
     """Every prompt the terminal played (the WAV sink has a copy of each in prompts/), when,
     and how long after its decision its first sample came."""
     from terminal.audio.prompts import PROMPTS, SPEECH
-    played = list(audio.history) if audio is not None else []
+    played = audio.history if audio is not None else []
     prompts = [{"seq": p.seq, "prompt": p.key, "mode": p.mode,
                 "text": PROMPTS[p.key].text if p.mode == SPEECH else None,
                 "at_s": round(p.started_ns / 1e9 - t0, 3), "latency_ms": round(p.latency_ms, 2)}

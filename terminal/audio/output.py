@@ -75,7 +75,8 @@ class AudioOut:
         self._up = False
         self._attempt = 0
         self._retry_at = 0.0
-        self.history: deque[Played] = deque(maxlen=HISTORY)
+        self._history: deque[Played] = deque(maxlen=HISTORY)  # appended here, read by others
+        self._history_lock = threading.Lock()
         self.dropped = 0   # requests not played: the device was out of order, or volume 0
         self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
 
@@ -93,6 +94,12 @@ class AudioOut:
         with self._cond:
             self._pending = (key, decision, seq, decided_ns or time.monotonic_ns())
             self._cond.notify()
+
+    @property
+    def history(self) -> list[Played]:
+        """The prompts played, oldest first (the last HISTORY of them)."""
+        with self._history_lock:
+            return list(self._history)
 
     def start(self) -> None:
         self._thread.start()
@@ -165,7 +172,8 @@ class AudioOut:
             self.dropped += 1
             self._down(str(e))
             return
-        self.history.append(Played(name, mode, volume, seq, decided_ns, started))
+        with self._history_lock:
+            self._history.append(Played(name, mode, volume, seq, decided_ns, started))
 
     def _try_open(self) -> None:
         try:
