@@ -499,3 +499,17 @@ def test_an_allow_at_a_shut_gate_is_never_said_as_pass(keyset, keyset_config):
     assert (results[0].decision, results[0].gate) == (ALLOW, "fault")
     played = daemon.audio.history[0]
     assert (played.key, played.mode) == ("open_by_staff", P.SPEECH)     # 请联系工作人员开门, not a pass tone
+
+
+def test_the_audio_thread_on_aplay_with_and_without_a_card(speaker):
+    """The machine's ALSA: ``null`` plays (and throws the sound away), ``hw:77`` is no card."""
+    out, _, devices = speaker(sink=AplaySink("null"))
+    out.announce(DENY, R.EXPIRED, seq=3)
+    wait_for(lambda: out.history, "the prompt through aplay")
+    assert (out.history[0].key, out.history[0].seq) == ("deny_refresh", 3) and devices.errors() == {}
+    out, _, devices = speaker(sink=AplaySink("hw:77"))
+    wait_for(lambda: "audio" in devices.errors(), "audio_down without a sound card")
+    assert "hw:77" in devices.errors()["audio"]
+    out.announce(DENY, R.EXPIRED)
+    wait_for(lambda: out.dropped == 1)
+    assert out.history == []
