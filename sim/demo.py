@@ -35,7 +35,7 @@ from terminal.daemon import Daemon
 # The marker a demo leaves in --out, and what it makes there: a later demo removes only these,
 # and only where the marker is. --out . in a checkout or a home directory must lose nothing.
 MARKER = ".gate-terminal-demo"
-OWN = ("keys", "screens", "broker", "hub.db", "hub.db-wal", "hub.db-shm", "terminal.toml")
+OWN = ("keys", "screens", "prompts", "broker", "hub.db", "hub.db-wal", "hub.db-shm", "terminal.toml")
 
 
 class NotDemoDir(FileExistsError):
@@ -68,9 +68,12 @@ def pct(values: list[float], p: float) -> float | None:
 
 
 def device_sections(screens: Path, ports: dict[str, str], *, camera: str | None = None,
-                    pulse_ms: int = 800, result_seconds: float = 1.2) -> str:
-    """The simulated devices as config sections (TOML text)."""
+                    pulse_ms: int = 800, result_seconds: float = 1.2, prompts: Path | None = None) -> str:
+    """The simulated devices as config sections (TOML text); ``prompts``: the simulator's
+    speaker records every prompt there."""
     text = f'\n[camera]\nsource = "{camera}"\nfps = 15\n' if camera else ""
+    if prompts is not None:
+        text += f'\n[audio]\nkind = "wavfile"\ndevice = "{prompts}"\n'
     return text + f"""
 [id_card]
 port = "{ports['id_card']}"
@@ -132,7 +135,7 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
         for ep in endpoints.values():
             ep.start()
         ports = {k: ep.url for k, ep in endpoints.items()}
-        cfg = demo_config(config or keys / "config.toml", venue, out / "screens", ports)
+        cfg = demo_config(config or keys / "config.toml", venue, out / "screens", ports, prompts=out / "prompts")
         policy = cfg.policy()
         visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng,
                                  hub_answers_cards=hub)
@@ -241,6 +244,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     finally:
         daemon.stop()
     res = summarize(visitors, relay, out, echo, time.monotonic() - t0, hints)
+    res.update(prompt_report(daemon.audio, t0, echo))
     if synced is not None:
         res["sync"] = synced
         echo(f"outbox after the run: {synced['outbox_depth']} events"
@@ -329,3 +333,18 @@ def summarize(visitors, relay, out: Path, echo, wall: float, hints: Counter | No
         echo(f"missed {res['missed']}; disagreements {res['disagreements']}")
     return res
 
+
+
+def prompt_report(audio, t0: float, echo) -> dict:
+    """Every prompt the terminal played (the WAV sink has a copy of each in prompts/), when,
+    and how long after its decision its first sample came."""
+    from terminal.audio.prompts import PROMPTS, SPEECH
+    played = audio.history if audio is not None else []
+    prompts = [{"seq": p.seq, "prompt": p.key, "mode": p.mode,
+                "text": PROMPTS[p.key].text if p.mode == SPEECH else None,
+                "at_s": round(p.started_ns / 1e9 - t0, 3), "latency_ms": round(p.latency_ms, 2)}
+               for p in played]
+    lat = [p["latency_ms"] for p in prompts]
+    p99 = round(pct(lat, 99), 2) if lat else None
+    echo(f"prompts {len(prompts)}, decision to first sample p99 {p99} ms")
+    return {"prompts": prompts, "audio_p99_ms": p99}
