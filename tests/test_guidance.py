@@ -180,6 +180,23 @@ def test_one_late_frame_without_a_code_is_not_proof_the_person_left():
     assert w.since is None
 
 
+def test_gone_needs_both_gap_seconds_and_three_frames():
+    w = CodeWatch(gap=1.5)
+    run(w, [(100.0, False, view()), (100.4, False, None), (100.8, False, None), (101.2, False, None)])
+    assert w.since == 100.0                                 # three frames, but 1.2 s: still there
+    w = CodeWatch(gap=1.5)                                  # binary fractions: exact times
+    run(w, [(100.0, False, view()), (100.5, False, None), (101.0, False, None), (101.5, False, None)])
+    assert w.since == 100.0                                 # exactly gap seconds: not more than gap
+    run(w, [(101.625, False, None)])
+    assert w.since is None
+
+
+def test_a_hint_at_hint_after_exactly():
+    w = CodeWatch(gap=1.5, hint_after=0.75)
+    assert run(w, [(100.0, False, view()), (100.625, False, view())]) == []
+    assert run(w, [(100.75, False, view())]) == [(100.75, Hint("other", G.AIM))]
+
+
 def test_a_code_being_read_is_answered_by_its_decision():
     w = CodeWatch(gap=1.5)
     run(w, steady(100.0, 105.0))

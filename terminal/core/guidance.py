@@ -80,8 +80,8 @@ class CodeWatch:
         self._misses = 0                    # frames since then that showed none
         self._last_hint = 0.0
 
-    def frame(self, ts: float, *, reading: bool, found: bool, view: View | None = None,
-              short_side: int = 480) -> Hint | Unreadable | None:
+    def frame(self, ts: float, *, reading: bool, found: bool, view: View | None,
+              short_side: int) -> Hint | Unreadable | None:
         """One frame taken at ``ts``. ``reading``: a code has been read within the last ``gap``
         seconds (``QrPresentations.in_view``), so its decision answers whoever holds it; ``found``:
         a code was located in this frame; ``view``: how it looks (``drivers.qrview.look``; None
