@@ -64,6 +64,33 @@ def register(sub) -> None:
                           "the demo starts no hub of its own")
     d.set_defaults(func=run_demo)
 
+    f = simsub.add_parser("fleet", help="N simulated terminals against one Mosquitto and the hub simulator",
+                          description="Runs N lightweight terminals (each the real store, outbox and hub link "
+                                      "with its own TLS certificate and device key; synthetic decisions "
+                                      "instead of a camera) in a few worker processes against a Mosquitto "
+                                      "and the hub simulator it starts, then writes a JSON report: events "
+                                      "sent and held at the hub (exactly once by tid, epoch, seq), connects "
+                                      "and reconnect times, hub ingest, the broker's memory.")
+    f.add_argument("--terminals", type=int, required=True, metavar="N")
+    f.add_argument("--duration", type=float, required=True, metavar="S", help="seconds of events")
+    f.add_argument("--report", type=Path, required=True, metavar="FILE", help="where the JSON report goes")
+    f.add_argument("--rate", type=float, default=12.0, metavar="PER_MIN",
+                   help="decisions per minute per terminal (default 12)")
+    f.add_argument("--ramp", type=float, metavar="S",
+                   help="links start spread over S seconds (default: N/100, at most half the duration)")
+    f.add_argument("--restart-broker-at", type=float, metavar="S",
+                   help="restart the broker S seconds in and measure the reconnections")
+    f.add_argument("--broker-down", type=float, default=0.0, metavar="S",
+                   help="with --restart-broker-at: keep the broker down S seconds (default 0: a restart)")
+    f.add_argument("--workers", type=int, metavar="W", help="worker processes (default: one per 125 terminals, 1-8)")
+    f.add_argument("--drain-timeout", type=float, default=120.0, metavar="S",
+                   help="how long the outboxes may take to empty after the events stop (default 120)")
+    f.add_argument("--out", type=Path, metavar="DIR",
+                   help="keep the terminals, broker and hub files in DIR (new or empty; default: a "
+                        "temporary directory, removed)")
+    f.add_argument("--seed", type=int, help="make the events repeatable")
+    f.set_defaults(func=run_fleet)
+
 
 def run_demo(args) -> int:
     from sim.demo import NotDemoDir, run_demo as demo
@@ -85,6 +112,39 @@ def run_demo(args) -> int:
     except NotDemoDir as e:
         raise UsageError(str(e)) from None
     return 0 if res["agreement"] == 1.0 else 1
+
+
+def run_fleet(args) -> int:
+    from sim.fleet import MAX_TERMINALS, FleetError, run_fleet as fleet
+    if not 1 <= args.terminals <= MAX_TERMINALS:
+        raise UsageError(f"--terminals must be 1-{MAX_TERMINALS}")
+    if not 0 < args.duration <= 86400 or not 0 <= args.rate <= 60:
+        raise UsageError("--duration must be above 0 and at most 86400 s, --rate 0-60 per minute")
+    if args.restart_broker_at is not None and not 0 < args.restart_broker_at < args.duration:
+        raise UsageError("--restart-broker-at must fall inside --duration")
+    if not 0 <= args.broker_down <= 3600:
+        raise UsageError("--broker-down must be 0-3600 s")
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise UsageError("--workers must be 1-64")
+    if args.ramp is not None and not 0 <= args.ramp <= args.duration:
+        raise UsageError("--ramp must be 0 to --duration")
+    if not 0 < args.drain_timeout <= 3600:
+        raise UsageError("--drain-timeout must be above 0 and at most 3600 s")
+    if args.out is not None and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UsageError(f"--out {args.out}: not a new or empty directory")
+    try:
+        rep = fleet(terminals=args.terminals, duration=args.duration, report=args.report, out=args.out,
+                    rate=args.rate / 60.0, ramp=args.ramp, workers=args.workers,
+                    restart_at=args.restart_broker_at, down_for=args.broker_down, drain_timeout=args.drain_timeout, seed=args.seed)
+    except (FleetError, OSError) as e:
+        print(f"sim fleet: {e}")
+        return 1
+    ev, con = rep["events"], rep["connects"]
+    print(f"{rep['terminals']} terminals: {ev['sent']} events sent, {ev['at_hub']} at the hub "
+          f"({ev['missing']} missing, {ev['unexpected']} unexpected, {ev['duplicates_dropped']} duplicates "
+          f"dropped), {con['total']} connects; hub {rep['hub']['events_per_s_mean']} events/s; "
+          f"report {args.report}: {'OK' if rep['ok'] else 'FAILED'}")
+    return 0 if rep["ok"] else 1
 
 
 def run_keys(args) -> int:

@@ -1,0 +1,342 @@
+"""``gate-terminal sim fleet``: N simulated terminals against one Mosquitto and the hub simulator.
+
+The parent process owns the platform — a Mosquitto (sim/broker.py: TLS, client certificates,
+the ACL) on a free port and the hub simulator (sim/hub.py) — and spreads the terminals over a
+few worker processes (sim/fleet_worker.py), each running its slice as threads: the real store,
+outbox and hub link per terminal, synthetic decisions instead of a camera.
+
+A run: make the key set and the broker; the workers make their terminals (SM2 device key,
+TLS client certificate from the broker's CA, state directory) and say their public keys; the hub
+registers them; the links start spread over ``ramp`` seconds and the events flow for
+``duration`` seconds; optionally the broker is restarted at ``restart_at`` (SIGTERM: it saves
+its sessions, as for an upgrade) and the reconnect storm is measured; then the outboxes drain
+(every event acked by the hub, or ``drain_timeout``) and the report is written.
+
+The report's accounting is exactly-once by (tid, epoch, seq): every event a terminal committed
+must be held by the hub exactly once (``missing`` and ``unexpected`` 0). Deliveries are at least
+once: the duplicates the hub dropped (resent batches) are counted, not held.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from sim.fleet_worker import WorkerSpec, main as worker_main
+
+MAX_TERMINALS = 20_000
+TID_FORMAT = "370102-F{:05d}-01"
+STATUS_EVERY = 1.0
+
+
+class FleetError(RuntimeError):
+    """The fleet could not be set up (a worker failed to make its terminals, the broker, ...)."""
+
+
+def tids(n: int) -> list[str]:
+    return [TID_FORMAT.format(i) for i in range(1, n + 1)]
+
+
+def default_workers(n: int) -> int:
+    """A few processes, not N: one per ~125 terminals, 1 to 8."""
+    return max(1, min(8, -(-n // 125)))
+
+
+def _rss_kib(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def per_second(times: list[float], since: float) -> list[int]:
+    """How many of ``times`` fell in each whole second after ``since`` (a histogram)."""
+    counts = Counter(int(t - since) for t in times if t >= since)
+    return [counts.get(i, 0) for i in range(max(counts) + 1)] if counts else []
+
+
+class Fleet:
+    def __init__(self, out: Path, terminals: int, *, workers: int | None = None, seed: int | None = None,
+                 time_interval: float = 600.0, line=print) -> None:
+        if not 1 <= terminals <= MAX_TERMINALS:
+            raise ValueError(f"terminals must be 1-{MAX_TERMINALS}")
+        self.out = Path(out)
+        self.n = terminals
+        self.workers_n = min(terminals, workers or default_workers(terminals))
+        self.seed = seed
+        self.time_interval = time_interval
+        self.line = line
+        self.broker = None
+        self.hub = None
+        self.keys: dict[str, str] = {}
+        self._procs: list = []
+        self._conns: list = []
+        self.timeline: list[dict] = []
+
+    # --- setup ----------------------------------------------------------------------
+    def start(self) -> "Fleet":
+        from sim.broker import Broker
+        from sim.devkeys import write_key_set
+        self.out.mkdir(parents=True, exist_ok=True)
+        keydir = self.out / "keys"
+        self.platform_keys = write_key_set(keydir, terminal_id="370102-F00000-01", force=True)
+        # Deep enough for every terminal's QoS 1 backlog while its link is down.
+        self.broker = Broker(workdir=self.out / "broker", max_queued_messages=1000).start()
+        self.rss_idle = _rss_kib(self.broker.pid)
+        self.line(f"broker {self.broker.url} (pid {self.broker.pid}); making {self.n} terminals "
+                  f"in {self.workers_n} worker processes")
+        t0 = time.monotonic()
+        all_tids = tids(self.n)
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        for w in range(self.workers_n):
+            spec = WorkerSpec(index=w, tids=tuple(all_tids[w::self.workers_n]), root=self.out,
+                              broker_url=self.broker.url, broker_ca=self.broker.ca, ca_key=self.broker.pki.key,
+                              root_key_hex=self.platform_keys["root"].public_key.hex(),
+                              hub_key_hex=self.platform_keys["hub"].public_key.hex(),
+                              trust_list=keydir / "trust.envelope.json", data_keys=keydir / "data_keys.json",
+                              seed=self.seed)
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=worker_main, args=(child, spec), name=f"fleet-worker-{w}", daemon=True)
+            p.start()
+            child.close()
+            self._procs.append(p)
+            self._conns.append(parent)
+        for conn in self._conns:
+            kind, value = self._recv(conn, 600.0)
+            if kind != "ready":
+                raise FleetError(f"a worker could not make its terminals: {value}")
+            self.keys.update(value)
+        self.setup_seconds = time.monotonic() - t0
+        self.line(f"{len(self.keys)} terminals made in {self.setup_seconds:.1f} s; starting the hub")
+        self._start_hub()
+        return self
+
+    def _start_hub(self) -> None:
+        from sim.hub import HubSim
+        from terminal.crypto.sm2 import PublicKey
+        cert, key = self.broker.client_cert("hub")
+        t0 = time.monotonic()
+        self.hub = HubSim(self.broker.url, self.broker.ca, cert, key, hub_key=self.platform_keys["hub"],
+                          root_key=self.platform_keys["root"], db_path=self.out / "hub.db",
+                          terminals={tid: PublicKey.from_hex(h) for tid, h in self.keys.items()},
+                          group=secrets.token_hex(12), client_id="hub", start_seq=1,
+                          time_interval=self.time_interval, on_line=lambda s: None)
+        self.hub.publish_trust((self.out / "keys" / "trust.envelope.json").read_bytes())
+        self.hub.start()
+        if not self.hub.wait_connected(30.0):
+            raise FleetError("the hub simulator did not connect to the broker")
+        self.line(f"hub up ({len(self.keys)} device keys precomputed in {time.monotonic() - t0:.1f} s)")
+
+    def _recv(self, conn, timeout: float):
+        if not conn.poll(timeout):
+            raise FleetError(f"a worker did not answer within {timeout:g} s")
+        try:
+            return conn.recv()
+        except EOFError:
+            raise FleetError("a worker died (see its worker-N.log)") from None
+
+    def _ask(self, msg: tuple, timeout: float = 60.0) -> list:
+        for conn in self._conns:
+            conn.send(msg)
+        return [self._recv(conn, timeout)[1] for conn in self._conns]
+
+    # --- the run --------------------------------------------------------------------
+    def status(self) -> dict:
+        total: Counter = Counter()
+        for s in self._ask(("status",)):
+            total.update(s)
+        return dict(total)
+
+    def go(self, duration: float, rate: float, ramp: float) -> float:
+        """Links start over ``ramp`` s, events at ``rate``/s per terminal for ``duration`` s."""
+        self.t0 = time.monotonic() + 0.2
+        self.until = self.t0 + duration
+        for conn in self._conns:
+            conn.send(("go", self.t0, self.until, rate, ramp))
+        return self.t0
+
+    def record(self) -> dict:
+        s = self.status()
+        s["t"] = round(time.monotonic() - self.t0, 2)
+        s["hub_stored"] = self.hub.stats["stored"]
+        s["broker_rss_kib"] = _rss_kib(self.broker.pid)
+        self.timeline.append(s)
+        return s
+
+    def wait_until(self, when: float, cond=lambda s: False) -> dict | None:
+        """Record the timeline every second until ``when`` or ``cond(status)``; the last status."""
+        s = None
+        while time.monotonic() < when:
+            s = self.record()
+            if cond(s):
+                return s
+            time.sleep(min(STATUS_EVERY, max(0.0, when - time.monotonic())))
+        return s
+
+    def restart_broker(self, down_for: float = 0.0) -> tuple[float, float]:
+        """SIGTERM, ``down_for`` seconds, start again on the same port: (went down, back up), monotonic."""
+        down = time.monotonic()
+        self.broker.stop()
+        self.wait_until(down + down_for)
+        self.broker.start()
+        return down, time.monotonic()
+
+    def drain(self, timeout: float) -> int:
+        return sum(self._ask(("drain", timeout), timeout + 60.0))
+
+    def stop(self) -> list[dict]:
+        results = []
+        if self._conns:
+            with contextlib.suppress(FleetError, OSError):
+                for r in self._ask(("stop",), 120.0):
+                    results.extend(r)
+        for p in self._procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+        self._procs, self._conns = [], []
+        if self.hub is not None:
+            self.hub.stop()
+        return results
+
+    def close(self) -> None:
+        self.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    # --- the report -----------------------------------------------------------------
+def account(hub_db: Path, results: list[dict]) -> tuple[dict, list[float]]:
+    """Exactly once by (tid, epoch, seq): each terminal committed seqs 1..last_seq under its
+    epoch (a fresh state directory); the hub must hold exactly those, each once. Also every
+    event's stored_at (the hub's ingest histogram)."""
+    want = {(r["tid"], r["epoch"]): r["last_seq"] for r in results}
+    db = sqlite3.connect(hub_db)
+    try:
+        at_hub = missing = unexpected = 0
+        for tid, epoch, count, hi in db.execute("SELECT tid, epoch, count(*), max(seq) FROM events "
+                                                 "GROUP BY tid, epoch").fetchall():
+            at_hub += count
+            last = want.pop((tid, epoch), 0)
+            inside = count if hi <= last else db.execute(  # seq is unique per (tid, epoch), >= 1
+                "SELECT count(*) FROM events WHERE tid = ? AND epoch = ? AND seq <= ?",
+                [tid, epoch, last]).fetchone()[0]
+            missing += last - inside
+            unexpected += count - inside
+        missing += sum(want.values())  # terminals the hub holds nothing of
+        stored_at = [t for (t,) in db.execute("SELECT stored_at FROM events")]
+    finally:
+        db.close()
+    sent = sum(r["last_seq"] for r in results)
+    return {"sent": sent, "at_hub": at_hub, "missing": missing, "unexpected": unexpected,
+            "exactly_once": missing == 0 and unexpected == 0 and at_hub == sent}, stored_at
+
+
+def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None = None,
+              rate: float = 0.2, ramp: float | None = None, workers: int | None = None,
+              restart_at: float | None = None, down_for: float = 0.0, drain_timeout: float = 120.0, seed: int | None = None,
+              line=print) -> dict:
+    """Run a fleet and write the JSON report to ``report``; returns it."""
+    scratch = out is None
+    if out is None:
+        base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # 500 stores' fsyncs on one disk
+        out = Path(tempfile.mkdtemp(prefix="fleet-", dir=base))  # would measure the disk, not the link
+    ramp = min(duration / 2, terminals / 100) if ramp is None else ramp
+    fleet = Fleet(out, terminals, workers=workers, seed=seed, line=line)
+    try:
+        fleet.start()
+        t0 = fleet.go(duration, rate, ramp)
+        rep: dict = {"terminals": terminals, "workers": fleet.workers_n, "duration_s": duration,
+                     "rate_per_terminal_per_s": rate, "ramp_s": ramp, "setup_s": round(fleet.setup_seconds, 1)}
+        all_up = fleet.wait_until(t0 + duration, lambda s: s["connected"] == terminals)
+        first_all = all_up["t"] if all_up and all_up["connected"] == terminals else None
+        fleet.rss_connected = _rss_kib(fleet.broker.pid)
+        restart = None
+        if restart_at is not None and restart_at < duration:
+            fleet.wait_until(t0 + restart_at)
+            line(f"restarting the broker at {time.monotonic() - t0:.1f} s")
+            down, up = fleet.restart_broker(down_for)
+            back = fleet.wait_until(t0 + duration + drain_timeout, lambda s: s["connected"] == terminals)
+            restart = {"at_s": round(down - t0, 2), "down_s": round(up - down, 2), "up": up, "down": down,
+                       "all_connected": bool(back and back["connected"] == terminals)}
+        fleet.wait_until(t0 + duration)
+        line(f"{duration:g} s of events done; draining the outboxes")
+        left = fleet.drain(drain_timeout)
+        fleet.record()
+        results = fleet.stop()
+        acc, stored_at = account(fleet.out / "hub.db", results)
+        acc["duplicates_dropped"] = fleet.hub.stats["duplicates"]
+        rep["events"] = acc
+        rep["events"]["terminals_not_drained"] = left
+        rep["connects"] = _connects(results, t0, first_all, restart)
+        rep["hub"] = _hub(fleet, stored_at, t0, duration)
+        rep["broker"] = {"rss_idle_kib": fleet.rss_idle, "rss_connected_kib": fleet.rss_connected,
+                         "rss_peak_kib": max((s["broker_rss_kib"] or 0) for s in fleet.timeline),
+                         "rss_per_connection_kib": (round((fleet.rss_connected - fleet.rss_idle) / terminals, 1)
+                                                    if fleet.rss_connected and fleet.rss_idle else None)}
+        rep["terminal_errors"] = {"rejected_acks": sum(r["rejected_acks"] for r in results),
+                                  "dropped_messages": sum(r["dropped_messages"] for r in results),
+                                  "resends": sum(r["resends"] for r in results)}
+        rep["timeline"] = fleet.timeline
+        rep["ok"] = acc["exactly_once"] and left == 0 and (restart is None or restart["all_connected"])
+        Path(report).write_text(json.dumps(rep, indent=1) + "\n")
+        return rep
+    finally:
+        fleet.close()
+        if scratch:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _connects(results: list[dict], t0: float, first_all: float | None, restart: dict | None) -> dict:
+    times = sorted(t for r in results for t in r["connect_times"])
+    rep = {"total": len(times), "terminals_connected": sum(1 for r in results if r["connects"]),
+           "all_connected_after_s": first_all,
+           "per_second_from_start": per_second([t for t in times if restart is None or t < restart["down"]], t0)}
+    if restart is not None:
+        up, down = restart.pop("up"), restart.pop("down")
+        # each terminal's first connect after the broker went down: its reconnect
+        firsts = [min((t for t in r["connect_times"] if t >= down), default=None) for r in results]
+        back = [t - up for t in firsts if t is not None]
+        hist = per_second([t for t in firsts if t is not None], up)
+        restart.update({
+            "reconnected": len(back), "all_reconnected_s": round(max(back), 2) if len(back) == len(results) else None,
+            "reconnect_s": {"p50": _round(_percentile(back, 0.5)), "p90": _round(_percentile(back, 0.9)),
+                            "max": _round(max(back, default=None))},
+            "connects_per_second": hist, "peak_connects_per_s": max(hist, default=0)})
+        rep["broker_restart"] = restart
+    return rep
+
+
+def _hub(fleet: Fleet, stored_at: list[float], t0: float, duration: float) -> dict:
+    """Ingest at the hub: events stored per wall-clock second, while the terminals were sending."""
+    s = fleet.hub.stats
+    wall0 = time.time() - (time.monotonic() - t0)
+    hist = per_second(stored_at, wall0)
+    sending = hist[:int(duration)]
+    return {"batches": s["batches"], "stored": s["stored"], "acks": s["acks"], "forged": s["forged"],
+            "malformed": s["malformed"], "db_errors": s["db_errors"],
+            "events_per_s_mean": round(sum(sending) / max(1, len(sending)), 1),
+            "events_per_s_peak": max(hist, default=0), "events_per_second": hist,
+            "events_per_batch": round(s["stored"] / s["batches"], 2) if s["batches"] else None}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
