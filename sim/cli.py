@@ -82,7 +82,9 @@ def register(sub) -> None:
                    help="restart the broker S seconds in and measure the reconnections")
     f.add_argument("--broker-down", type=float, default=0.0, metavar="S",
                    help="with --restart-broker-at: keep the broker down S seconds (default 0: a restart)")
-    f.add_argument("--workers", type=int, metavar="W", help="worker processes (default: one per 125 terminals, 1-8)")
+    f.add_argument("--workers", type=int, metavar="W",
+                   help="worker processes (default and least: one per 80 terminals; paho's select() "
+                        "takes no descriptor above 1023)")
     f.add_argument("--drain-timeout", type=float, default=120.0, metavar="S",
                    help="how long the outboxes may take to empty after the events stop (default 120)")
     f.add_argument("--out", type=Path, metavar="DIR",
@@ -115,7 +117,7 @@ def run_demo(args) -> int:
 
 
 def run_fleet(args) -> int:
-    from sim.fleet import MAX_TERMINALS, FleetError, run_fleet as fleet
+    from sim.fleet import MAX_TERMINALS, PER_WORKER, FleetError, run_fleet as fleet
     if not 1 <= args.terminals <= MAX_TERMINALS:
         raise UsageError(f"--terminals must be 1-{MAX_TERMINALS}")
     if not 0 < args.duration <= 86400 or not 0 <= args.rate <= 60:
@@ -124,8 +126,8 @@ def run_fleet(args) -> int:
         raise UsageError("--restart-broker-at must fall inside --duration")
     if not 0 <= args.broker_down <= 3600:
         raise UsageError("--broker-down must be 0-3600 s")
-    if args.workers is not None and not 1 <= args.workers <= 64:
-        raise UsageError("--workers must be 1-64")
+    if args.workers is not None and not -(-args.terminals // PER_WORKER) <= args.workers <= 64:
+        raise UsageError(f"--workers must be 1-64, and at least one per {PER_WORKER} terminals")
     if args.ramp is not None and not 0 <= args.ramp <= args.duration:
         raise UsageError("--ramp must be 0 to --duration")
     if not 0 < args.drain_timeout <= 3600:

@@ -21,18 +21,27 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
+import resource
 import secrets
 import shutil
+import socket
 import sqlite3
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 from sim.fleet_worker import WorkerSpec, main as worker_main
 
-MAX_TERMINALS = 20_000
+MAX_TERMINALS = 5_000
 TID_FORMAT = "370102-F{:05d}-01"
+# paho's network loop watches its socket with select(), which cannot take a descriptor of 1024
+# or above (the socket is then never read: the broker times the client out). A simulated
+# terminal holds ~9 (three SQLite connections with their WAL files, the state lock, the socket,
+# paho's wake-up pair), so a worker process runs at most this many.
+PER_WORKER = 80
 STATUS_EVERY = 1.0
 
 
@@ -45,8 +54,8 @@ def tids(n: int) -> list[str]:
 
 
 def default_workers(n: int) -> int:
-    """A few processes, not N: one per ~125 terminals, 1 to 8."""
-    return max(1, min(8, -(-n // 125)))
+    """A few processes, not N: as few as hold PER_WORKER terminals each."""
+    return -(-n // PER_WORKER)
 
 
 def _rss_kib(pid: int | None) -> int | None:
@@ -59,6 +68,30 @@ def _rss_kib(pid: int | None) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watch_listen(host: str, port: int, out: list[float], timeout: float = 60.0) -> None:
+    """Append the moment ``host:port`` accepts a TCP connection (the kernel completes it once the
+    broker listens, before the broker itself gets to it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                out.append(time.monotonic())
+                return
+        except OSError:
+            time.sleep(0.01)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -82,6 +115,8 @@ class Fleet:
         self.out = Path(out)
         self.n = terminals
         self.workers_n = min(terminals, workers or default_workers(terminals))
+        if -(-terminals // self.workers_n) > PER_WORKER:
+            raise ValueError(f"{self.workers_n} workers for {terminals} terminals: at most {PER_WORKER} a worker")
         self.seed = seed
         self.time_interval = time_interval
         self.line = line
@@ -91,6 +126,8 @@ class Fleet:
         self._procs: list = []
         self._conns: list = []
         self.timeline: list[dict] = []
+        self.broker_cpu = 0.0  # CPU seconds of broker processes already stopped
+        self.workers_cpu = 0.0
 
     # --- setup ----------------------------------------------------------------------
     def start(self) -> "Fleet":
@@ -154,21 +191,25 @@ class Fleet:
         except EOFError:
             raise FleetError("a worker died (see its worker-N.log)") from None
 
-    def _ask(self, msg: tuple, timeout: float = 60.0) -> list:
+    def _ask(self, msg: tuple, timeout: float = 60.0) -> list[tuple]:
+        """Send ``msg`` to every worker; their answers, without the answer's kind."""
         for conn in self._conns:
             conn.send(msg)
-        return [self._recv(conn, timeout)[1] for conn in self._conns]
+        return [self._recv(conn, timeout)[1:] for conn in self._conns]
 
     # --- the run --------------------------------------------------------------------
     def status(self) -> dict:
         total: Counter = Counter()
-        for s in self._ask(("status",)):
+        for (s,) in self._ask(("status",)):
             total.update(s)
         return dict(total)
 
     def go(self, duration: float, rate: float, ramp: float) -> float:
         """Links start over ``ramp`` s, events at ``rate``/s per terminal for ``duration`` s."""
         self.t0 = time.monotonic() + 0.2
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.hub_cpu0 = usage.ru_utime + usage.ru_stime
+        self.broker_cpu0 = _cpu_seconds(self.broker.pid)
         self.until = self.t0 + duration
         for conn in self._conns:
             conn.send(("go", self.t0, self.until, rate, ramp))
@@ -193,22 +234,31 @@ class Fleet:
         return s
 
     def restart_broker(self, down_for: float = 0.0) -> tuple[float, float]:
-        """SIGTERM, ``down_for`` seconds, start again on the same port: (went down, back up), monotonic."""
+        """SIGTERM, ``down_for`` seconds, start again on the same port: (went down, listening
+        again), monotonic. Listening is seen by a plain TCP connect every 10 ms: Broker.start's
+        own readiness probe (a TLS CONNECT) waits its turn behind the reconnecting fleet."""
+        self.broker_cpu += _cpu_seconds(self.broker.pid)
         down = time.monotonic()
         self.broker.stop()
         self.wait_until(down + down_for)
+        listening: list[float] = []
+        watcher = threading.Thread(target=_watch_listen, args=(self.broker.host, self.broker.port, listening),
+                                   daemon=True)
+        watcher.start()
         self.broker.start()
-        return down, time.monotonic()
+        watcher.join()
+        return down, listening[0] if listening else time.monotonic()
 
     def drain(self, timeout: float) -> int:
-        return sum(self._ask(("drain", timeout), timeout + 60.0))
+        return sum(left for (left,) in self._ask(("drain", timeout), timeout + 60.0))
 
     def stop(self) -> list[dict]:
         results = []
         if self._conns:
             with contextlib.suppress(FleetError, OSError):
-                for r in self._ask(("stop",), 120.0):
-                    results.extend(r)
+                for terminals, cpu in self._ask(("stop",), 120.0):
+                    results.extend(terminals)
+                    self.workers_cpu += cpu
         for p in self._procs:
             p.join(10)
             if p.is_alive():
@@ -281,6 +331,10 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
         line(f"{duration:g} s of events done; draining the outboxes")
         left = fleet.drain(drain_timeout)
         fleet.record()
+        elapsed = time.monotonic() - t0
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        hub_cpu = usage.ru_utime + usage.ru_stime - fleet.hub_cpu0
+        broker_cpu = fleet.broker_cpu + _cpu_seconds(fleet.broker.pid) - fleet.broker_cpu0
         results = fleet.stop()
         acc, stored_at = account(fleet.out / "hub.db", results)
         acc["duplicates_dropped"] = fleet.hub.stats["duplicates"]
@@ -295,6 +349,12 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
         rep["terminal_errors"] = {"rejected_acks": sum(r["rejected_acks"] for r in results),
                                   "dropped_messages": sum(r["dropped_messages"] for r in results),
                                   "resends": sum(r["resends"] for r in results)}
+        # The machine is shared: what each part cost, and how loaded the machine was, says more
+        # than rates alone (the hub's CPU is this process's: its threads and the orchestrator's).
+        rep["cpu"] = {"elapsed_s": round(elapsed, 1), "hub_s": round(hub_cpu, 1), "broker_s": round(broker_cpu, 1),
+                      "workers_s": round(fleet.workers_cpu, 1),
+                      "hub_ms_per_batch": round(1000 * hub_cpu / rep["hub"]["batches"], 2) if rep["hub"]["batches"] else None,
+                      "loadavg_1m_end": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}
         rep["timeline"] = fleet.timeline
         rep["ok"] = acc["exactly_once"] and left == 0 and (restart is None or restart["all_connected"])
         Path(report).write_text(json.dumps(rep, indent=1) + "\n")

@@ -13,15 +13,18 @@ The parent drives the worker over a pipe (:func:`main`); every answer is one tup
     ("go", start_at, until, rate, ramp)     → links start over ``ramp`` s; events until ``until``
     ("status",)                             → ("status", {...counts...})
     ("drain", timeout)                      → events stop; ("drained", terminals not yet acked)
-    ("stop",)                               → ("result", [per-terminal dict]); the worker exits
+    ("stop",)                               → ("result", [per-terminal dict], CPU seconds); the worker exits
 
 Times are ``time.monotonic()``: one clock for every process on the machine (CLOCK_MONOTONIC).
 """
 from __future__ import annotations
 
+import faulthandler
 import heapq
 import logging
 import random
+import resource
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -221,6 +224,8 @@ def main(conn, spec: WorkerSpec) -> None:
     """The worker process: make the terminals, then answer the parent until ("stop",)."""
     logging.basicConfig(filename=str(spec.root / f"worker-{spec.index}.log"), level=logging.WARNING,
                         format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+    # kill -USR1 <worker pid>: every thread's stack into the log (a stuck or busy worker)
+    faulthandler.register(signal.SIGUSR1, file=logging.getLogger().handlers[0].stream, all_threads=True)
     try:
         worker = Worker(spec)
     except Exception as e:
@@ -237,5 +242,7 @@ def main(conn, spec: WorkerSpec) -> None:
         elif msg[0] == "drain":
             conn.send(("drained", worker.drain(msg[1])))
         elif msg[0] == "stop":
-            conn.send(("result", worker.stop()))
+            results = worker.stop()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            conn.send(("result", results, usage.ru_utime + usage.ru_stime))
             return

@@ -76,8 +76,8 @@ def test_per_second_histogram():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--terminals", "0"], "--terminals must be 1-20000"),
-    (["--terminals", "20001"], "--terminals must be 1-20000"),
+    (["--terminals", "0"], "--terminals must be 1-5000"),
+    (["--terminals", "5001"], "--terminals must be 1-5000"),
     (["--duration", "0"], "--duration"),
     (["--rate", "61"], "--rate"),
     (["--restart-broker-at", "5"], "--restart-broker-at must fall inside"),
@@ -85,6 +85,7 @@ def test_per_second_histogram():
     (["--broker-down", "-1", "--restart-broker-at", "1"], "--broker-down"),
     (["--workers", "0"], "--workers must be 1-64"),
     (["--workers", "65"], "--workers must be 1-64"),
+    (["--terminals", "161", "--workers", "2"], "at least one per 80 terminals"),
     (["--ramp", "6"], "--ramp must be 0 to --duration"),
 ])
 def test_bad_arguments_are_refused_before_anything_starts(argv, message, tmp_path, capsys, mocker):
@@ -97,7 +98,8 @@ def test_bad_arguments_are_refused_before_anything_starts(argv, message, tmp_pat
     run.assert_not_called()
 
 
-@pytest.mark.parametrize("argv", [["--terminals", "1"], ["--terminals", "20000"], ["--workers", "1"],
+@pytest.mark.parametrize("argv", [["--terminals", "1"], ["--terminals", "5000"], ["--workers", "1"],
+                                  ["--terminals", "160", "--workers", "2"],
                                   ["--workers", "64"], ["--restart-broker-at", "4.9"], ["--ramp", "5"],
                                   ["--rate", "60"], ["--rate", "0"]])
 def test_arguments_at_their_limits_are_taken(argv, tmp_path, mocker):
