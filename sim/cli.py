@@ -137,7 +137,8 @@ def run_fleet(args) -> int:
     try:
         rep = fleet(terminals=args.terminals, duration=args.duration, report=args.report, out=args.out,
                     rate=args.rate / 60.0, ramp=args.ramp, workers=args.workers,
-                    restart_at=args.restart_broker_at, down_for=args.broker_down, drain_timeout=args.drain_timeout, seed=args.seed)
+                    restarts=[] if args.restart_broker_at is None else [(args.restart_broker_at, args.broker_down)],
+                    drain_timeout=args.drain_timeout, seed=args.seed)
     except (FleetError, OSError) as e:
         print(f"sim fleet: {e}")
         return 1

@@ -302,9 +302,11 @@ def account(hub_db: Path, results: list[dict]) -> tuple[dict, list[float]]:
 
 def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None = None,
               rate: float = 0.2, ramp: float | None = None, workers: int | None = None,
-              restart_at: float | None = None, down_for: float = 0.0, drain_timeout: float = 120.0, seed: int | None = None,
-              line=print) -> dict:
-    """Run a fleet and write the JSON report to ``report``; returns it."""
+              restarts: list[tuple[float, float]] = (), drain_timeout: float = 120.0,
+              seed: int | None = None, line=print) -> dict:
+    """Run a fleet and write the JSON report to ``report``; returns it. ``restarts``: (at, down
+    for) in seconds from the start, each a broker stop and start once every terminal is connected
+    again (the reconnections of the one before measured, ``drain_timeout`` at most)."""
     scratch = out is None
     if out is None:
         base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # 500 stores' fsyncs on one disk
@@ -319,14 +321,14 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
         all_up = fleet.wait_until(t0 + duration, lambda s: s["connected"] == terminals)
         first_all = all_up["t"] if all_up and all_up["connected"] == terminals else None
         fleet.rss_connected = _rss_kib(fleet.broker.pid)
-        restart = None
-        if restart_at is not None and restart_at < duration:
-            fleet.wait_until(t0 + restart_at)
-            line(f"restarting the broker at {time.monotonic() - t0:.1f} s")
+        done: list[dict] = []
+        for at, down_for in sorted(restarts):
+            fleet.wait_until(t0 + at)
+            line(f"stopping the broker at {time.monotonic() - t0:.1f} s for {down_for:g} s")
             down, up = fleet.restart_broker(down_for)
             back = fleet.wait_until(t0 + duration + drain_timeout, lambda s: s["connected"] == terminals)
-            restart = {"at_s": round(down - t0, 2), "down_s": round(up - down, 2), "up": up, "down": down,
-                       "all_connected": bool(back and back["connected"] == terminals)}
+            done.append({"at_s": round(down - t0, 2), "down_s": round(up - down, 2), "up": up, "down": down,
+                         "all_connected": bool(back and back["connected"] == terminals)})
         fleet.wait_until(t0 + duration)
         line(f"{duration:g} s of events done; draining the outboxes")
         left = fleet.drain(drain_timeout)
@@ -340,7 +342,7 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
         acc["duplicates_dropped"] = fleet.hub.stats["duplicates"]
         rep["events"] = acc
         rep["events"]["terminals_not_drained"] = left
-        rep["connects"] = _connects(results, t0, first_all, restart)
+        rep["connects"] = _connects(results, t0, first_all, done)
         rep["hub"] = _hub(fleet, stored_at, t0, duration)
         rep["broker"] = {"rss_idle_kib": fleet.rss_idle, "rss_connected_kib": fleet.rss_connected,
                          "rss_peak_kib": max((s["broker_rss_kib"] or 0) for s in fleet.timeline),
@@ -356,7 +358,7 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
                       "hub_ms_per_batch": round(1000 * hub_cpu / rep["hub"]["batches"], 2) if rep["hub"]["batches"] else None,
                       "loadavg_1m_end": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}
         rep["timeline"] = fleet.timeline
-        rep["ok"] = acc["exactly_once"] and left == 0 and (restart is None or restart["all_connected"])
+        rep["ok"] = acc["exactly_once"] and left == 0 and all(r["all_connected"] for r in done)
         Path(report).write_text(json.dumps(rep, indent=1) + "\n")
         return rep
     finally:
@@ -365,23 +367,28 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
             shutil.rmtree(out, ignore_errors=True)
 
 
-def _connects(results: list[dict], t0: float, first_all: float | None, restart: dict | None) -> dict:
+def _connects(results: list[dict], t0: float, first_all: float | None, restarts: list[dict]) -> dict:
+    """Connects from the start, and each terminal's reconnection after each broker restart:
+    seconds from the moment the broker listened again, and the connects in each second."""
     times = sorted(t for r in results for t in r["connect_times"])
-    rep = {"total": len(times), "terminals_connected": sum(1 for r in results if r["connects"]),
-           "all_connected_after_s": first_all,
-           "per_second_from_start": per_second([t for t in times if restart is None or t < restart["down"]], t0)}
-    if restart is not None:
+    first_down = restarts[0]["down"] if restarts else float("inf")
+    rep: dict = {"total": len(times), "terminals_connected": sum(1 for r in results if r["connects"]),
+                 "all_connected_after_s": first_all,
+                 "per_second_from_start": per_second([t for t in times if t < first_down], t0),
+                 "broker_restarts": []}
+    ends = [r["down"] for r in restarts[1:]] + [float("inf")]
+    for restart, end in zip(restarts, ends):
         up, down = restart.pop("up"), restart.pop("down")
-        # each terminal's first connect after the broker went down: its reconnect
-        firsts = [min((t for t in r["connect_times"] if t >= down), default=None) for r in results]
+        firsts = [min((t for t in r["connect_times"] if down <= t < end), default=None) for r in results]
         back = [t - up for t in firsts if t is not None]
         hist = per_second([t for t in firsts if t is not None], up)
         restart.update({
-            "reconnected": len(back), "all_reconnected_s": round(max(back), 2) if len(back) == len(results) else None,
+            "reconnected": len(back),
+            "all_reconnected_s": round(max(back), 2) if len(back) == len(results) else None,
             "reconnect_s": {"p50": _round(_percentile(back, 0.5)), "p90": _round(_percentile(back, 0.9)),
                             "max": _round(max(back, default=None))},
             "connects_per_second": hist, "peak_connects_per_s": max(hist, default=0)})
-        rep["broker_restart"] = restart
+        rep["broker_restarts"].append(restart)
     return rep
 
 

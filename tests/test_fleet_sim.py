@@ -29,7 +29,7 @@ def test_a_small_fleet_through_a_broker_restart_loses_and_doubles_nothing(tmp_pa
     assert ev["terminals_not_drained"] == 0
     con = rep["connects"]
     assert con["terminals_connected"] == 10 and con["total"] >= 20  # each: at start, after the restart
-    restart = con["broker_restart"]
+    (restart,) = con["broker_restarts"]
     assert restart["reconnected"] == 10 and restart["all_reconnected_s"] is not None
     assert sum(restart["connects_per_second"]) == 10 == sum(con["per_second_from_start"])
     assert restart["peak_connects_per_s"] == max(restart["connects_per_second"])
