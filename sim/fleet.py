@@ -343,7 +343,8 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
         rep["events"] = acc
         rep["events"]["terminals_not_drained"] = left
         rep["connects"] = _connects(results, t0, first_all, done)
-        rep["hub"] = _hub(fleet, stored_at, t0, duration)
+        steady_end = done[0]["at_s"] if done else duration
+        rep["hub"] = _hub(fleet, stored_at, t0, (first_all if first_all is not None else steady_end, steady_end))
         rep["broker"] = {"rss_idle_kib": fleet.rss_idle, "rss_connected_kib": fleet.rss_connected,
                          "rss_peak_kib": max((s["broker_rss_kib"] or 0) for s in fleet.timeline),
                          "rss_per_connection_kib": (round((fleet.rss_connected - fleet.rss_idle) / terminals, 1)
@@ -392,14 +393,17 @@ def _connects(results: list[dict], t0: float, first_all: float | None, restarts:
     return rep
 
 
-def _hub(fleet: Fleet, stored_at: list[float], t0: float, duration: float) -> dict:
-    """Ingest at the hub: events stored per wall-clock second, while the terminals were sending."""
+def _hub(fleet: Fleet, stored_at: list[float], t0: float, steady: tuple[float, float]) -> dict:
+    """Ingest at the hub: events stored per wall-clock second from the start; the mean over
+    ``steady`` (seconds from the start: every terminal connected and sending, no restart)."""
     s = fleet.hub.stats
     wall0 = time.time() - (time.monotonic() - t0)
     hist = per_second(stored_at, wall0)
-    sending = hist[:int(duration)]
+    lo, hi = int(steady[0]) + 1, int(steady[1])  # whole seconds inside the window
+    sending = hist[lo:hi]
     return {"batches": s["batches"], "stored": s["stored"], "acks": s["acks"], "forged": s["forged"],
             "malformed": s["malformed"], "db_errors": s["db_errors"],
+            "steady_window_s": [lo, hi],
             "events_per_s_mean": round(sum(sending) / max(1, len(sending)), 1),
             "events_per_s_peak": max(hist, default=0), "events_per_second": hist,
             "events_per_batch": round(s["stored"] / s["batches"], 2) if s["batches"] else None}
