@@ -82,6 +82,10 @@ def register(sub) -> None:
                    help="restart the broker S seconds in and measure the reconnections")
     f.add_argument("--broker-down", type=float, default=0.0, metavar="S",
                    help="with --restart-broker-at: keep the broker down S seconds (default 0: a restart)")
+    f.add_argument("--rollout", metavar="GOOD_DIR,BAD_DIR",
+                   help="also roll out two releases (each DIR holding one gate-terminal-<version>.tar from "
+                        "'gate-terminal release build'), pilot tenth then all: the good one must reach "
+                        "every terminal, the bad one (its health window fails) be halted in the pilot")
     f.add_argument("--workers", type=int, metavar="W",
                    help="worker processes (default and least: one per 80 terminals; paho's select() "
                         "takes no descriptor above 1023)")
@@ -132,13 +136,22 @@ def run_fleet(args) -> int:
         raise UsageError("--ramp must be 0 to --duration")
     if not 0 < args.drain_timeout <= 3600:
         raise UsageError("--drain-timeout must be above 0 and at most 3600 s")
+    rollout = None
+    if args.rollout is not None:
+        dirs = args.rollout.split(",")
+        if len(dirs) != 2 or not all(dirs):
+            raise UsageError("--rollout takes GOOD_DIR,BAD_DIR")
+        rollout = (Path(dirs[0]), Path(dirs[1]))
+        for d in rollout:
+            if not d.is_dir():
+                raise UsageError(f"--rollout {d}: not a directory")
     if args.out is not None and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise UsageError(f"--out {args.out}: not a new or empty directory")
     try:
         rep = fleet(terminals=args.terminals, duration=args.duration, report=args.report, out=args.out,
                     rate=args.rate / 60.0, ramp=args.ramp, workers=args.workers,
                     restarts=[] if args.restart_broker_at is None else [(args.restart_broker_at, args.broker_down)],
-                    drain_timeout=args.drain_timeout, seed=args.seed)
+                    drain_timeout=args.drain_timeout, rollout=rollout, seed=args.seed)
     except (FleetError, OSError) as e:
         print(f"sim fleet: {e}")
         return 1
@@ -147,6 +160,9 @@ def run_fleet(args) -> int:
           f"({ev['missing']} missing, {ev['unexpected']} unexpected, {ev['duplicates_dropped']} duplicates "
           f"dropped), {con['total']} connects; hub {rep['hub']['events_per_s_mean']} events/s; "
           f"report {args.report}: {'OK' if rep['ok'] else 'FAILED'}")
+    for st in rep.get("rollout", {}).get("stages", []):
+        print(f"rollout {st['version']} stage {st.get('name', '-')}: {st['outcome']} in {st['seconds']} s "
+              f"({st.get('good', 0)} good, {st.get('failed', 0)} failed of {st.get('terminals', '?')})")
     return 0 if rep["ok"] else 1
 
 

@@ -109,7 +109,7 @@ def per_second(times: list[float], since: float) -> list[int]:
 
 class Fleet:
     def __init__(self, out: Path, terminals: int, *, workers: int | None = None, seed: int | None = None,
-                 time_interval: float = 600.0, line=print) -> None:
+                 time_interval: float = 600.0, rollout: tuple[Path, Path] | None = None, line=print) -> None:
         if not 1 <= terminals <= MAX_TERMINALS:
             raise ValueError(f"terminals must be 1-{MAX_TERMINALS}")
         self.out = Path(out)
@@ -126,6 +126,9 @@ class Fleet:
         self._procs: list = []
         self._conns: list = []
         self.timeline: list[dict] = []
+        self.rollout_dirs = rollout
+        self.releases: tuple[str, str] | None = None   # (good version, bad version)
+        self.repo_server = None
         self.broker_cpu = 0.0  # CPU seconds of broker processes already stopped
         self.workers_cpu = 0.0
 
@@ -141,6 +144,7 @@ class Fleet:
         self.rss_idle = _rss_kib(self.broker.pid)
         self.line(f"broker {self.broker.url} (pid {self.broker.pid}); making {self.n} terminals "
                   f"in {self.workers_n} worker processes")
+        rollout_spec = self._release_repository() if self.rollout_dirs is not None else None
         t0 = time.monotonic()
         all_tids = tids(self.n)
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
@@ -150,7 +154,7 @@ class Fleet:
                               root_key_hex=self.platform_keys["root"].public_key.hex(),
                               hub_key_hex=self.platform_keys["hub"].public_key.hex(),
                               trust_list=keydir / "trust.envelope.json", data_keys=keydir / "data_keys.json",
-                              seed=self.seed)
+                              seed=self.seed, rollout=rollout_spec)
             parent, child = ctx.Pipe()
             p = ctx.Process(target=worker_main, args=(child, spec), name=f"fleet-worker-{w}", daemon=True)
             p.start()
@@ -166,6 +170,57 @@ class Fleet:
         self.line(f"{len(self.keys)} terminals made in {self.setup_seconds:.1f} s; starting the hub")
         self._start_hub()
         return self
+
+    def _release_repository(self):
+        """The good and bad bundles in a TUF repository served over HTTPS; the workers' RolloutSpec."""
+        from sim.fleet_rollout import BASE_VERSION, RolloutSpec
+        from sim.tufrepo import BUNDLE, ReleaseRepo, RepoServer, role_keys
+        from terminal.hub.wire import version_key
+        versions = []
+        for d in self.rollout_dirs:
+            found = [(p, m.group(1)) for p in sorted(Path(d).glob("gate-terminal-*.tar"))
+                     if (m := BUNDLE.fullmatch(p.name))]
+            if len(found) != 1:
+                raise FleetError(f"--rollout {d}: expected one gate-terminal-<version>.tar "
+                                 f"(gate-terminal release build --out {d}), found {len(found)}")
+            try:
+                if version_key(found[0][1]) <= version_key(BASE_VERSION):
+                    raise ValueError(f"not newer than the simulated terminals' {BASE_VERSION}")
+            except ValueError as e:
+                raise FleetError(f"--rollout {d}: {found[0][0].name}: {e}") from None
+            versions.append(found[0])
+        (good, vg), (bad, vb) = versions
+        if vg == vb:
+            raise FleetError(f"--rollout: both bundles are version {vg}")
+        repo = ReleaseRepo(self.out / "tuf", role_keys(self.out / "keys"))
+        repo.add_bundle(good, vg)
+        repo.add_bundle(bad, vb)
+        repo.publish()
+        self.repo_server = RepoServer(repo.directory, self.broker.server_cert, self.broker.server_key).start()
+        self.releases = (vg, vb)
+        self.line(f"release repository {self.repo_server.url}: good {vg}, bad {vb}")
+        return RolloutSpec(self.repo_server.url, repo.meta_dir / "1.root.json", self.broker.ca, (vb,))
+
+    def roll_out(self, version: str, timeout: float) -> list[dict]:
+        """Roll ``version`` out (pilot: a tenth of the fleet by name; then all) and time its stages
+        until its last stage is done, it is halted, or ``timeout``."""
+        from sim.fleet_rollout import RolloutWatch
+        from sim.rollout import StagePlan
+        pilot = tuple(tids(self.n)[:max(1, self.n // 10)])
+        started = time.monotonic()
+        self.hub.start_rollout(version, [StagePlan("pilot", tids=pilot), StagePlan("all", percent=100)])
+        watch = RolloutWatch(self.hub, version, started)
+        last_record = 0.0
+        while not watch.poll(time.monotonic()):
+            if time.monotonic() - started > timeout:
+                watch.stages.append({"version": version, "outcome": "timed out",
+                                     "seconds": round(time.monotonic() - started, 2)})
+                break
+            if time.monotonic() - last_record >= STATUS_EVERY:
+                self.record()
+                last_record = time.monotonic()
+            time.sleep(0.1)
+        return watch.stages
 
     def _start_hub(self) -> None:
         from sim.hub import HubSim
@@ -266,6 +321,9 @@ class Fleet:
         self._procs, self._conns = [], []
         if self.hub is not None:
             self.hub.stop()
+        if self.repo_server is not None:
+            self.repo_server.stop()
+            self.repo_server = None
         return results
 
     def close(self) -> None:
@@ -303,16 +361,18 @@ def account(hub_db: Path, results: list[dict]) -> tuple[dict, list[float]]:
 def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None = None,
               rate: float = 0.2, ramp: float | None = None, workers: int | None = None,
               restarts: list[tuple[float, float]] = (), drain_timeout: float = 120.0,
+              rollout: tuple[Path, Path] | None = None, rollout_timeout: float = 600.0,
               seed: int | None = None, line=print) -> dict:
     """Run a fleet and write the JSON report to ``report``; returns it. ``restarts``: (at, down
     for) in seconds from the start, each a broker stop and start once every terminal is connected
-    again (the reconnections of the one before measured, ``drain_timeout`` at most)."""
+    again (the reconnections of the one before measured, ``drain_timeout`` at most). ``rollout``:
+    (GOOD_DIR, BAD_DIR) rolled out one after the other once the restarts are over."""
     scratch = out is None
     if out is None:
         base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # 500 stores' fsyncs on one disk
         out = Path(tempfile.mkdtemp(prefix="fleet-", dir=base))  # would measure the disk, not the link
     ramp = min(duration / 2, terminals / 100) if ramp is None else ramp
-    fleet = Fleet(out, terminals, workers=workers, seed=seed, line=line)
+    fleet = Fleet(out, terminals, workers=workers, seed=seed, rollout=rollout, line=line)
     try:
         fleet.start()
         t0 = fleet.go(duration, rate, ramp)
@@ -329,6 +389,14 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
             back = fleet.wait_until(t0 + duration + drain_timeout, lambda s: s["connected"] == terminals)
             done.append({"at_s": round(down - t0, 2), "down_s": round(up - down, 2), "up": up, "down": down,
                          "all_connected": bool(back and back["connected"] == terminals)})
+        stages: list[dict] = []
+        if fleet.releases is not None:
+            fleet.wait_until(t0 + duration + drain_timeout, lambda s: s["connected"] == terminals)
+            for version in fleet.releases:
+                line(f"rolling out {version} at {time.monotonic() - t0:.1f} s")
+                stages += fleet.roll_out(version, rollout_timeout)
+                line(f"rollout {version}: " + ", ".join(f"{st.get('name', '-')} {st['outcome']} in "
+                                                       f"{st['seconds']} s" for st in stages if st["version"] == version))
         fleet.wait_until(t0 + duration)
         line(f"{duration:g} s of events done; draining the outboxes")
         left = fleet.drain(drain_timeout)
@@ -360,6 +428,9 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
                       "loadavg_1m_end": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}
         rep["timeline"] = fleet.timeline
         rep["ok"] = acc["exactly_once"] and left == 0 and all(r["all_connected"] for r in done)
+        if fleet.releases is not None:
+            rep["rollout"] = _rollout(fleet.releases, stages, results)
+            rep["ok"] = rep["ok"] and rep["rollout"]["as_expected"]
         Path(report).write_text(json.dumps(rep, indent=1) + "\n")
         return rep
     finally:
@@ -407,6 +478,19 @@ def _hub(fleet: Fleet, stored_at: list[float], t0: float, steady: tuple[float, f
             "events_per_s_mean": round(sum(sending) / max(1, len(sending)), 1),
             "events_per_s_peak": max(hist, default=0), "events_per_second": hist,
             "events_per_batch": round(s["stored"] / s["batches"], 2) if s["batches"] else None}
+
+
+def _rollout(releases: tuple[str, str], stages: list[dict], results: list[dict]) -> dict:
+    """The stages as timed, where every terminal ended up, and whether that is what should happen:
+    the good release passes both stages and runs everywhere; the bad one is halted in the pilot
+    (its terminals rolled back) and runs nowhere."""
+    good, bad = releases
+    running = Counter(r.get("version") for r in results)
+    by = {v: [st for st in stages if st["version"] == v] for v in releases}
+    expected = ([st.get("outcome") for st in by[good]] == ["passed", "passed"]
+                and [st.get("outcome") for st in by[bad]] == ["halted"]
+                and running == Counter({good: len(results)}))
+    return {"good": good, "bad": bad, "stages": stages, "running": dict(running), "as_expected": expected}
 
 
 def _round(v: float | None) -> float | None:

@@ -39,7 +39,7 @@ from terminal.verifier import BOOT_ID, uuid7
 
 log = logging.getLogger("sim.fleet")
 
-SAMPLE_EVERY = 0.02   # the monitor's look at each link's connect count (the histogram's resolution)
+SAMPLE_EVERY = 0.1    # the monitor's look at each link's connect count (the histogram's resolution)
 # A lane's outcomes, roughly as a day at a mall entrance goes (the hub does not care which).
 OUTCOMES = ((0.90, "allow", "ok", "opened"), (0.05, "deny", "yellow_code", None),
             (0.03, "deny", "expired", None), (0.02, "review", "status_unavailable", None))
@@ -59,6 +59,7 @@ class WorkerSpec:
     trust_list: Path
     data_keys: Path
     seed: int | None = None
+    rollout: object | None = None   # sim.fleet_rollout.RolloutSpec: follow rollouts
 
 
 class SimTerminal:
@@ -84,11 +85,18 @@ class SimTerminal:
                     "cert": "client.crt", "key": "client.key"},
         }, self.dir / "config.toml")
         self.store = Store(cfg.state_dir)
-        self.link = HubLink(cfg, self.store, self.device_key)
+        # Rollout messages go to the worker's rollout threads (sim/fleet_rollout.py), set later.
+        self.rollout_sink = None
+        follow = {"on_rollout": self._on_rollout} if spec.rollout is not None else {}
+        self.link = HubLink(cfg, self.store, self.device_key, **follow)
         self.generated = 0            # events committed (seq 1..generated: a fresh state directory)
         self.connect_times: list[float] = []   # monotonic, each time link.connects went up
         self._seen_connects = 0
         self.started = False
+
+    def _on_rollout(self, raw: bytes) -> None:
+        if self.rollout_sink is not None:
+            self.rollout_sink(raw)
 
     def commit_event(self, rng: random.Random) -> None:
         """One synthetic decision, committed as the decide thread commits one; the pump woken."""
@@ -137,6 +145,12 @@ class Worker:
         ca = FleetCA(spec.broker_ca, spec.ca_key)
         self.terminals = [SimTerminal(spec, tid, ca) for tid in spec.tids]
         self.rng = random.Random(None if spec.seed is None else spec.seed * 1000 + spec.index)
+        self.rollouts = None
+        if spec.rollout is not None:
+            from sim.fleet_rollout import WorkerRollouts
+            self.rollouts = WorkerRollouts(self.terminals, spec.rollout, random.Random(self.rng.random()))
+            for t in self.terminals:
+                t.rollout_sink = self.rollouts.on_rollout(t.tid)
         self._stop_events = threading.Event()
         self._stop_monitor = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -211,10 +225,15 @@ class Worker:
         self._stop_monitor.set()
         for t in self._threads:
             t.join()
+        if self.rollouts is not None:
+            self.rollouts.stop()
         now = time.monotonic()
         for t in self.terminals:
             t.sample(now)
         results = [t.result() for t in self.terminals]
+        if self.rollouts is not None:
+            for r in results:
+                r["version"] = self.rollouts.updates[r["tid"]].version
         for t in self.terminals:
             t.close()
         return results
