@@ -32,6 +32,7 @@ will are built here too (:func:`birth`, :data:`OFFLINE`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -404,6 +405,12 @@ class Stage:
     percent: int | None = None           # ... or the terminals whose hash bucket is under it
 
 
+def bucket(tid: str) -> int:
+    """A terminal's place 0-99 for percentage stages: the same for every release, so a rollout
+    widening from 10 % to 50 % keeps its first 10 %."""
+    return int.from_bytes(hashlib.sha256(tid.encode()).digest()[:8], "big") % 100
+
+
 @dataclass(frozen=True)
 class Rollout:
     seq: int
@@ -411,6 +418,18 @@ class Rollout:
     stages: tuple[Stage, ...]
     stage: int   # the current stage: it and every earlier one are rolled out
     halt: bool
+
+    def stage_of(self, tid: str) -> int | None:
+        """The first stage naming ``tid`` (or whose percentage covers its bucket), or None."""
+        for i, s in enumerate(self.stages):
+            if (tid in s.tids) if s.tids is not None else bucket(tid) < s.percent:
+                return i
+        return None
+
+    def includes(self, tid: str) -> bool:
+        """Whether ``tid`` should run this version now: its stage is reached and nothing halted."""
+        i = self.stage_of(tid)
+        return not self.halt and i is not None and i <= self.stage
 
 
 def _stage_doc(s: Stage) -> dict:

@@ -41,6 +41,7 @@ def install(bundle: Path, prefix: Path, version: str, *, python: str = sys.execu
         return dest
     if dest.exists():
         shutil.rmtree(dest)  # an interrupted install
+    prefix.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".unpack-", dir=prefix) as tmp:
         try:
             manifest = extract(bundle, Path(tmp))
