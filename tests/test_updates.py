@@ -317,6 +317,7 @@ def test_check_counts_starts_then_rolls_back_past_the_deadline(tmp_path):
     assert boot.check(tmp_path, now=1060.0) is None                       # its time is up
     assert boot.current_version(tmp_path) == "1.0.0" and boot.read_pending(tmp_path) is None
     assert (tmp_path / boot.FAILED).read_text() == "1.1.0"
+    assert (tmp_path / boot.ROLLED_BACK / "1.1.0").exists()
     [report] = [json.loads(p.read_text()) for p in (tmp_path / boot.REPORTS).iterdir()]
     assert (report["version"], report["state"]) == ("1.1.0", "rolled_back")
 

@@ -41,12 +41,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-import terminal
 from drivers.backoff import backoff_delay
 from terminal.hub import wire
 from terminal.config import Config, HubSection
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey, SignedUpdates
+from terminal.update.version import running_version
 from terminal.crypto.sm2 import PrivateKey
 from terminal.state.store import Store
 from terminal.core.trust import TrustList
@@ -472,7 +472,7 @@ class HubLink:
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
 
     def _birth(self, client: mqtt.Client) -> None:
-        state = wire.birth(version=terminal.__version__, epoch=self._store.epoch,
+        state = wire.birth(version=running_version(), epoch=self._store.epoch,
                                queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
                                policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state())
         client.publish(self.topics.state, state, qos=1, retain=True)

@@ -13,6 +13,8 @@ Layout of the prefix (docs/protocol/updates.md)::
     update/pending.json            {"version", "previous", "deadline", "starts"}: a switch not yet good
     update/failed                  the last release was rolled back (alarm update_failed)
     update/reports/*.json          results the running release still has to send the hub
+    update/rolled_back/<version>   rolled back here once: refused from then on (a retained
+                                   rollout not yet halted must not switch to it again)
 
 Who decides what:
 - the new release marks itself good (removes pending.json, cancels the alarm) once healthy;
@@ -37,6 +39,7 @@ from pathlib import Path
 
 MAX_STARTS = 5
 PENDING, FAILED, REPORTS = "update/pending.json", "update/failed", "update/reports"
+ROLLED_BACK = "update/rolled_back"  # one empty file per version rolled back here: never installed again
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -110,6 +113,7 @@ def roll_back(prefix: Path, pending: dict, reason: str) -> None:
     switch(prefix, pending["previous"])
     add_report(prefix, pending["version"], "rolled_back", reason)
     write_atomic(prefix / FAILED, pending["version"].encode())
+    write_atomic(prefix / ROLLED_BACK / pending["version"], b"")
     clear(prefix / PENDING)
 
 

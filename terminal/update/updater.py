@@ -18,15 +18,12 @@ import json
 import logging
 import queue
 import sys
-import sysconfig
 import threading
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-import terminal
 from terminal.config import Config
 from terminal.core.trust import EnvelopeError
 from terminal.crypto.sm2 import PrivateKey
@@ -34,20 +31,13 @@ from terminal.hub import wire
 from terminal.update import boot
 from terminal.update.fetch import Refused, ReleaseFetcher, Unreachable
 from terminal.update.install import InstallError, install, switch_to
+from terminal.update.version import running_version
 
 log = logging.getLogger(__name__)
 
 ALARM = "update_failed"   # the last release was rolled back (spec: alarms)
 RETRY_SECONDS = 300.0      # a repository that did not answer is asked again this much later
 MAX_REPORTS = 100          # queued results kept; the oldest beyond are dropped
-
-
-def running_version() -> str:
-    """The version installed in this interpreter's own environment (a release's venv: never a
-    copy elsewhere on the path), else the source's."""
-    for dist in metadata.distributions(name="gate-terminal", path=[sysconfig.get_paths()["purelib"]]):
-        return dist.version
-    return terminal.__version__
 
 
 @dataclass(frozen=True)
@@ -184,6 +174,8 @@ class Updater:
             return self._refuse(version, f"older than the running {self.version}")
         if self.restarting:
             return Outcome("busy", version, "already switched; restarting")
+        if (self.prefix / boot.ROLLED_BACK / version).exists():
+            return self._refuse(version, "rolled back on this terminal before")
         try:
             bundle = self.fetcher.fetch(version)
         except Refused as e:
