@@ -15,7 +15,9 @@ terminal checks against the file name it asked for.
 """
 from __future__ import annotations
 
+import hashlib
 import http.server
+import re
 import shutil
 import ssl
 import threading
@@ -141,6 +143,31 @@ class ReleaseRepo:
         ts.expires = self._expires("timestamp")
         ts.snapshot_meta = MetaFile(self.snapshot.signed.version)
         self._write("timestamp", self.timestamp, "timestamp.json")
+
+
+BUNDLE = re.compile(r"gate-terminal-(.+)\.tar")
+
+
+def publish_bundles(repo: ReleaseRepo, directory: Path) -> list[str]:
+    """Add every gate-terminal-<version>.tar in ``directory`` that the repository does not hold
+    yet (or holds with other bytes) and publish; the versions added."""
+    added = []
+    for path in sorted(directory.glob("gate-terminal-*.tar")):
+        m = BUNDLE.fullmatch(path.name)
+        try:
+            name = target_name(m.group(1)) if m else None
+        except ValueError:
+            name = None
+        if name is None:
+            continue
+        held = repo.targets.signed.targets.get(name)
+        if held is not None and held.hashes["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest():
+            continue
+        repo.add_bundle(path, m.group(1))
+        added.append(m.group(1))
+    if added:
+        repo.publish()
+    return added
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

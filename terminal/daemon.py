@@ -28,6 +28,10 @@ Threads — every object used by more than one thread is confined to one or lock
     metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
                                               read connection
     relay …        drivers/relay.py           the relay's port; pulses under its Condition
+    updater        update/updater.py          rollouts (queued by hub-pump), fetch, install, switch,
+                                              result reports; check_now on its caller's thread, locked
+    health         update/health.py           a release on trial: health_problems() until good
+                                              (the self-test decision is queued for decide)
 
     shared by several threads, and what guards it:
     presentation queue (inputs → decide)      queue.Queue, bounded

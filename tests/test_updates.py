@@ -493,3 +493,37 @@ def test_update_section_rules(keyset, tmp_path):
     assert (cfg.update.prefix, cfg.update.repository, cfg.update.ca, cfg.update.health_seconds) == \
         (Path("/opt/g"), "https://h:8443", keyset / "hub-ca.pem", 120.0)
     assert load("", "").update.prefix is None
+
+
+# --- the hub's repository tooling -----------------------------------------------------------
+
+def test_publish_bundles_adds_new_and_changed_bundles_only(tmp_path):
+    from sim.tufrepo import publish_bundles
+    repo = ReleaseRepo(tmp_path / "repo", role_keys(tmp_path / "k"))
+    bundles = tmp_path / "bundles"
+    fake_bundle(bundles, "1.0.0")
+    (bundles / "gate-terminal-latest.tar").write_bytes(b"not a version")   # ignored: no version in its name
+    assert publish_bundles(repo, bundles) == ["1.0.0"]
+    version = repo.targets.signed.version
+    assert publish_bundles(repo, bundles) == [] and repo.targets.signed.version == version
+    fake_bundle(bundles, "1.1.0")
+    assert publish_bundles(repo, bundles) == ["1.1.0"]
+    assert sorted(repo.versions().values()) == ["1.0.0", "1.1.0"]
+    again = ReleaseRepo(tmp_path / "repo", role_keys(tmp_path / "k"))    # a restarted hub takes it over
+    assert again.versions() == repo.versions() and again.targets.signed.version == version + 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--releases", "R"], "--releases needs --repo-cert and --repo-key"),
+    (["--rollout", "1.0.0"], "--rollout needs --releases"),
+    (["--releases", "R", "--repo-cert", "c", "--repo-key", "k", "--repo-listen", "nope"], "HOST:PORT"),
+    (["--releases", "R", "--repo-cert", "c", "--repo-key", "k", "--max-failure", "0"], "--max-failure"),
+    (["--releases", "R", "--repo-cert", "c", "--repo-key", "k", "--rollout", "9.9.9"], "no gate-terminal-9.9.9.tar"),
+    (["--releases", "R", "--repo-cert", "c", "--repo-key", "k", "--rollout", "v9"], "not a release version"),
+])
+def test_sim_hub_release_options_are_checked_before_anything_starts(keyset, tmp_path, capsys, extra, message):
+    from terminal.cli import main
+    extra = [str(tmp_path / "R") if a == "R" else a for a in extra]
+    assert main(["sim", "hub", "--broker", "mqtt://127.0.0.1:1", "--keys", str(keyset), "--group",
+                 "g" * 16, *extra]) == 2
+    assert message in capsys.readouterr().err
