@@ -527,3 +527,49 @@ def test_sim_hub_release_options_are_checked_before_anything_starts(keyset, tmp_
     assert main(["sim", "hub", "--broker", "mqtt://127.0.0.1:1", "--keys", str(keyset), "--group",
                  "g" * 16, *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+# --- the daemon's health checks ----------------------------------------------------------------
+
+def test_daemon_health_problems_until_ready_fed_open_and_self_tested(keyset_config, tmp_path, no_leaked_threads):
+    from terminal.daemon import Daemon
+    d = Daemon(keyset_config, state_dir=tmp_path / "state")
+    d.open()
+    assert d.health_problems() == ["READY not sent", "watchdog not fed", "no self-test decision yet"]
+    d.start()
+    try:
+        wait_for(lambda: d.health_problems() == [], "every health check passing")
+        assert d.self_tested and d.watchdog.fed
+        d.devices.fail("relay", "port gone")
+        assert d.health_problems() == ["relay not open: port gone"]
+        d.devices.ok("relay")
+        assert d.health_problems() == []
+        assert d.decided == 0                                # the self-test decides, but records nothing
+        assert d.verifier.store.outbox_depth() == 0
+    finally:
+        d.stop()
+
+
+def test_a_self_test_that_does_not_deny_is_not_healthy(keyset_config, tmp_path, mocker):
+    from terminal.daemon import Daemon
+    from terminal.verifier import Assessment
+    d = Daemon(keyset_config, state_dir=tmp_path / "state")
+    d.open()
+    try:
+        mocker.patch.object(d.verifier, "assess", autospec=True, return_value=Assessment("allow", "ok", None, None))
+        d._self_test()
+        assert not d.self_tested
+    finally:
+        d.verifier.close()
+
+
+def test_a_stalled_loop_is_not_fed(mocker):
+    from terminal.ops.sdnotify import Notifier, Watchdog
+    clock = mocker.Mock(return_value=0.0)
+    w = Watchdog(Notifier(env={}), stall_after=5, clock=clock)
+    w.watch("decide")
+    clock.return_value = 10.0
+    assert not w.tick() and not w.fed           # stalled: not fed
+    w.progress("decide")
+    w.tick()
+    assert w.fed                                 # no systemd watchdog, every loop progressing
