@@ -573,3 +573,95 @@ def test_a_stalled_loop_is_not_fed(mocker):
     w.progress("decide")
     w.tick()
     assert w.fed                                 # no systemd watchdog, every loop progressing
+
+
+# --- the updater: the seam the hub's `update` command calls ------------------------------------
+
+@pytest.fixture
+def updater_env(keyset, tmp_path, ca, mocker):
+    from terminal.update.updater import Updater
+    authority, cert, key = ca
+    repo = ReleaseRepo(tmp_path / "repo", role_keys(tmp_path / "repo-keys"))
+    (keyset / "tuf-root.json").write_bytes(repo.root_bytes())
+    bundles = tmp_path / "bundles"
+    for v in ("1.0.0", "1.1.0"):
+        repo.add_bundle(fake_bundle(bundles, v), v)
+    repo.publish()
+    prefix = tmp_path / "prefix"
+    first_install(bundles / "gate-terminal-1.0.0.tar", prefix, "1.0.0")
+    server = RepoServer(tmp_path / "repo", cert, key).start()
+    cfg_path = keyset / "config.toml"
+    cfg_path.write_text(cfg_path.read_text().replace("[hub]\n", '[hub]\nbroker = "mqtt://127.0.0.1:1"\n') + f"""
+[update]
+prefix = "{prefix}"
+repository = "{server.url}"
+root = "tuf-root.json"
+ca = "{authority.cert}"
+""")
+    sent = []
+    restart = mocker.Mock()
+
+    def make(publish=lambda p: sent.append(wire.open_update_report(p, DEVICE_KEY(keyset))) or True):
+        from terminal.crypto.keyfiles import load_private_key
+        return Updater(cfgmod.load(cfg_path), load_private_key(keyset / "device.pem"), publish=publish,
+                       restart=restart, version="1.0.0")
+    yield {"make": make, "sent": sent, "restart": restart, "prefix": prefix, "server": server}
+    server.stop()
+
+
+def DEVICE_KEY(keyset):
+    from terminal.crypto.keyfiles import load_private_key
+    return load_private_key(keyset / "device.pem").public_key
+
+
+def test_check_now_installs_the_newest_release_and_asks_for_a_restart(updater_env):
+    u = updater_env["make"]()
+    out = u.check_now()
+    assert (out.state, out.version) == ("installed", "1.1.0")
+    updater_env["restart"].assert_called_once_with()
+    assert boot.current_version(updater_env["prefix"]) == "1.1.0"
+    assert [(r.version, r.state) for r in updater_env["sent"]] == [("1.1.0", "installed")]
+    assert u.check_now().state == "busy"                     # switched already: waits for the restart
+
+
+def test_check_now_refuses_older_and_ignores_the_running_version(updater_env):
+    u = updater_env["make"]()
+    assert u.check_now("1.0.0").state == "current"
+    out = u.check_now("0.9.0")
+    assert (out.state, out.reason) == ("refused", "older than the running 1.0.0")
+    assert [(r.version, r.state) for r in updater_env["sent"]] == [("0.9.0", "refused")]
+    assert u.check_now("2.0.0").state == "refused"           # not in the repository: TUF names none
+    assert not updater_env["restart"].called and boot.current_version(updater_env["prefix"]) == "1.0.0"
+
+
+def test_results_wait_for_the_broker_and_an_unreachable_repository_decides_nothing(updater_env):
+    offline = []
+    u = updater_env["make"](publish=lambda p: offline.append(p) and False)
+    assert u.check_now("0.9.0").state == "refused"
+    assert len(offline) == 1 and len(list((updater_env["prefix"] / boot.REPORTS).iterdir())) == 1   # kept
+    updater_env["server"].stop()
+    out = u.check_now("1.1.0")
+    assert out.state == "unreachable"
+    assert len(list((updater_env["prefix"] / boot.REPORTS).iterdir())) == 1   # no result for it
+    (updater_env["prefix"] / boot.REPORTS / "0-bad.json").write_text("{")
+    online = updater_env["make"]()
+    assert online.send_reports() == 1 and not list((updater_env["prefix"] / boot.REPORTS).iterdir())
+    assert [(r.version, r.state) for r in updater_env["sent"]] == [("0.9.0", "refused")]
+
+
+def test_rollouts_for_other_stages_forged_or_repeated_do_nothing(updater_env):
+    u = updater_env["make"]()
+    from terminal.crypto.keyfiles import load_private_key
+    hub_key = load_private_key(updater_env["prefix"].parent / "keys" / "hub.pem")
+    r = wire.Rollout(1, "1.1.0", (wire.Stage("pilot", tids=("370102-H0001-99",)), wire.Stage("all", percent=100)),
+                     0, False)
+    u._on_rollout(wire.rollout(r, hub_key))                  # not this terminal's stage yet
+    u._on_rollout(wire.rollout(wire.Rollout(2, "1.1.0", r.stages, 0, False), DEVICE))   # forged
+    assert u.rejected == 1 and u.rollout.seq == 1 and not updater_env["restart"].called
+    u._on_rollout(wire.rollout(wire.Rollout(3, "1.1.0", r.stages, 1, True), hub_key))  # halted
+    assert u.rollout.seq == 3 and not updater_env["restart"].called
+    u._on_rollout(wire.rollout(wire.Rollout(2, "1.1.0", r.stages, 1, False), hub_key))  # older seq
+    assert u.rollout.seq == 3 and not updater_env["restart"].called
+    u._on_rollout(wire.rollout(wire.Rollout(4, "1.1.0", r.stages, 1, False), hub_key))  # "all" now
+    updater_env["restart"].assert_called_once_with()
+    assert boot.current_version(updater_env["prefix"]) == "1.1.0"

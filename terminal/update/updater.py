@@ -198,6 +198,7 @@ class Updater:
     def _refuse(self, version: str | None, reason: str) -> Outcome:
         log.warning("update: %s refused: %s", version or "release", reason)
         boot.add_report(self.prefix, version or "?", "refused", reason)
+        self.send_reports()
         return Outcome("refused", version, reason)
 
     # --- results ---------------------------------------------------------------------
