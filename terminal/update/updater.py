@@ -109,8 +109,13 @@ class Updater:
         """The ``update_failed`` alarm: the last release was rolled back and none marked good since."""
         return (self.prefix / boot.FAILED).exists()
 
-    def alarms(self) -> list[str]:
-        return [ALARM] if self.failed else []
+    def alarm(self) -> dict[str, str]:
+        """``{"update_failed": why}`` while it is up: a source of terminal.alarms.Alarms."""
+        try:
+            version = (self.prefix / boot.FAILED).read_text()[:32]
+        except OSError:
+            return {}
+        return {ALARM: f"release {version} was rolled back; running {self.version}"}
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
