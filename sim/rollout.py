@@ -42,21 +42,24 @@ class RolloutController:
         self._publish = publish      # signs and publishes (retained)
         self.terminals = set(terminals)
         self.line = line
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.current: wire.Rollout | None = None
         self.plan: tuple[StagePlan, ...] = ()
         self.results: dict[str, wire.UpdateReport] = {}  # tid → its latest result for this version
 
     def start(self, version: str, plan: list[StagePlan], seq: int) -> wire.Rollout:
+        """Roll ``version`` out from its first stage; ``seq`` at least (above the last one published)."""
         wire.version_key(version)
         if not plan:
             raise ValueError("a rollout needs at least one stage")
-        with self._lock:
+        with self._lock:  # held while publishing: every rollout goes out in seq order
+            if self.current is not None:
+                seq = max(seq, self.current.seq + 1)
             self.plan = tuple(plan)
             self.results = {}
-            self.current = wire.Rollout(seq, version, tuple(p.stage() for p in plan), 0, False)
-            r = self._advance_empty(self.current)
-        self._publish(r)
+            self.current = r = self._advance_empty(wire.Rollout(seq, version, tuple(p.stage() for p in plan), 0,
+                                                                False))
+            self._publish(r)
         self.line(f"rollout {version}: stage {r.stages[r.stage].name}")
         return r
 
@@ -83,11 +86,12 @@ class RolloutController:
             nxt = self._judge(r)
             if nxt is r:
                 return
+            self._publish(nxt)
             self.current = nxt
-        self._publish(nxt)
+            rate = self.failure_rate()
         name = nxt.stages[nxt.stage].name
         if nxt.halt:
-            self.line(f"rollout {nxt.version}: HALTED at stage {name} (failure rate {self.failure_rate():.0%})")
+            self.line(f"rollout {nxt.version}: HALTED at stage {name} (failure rate {rate:.0%})")
         else:
             self.line(f"rollout {nxt.version}: stage {name}")
 

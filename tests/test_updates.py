@@ -614,6 +614,13 @@ def DEVICE_KEY(keyset):
     return load_private_key(keyset / "device.pem").public_key
 
 
+def test_update_failed_alarm_while_the_flag_is_there(updater_env):
+    u = updater_env["make"]()
+    assert u.alarm() == {}
+    boot.write_atomic(updater_env["prefix"] / boot.FAILED, b"1.1.0")
+    assert u.alarm() == {"update_failed": "release 1.1.0 was rolled back; running 1.0.0"}
+
+
 def test_check_now_installs_the_newest_release_and_asks_for_a_restart(updater_env):
     u = updater_env["make"]()
     out = u.check_now()
