@@ -52,7 +52,7 @@ def install(bundle: Path, prefix: Path, version: str, *, python: str = sys.execu
         dest.parent.mkdir(parents=True, exist_ok=True)
         _run([python, "-m", "venv", "--without-pip", str(dest)], "venv")
         _run([python, "-m", "pip", "--disable-pip-version-check", "--python", str(dest / "bin" / "python"),
-              "install", "--quiet", "--no-index", "--find-links", str(Path(tmp) / "wheels"),
+              "install", "--quiet", "--no-cache-dir", "--no-index", "--find-links", str(Path(tmp) / "wheels"),
               *manifest.requirements], "pip install")
     if not (dest / "bin" / "gate-terminal").exists():
         shutil.rmtree(dest)
