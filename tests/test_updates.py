@@ -672,3 +672,18 @@ def test_rollouts_for_other_stages_forged_or_repeated_do_nothing(updater_env):
     u._on_rollout(wire.rollout(wire.Rollout(4, "1.1.0", r.stages, 1, False), hub_key))  # "all" now
     updater_env["restart"].assert_called_once_with()
     assert boot.current_version(updater_env["prefix"]) == "1.1.0"
+
+
+def test_a_rollout_of_the_running_version_is_answered_good_once_unless_on_trial(updater_env):
+    from terminal.crypto.keyfiles import load_private_key
+    hub_key = load_private_key(updater_env["prefix"].parent / "keys" / "hub.pem")
+    stages = (wire.Stage("all", percent=100),)
+    u = updater_env["make"]()
+    boot.write_pending(updater_env["prefix"], "1.0.0", "0.9.0", time.time() + 60)   # on trial
+    u._on_rollout(wire.rollout(wire.Rollout(1, "1.0.0", stages, 0, False), hub_key))
+    assert updater_env["sent"] == []                 # the health window will say
+    boot.clear(updater_env["prefix"] / boot.PENDING)
+    u._on_rollout(wire.rollout(wire.Rollout(2, "1.0.0", stages, 0, False), hub_key))
+    u._on_rollout(wire.rollout(wire.Rollout(3, "1.0.0", stages, 0, False), hub_key))
+    assert [(r.version, r.state, r.reason) for r in updater_env["sent"]] == [("1.0.0", "good", "already running it")]
+    assert not updater_env["restart"].called

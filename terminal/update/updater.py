@@ -75,6 +75,7 @@ class Updater:
         self._retry_at: float | None = None
         self.rejected = 0
         self.restarting = False
+        self._said_good: set[str] = set()  # versions reported good as already running (updater thread)
 
     # --- entry points ----------------------------------------------------------------
     def on_rollout(self, raw: bytes) -> None:
@@ -166,6 +167,13 @@ class Updater:
             out = self._apply(r.version)
         if out.state == "unreachable":
             self._retry_at = self._clock() + RETRY_SECONDS
+        elif out.state == "current" and r.version not in self._said_good and boot.read_pending(self.prefix) is None:
+            # Already running it (updated earlier, or by the `update` command): the hub's judge
+            # waits for a result from every terminal of the stage. Not while it is on trial:
+            # then the health window says good, or the launcher rolls it back.
+            self._said_good.add(r.version)
+            boot.add_report(self.prefix, r.version, "good", "already running it")
+            self.send_reports()
 
     # --- one check (under the lock) ----------------------------------------------------
     def _apply(self, version: str) -> Outcome:
