@@ -105,13 +105,9 @@ class Updater:
         finally:
             self._lock.release()
 
-    @property
-    def failed(self) -> bool:
-        """The ``update_failed`` alarm: the last release was rolled back and none marked good since."""
-        return (self.prefix / boot.FAILED).exists()
-
     def alarm(self) -> dict[str, str]:
-        """``{"update_failed": why}`` while it is up: a source of terminal.alarms.Alarms."""
+        """``{"update_failed": why}`` while the last release is rolled back and none was marked good
+        since: a source of terminal.alarms.Alarms."""
         try:
             version = (self.prefix / boot.FAILED).read_text()[:32]
         except OSError:
