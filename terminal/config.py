@@ -323,8 +323,8 @@ class Config:
     ss_card: SsCardSection
     relay: RelaySection
     screen: ScreenSection
-    "ss_card": SsCardSection, "relay": RelaySection, "screen": ScreenSection, "audio": AudioSection,
-    "update": UpdateSection,
+    audio: AudioSection
+    update: UpdateSection
     policy_overrides: Mapping[str, object]    # [policy], validated; read-only
 
     # Short names for the keys read most: cfg.terminal_id is cfg.terminal.id.
