@@ -18,6 +18,7 @@ terminal reports ``rolled_back`` and stays on its release), any other passes (``
 """
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terminal.core.trust import EnvelopeError
+from terminal.crypto.sm2 import PublicKey
 from terminal.hub import wire
 
 log = logging.getLogger("sim.fleet")
@@ -67,6 +69,10 @@ class WorkerRollouts:
         self.rng = rng
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        # The repository's role keys, built into the shared verification cache once (as for the
+        # hub's keys, sim/fleet_worker.py): not by every pool thread on its first fetch at once.
+        for key in json.loads(spec.root.read_bytes())["signed"]["keys"].values():
+            PublicKey.from_hex(key["keyval"]["public"]).precompute()
         self.updates = {}
         for t in terminals:
             self.updates[t.tid] = TerminalUpdates(t, spec, t.link.cfg.hub_key)

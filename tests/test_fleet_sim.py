@@ -122,3 +122,47 @@ def test_out_must_be_new_or_empty(tmp_path, capsys, mocker):
                "--out", str(tmp_path / "used")])
     assert rc == 2 and "not a new or empty directory" in capsys.readouterr().err
     run.assert_not_called()
+
+
+def test_a_fleet_takes_the_good_release_and_halts_the_bad_one_in_its_pilot(tmp_path, capsys):
+    """Two stages (a named pilot tenth, then all): the good release reaches every terminal through
+    TUF; the bad one fails its (simulated) health window in the pilot, which the hub halts."""
+    from release_helpers import fake_bundle
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    fake_bundle(good, "1.1.0")
+    fake_bundle(bad, "1.2.0", broken=True)
+    report = tmp_path / "report.json"
+    rc = main(["sim", "fleet", "--terminals", "10", "--duration", "3", "--rate", "30", "--seed", "5",
+               "--rollout", f"{good},{bad}", "--report", str(report)])
+    out = capsys.readouterr().out
+    rep = json.loads(report.read_text())
+    assert rc == 0, out
+    ro = rep["rollout"]
+    assert ro["as_expected"] and ro["running"] == {"1.1.0": 10}
+    stages = [(s["version"], s["name"], s["outcome"], s["terminals"], s["good"], s["failed"]) for s in ro["stages"]]
+    assert stages[:2] == [("1.1.0", "pilot", "passed", 1, 1, 0), ("1.1.0", "all", "passed", 9, 9, 0)]
+    assert stages[2] == ("1.2.0", "pilot", "halted", 1, 0, 1)
+    assert len(stages) == 3  # the bad release's "all" stage never began
+    assert all(s["seconds"] > 0 for s in ro["stages"])
+    assert rep["events"]["exactly_once"]
+    assert "rollout 1.2.0 stage pilot: halted" in out
+
+
+def test_a_rollout_directory_without_one_bundle_is_refused(tmp_path, capsys):
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    rc = main(["sim", "fleet", "--terminals", "1", "--duration", "1", "--rollout",
+               f"{tmp_path / 'good'},{tmp_path / 'bad'}", "--report", str(tmp_path / "r.json")])
+    assert rc == 1
+    assert f"--rollout {tmp_path / 'good'}: expected one gate-terminal-<version>.tar" in capsys.readouterr().out
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("value, message", [("onlyone", "GOOD_DIR,BAD_DIR"), ("a,b,c", "GOOD_DIR,BAD_DIR"),
+                                            (",b", "GOOD_DIR,BAD_DIR"), ("nodir,nodir2", "not a directory")])
+def test_bad_rollout_arguments(value, message, tmp_path, capsys, mocker):
+    run = mocker.patch("sim.fleet.run_fleet")
+    rc = main(["sim", "fleet", "--terminals", "1", "--duration", "1", "--rollout", value,
+               "--report", str(tmp_path / "r.json")])
+    assert rc == 2 and message in capsys.readouterr().err
+    run.assert_not_called()
