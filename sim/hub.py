@@ -3,7 +3,8 @@
 Threads (paho callbacks never lock, sleep or touch SQLite; they only enqueue)::
 
     paho     network loop; reconnects after exponential backoff with jitter (set per attempt)
-    ingest   event batches: verify → store (SQLite) → ack
+    ingest   event batches: verify → store (SQLite) → ack; software update results: verify → the
+             rollout judge (sim/rollout.py), which publishes the next stage or the halt
     query    card status queries: decrypt subject → look up → signed reply (after reply_delay)
     beacon   a signed time beacon every time_interval seconds
 
