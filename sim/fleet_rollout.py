@@ -159,9 +159,7 @@ class RolloutWatch:
         """Look at the controller; True once the rollout is over (its last stage done, or halted)."""
         from sim.rollout import FAILED, FINAL
         ctl = self.hub.rollouts
-        with ctl._lock:  # a consistent view: the rollout and the results it was judged on
-            r = ctl.current
-            results = dict(ctl.results)
+        r, results = ctl.snapshot()
         if r is None or r.version != self.version:
             return False
         while True:
