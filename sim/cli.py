@@ -86,6 +86,8 @@ def register(sub) -> None:
                    help="also roll out two releases (each DIR holding one gate-terminal-<version>.tar from "
                         "'gate-terminal release build'), pilot tenth then all: the good one must reach "
                         "every terminal, the bad one (its health window fails) be halted in the pilot")
+    f.add_argument("--rollout-timeout", type=float, default=300.0, metavar="S",
+                   help="how long each rollout may take before it counts as failed (default 300)")
     f.add_argument("--workers", type=int, metavar="W",
                    help="worker processes (default and least: one per 80 terminals; paho's select() "
                         "takes no descriptor above 1023)")
@@ -134,8 +136,8 @@ def run_fleet(args) -> int:
         raise UsageError(f"--workers must be 1-64, and at least one per {PER_WORKER} terminals")
     if args.ramp is not None and not 0 <= args.ramp <= args.duration:
         raise UsageError("--ramp must be 0 to --duration")
-    if not 0 < args.drain_timeout <= 3600:
-        raise UsageError("--drain-timeout must be above 0 and at most 3600 s")
+    if not 0 < args.drain_timeout <= 3600 or not 0 < args.rollout_timeout <= 3600:
+        raise UsageError("--drain-timeout and --rollout-timeout must be above 0 and at most 3600 s")
     rollout = None
     if args.rollout is not None:
         dirs = args.rollout.split(",")
@@ -151,7 +153,8 @@ def run_fleet(args) -> int:
         rep = fleet(terminals=args.terminals, duration=args.duration, report=args.report, out=args.out,
                     rate=args.rate / 60.0, ramp=args.ramp, workers=args.workers,
                     restarts=[] if args.restart_broker_at is None else [(args.restart_broker_at, args.broker_down)],
-                    drain_timeout=args.drain_timeout, rollout=rollout, seed=args.seed)
+                    drain_timeout=args.drain_timeout, rollout=rollout, rollout_timeout=args.rollout_timeout,
+                    seed=args.seed)
     except (FleetError, OSError) as e:
         print(f"sim fleet: {e}")
         return 1

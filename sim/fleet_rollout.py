@@ -35,6 +35,7 @@ log = logging.getLogger("sim.fleet")
 
 BASE_VERSION = "0.0.1"   # what every simulated terminal runs before the rollouts
 POOL = 4                 # rollout threads a worker (TUF fetches run in parallel this wide)
+FETCH_TRIES = 3          # a repository that does not answer is asked again a second later
 
 
 @dataclass(frozen=True)
@@ -116,14 +117,19 @@ class WorkerRollouts:
             return
         u.busy = True
         try:
-            try:
-                u.fetcher.fetch(r.version)
-            except Refused as e:
-                self._report(u, r.version, "refused", str(e))
-                return
-            except Unreachable as e:  # the real updater tries again later; here: the next message
-                log.warning("%s: %s not fetched: %s", tid, r.version, e)
-                u.seq = 0
+            for attempt in range(FETCH_TRIES):  # the real updater tries again minutes later
+                try:
+                    u.fetcher.fetch(r.version)
+                    break
+                except Refused as e:
+                    self._report(u, r.version, "refused", str(e))
+                    return
+                except Unreachable as e:
+                    log.warning("%s: %s not fetched (try %d): %s", tid, r.version, attempt + 1, e)
+                    if self._stop.wait(1.0):
+                        return
+            else:
+                u.seq = 0  # the next copy of this rollout is followed again
                 return
             self._report(u, r.version, "installed", f"switched from {u.version}; restarting")
             time.sleep(self.rng.uniform(*self.spec.restart_s))

@@ -87,6 +87,8 @@ def test_per_second_histogram():
     (["--workers", "65"], "--workers must be 1-64"),
     (["--terminals", "161", "--workers", "2"], "at least one per 80 terminals"),
     (["--ramp", "6"], "--ramp must be 0 to --duration"),
+    (["--rollout-timeout", "0"], "--rollout-timeout must be above 0"),
+    (["--drain-timeout", "3601"], "--rollout-timeout must be above 0"),
 ])
 def test_bad_arguments_are_refused_before_anything_starts(argv, message, tmp_path, capsys, mocker):
     run = mocker.patch("sim.fleet.run_fleet")
@@ -101,7 +103,8 @@ def test_bad_arguments_are_refused_before_anything_starts(argv, message, tmp_pat
 @pytest.mark.parametrize("argv", [["--terminals", "1"], ["--terminals", "5000"], ["--workers", "1"],
                                   ["--terminals", "160", "--workers", "2"],
                                   ["--workers", "64"], ["--restart-broker-at", "4.9"], ["--ramp", "5"],
-                                  ["--rate", "60"], ["--rate", "0"]])
+                                  ["--rate", "60"], ["--rate", "0"], ["--rollout-timeout", "3600"],
+                                  ["--drain-timeout", "0.1"]])
 def test_arguments_at_their_limits_are_taken(argv, tmp_path, mocker):
     rep = {"terminals": 1, "ok": True, "events": {"sent": 0, "at_hub": 0, "missing": 0, "unexpected": 0,
                                                    "duplicates_dropped": 0},
@@ -133,7 +136,7 @@ def test_a_fleet_takes_the_good_release_and_halts_the_bad_one_in_its_pilot(tmp_p
     fake_bundle(bad, "1.2.0", broken=True)
     report = tmp_path / "report.json"
     rc = main(["sim", "fleet", "--terminals", "10", "--duration", "3", "--rate", "30", "--seed", "5",
-               "--rollout", f"{good},{bad}", "--report", str(report)])
+               "--rollout", f"{good},{bad}", "--rollout-timeout", "90", "--report", str(report)])
     out = capsys.readouterr().out
     rep = json.loads(report.read_text())
     assert rc == 0, out
