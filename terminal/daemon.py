@@ -125,13 +125,14 @@ class Daemon:
     def open(self) -> None:
         """Open store, trust state and every configured device; SetupError names what is wrong.
 
-        A device that is merely absent (a reader unplugged, no camera yet) is not a setup
-        error: its driver retries with backoff and the others start deciding.
+        A device that is merely absent (a reader unplugged, no camera yet, no framebuffer yet, a
+        relay unplugged) is not a setup error: its alarm is raised, it is retried with backoff
+        and the others start deciding.
         """
         from drivers.camera import CameraError
         from terminal.crypto.keyfiles import KeyFileError
         from terminal.inputs import registry
-        from terminal.screen import FontError, FramebufferError
+        from terminal.screen import FontError
         from terminal.screen.loop import ScreenLoop
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
@@ -159,10 +160,10 @@ class Daemon:
                 self.relay = registry.open_relay(cfg.relay)
             self._add_alarm_sources()
             self.screen_loop = ScreenLoop(self.cfg, self.screen,
-                                          lambda: texts.alarm_banner(self.alarms.active()))
+                                          lambda: texts.alarm_banner(self.alarms.active()), self.devices)
             if self.cfg.metrics.listen:
                 self._metrics_server = self.metrics.serve(self.cfg.metrics.listen)
-        except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
+        except (CameraError, FontError, ValueError, OSError) as e:
             self.verifier.close()
             raise SetupError(f"{self.cfg.path}: {e}") from None
         except SetupError:
@@ -335,24 +336,27 @@ class Daemon:
             return self.verifier.verify(p.text, started_ns=p.started_ns, relay_up=relay_up)
         return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns, relay_up=relay_up)
 
-    def _open_gate(self, r: Result) -> str | None:
-        """After the commit: pulse the relay for an allow and wait (at most the pulse's length)
-        for it to go out; the gate as the screen must show it."""
-        if r.decision != ALLOW or r.gate == "fault":
-            if r.gate == "fault":
-                log.error("seq=%d allowed, but the relay is down: the gate stays shut, staff must open it", r.seq)
-            return r.gate
-        ms = self.cfg.relay.pulse_ms
-        sent = self.relay.pulse(ms).wait(ms / 1000 + 1.0)
-        if sent or not self.relay.wired:
-            return r.gate
-        # The relay answered at the commit and failed since: the event says "opened" (it was
-        # committed first, store before gate), the person is told to ask staff, the alarm is up.
+    def _open_gate(self, r: Result):
+        """After the commit: the pulse for an allow, never for one recorded as gate "fault".
+        Its outcome goes to the screen, which shows 请通行 only once the pulse went out; decide
+        does not wait for it."""
+        if r.gate == "fault":
+            log.error("seq=%d allowed, but the relay is down: the gate stays shut, staff must open it", r.seq)
+            return None
+        if r.decision != ALLOW:
+            return None
+        outcome = self.relay.pulse(self.cfg.relay.pulse_ms)
+        if self.relay.wired:
+            outcome.then(lambda sent: None if sent else self._pulse_failed(r))
+        return outcome
+
+    def _pulse_failed(self, r: Result) -> None:
+        """On the relay's thread: the relay answered before the commit and failed since. The event
+        says "opened" (committed first: store before gate); the screen says 请联系工作人员开门."""
         why = self.relay.error or "pulse not sent"
         self.devices.fail("relay", why)
         log.error("seq=%d event %s recorded gate opened, but the pulse did not go out (%s): the gate "
                   "stays shut, staff must open it", r.seq, r.event_id, why)
-        return "fault"
 
     def _decide(self, p: Presentation) -> None:
         try:
@@ -368,11 +372,11 @@ class Daemon:
                 self.screen_loop.notice(texts.SYSTEM_ERROR)
                 return
         # The event is committed: only now may the gate open.
-        gate = self._open_gate(r)
+        pulse = self._open_gate(r)
         if self.bridge is not None:
             self.bridge.notify()
         self.decided += 1
-        self.screen_loop.show_result(r, gate)
+        self.screen_loop.show_result(r, pulse)
         self.metrics.decided(r.method, r.decision, r.reason, r.latency_ms)
         self.status_file.record(r, time.time())
         if self.on_result is not None:
@@ -380,4 +384,4 @@ class Daemon:
 
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
-            (["relay"] if self.relay.wired else [])
+            (["relay"] if self.relay.wired else []) + (["screen"] if self.cfg.screen.kind != "none" else [])

@@ -467,3 +467,29 @@ def test_status_after_a_clean_stop_says_not_running(rig):
     assert snap["live"]["state"] == "stopped" and snap["live"]["pid"] == os.getpid()   # this process lives on
     text = render_status(snap)
     assert "relay ok" not in text and "devices:" not in text and "hub:" not in text
+
+
+def test_a_missing_framebuffer_is_an_alarm_not_a_stop(rig, tmp_path, monkeypatch):
+    """Issue #12 finding 5: no framebuffer at start → screen_down, the terminal decides anyway,
+    and the screen is opened (and drawn on) once it appears."""
+    from terminal.screen import framebuffer
+    # A plain file stands in for the device once it appears: it has no ioctl to say its geometry.
+    monkeypatch.setattr(framebuffer, "read_geometry", lambda fd: framebuffer.FbGeometry.for_format("BGRX", 320, 240))
+    fb = tmp_path / "fb0"
+    text = rig["config"].read_text()
+    start = text.index('[screen]\nkind = "png"')
+    rig["config"].write_text(text[:start] + f'[screen]\nkind = "framebuffer"\npath = "{fb}"\nresult_seconds = 0.5\n')
+    camera, results = ScenarioCamera(level="clean", fps=20), []
+    daemon = Daemon(cfgmod.load(rig["config"]), camera=FrameGrabber(camera), on_result=lambda p, r: results.append(r))
+    daemon.start()
+    try:
+        assert "cannot open" in daemon.alarms.active()["screen_down"]
+        camera.show(Issuer.from_dir(rig["keys"]).issue(Person()), 30)
+        wait_for(lambda: results, "a decision without a screen")
+        assert results[0].decision == "allow"
+        fb.write_bytes(b"")                                        # the framebuffer appears
+        wait_for(lambda: "screen_down" not in daemon.alarms.active(), "the screen opened again", timeout=20)
+        wait_for(lambda: fb.stat().st_size == 320 * 240 * 4, "an image on the framebuffer")
+        assert daemon.screen_loop.renderer.size == (320, 240)      # the size the device says
+    finally:
+        daemon.stop()

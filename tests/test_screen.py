@@ -417,10 +417,12 @@ def test_framebuffer_survives_a_vanished_device(tmp_path, caplog):
     fb = FramebufferScreen(str(target), geometry=FbGeometry.for_format("RGB", 2, 2))
     fb.close()          # as if the fd went bad
     target.unlink()     # ...and the device disappeared
+    assert fb.error is None
     fb.show(_solid((1, 2, 3), (2, 2)))
-    assert "retrying" in caplog.text
+    assert "retrying" in caplog.text and "No such file" in fb.error   # the screen loop's screen_down
     target.write_bytes(b"")  # back
     fb.show(_solid((1, 2, 3), (2, 2)))
+    assert fb.error is None
     fb.close()
     assert target.read_bytes() == (0x030201).to_bytes(3, sys.byteorder) * 4
 
@@ -454,10 +456,11 @@ def test_png_screen_survives_a_write_failure(tmp_path, caplog):
     d.rmdir()
     d.write_bytes(b"")  # the directory is gone and a file is in its way: every write fails
     scr.show(_solid((1, 1, 1)))
-    assert "cannot write" in caplog.text
+    assert "cannot write" in caplog.text and "cannot write" in scr.error
     d.unlink()
     d.mkdir()
     scr.show(_solid((2, 2, 2)))
+    assert scr.error is None
     assert Image.open(d / "latest.png").getpixel((0, 0)) == (2, 2, 2)
     assert [f[:6] for f in _numbered(d)] == ["000001"]  # the failed image took no number
 
