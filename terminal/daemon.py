@@ -160,7 +160,8 @@ class Daemon:
                 self.relay = registry.open_relay(cfg.relay)
             self._add_alarm_sources()
             self.screen_loop = ScreenLoop(self.cfg, self.screen,
-                                          lambda: texts.alarm_banner(self.alarms.active()), self.devices)
+                                          lambda: texts.alarm_banner(self.alarms.active()), self.devices,
+                                          self._idle_prompt)
             if self.cfg.metrics.listen:
                 self._metrics_server = self.metrics.serve(self.cfg.metrics.listen)
         except (CameraError, FontError, ValueError, OSError) as e:
@@ -209,6 +210,13 @@ class Daemon:
         if hub is not None:
             self.alarms.add(lambda: {name: f"no connection for {age_text(hub.down_for() or 0)}"
                                      for name in hub.alarms()})
+
+    def _idle_prompt(self) -> str:
+        """The idle screen asks only for what the inputs working now can take."""
+        down = self.devices.errors()
+        working = [device is not None and name not in down for name, device in
+                   (("camera", self.camera), ("id_card", self.readers["id_card"]), ("ss_card", self.readers["ss_card"]))]
+        return texts.idle_prompt(*working)
 
     def _relay_up(self) -> bool | None:
         """The relay as its driver last found it (None: no gate wired), kept in DeviceStatus."""

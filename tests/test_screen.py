@@ -66,6 +66,8 @@ def test_unknown_reason_and_decision_get_generic_words():
 def test_fixed_texts_have_no_tofu(r800):
     every = "".join([*texts.REASON_TEXT.values(), *texts.HEADLINES.values(),
                      *texts.METHOD_LABELS.values(), texts.IDLE_PROMPT, render._ELLIPSIS,
+                     texts.GATE_FAULT, *texts.ALARM_TEXT.values(),
+                     *(texts.idle_prompt(*w) for w in itertools.product((True, False), repeat=3)),
                      texts.date_text(T), "0123456789:·*", "一二三四五六日",
                      *(texts.reason_text(c, d, m) for c, d, m in
                        itertools.product(reasons.ALL, DECISIONS, METHODS))])
@@ -247,6 +249,32 @@ def test_idle_screen(renderers, size):
         assert set(_corners(im, top=alarm is None)) == {bg}
         clock = lay.role("clock")[0]
         assert len(im.crop(clock.box).getcolors(maxcolors=1 << 16)) > 1
+
+
+def test_the_idle_prompt_names_only_the_inputs_that_work(r800):
+    """Issue #12 finding 7."""
+    assert {w: texts.idle_prompt(*w) for w in itertools.product((True, False), repeat=3)} == {
+        (True, True, True): "请出示健康码或刷身份证/社保卡", (True, True, False): "请出示健康码或刷身份证",
+        (True, False, True): "请出示健康码或刷社保卡", (True, False, False): "请出示健康码",
+        (False, True, True): "请刷身份证/社保卡", (False, True, False): "请刷身份证",
+        (False, False, True): "请刷社保卡", (False, False, False): "设备故障，请联系工作人员"}
+    lay = r800.layout_idle("药店", T, None, texts.idle_prompt(False, False, False))
+    assert "".join(i.text for i in lay.role("prompt")) == "设备故障，请联系工作人员"
+
+
+def test_an_allow_at_a_shut_gate_is_never_shown_as_walk_through(r800):
+    """Issue #12 finding 1: gate "fault" turns an allow's panel amber, 请联系工作人员开门; the gate
+    changes nothing for a deny or a review."""
+    shut = r800.layout_result(Panel(ALLOW, "ok", "张*", "qr", gate="fault"))
+    assert "".join(i.text for i in shut.role("headline")) == "请联系工作人员开门"
+    assert shut.background == render.STYLES[REVIEW][0]
+    assert [i.text for i in shut.role("reason")] == ["健康码绿码"]
+    opened = r800.layout_result(Panel(ALLOW, "ok", "张*", "qr", gate="opened"))
+    assert "".join(i.text for i in opened.role("headline")) == "请通行"
+    assert opened.background == render.STYLES[ALLOW][0]
+    for decision in (DENY, REVIEW):
+        lay = r800.layout_result(Panel(decision, "red_code", None, "qr", gate="fault"))
+        assert "".join(i.text for i in lay.role("headline")) == texts.HEADLINES[decision]
 
 
 def test_empty_name_and_unknown_method(r800):

@@ -30,9 +30,10 @@ NAME = "screen"  # in DeviceStatus: the alarm screen_down
 
 
 class ScreenLoop:
-    def __init__(self, cfg, screen, alarms, devices):
+    def __init__(self, cfg, screen, alarms, devices, prompt):
         """``screen``: a backend (``size``, ``show(image)``, ``close()``, optionally ``error``);
         None opens the configured one. ``devices``: the DeviceStatus its failures go to.
+        ``prompt``: () -> what the idle screen asks for (the inputs working now).
         A configuration error (ValueError) or a missing font (FontError) raises here."""
         from terminal.screen.render import Renderer
 
@@ -45,6 +46,7 @@ class ScreenLoop:
         self.renderer = Renderer(self.screen.size if self.screen is not None else (sc.width, sc.height))
         self.configure(cfg)
         self.alarms = alarms  # () -> list of alarm texts (devices out of order, disk full)
+        self.prompt = prompt
         self._cond = threading.Condition()
         self._pending = None        # (kind, payload) to draw next
         self._until = 0.0           # monotonic time the current result stays up to
@@ -150,11 +152,11 @@ class ScreenLoop:
                     self._until = time.monotonic() + self.result_seconds
                     last_idle = None
                 elif time.monotonic() >= self._until:
-                    key = (int(time.time()), self._alarm())
+                    key = (int(time.time()), self._alarm(), self.prompt())
                     if key == last_idle:
                         continue
                     last_idle = key
-                    image = self.renderer.idle(self.venue, datetime.now(), key[1])
+                    image = self.renderer.idle(self.venue, datetime.now(), key[1], key[2])
                 else:
                     continue
                 self.screen.show(image)

@@ -110,8 +110,9 @@ class Renderer:
     def result(self, panel: Panel) -> Image.Image:
         return self.draw(self.layout_result(panel))
 
-    def idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Image.Image:
-        return self.draw(self.layout_idle(venue, now, alarm))
+    def idle(self, venue: str | None, now: datetime, alarm: str | None = None,
+             prompt: str = texts.IDLE_PROMPT) -> Image.Image:
+        return self.draw(self.layout_idle(venue, now, alarm, prompt))
 
     def draw(self, layout: Layout) -> Image.Image:
         im = Image.new("RGB", layout.size, layout.background)
@@ -151,22 +152,24 @@ class Renderer:
                                  align="right")
         return Layout(self.size, bg, tuple(rects), tuple(items))
 
-    def layout_idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Layout:
+    def layout_idle(self, venue: str | None, now: datetime, alarm: str | None = None,
+                    prompt: str = texts.IDLE_PROMPT) -> Layout:
+        """``prompt``: what to present, naming only the inputs that work (``texts.idle_prompt``)."""
         w, h = self.size
         bg, fg = IDLE_STYLE
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(alarm, IDLE_BANNER, rects, items)
         mx, my = self._margins()
-        place, clock, date, prompt = self._stack((mx, top + my, w - mx, h - my),
-                                                 (0.22, 0.30, 0.13, 0.26))
+        place, clock, date, ask = self._stack((mx, top + my, w - mx, h - my),
+                                              (0.22, 0.30, 0.13, 0.26))
         items += self._place("venue", texts.clean(venue), place, fg, max_lines=2,
                              max_size=round((place[3] - place[1]) * 0.5))
         items += self._place("clock", texts.clock_text(now), clock, fg)
         items += self._place("date", texts.date_text(now), date, fg,
                              max_size=round((date[3] - date[1]) * 0.8))
-        items += self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
-                             max_size=round((prompt[3] - prompt[1]) * 0.45))
+        items += self._place("prompt", texts.clean(prompt), ask, fg, max_lines=2,
+                             max_size=round((ask[3] - ask[1]) * 0.45))
         return Layout(self.size, bg, tuple(rects), tuple(items))
 
     # ---- layout helpers -------------------------------------------------------------------
