@@ -147,7 +147,8 @@ class Daemon:
                 from terminal.hub.bridge import HubBridge
                 try:
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
-                                                 on_alive=lambda: self.watchdog.progress("hub-net"))
+                                                 on_alive=lambda: self.watchdog.progress("hub-net"),
+                                                 alarms=self.alarm_names)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
@@ -228,6 +229,10 @@ class Daemon:
         else:
             self.devices.fail("relay", error)
         return error is None
+
+    def alarm_names(self) -> list[str]:
+        """The alarms by their fleet.md names, for the hub's ``state`` topic."""
+        return list(self.alarms.active())
 
     def summary(self) -> str:
         """One line for systemd's STATUS= and the log."""
