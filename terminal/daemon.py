@@ -19,7 +19,9 @@ Threads — every object used by more than one thread is confined to one or lock
     id_card        inputs/cards.py            its reader and serial link; asks the hub's status
     ss_card        inputs/cards.py            source (HubStatusSource: locked counters, the store's
                                               lock for its cache) before queueing the presentation
-    screen         screen/loop.py             renderer and panel; requests under its Condition
+    screen         screen/loop.py             renderer, panel and the screen backend (opened again
+                                              while screen_down); requests under its Condition;
+                                              waits on an allow's PulseOutcome before drawing it
     housekeeping   housekeeping.py            checkpoints, retention, StatusFile.write, STATUS=,
                                               HubBridge.report (metric deltas)
     hub-pump       hub/link.py                the outbox pump, acks, signed updates (queued for
@@ -27,7 +29,9 @@ Threads — every object used by more than one thread is confined to one or lock
     hub-net, paho  hub/link.py                the MQTT connection; callbacks only queue and assign
     metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
                                               read connection
-    relay …        drivers/relay.py           the relay's port; pulses under its Condition
+    relay …        drivers/relay.py           the relay's port; pulses under its Condition; settles
+                                              each PulseOutcome (a failed one calls
+                                              Daemon._pulse_failed: DeviceStatus, the log)
 
     shared by several threads, and what guards it:
     presentation queue (inputs → decide)      queue.Queue, bounded
