@@ -43,7 +43,9 @@ class ScreenLoop:
         self._failures = 0
         self._next_open = 0.0
         self.screen = screen if screen is not None else self._open()
-        self.renderer = Renderer(self.screen.size if self.screen is not None else (sc.width, sc.height))
+        self._large_print = sc.large_print
+        self.renderer = Renderer(self.screen.size if self.screen is not None else (sc.width, sc.height),
+                                 large_print=sc.large_print)
         self.configure(cfg)
         self.alarms = alarms  # () -> list of alarm texts (devices out of order, disk full)
         self.prompt = prompt
@@ -94,7 +96,7 @@ class ScreenLoop:
             if self.screen is not None:
                 log.warning("screen %s is open again", self._spec[1] or self._spec[0])
                 if self.screen.size != self.renderer.size:
-                    self.renderer = Renderer(self.screen.size)
+                    self.renderer = Renderer(self.screen.size, large_print=self._large_print)
         return self.screen is not None
 
     def _shown(self) -> None:
