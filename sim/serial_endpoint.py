@@ -116,6 +116,11 @@ class SerialEndpoint:
         """Unsolicited bytes from the device (a stale answer, line noise), no faults applied."""
         self._request("send", data)
 
+    def emit(self, data: bytes) -> None:
+        """Bytes the device sends of its own accord (a scan engine's code), faults applied
+        as to an answer; returns once they are on the line (or dropped: nobody connected)."""
+        self._request("emit", data)
+
     def __enter__(self) -> "SerialEndpoint":
         return self.start()
 
@@ -186,6 +191,8 @@ class SerialEndpoint:
                 what, data, done = self._requests.get()
                 if what == "send":
                     self._write(data)
+                elif what == "emit":
+                    self._send(data)
                 elif what == "unplug":
                     self._unplug()
                 elif what == "replug" and self._master < 0 and self._listener is None:
