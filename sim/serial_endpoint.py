@@ -104,6 +104,11 @@ class SerialEndpoint:
             os.rmdir(self._dir)
             self._dir = None
 
+    @property
+    def connected(self) -> bool:
+        """A host can hear the device: the pty is plugged in, or a TCP client is connected."""
+        return self._master >= 0 if self.kind == "pty" else self._conn is not None
+
     def unplug(self) -> None:
         """Take the device away; returns once the host can see it gone."""
         self._request("unplug")

@@ -76,15 +76,15 @@ class HidScanner(ScanEngine):
 
     def _lines(self, timeout: float) -> list[str]:
         dev = self._device()
+        events = []
         try:
-            if not select.select([dev], [], [], timeout)[0]:
-                return []
-            events = list(dev.read())
+            if select.select([dev], [], [], timeout)[0]:
+                events = list(dev.read())
         except BlockingIOError:
-            return []
+            pass
         except OSError as e:  # ENODEV: unplugged
             raise self._down(f"I/O error: {e.strerror or e}") from None
-        if events and self._quiet_too_long(self.keys.in_line):
+        if self._quiet_mid_line(bool(events), self.keys.in_line):
             self.keys.resync()
         lines = []
         for ev in events:

@@ -6,8 +6,8 @@
 serial line (UART or USB-CDC, through :class:`~drivers.serial_link.SerialLink`);
 :class:`drivers.scanner.hid.HidScanner` from a keyboard-mode engine.
 
-A line that stops half-way and stays quiet for ``line_gap`` seconds lost its end: it is dropped
-when the next bytes come, not glued to the front of the next code.
+A line that stops half-way and stays quiet for ``line_gap`` seconds lost its end: it is dropped,
+never glued to the front of the next code.
 """
 from __future__ import annotations
 
@@ -50,12 +50,15 @@ class ScanEngine:
         is away."""
         raise NotImplementedError
 
-    def _quiet_too_long(self, in_line: bool) -> bool:
-        """Input has arrived: was there a partial line, silent for longer than ``line_gap``?"""
+    def _quiet_mid_line(self, got_input: bool, in_line: bool) -> bool:
+        """After a read: has a partial line stayed quiet for longer than ``line_gap``? Only an
+        empty read can say so — input the device sent while nobody was reading sits in the
+        kernel's buffer and is read first, so it never looks like silence."""
         now = self._clock()
-        stale = in_line and now - self._last_input > self.line_gap
-        self._last_input = now
-        return stale
+        if got_input:
+            self._last_input = now
+            return False
+        return in_line and now - self._last_input > self.line_gap
 
     def poll(self, timeout: float) -> ScanRead | None:
         deadline = self._clock() + timeout
@@ -104,9 +107,7 @@ class SerialScanner(ScanEngine):
         except LinkDown:
             self.decoder.resync()  # the rest of a line in flight is gone with the port
             raise
-        if not data:
-            return []
-        if self._quiet_too_long(self.decoder.in_line):
+        if self._quiet_mid_line(bool(data), self.decoder.in_line):
             self.decoder.resync()
         return [decode(line) for line in self.decoder.feed(data)]
 
