@@ -74,6 +74,8 @@ def write_config(keys: Path, screens: Path, venue: str, ports: dict[str, str], *
     text = (base or keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
     if camera:
         text += f'\n[camera]\nsource = "{camera}"\nfps = 15\n'
+    if ports.get("scanner"):
+        text += f'\n[scanner]\nport = "{ports["scanner"]}"\nbaud = 115200\n'
     text += f"""
 [id_card]
 port = "{ports['id_card']}"

@@ -14,6 +14,8 @@ Threads — every object used by more than one thread is confined to one or lock
                                               presentations), the store's write transactions,
                                               relay.pulse, StatusFile.record, the update queue
     camera         inputs/camera.py           QrPresentations, the QR decoders
+    scanner        inputs/scanner.py          the scan engine: its port or input device, its
+                                              line decoder and repeat folding
     grabber …      drivers/camera.py          the frame source; hands the newest frame over under
                                               its Condition
     id_card        inputs/cards.py            its reader and serial link; asks the hub's status
@@ -67,6 +69,7 @@ from terminal.housekeeping import Housekeeping
 from terminal.inputs.camera import CameraInput
 from terminal.inputs.cards import CardInput
 from terminal.inputs.devices import DeviceStatus
+from terminal.inputs.scanner import ScannerInput
 from terminal.ops.metrics import Metrics
 from terminal.ops.sdnotify import Notifier, Watchdog
 from terminal.screen import texts
@@ -81,7 +84,7 @@ log = logging.getLogger(__name__)
 class Daemon:
     def __init__(self, cfg: Config, *, state_dir: Path | None = None, camera=None,
                  id_reader: CardReader | None = None, ss_reader: CardReader | None = None,
-                 relay=None, screen=None, status_source: StatusSource | None = None,
+                 scanner=None, relay=None, screen=None, status_source: StatusSource | None = None,
                  on_result: Callable[[Presentation, Result], None] | None = None,
                  notifier: Notifier | None = None):
         """Devices not passed in are opened from ``cfg`` through the backend registries
@@ -91,6 +94,7 @@ class Daemon:
         self._state_dir = state_dir
         self.camera = camera
         self.readers = {"id_card": id_reader, "ss_card": ss_reader}
+        self.scanner = scanner
         self.relay = relay
         self.screen = screen
         self.status_source = status_source or NoHub()
@@ -110,7 +114,7 @@ class Daemon:
         self._stop_inputs = threading.Event()
         self._ready = threading.Event()
         self._inputs_done = threading.Event()
-        self._inputs: list[CameraInput | CardInput] = []
+        self._inputs: list[CameraInput | CardInput | ScannerInput] = []
         self._decider: threading.Thread | None = None
         self._housekeeping: Housekeeping | None = None
         self.decided = 0
@@ -149,6 +153,8 @@ class Daemon:
             for kind, reader in (("id_card", cfg.id_card), ("ss_card", cfg.ss_card)):
                 if self.readers[kind] is None and reader.port:
                     self.readers[kind] = registry.open_reader(kind, reader.port, reader.baud)
+            if self.scanner is None and cfg.scanner.where:
+                self.scanner = registry.open_scanner(cfg.scanner)
             if self.relay is None:
                 self.relay = registry.open_relay(cfg.relay)
             self.screen_loop = ScreenLoop(self.cfg, self.screen, self.alarms)
@@ -207,6 +213,8 @@ class Daemon:
         if self.camera is not None:
             self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
                                             self.devices, self.watchdog, self.metrics))
+        if self.scanner is not None:
+            self._inputs.append(ScannerInput(self.scanner, self._put, self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
@@ -234,8 +242,9 @@ class Daemon:
         # absent and being retried); the watchdog pings only from here on.
         self.notifier.ready(self.summary())
         self._ready.set()
-        log.info("terminal %s at a %s is deciding (camera: %s, readers: %s, relay: %s)",
+        log.info("terminal %s at a %s is deciding (camera: %s, scan engine: %s, readers: %s, relay: %s)",
                  self.cfg.terminal_id, self.cfg.venue, "yes" if self.camera else "no",
+                 "yes" if self.scanner else "no",
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
                  self.cfg.relay.kind)
 
@@ -325,5 +334,6 @@ class Daemon:
             self.on_result(p, r)
 
     def _device_names(self) -> list[str]:
-        return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
+        return (["camera"] if self.camera else []) + (["scanner"] if self.scanner else []) + \
+            [k for k, r in self.readers.items() if r] + \
             (["relay"] if self.cfg.relay.kind != "none" else [])

@@ -7,7 +7,8 @@ import threading
 
 log = logging.getLogger(__name__)
 
-LABELS = {"camera": "摄像头", "id_card": "身份证读卡器", "ss_card": "社保卡读卡器", "relay": "闸机继电器"}
+LABELS = {"camera": "摄像头", "id_card": "身份证读卡器", "ss_card": "社保卡读卡器", "scanner": "扫码器",
+          "relay": "闸机继电器"}
 
 
 class DeviceStatus:
