@@ -44,7 +44,7 @@ class HidScanner(ScanEngine):
                  clock: Callable[[], float] = time.monotonic):
         super().__init__(prefix=prefix, gap=gap, line_gap=line_gap, clock=clock)
         self.path = device
-        self.keys = KeyDecoder()
+        self.keys = self.lines_in = KeyDecoder()
         self._open_device = open_device
         self._backoff = (backoff_min, backoff_max)
         self._dev: Any = None

@@ -44,6 +44,7 @@ class ScanEngine:
         self._clock = clock
         self._ready: deque[ScanRead] = deque()
         self._last_input = 0.0
+        self.lines_in = None  # the subclass's line source (its decoder): counts over-long lines
 
     def _lines(self, timeout: float) -> list[str]:
         """Complete lines that arrive within ``timeout`` s ([] if none); LinkDown if the device
@@ -84,6 +85,11 @@ class ScanEngine:
                 time.sleep(min(self.RETRY, remaining))
         return self._ready.popleft()
 
+    def dropped(self) -> dict[str, int]:
+        """Lines that carried no code, by why: the clue to a wrong prefix or suffix setting."""
+        return {"without the prefix": self.parser.banners, "garbage": self.parser.garbage,
+                "over 4 KiB": self.lines_in.long_lines}
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -99,7 +105,7 @@ class SerialScanner(ScanEngine):
             raise ValueError(f"suffix must be one of {', '.join(SUFFIXES)}, not {suffix!r}")
         self.link = SerialLink(url, baudrate, backoff_min=backoff_min, backoff_max=backoff_max,
                                clock=clock)
-        self.decoder = LineDecoder(SUFFIXES[suffix])
+        self.decoder = self.lines_in = LineDecoder(SUFFIXES[suffix])
 
     def _lines(self, timeout: float) -> list[str]:
         try:
