@@ -75,6 +75,8 @@ def register(sub) -> None:
                    help="keys, state and screens: a new or empty directory, or an earlier demo's "
                         "(only the demo's own files there are replaced)")
     d.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
+    d.add_argument("--scanner", action="store_true",
+                   help="the door has a 2D scan engine too: about half the people showing a code use it")
     hub = d.add_mutually_exclusive_group()
     hub.add_argument("--hub", action="store_true",
                      help="also run a Mosquitto (TLS) and the hub simulator: events sync, cards are answered")
@@ -100,7 +102,7 @@ def run_demo(args) -> int:
             raise UsageError(f"{args.config.parent}: no issuer.pem beside the config (a 'sim keys' set)")
     try:
         res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
-                   seed=args.seed, report=args.report, hub=args.hub, config=args.config)
+                   seed=args.seed, report=args.report, hub=args.hub, config=args.config, scanner=args.scanner)
     except NotDemoDir as e:
         raise UsageError(str(e)) from None
     return 0 if res["agreement"] == 1.0 else 1
