@@ -99,6 +99,11 @@ def test_usage_errors(argv, message):
         cmd.run(args)
 
 
+def test_empty_port_is_a_usage_error(capsys):
+    assert cli.main(["scanner", "read", "--port", ""]) == 2
+    assert "--port or --device must name the engine" in capsys.readouterr().err
+
+
 def test_limits_accepted(engine, capsys):
     # the other side of each limit: count 10000, timeout 0, a 16-character prefix
     assert cli.main(["scanner", "read", "--port", engine.url, "--count", "10000", "--timeout", "0",

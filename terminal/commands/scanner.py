@@ -45,6 +45,8 @@ def open_engine(args):
 
 
 def run(args) -> int:
+    if not (args.port or args.device):
+        raise UsageError("--port or --device must name the engine")
     if args.baud <= 0:
         raise UsageError(f"--baud {args.baud}: must be a positive number")
     if not 1 <= args.count <= 10000:
