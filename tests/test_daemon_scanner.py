@@ -11,8 +11,11 @@ from sim.relay import VirtualRelay
 from sim.scan_engine import VirtualScanEngine
 from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsReader
+from drivers.scanner.hid import HidScanner
+from drivers.scanner.reader import SerialScanner
 from terminal import config as cfgmod
 from terminal.daemon import Daemon
+from terminal.inputs import registry
 
 from test_daemon import events
 from waiting import wait_for
@@ -83,3 +86,30 @@ def test_scanner_unplugged_raises_its_alarm_and_recovers_when_replugged(door):
     wait_for(lambda: engine.endpoint.connected, "the engine connected")
     _, r = scanned(door, door["issuer"].issue(Person()))
     assert (r.decision, r.method) == ("allow", "qr")
+
+
+def test_registry_opens_the_configured_kind(keyset, tmp_path):
+    base = (keyset / "config.toml").read_text()
+    path = tmp_path / "c.toml"
+    path.write_text(base + '\n[scanner]\nport = "/dev/gate/scanner"\nprefix = "]Q1"\nsuffix = "crlf"\ngap = 2.5\n')
+    engine = registry.open_scanner(cfgmod.load(path).scanner)
+    assert isinstance(engine, SerialScanner)
+    assert (engine.link.url, engine.link.baudrate, engine.decoder.suffix, engine.parser.prefix, engine.fold.window) == \
+        ("/dev/gate/scanner", 9600, b"\r\n", "]Q1", 2.5)
+    path.write_text(base + '\n[scanner]\nkind = "hid"\ndevice = "/dev/input/event9"\n')
+    engine = registry.open_scanner(cfgmod.load(path).scanner)
+    assert isinstance(engine, HidScanner)
+    assert (engine.path, engine.parser.prefix, engine.fold.window) == ("/dev/input/event9", "", 1.5)
+
+
+def test_a_missing_keyboard_mode_engine_is_an_alarm_not_a_setup_error(keyset, tmp_path):
+    path = keyset / "hid.toml"  # beside the keys: its relative paths name them
+    path.write_text((keyset / "config.toml").read_text() +
+                    f'\n[scanner]\nkind = "hid"\ndevice = "{tmp_path / "event-kbd"}"\n')
+    daemon = Daemon(cfgmod.load(path))
+    daemon.start()
+    try:
+        assert wait_for(lambda: "scanner" in daemon.devices.errors(), "scanner_down", timeout=10)
+        assert "cannot open" in daemon.devices.errors()["scanner"]
+    finally:
+        daemon.stop()

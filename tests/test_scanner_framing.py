@@ -130,9 +130,13 @@ def test_other_codes_are_tracked_apart():
 
 def test_tracking_is_bounded():
     f = RepeatFold(10.0)
+    for i in range(MAX_TRACKED):
+        assert f.is_new(f"C{i}", i * 0.001)
+    assert not f.is_new("C0", 0.1)                  # MAX_TRACKED codes: all still held
+    f = RepeatFold(10.0)
     for i in range(MAX_TRACKED + 1):
         assert f.is_new(f"C{i}", i * 0.001)
-    # the oldest was forgotten to make room; the newest are still held
+    # one more: the oldest was forgotten to make room; the newest are still held
     assert f.is_new("C0", 0.1)
     assert not f.is_new(f"C{MAX_TRACKED}", 0.1)
 
