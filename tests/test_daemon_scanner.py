@@ -78,11 +78,12 @@ def test_scanner_unplugged_raises_its_alarm_and_recovers_when_replugged(door):
     daemon.start()
     engine.unplug()
     assert wait_for(lambda: "scanner" in daemon.devices.errors(), "scanner_down", timeout=10)
-    assert daemon.devices.alarms() == ["扫码器故障"]
+    assert list(daemon.alarms.active()) == ["scanner_down"]
+    assert daemon.screen_loop.alarms() == ["扫码器故障"]
     assert "devices down: scanner" in daemon.summary()
     engine.replug()
     assert wait_for(lambda: "scanner" not in daemon.devices.errors(), "the scanner back", timeout=15)
-    assert daemon.devices.alarms() == []
+    assert daemon.alarms.active() == {} and daemon.screen_loop.alarms() == []
     wait_for(lambda: engine.endpoint.connected, "the engine connected")
     _, r = scanned(door, door["issuer"].issue(Person()))
     assert (r.decision, r.method) == ("allow", "qr")
