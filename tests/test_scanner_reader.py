@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from drivers.scanner.reader import SerialScanner
+from drivers.scanner.reader import MAX_WAITING, ScanEngine, SerialScanner
 from drivers.serial_link import LinkDown
 from sim.scan_engine import BANNER, VirtualScanEngine
 
@@ -188,3 +188,24 @@ def test_missing_port_fails_fast():
 def test_unknown_suffix_is_refused():
     with pytest.raises(ValueError, match="suffix must be one of cr, lf, crlf"):
         SerialScanner("/dev/null", suffix="tab")
+
+
+class Burst(ScanEngine):
+    """An engine whose one read brings ``n`` distinct codes at once."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.lines = [f"C{i}" for i in range(n)]
+
+    def _lines(self, timeout):
+        lines, self.lines = self.lines, []
+        return lines
+
+
+@pytest.mark.parametrize("n", [MAX_WAITING, MAX_WAITING + 1])
+def test_codes_waiting_to_be_polled_are_bounded_keeping_the_newest(n):
+    engine = Burst(n)
+    got = []
+    while (r := engine.poll(0)) is not None:
+        got.append(r.text)
+    assert got == [f"C{i}" for i in range(n - MAX_WAITING, n)]

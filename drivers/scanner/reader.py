@@ -21,6 +21,7 @@ from drivers.scanner.protocol import REPEAT_WINDOW, LineParser, RepeatFold, deco
 from drivers.serial_link import LinkDown, SerialLink
 
 LINE_GAP = 0.5  # s of silence that ends a partial line; 9600 baud sends ~1 byte per ms
+MAX_WAITING = 16  # codes read but not yet polled; a flood beyond that keeps the newest
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class ScanEngine:
         self.fold = RepeatFold(gap)
         self.line_gap = line_gap
         self._clock = clock
-        self._ready: deque[ScanRead] = deque()
+        self._ready: deque[ScanRead] = deque(maxlen=MAX_WAITING)
         self._last_input = 0.0
         self.lines_in = None  # the subclass's line source (its decoder): counts over-long lines
 
