@@ -84,10 +84,12 @@ class RepeatFold:
     def is_new(self, text: str, t: float) -> bool:
         """``text`` seen at ``t`` (seconds, monotonic): does it start a presentation?"""
         for old, seen in list(self._last.items()):
-            if t - seen <= self.window and len(self._last) < MAX_TRACKED:
+            if t - seen <= self.window:
                 break
             del self._last[old]
         new = self._last.pop(text, None) is None
+        if new and len(self._last) >= MAX_TRACKED:
+            del self._last[next(iter(self._last))]  # the longest unseen makes room
         self._last[text] = t
         self.repeats += not new
         return new
