@@ -51,6 +51,39 @@ def test_line_of_max_length_passes_one_more_is_garbage_up_to_the_next_suffix(nam
     assert (dec.long_lines, dec.lines) == (1, 2)
 
 
+def test_over_long_crlf_line_ending_between_reads():
+    dec = LineDecoder(b"\r\n")
+    assert dec.in_line is False
+    assert dec.feed(b"y" * (MAX_LINE + 5) + b"\r") == [] and dec.pending == 1  # the CR may start the suffix
+    assert dec.discarded_bytes == MAX_LINE + 5 and dec.in_line is True
+    assert dec.feed(b"\nnext\r\n") == [b"next"]
+    assert (dec.long_lines, dec.discarded_bytes, dec.in_line) == (1, MAX_LINE + 7, False)
+    # exactly the bound, its CR and LF split: a line, not garbage
+    assert dec.feed(b"x" * MAX_LINE + b"\r") == [] and dec.pending == MAX_LINE + 1
+    assert dec.feed(b"\n") == [b"x" * MAX_LINE] and dec.long_lines == 1
+
+
+def test_a_lone_cr_at_the_bound_is_content_with_an_lf_suffix():
+    dec = LineDecoder(b"\n")
+    assert dec.feed(b"x" * MAX_LINE + b"\r") == [] and dec.long_lines == 1  # MAX_LINE + 1 bytes of line
+    assert dec.feed(b"\n") == []
+    assert dec.feed(b"ok\n") == [b"ok"]
+
+
+def test_counters_count_each():
+    dec = LineDecoder(b"\r")
+    for n in (1, 2):
+        dec.feed(b"y" * (MAX_LINE + 1) + b"\r")
+        assert dec.long_lines == n and dec.discarded_bytes == n * (MAX_LINE + 2) and dec.in_line is False
+    dec.feed(b"part")
+    dec.resync()
+    dec.feed(b"more")
+    dec.resync()
+    assert dec.resyncs == 2 and dec.discarded_bytes == 2 * (MAX_LINE + 2) + 8
+    dec.resync()                                     # nothing in hand: nothing counted
+    assert dec.resyncs == 2 and dec.in_line is False
+
+
 def test_over_long_line_in_one_chunk_is_dropped():
     dec = LineDecoder(b"\r")
     assert dec.feed(b"y" * (MAX_LINE + 1) + b"\rok\r") == [b"ok"]

@@ -81,7 +81,7 @@ def test_keymap_constants_are_the_kernels():
     assert (keymap.KEY_LEFTSHIFT, keymap.KEY_RIGHTSHIFT, keymap.KEY_CAPSLOCK) == \
         (ecodes.KEY_LEFTSHIFT, ecodes.KEY_RIGHTSHIFT, ecodes.KEY_CAPSLOCK)
     assert (keymap.KEY_NUMLOCK, keymap.KEY_SCROLLLOCK) == (ecodes.KEY_NUMLOCK, ecodes.KEY_SCROLLLOCK)
-    keypad = {"KP0": "0", "KP1": "1", "KP5": "5", "KP9": "9", "KPDOT": ".", "KPSLASH": "/",
+    keypad = {**{f"KP{d}": d for d in string.digits}, "KPDOT": ".", "KPSLASH": "/",
               "KPASTERISK": "*", "KPMINUS": "-", "KPPLUS": "+"}
     for name, char in keypad.items():
         assert keymap.US[ecodes.ecodes[f"KEY_{name}"]][0] == char
@@ -132,6 +132,20 @@ def test_line_of_max_length_passes_one_more_is_dropped():
     assert decode_events(key * MAX_LINE + enter, dec) == ["x" * MAX_LINE]
     assert decode_events(key * (MAX_LINE + 1) + enter + typed("ok"), dec) == ["ok"]
     assert (dec.lines, dec.long_lines) == (2, 1)
+    assert decode_events(key * (MAX_LINE + 9) + enter, dec) == [] and dec.long_lines == 2
+
+
+def test_resync_drops_the_partial_line_and_counts_each():
+    dec = KeyDecoder()
+    assert dec.in_line is False
+    dec.resync()                                     # nothing in hand: nothing dropped
+    assert dec.resyncs == 0
+    for n in (1, 2):
+        decode_events(typed("half")[:-3], dec)
+        assert dec.in_line is True
+        dec.resync()
+        assert dec.resyncs == n and dec.in_line is False
+    assert decode_events(typed("whole"), dec) == ["whole"]
 
 
 # --- the reader, on a stand-in input device ---------------------------------------------------

@@ -20,21 +20,19 @@ KEY_CAPSLOCK, KEY_NUMLOCK, KEY_SCROLLLOCK = 58, 69, 70
 NOISE = "\x00"
 
 
-def _row(first: int, plain: str, shifted: str) -> dict[int, tuple[str, str]]:
-    return {first + i: (p, s) for i, (p, s) in enumerate(zip(plain, shifted, strict=True))}
-
-
-# code -> (plain, with Shift), US layout
-US: dict[int, tuple[str, str]] = {
-    **_row(2, "1234567890-=", "!@#$%^&*()_+"),        # KEY_1 .. KEY_EQUAL
-    **_row(16, "qwertyuiop[]", "QWERTYUIOP{}"),        # KEY_Q .. KEY_RIGHTBRACE
-    **_row(30, "asdfghjkl;'`", "ASDFGHJKL:\"~"),       # KEY_A .. KEY_GRAVE
-    **_row(43, "\\zxcvbnm,./", "|ZXCVBNM<>?"),         # KEY_BACKSLASH .. KEY_SLASH
-    57: (" ", " "),                                    # KEY_SPACE
+# code -> (plain, with Shift), US layout: rows of consecutive codes, then single keys
+_ROWS = (
+    (2, "1234567890-=", "!@#$%^&*()_+"),         # KEY_1 .. KEY_EQUAL
+    (16, "qwertyuiop[]", "QWERTYUIOP{}"),         # KEY_Q .. KEY_RIGHTBRACE
+    (30, "asdfghjkl;'`", "ASDFGHJKL:\"~"),        # KEY_A .. KEY_GRAVE
+    (43, "\\zxcvbnm,./", "|ZXCVBNM<>?"),          # KEY_BACKSLASH .. KEY_SLASH
+    (57, " ", " "),                               # KEY_SPACE
     # the keypad (engines that type digits there); Num Lock is assumed on
-    55: ("*", "*"), 74: ("-", "-"), 78: ("+", "+"), 83: (".", "."), 98: ("/", "/"),
-    **_row(71, "789", "789"), **_row(75, "456", "456"), **_row(79, "1230", "1230"),
-}
+    (71, "789-456+1230.", "789-456+1230."),       # KEY_KP7 .. KEY_KPDOT
+    (55, "*", "*"), (98, "/", "/"),               # KEY_KPASTERISK, KEY_KPSLASH
+)
+US: dict[int, tuple[str, str]] = {first + i: (p, s) for first, plain, shifted in _ROWS
+                                  for i, (p, s) in enumerate(zip(plain, shifted, strict=True))}
 LOCKS = (KEY_NUMLOCK, KEY_SCROLLLOCK)
 
 
@@ -54,7 +52,7 @@ class KeyDecoder:
 
     @property
     def in_line(self) -> bool:
-        return bool(self._chars) or self._too_long
+        return bool(self._chars or self._too_long)
 
     def feed(self, code: int, value: int) -> str | None:
         """One EV_KEY event; the line's text when it was Enter, else None."""
