@@ -137,6 +137,17 @@ def test_prefix_banner_and_garbage():
     assert p.code("x]Q1" + CODE + "]Q1") == CODE + "]Q1"  # the prefix inside a code stays in it
 
 
+def test_noise_of_one_character_overlapping_prefixes_and_counts():
+    p = LineParser("]Q1")
+    assert p.code("x]Q1" + CODE) == CODE and p.noisy == 1       # one character of noise before it
+    assert p.code("]Q1" + CODE) == CODE and p.noisy == 1        # none
+    assert p.code("X") is None and p.banners == 1                # a one-letter banner is a banner
+    assert p.code("]Q1\tCODE") is None and p.code("\x00") is None
+    assert p.garbage == 2                                        # a tab is noise, not a space to trim
+    stx2 = LineParser("\x02\x02")
+    assert stx2.code("\x02\x02\x02" + CODE) == CODE               # the prefix again, one character on
+
+
 def test_control_character_prefix():
     p = LineParser("\x02")
     assert p.code("\x02" + CODE) == CODE
