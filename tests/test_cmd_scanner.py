@@ -59,10 +59,10 @@ def test_json_prefix_and_suffix(monkeypatch):
 
 def test_timeout_without_a_code_exits_1_and_says_what_came_instead(engine, capsys):
     engine.show(CODE)                                  # no prefix: not what the command waits for
-    assert cli.main(["scanner", "read", "--port", engine.url, "--prefix", "]Q1", "--timeout", "1"]) == 1
+    assert cli.main(["scanner", "read", "--port", engine.url, "--prefix", "]Q1", "--timeout", "3"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert re.fullmatch(r"gate-terminal: no code within 1 s \(\d+ lines? without the prefix\)\n", captured.err)
+    assert re.fullmatch(r"gate-terminal: no code within 3 s \(\d+ lines? without the prefix\)\n", captured.err)
 
 
 def test_timeout_on_a_silent_engine(engine, capsys):
@@ -71,7 +71,7 @@ def test_timeout_on_a_silent_engine(engine, capsys):
 
 
 def test_timeout_after_some_codes_is_success(engine, monkeypatch):
-    t, out, result = running(monkeypatch, "--port", engine.url, "--count", "5", "--timeout", "2")
+    t, out, result = running(monkeypatch, "--port", engine.url, "--count", "5", "--timeout", "4")
     engine.show(CODE)
     t.join(30)
     assert result == {"rc": 0} and out.getvalue() == CODE + "\n"

@@ -78,7 +78,7 @@ class HidScanner(ScanEngine):
         dev = self._device()
         events = []
         try:
-            if select.select([dev], [], [], timeout)[0]:
+            if select.select([dev], [], [], self._wait(timeout, self.keys.in_line))[0]:
                 events = list(dev.read())
         except BlockingIOError:
             pass

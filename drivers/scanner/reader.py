@@ -60,7 +60,12 @@ class ScanEngine:
         if got_input:
             self._last_input = now
             return False
-        return in_line and now - self._last_input > self.line_gap
+        return in_line and now - self._last_input >= self.line_gap
+
+    def _wait(self, timeout: float, in_line: bool) -> float:
+        """How long one read may wait: mid-line no longer than ``line_gap``, so the silence that
+        ends a partial line is seen before the next code's bytes can be glued to it."""
+        return min(timeout, self.line_gap) if in_line else timeout
 
     def poll(self, timeout: float) -> ScanRead | None:
         deadline = self._clock() + timeout
@@ -110,7 +115,7 @@ class SerialScanner(ScanEngine):
 
     def _lines(self, timeout: float) -> list[str]:
         try:
-            data = self.link.read(4096, timeout)
+            data = self.link.read(4096, self._wait(timeout, self.decoder.in_line))
         except LinkDown:
             self.decoder.resync()  # the rest of a line in flight is gone with the port
             raise
