@@ -70,6 +70,15 @@ def test_a_lone_cr_at_the_bound_is_content_with_an_lf_suffix():
     assert dec.feed(b"ok\n") == [b"ok"]
 
 
+def test_streamed_over_long_lines_are_counted_once_each_with_every_byte():
+    dec = LineDecoder(b"\r")
+    for n in (1, 2):
+        assert dec.feed(b"y" * (MAX_LINE + 1)) == [] and dec.feed(b"y" * 100) == []  # no suffix yet
+        assert dec.long_lines == n and dec.pending == 0
+        assert dec.feed(b"z\r") == []
+        assert dec.discarded_bytes == n * (MAX_LINE + 103)
+
+
 def test_counters_count_each():
     dec = LineDecoder(b"\r")
     for n in (1, 2):
