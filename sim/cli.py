@@ -42,6 +42,25 @@ def register(sub) -> None:
     from sim.hub_cli import add_parser as add_hub
     add_hub(simsub)
 
+    sc = simsub.add_parser("scanner", help="a simulated 2D scan engine on a pty or TCP port, for 'scanner read'",
+                           description="Serves a virtual scan engine (serial mode) and prints its URL. Each line "
+                                       "typed on stdin is held under it as a code for --hold seconds; with --keys "
+                                       "an empty line (or every --every seconds) a fresh green health code. "
+                                       "Runs until Ctrl-C / SIGTERM.")
+    sc.add_argument("--kind", choices=("pty", "tcp"), default="pty")
+    sc.add_argument("--prefix", default="", metavar="P", help="sent before each code")
+    sc.add_argument("--suffix", choices=("cr", "lf", "crlf"), default="cr")
+    sc.add_argument("--repeat", type=float, metavar="S", help="resend a code in view every S s (default: once)")
+    sc.add_argument("--hold", type=float, default=1.0, metavar="S", help="how long each code stays in view")
+    sc.add_argument("--decode-delay", type=float, default=0.0, metavar="S", help="the engine's own decode time")
+    sc.add_argument("--banner", help="power-on text sent before the first code after each connection")
+    sc.add_argument("--garbage", default="", metavar="HEX", help="noise bytes sent before every code")
+    sc.add_argument("--chunk", type=int, default=0, metavar="N", help="write codes N bytes at a time")
+    sc.add_argument("--chunk-delay", type=float, default=0.0, metavar="S", help="pause between those writes")
+    sc.add_argument("--keys", type=Path, help="key set made by 'sim keys': mint fresh green codes")
+    sc.add_argument("--every", type=float, metavar="S", help="with --keys: a fresh code every S s")
+    sc.set_defaults(func=run_scanner)
+
     d = simsub.add_parser("demo", help="the whole terminal on simulated hardware, with a crowd",
                           description="Starts the real daemon against simulated hardware (virtual camera, "
                                       "ID-card and social-security readers and gate relay on pseudo-"
@@ -56,6 +75,8 @@ def register(sub) -> None:
                    help="keys, state and screens: a new or empty directory, or an earlier demo's "
                         "(only the demo's own files there are replaced)")
     d.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
+    d.add_argument("--scanner", action="store_true",
+                   help="the door has a 2D scan engine too: about half the people showing a code use it")
     hub = d.add_mutually_exclusive_group()
     hub.add_argument("--hub", action="store_true",
                      help="also run a Mosquitto (TLS) and the hub simulator: events sync, cards are answered")
@@ -116,7 +137,7 @@ def run_demo(args) -> int:
             raise UsageError(f"{args.config.parent}: no issuer.pem beside the config (a 'sim keys' set)")
     try:
         res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
-                   seed=args.seed, report=args.report, hub=args.hub, config=args.config)
+                   seed=args.seed, report=args.report, hub=args.hub, config=args.config, scanner=args.scanner)
     except NotDemoDir as e:
         raise UsageError(str(e)) from None
     return 0 if res["agreement"] == 1.0 else 1
@@ -167,6 +188,61 @@ def run_fleet(args) -> int:
         print(f"rollout {st['version']} stage {st.get('name', '-')}: {st['outcome']} in {st['seconds']} s "
               f"({st.get('good', 0)} good, {st.get('failed', 0)} failed of {st.get('terminals', '?')})")
     return 0 if rep["ok"] else 1
+
+
+def run_scanner(args) -> int:
+    import signal
+    import sys
+    import threading
+
+    from sim.scan_engine import VirtualScanEngine
+    for name in ("repeat", "hold", "decode_delay", "chunk_delay", "every"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 3600:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0-3600 seconds")
+    if args.every is not None and args.keys is None:
+        raise UsageError("--every needs --keys (the key set to mint codes with)")
+    try:
+        garbage = bytes.fromhex(args.garbage)
+    except ValueError:
+        raise UsageError("--garbage must be hex bytes, such as 00ff13") from None
+    issuer = None
+    if args.keys is not None:
+        from sim.issuer import Issuer, Person
+        try:
+            issuer = Issuer.from_dir(args.keys)
+        except (OSError, KeyFileError, ValueError) as e:
+            raise UsageError(f"--keys {args.keys}: {e}") from None
+    engine = VirtualScanEngine(kind=args.kind, prefix=args.prefix, suffix=args.suffix, repeat=args.repeat,
+                               decode_delay=args.decode_delay, banner=args.banner)
+    engine.faults.garbage, engine.faults.chunk_size, engine.faults.chunk_delay = garbage, args.chunk, args.chunk_delay
+    stop = threading.Event()
+
+    def scan(text: str) -> None:
+        engine.show(text)
+        stop.wait(args.hold)
+        engine.clear()
+
+    def fresh() -> str:
+        return issuer.issue(Person(), iat=int(time.time()))
+
+    # SIGTERM ends like Ctrl-C, so the pty symlink and its directory are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with engine:
+        print(engine.url, flush=True)
+        try:
+            if args.every is not None:
+                while not stop.is_set():
+                    scan(fresh())
+                    stop.wait(args.every)
+            for line in sys.stdin:
+                text = line.strip("\r\n")
+                if text or issuer is not None:
+                    scan(text or fresh())
+            stop.wait()  # stdin closed (started in the background): serve until stopped
+        except KeyboardInterrupt:
+            stop.set()
+    return 0
 
 
 def run_keys(args) -> int:
