@@ -46,10 +46,11 @@ class Visitor:
     text: str | None = None       # the code shown, for QR visitors
     arrive_at: float = 0.0        # seconds into the run
     result: object = None         # terminal.verifier.Result once decided
-    presented_at: float | None = None  # seconds into the run: phone raised, card placed
+    presented_at: float | None = None  # seconds into the run: phone raised, card placed, code scanned
     decided_at: float | None = None    # ... the gate command or the panel
     answered: threading.Event = field(default_factory=threading.Event, repr=False)
     owner: "Visitor | None" = None  # whose code a passed-on code is
+    scanner: bool = False         # a QR visitor who holds the phone to the scan engine, not the camera
 
 
 def expected(kind: str, policy: Policy, hub_answers_cards: bool) -> tuple[str, str]:
@@ -101,6 +102,14 @@ def make_visitors(n: int, rate_per_min: float, policy: Policy, issuer: Issuer, r
     for i, v in enumerate(people, 1):
         v.n = i
     return people
+
+
+def use_scanner(visitors: list[Visitor], rng: random.Random, share: float = 0.5) -> None:
+    """At a door with both, about ``share`` of the people showing a code hold it to the scan
+    engine; the rest to the camera."""
+    for v in visitors:
+        if v.method == "qr":
+            v.scanner = rng.random() < share
 
 
 def code_for(v: Visitor, issuer: Issuer, nat_hours: int) -> str:
@@ -237,9 +246,10 @@ class ScenarioCamera(FrameSource):
 
 @dataclass
 class Lane:
-    """The devices a visitor uses: the camera and the two virtual card readers. A visitor holds
-    the phone up (or leaves the card on the reader) until the terminal answers — a decision,
-    or the review for an unreadable code at 10 s — as people at a door do, for at most ``hold_s``."""
+    """The devices a visitor uses: the camera, the two virtual card readers, the scan engine. A
+    visitor holds the phone up (or leaves the card on the reader) until the terminal answers — a
+    decision, or the review for an unreadable code at 10 s — as people at a door do, for at most
+    ``hold_s``; at the scan engine, as long as it takes it to send the code (``scan``)."""
     camera: ScenarioCamera
     sam: object          # sim.idcard_sam.VirtualSam
     ss: object           # sim.sscard_reader.VirtualSsReader
@@ -248,11 +258,17 @@ class Lane:
     linger_s: float = 0.3  # a look at the panel before taking the phone or card away
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
+    engine: object = None  # sim.scan_engine.VirtualScanEngine, at a door that has one
+    scan_s: float = 1.0  # how long a phone is held to the scan engine (it answers in a blink)
 
     def present(self, v: Visitor) -> None:
         """``v`` shows the phone (``v.text``) or lays the card down, waits for the answer, leaves."""
         if v.kind == "passed_on_friend":
             self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
+        if v.scanner:
+            self.scan(v)
+            self.stop.wait(self.leave_s)
+            return
         if v.method == "qr":
             self.camera.show(v.text, int(self.hold_s * self.camera.fps))
         elif v.method == "id_card":
@@ -271,3 +287,15 @@ class Lane:
         else:
             self.ss.card = None
         self.stop.wait(self.leave_s)
+
+    def scan(self, v: Visitor) -> None:
+        """Hold ``v``'s phone to the scan engine: it decodes the code and sends it (again and
+        again while it stays in view); ``v.presented_at`` is when it was first sent (the code
+        scanned, after the engine's own decode time)."""
+        held = time.monotonic()
+        self.engine.show(v.text)
+        self.stop.wait(self.scan_s)
+        self.engine.clear()
+        sent = self.engine.first_sent_after(v.text, held)
+        if sent is not None:   # on the run's clock, like everyone's
+            v.presented_at = sent - time.monotonic() + self.clock()

@@ -21,11 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 from drivers.camera import FrameGrabber
-from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors
+from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors, use_scanner
 from sim.devkeys import write_key_set
 from sim.idcard_sam import VirtualSam
 from sim.issuer import Issuer
 from sim.relay import VirtualRelay
+from sim.scan_engine import VirtualScanEngine
 from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsReader
 from terminal import config as cfgmod
@@ -74,6 +75,8 @@ def device_sections(screens: Path, ports: dict[str, str], *, camera: str | None 
     text = f'\n[camera]\nsource = "{camera}"\nfps = 15\n' if camera else ""
     if prompts is not None:
         text += f'\n[audio]\nkind = "wavfile"\ndevice = "{prompts}"\n'
+    if ports.get("scanner"):
+        text += f'\n[scanner]\nport = "{ports["scanner"]}"\nbaud = 115200\n'
     return text + f"""
 [id_card]
 port = "{ports['id_card']}"
@@ -118,10 +121,11 @@ def demo_config(base: Path, venue: str, screens: Path, ports: dict[str, str], **
 
 def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str = "mild",
              seed: int | None = None, report: Path | None = None, hub: bool = False,
-             config: Path | None = None, echo=print) -> dict:
+             config: Path | None = None, scanner: bool = False, echo=print) -> dict:
     """The crowd demo. ``hub``: also a Mosquitto and the hub simulator, which answers for the
     card holders; ``config``: a terminal config naming an outside broker and hub (its directory
-    must hold the issuer key and data keys of a ``sim keys`` set); the demo starts no hub then."""
+    must hold the issuer key and data keys of a ``sim keys`` set); the demo starts no hub then.
+    ``scanner``: the door has a scan engine too, and about half the people showing a code use it."""
     rng = random.Random(seed)
     claim_out(out)
     keys = config.parent if config is not None else out / "keys"
@@ -131,24 +135,37 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
     sam, ss, relay = VirtualSam(read_delay=(0.1, 0.3)), VirtualSsReader(), VirtualRelay()
     endpoints = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(ss), "relay": SerialEndpoint(relay)}
     broker = hubsim = None
+    engine = scan_engine() if scanner else None
     try:
         for ep in endpoints.values():
             ep.start()
         ports = {k: ep.url for k, ep in endpoints.items()}
+        if engine is not None:
+            ports["scanner"] = engine.start().url
         cfg = demo_config(config or keys / "config.toml", venue, out / "screens", ports, prompts=out / "prompts")
         policy = cfg.policy()
         visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng,
                                  hub_answers_cards=hub)
+        if engine is not None:
+            use_scanner(visitors, rng)
         if hub:
             cfg, broker, hubsim = start_hub(cfg, keys, out, visitors)
-        return _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim)
+        return _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim, engine)
     finally:
+        if engine is not None:
+            engine.stop()
         if hubsim is not None:
             hubsim.stop()
         if broker is not None:
             broker.stop()
         for ep in endpoints.values():
             ep.stop()
+
+
+def scan_engine() -> VirtualScanEngine:
+    """The door's scan engine, as shipped: CR after each code, resent every 0.5 s while in view,
+    0.1 s to decode (its own time, before the code is sent)."""
+    return VirtualScanEngine(suffix="cr", repeat=0.5, decode_delay=0.1)
 
 
 def start_hub(cfg, keys: Path, out: Path, visitors):
@@ -175,14 +192,14 @@ def start_hub(cfg, keys: Path, out: Path, visitors):
     return cfg, broker, hubsim
 
 
-def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim) -> dict:
+def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim, engine=None) -> dict:
     policy = cfg.policy()
     # 15 fps, as the config says: rendering a frame costs the simulator more than the terminal's
     # decoding, and frames the terminal never reads would only take its CPU.
     camera = ScenarioCamera(level=level, fps=15, seed=rng.randrange(1 << 30))
     by_text, by_id = {}, {}
     lock = threading.Lock()
-    lane = Lane(camera, sam, ss, clock=lambda: time.monotonic() - t0)
+    lane = Lane(camera, sam, ss, clock=lambda: time.monotonic() - t0, engine=engine)
     hints: Counter[str] = Counter()
 
     def on_guidance(key):
@@ -193,8 +210,8 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
         with lock:
             if p.unreadable:  # nothing was read: the last one to present there before the terminal saw them
                 since = p.started_ns / 1e9 - t0
-                there = [u for u in visitors if u.method == p.method and u.presented_at is not None
-                         and u.presented_at <= since]
+                there = [u for u in visitors if u.method == p.method and not u.scanner
+                         and u.presented_at is not None and u.presented_at <= since]
                 v = there[-1] if there else None
             elif p.method == "qr":
                 v = by_text.get(p.text)
@@ -271,13 +288,18 @@ def served_per_min(visitors) -> float | None:
     return round(60 * len(decided) / span, 1) if span > 0 else None
 
 
+def gate_method(v) -> str:
+    """How ``v`` presented: ``qr`` (the camera), ``scanner`` (a code at the scan engine), or a card."""
+    return "scanner" if v.scanner else v.method
+
+
 def time_to_gate(visitors) -> dict[str, dict]:
-    """Per method the visitors used: from presenting (phone raised, card placed, code scanned)
-    to the gate command or the panel, over those answered."""
+    """Per way of presenting (:func:`gate_method`): from presenting (phone raised, card placed,
+    code scanned) to the gate command or the panel, over those answered."""
     out: dict[str, dict] = {}
-    for method in dict.fromkeys(v.method for v in visitors):
+    for method in dict.fromkeys(gate_method(v) for v in visitors):
         t = [v.decided_at - v.presented_at for v in visitors
-             if v.method == method and v.decided_at is not None and v.presented_at is not None]
+             if gate_method(v) == method and v.decided_at is not None and v.presented_at is not None]
         out[method] = {"n": len(t), "p50_s": round(pct(t, 50), 3) if t else None,
                        "p95_s": round(pct(t, 95), 3) if t else None, "max_s": round(max(t), 3) if t else None}
     return out
@@ -296,12 +318,14 @@ def summarize(visitors, relay, out: Path, echo, wall: float, hints: Counter | No
             "decision": dict(Counter(v.result.decision for v in decided)),
             "reason": dict(Counter(v.result.reason for v in decided)),
             "method": dict(Counter(v.method for v in decided)),
+            "input": dict(Counter(v.method if v.method != "qr" else "scanner" if v.scanner else "camera"
+                                  for v in decided)),
         },
         "wrongly_admitted": admitted_wrongly,
         "never_decided": sum(1 for v in visitors if v.result is None),
         "missed": [{"visitor": v.n, "kind": v.kind} for v in visitors if v.result is None],
         "time_to_gate": time_to_gate(visitors),
-        "per_visitor": [{"visitor": v.n, "kind": v.kind, "method": v.method,
+        "per_visitor": [{"visitor": v.n, "kind": v.kind, "method": gate_method(v),
                          "time_to_gate_s": round(v.decided_at - v.presented_at, 3)
                          if v.decided_at is not None and v.presented_at is not None else None,
                          "got": [v.result.decision, v.result.reason] if v.result is not None else None}

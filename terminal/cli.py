@@ -17,11 +17,13 @@ COMMAND_MODULES = (
     "terminal.commands.verify",
     "terminal.commands.run",
     "terminal.commands.card",
+    "terminal.commands.scanner",
     "terminal.commands.check",
     "terminal.commands.decode",
     "terminal.commands.status",
     "terminal.commands.provision",
     "terminal.commands.install",
+    "terminal.commands.release",
 )
 # Commands that live outside terminal/ (the simulator's ``sim``) register through this entry
 # point group in pyproject.toml: terminal/ never imports them.

@@ -71,8 +71,10 @@ def test_time_to_gate_per_method_and_never_decided():
     assert ttg == {"qr": {"n": 3, "p50_s": 0.4, "p95_s": 10.0, "max_s": 10.0},
                    "id_card": {"n": 1, "p50_s": 0.25, "p95_s": 0.25, "max_s": 0.25},
                    "ss_card": {"n": 0, "p50_s": None, "p95_s": None, "max_s": None}}
-    # any method a visitor used gets its key: a scan engine's visitors are "scanner"
-    assert set(time_to_gate([visitor(1, "scanner", 0.0, 0.0, 0.2)])) == {"scanner"}
+    # any way a visitor presented gets its key
+    at_engine = visitor(7, "qr", 0.0, 0.0, 0.2)
+    at_engine.scanner = True                       # a code read by the scan engine: its own key
+    assert time_to_gate([at_engine]) == {"scanner": {"n": 1, "p50_s": 0.2, "p95_s": 0.2, "max_s": 0.2}}
     res = summarize(people, SimpleNamespace(pulses=[]), Path("out"), lambda line: None, 20.0)
     assert res["never_decided"] == 2 and res["time_to_gate"] == ttg
 

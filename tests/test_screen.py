@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image, ImageDraw
 
 from terminal import config as cfgmod
+from terminal.core import guidance as G
 from terminal.core import reasons
 from terminal.core.policy import ALLOW, DECISIONS, DENY, REVIEW
 from terminal.screen import (FontError, FramebufferError, FramebufferScreen, NullScreen, Panel,
@@ -67,6 +68,8 @@ def test_unknown_reason_and_decision_get_generic_words():
 def test_fixed_texts_have_no_tofu(r800):
     every = "".join([*texts.REASON_TEXT.values(), *texts.HEADLINES.values(), *texts.GUIDANCE.values(),
                      *texts.METHOD_LABELS.values(), texts.IDLE_PROMPT, render._ELLIPSIS,
+                     texts.GATE_FAULT, *texts.ALARM_TEXT.values(),
+                     *(texts.idle_prompt(*w) for w in itertools.product((True, False), repeat=3)),
                      texts.date_text(T), "0123456789:·*", "一二三四五六日",
                      *(texts.reason_text(c, d, m) for c, d, m in
                        itertools.product(reasons.ALL, DECISIONS, METHODS))])
@@ -264,25 +267,30 @@ def test_guidance_screen(renderers, size):
             assert [i.text for i in lay.role("alarm")] == ([alarm] if alarm else [])
             assert set(_corners(r.draw(lay), top=alarm is None)) == {render.IDLE_STYLE[0]}  # not a decision
     assert "".join(i.text for i in r.layout_guide("guide_unknown").role("guide")) == "请将健康码对准扫描区"
+    only_qr = r.layout_guide(G.CLOSER, None, texts.idle_prompt(True, False, False))
+    assert "".join(i.text for i in only_qr.role("prompt")) == "请出示健康码"   # the inputs that work
 
 
-def test_a_hint_never_covers_a_decision(tmp_path):
+def test_a_hint_never_covers_a_decision(keyset, tmp_path):
     """ScreenLoop.guide: a decision on the panel (or asked for) stays; after it, hints show."""
     from types import SimpleNamespace
 
+    from terminal import config as cfgmod
     from terminal.screen.loop import ScreenLoop
     from waiting import wait_for
 
     shown = []
     backend = SimpleNamespace(size=(800, 480), show=shown.append, close=lambda: None)
-    cfg = SimpleNamespace(venue="mall", venue_name=None,
-                          screen=SimpleNamespace(result_seconds=0.6, large_print=False))
-    loop = ScreenLoop(cfg, backend, alarms=list)
+    path = keyset / "screen.toml"
+    path.write_text((keyset / "config.toml").read_text() + '\n[screen]\nkind = "png"\nresult_seconds = 0.6\n')
+    cfg = cfgmod.load(path)
+    devices = SimpleNamespace(ok=lambda name: None, fail=lambda name, why: None)
+    loop = ScreenLoop(cfg, backend, alarms=list, devices=devices, prompt=lambda: texts.idle_prompt(True, False, False))
     drawn = []
     for name in ("result", "guide"):
         real = getattr(loop.renderer, name)
         setattr(loop.renderer, name, lambda *a, _real=real, _name=name: drawn.append(_name) or _real(*a))
-    result = SimpleNamespace(decision=REVIEW, reason=reasons.UNREADABLE, name=None, method="qr")
+    result = SimpleNamespace(decision=REVIEW, reason=reasons.UNREADABLE, name=None, method="qr", gate=None)
     loop.start()
     try:
         loop.show_result(result)
@@ -292,6 +300,7 @@ def test_a_hint_never_covers_a_decision(tmp_path):
         assert wait_for(lambda: loop._until and time_left(loop) <= 0, timeout=3)
         loop.guide("guide_closer")           # after it: shown
         assert wait_for(lambda: drawn == ["result", "guide"])
+        assert wait_for(lambda: shown[-1] is not None)
         loop.show_result(result)             # and a decision replaces a hint at once
         assert wait_for(lambda: drawn == ["result", "guide", "result"])
     finally:
@@ -301,6 +310,32 @@ def test_a_hint_never_covers_a_decision(tmp_path):
 def time_left(loop) -> float:
     import time
     return loop._result_until - time.monotonic()
+
+
+def test_the_idle_prompt_names_only_the_inputs_that_work(r800):
+    """Issue #12 finding 7."""
+    assert {w: texts.idle_prompt(*w) for w in itertools.product((True, False), repeat=3)} == {
+        (True, True, True): "请出示健康码或刷身份证/社保卡", (True, True, False): "请出示健康码或刷身份证",
+        (True, False, True): "请出示健康码或刷社保卡", (True, False, False): "请出示健康码",
+        (False, True, True): "请刷身份证/社保卡", (False, True, False): "请刷身份证",
+        (False, False, True): "请刷社保卡", (False, False, False): "设备故障，请联系工作人员"}
+    lay = r800.layout_idle("药店", T, None, texts.idle_prompt(False, False, False))
+    assert "".join(i.text for i in lay.role("prompt")) == "设备故障，请联系工作人员"
+
+
+def test_an_allow_at_a_shut_gate_is_never_shown_as_walk_through(r800):
+    """Issue #12 finding 1: gate "fault" turns an allow's panel amber, 请联系工作人员开门; the gate
+    changes nothing for a deny or a review."""
+    shut = r800.layout_result(Panel(ALLOW, "ok", "张*", "qr", gate="fault"))
+    assert "".join(i.text for i in shut.role("headline")) == "请联系工作人员开门"
+    assert shut.background == render.STYLES[REVIEW][0]
+    assert [i.text for i in shut.role("reason")] == ["健康码绿码"]
+    opened = r800.layout_result(Panel(ALLOW, "ok", "张*", "qr", gate="opened"))
+    assert "".join(i.text for i in opened.role("headline")) == "请通行"
+    assert opened.background == render.STYLES[ALLOW][0]
+    for decision in (DENY, REVIEW):
+        lay = r800.layout_result(Panel(decision, "red_code", None, "qr", gate="fault"))
+        assert "".join(i.text for i in lay.role("headline")) == texts.HEADLINES[decision]
 
 
 def test_empty_name_and_unknown_method(r800):
@@ -471,10 +506,12 @@ def test_framebuffer_survives_a_vanished_device(tmp_path, caplog):
     fb = FramebufferScreen(str(target), geometry=FbGeometry.for_format("RGB", 2, 2))
     fb.close()          # as if the fd went bad
     target.unlink()     # ...and the device disappeared
+    assert fb.error is None
     fb.show(_solid((1, 2, 3), (2, 2)))
-    assert "retrying" in caplog.text
+    assert "retrying" in caplog.text and "No such file" in fb.error   # the screen loop's screen_down
     target.write_bytes(b"")  # back
     fb.show(_solid((1, 2, 3), (2, 2)))
+    assert fb.error is None
     fb.close()
     assert target.read_bytes() == (0x030201).to_bytes(3, sys.byteorder) * 4
 
@@ -508,10 +545,11 @@ def test_png_screen_survives_a_write_failure(tmp_path, caplog):
     d.rmdir()
     d.write_bytes(b"")  # the directory is gone and a file is in its way: every write fails
     scr.show(_solid((1, 1, 1)))
-    assert "cannot write" in caplog.text
+    assert "cannot write" in caplog.text and "cannot write" in scr.error
     d.unlink()
     d.mkdir()
     scr.show(_solid((2, 2, 2)))
+    assert scr.error is None
     assert Image.open(d / "latest.png").getpixel((0, 0)) == (2, 2, 2)
     assert [f[:6] for f in _numbered(d)] == ["000001"]  # the failed image took no number
 

@@ -65,7 +65,7 @@ class CameraInput:
             decoded = decode(frame.image)
             for text in self._tracker.observe(decoded.texts, frame.ts):
                 self._metrics.presented("qr")
-                self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
+                self._put(Presentation("qr", int(frame.ts * 1e9), text=text, source="camera"))
             reading, found, view = self._tracker.in_view > 0, bool(decoded.found), None
             if not reading and found and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
@@ -81,4 +81,4 @@ class CameraInput:
                 self._guide(step.key)
             elif isinstance(step, Unreadable):
                 self._metrics.presented("qr")
-                self._put(Presentation("qr", int(step.since * 1e9), unreadable=True))
+                self._put(Presentation("qr", int(step.since * 1e9), unreadable=True, source="camera"))

@@ -129,11 +129,12 @@ class Renderer:
     def result(self, panel: Panel) -> Image.Image:
         return self.draw(self.layout_result(panel))
 
-    def idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Image.Image:
-        return self.draw(self.layout_idle(venue, now, alarm))
+    def idle(self, venue: str | None, now: datetime, alarm: str | None = None,
+             prompt: str = texts.IDLE_PROMPT) -> Image.Image:
+        return self.draw(self.layout_idle(venue, now, alarm, prompt))
 
-    def guide(self, key: str, alarm: str | None = None) -> Image.Image:
-        return self.draw(self.layout_guide(key, alarm))
+    def guide(self, key: str, alarm: str | None = None, prompt: str = texts.IDLE_PROMPT) -> Image.Image:
+        return self.draw(self.layout_guide(key, alarm, prompt))
 
     def draw(self, layout: Layout) -> Image.Image:
         im = Image.new("RGB", layout.size, layout.background)
@@ -198,15 +199,17 @@ class Renderer:
             who = (mark[2] + gap, who[1], who[2], who[3])
         return mark, head, who, why, when
 
-    def layout_idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Layout:
+    def layout_idle(self, venue: str | None, now: datetime, alarm: str | None = None,
+                    prompt: str = texts.IDLE_PROMPT) -> Layout:
+        """``prompt``: what to present, naming only the inputs that work (``texts.idle_prompt``)."""
         w, h = self.size
         bg, fg = IDLE_STYLE
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(alarm, IDLE_BANNER, rects, items)
-        place, prompt, clock, date = self._idle_slots(top)
-        said = self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
-                           max_size=round((prompt[3] - prompt[1]) * 0.44))
+        place, ask, clock, date = self._idle_slots(top)
+        said = self._place("prompt", texts.clean(prompt), ask, fg, max_lines=2,
+                           max_size=round((ask[3] - ask[1]) * 0.44))
         # The instruction is the largest text on the screen: the others stay below its size.
         cap = round(min(i.size for i in said) * 0.75) if said else h
 
@@ -219,19 +222,20 @@ class Renderer:
             items += self._place("date", texts.date_text(now), date, fg, max_size=capped(date, 0.8))
         return Layout(self.size, bg, tuple(rects), tuple(items))
 
-    def layout_guide(self, key: str, alarm: str | None = None) -> Layout:
-        """What to do so the camera reads the code: one large sentence on the idle colours."""
+    def layout_guide(self, key: str, alarm: str | None = None, prompt: str = texts.IDLE_PROMPT) -> Layout:
+        """What to do so the camera reads the code: one large sentence on the idle colours, the
+        idle screen's instruction (``prompt``) under it."""
         w, h = self.size
         bg, fg = IDLE_STYLE
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(alarm, IDLE_BANNER, rects, items)
         mx, my = self._margins()
-        hint, prompt = self._stack((mx, top + my, w - mx, h - my), (0.7, 0.3))
+        hint, below = self._stack((mx, top + my, w - mx, h - my), (0.7, 0.3))
         items += self._place("guide", texts.GUIDANCE.get(key, texts.GUIDANCE[guidance.AIM]), hint, fg,
                              max_lines=2, max_size=round((hint[3] - hint[1]) * 0.4))
-        items += self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
-                             max_size=round((prompt[3] - prompt[1]) * 0.35))
+        items += self._place("prompt", prompt, below, fg, max_lines=2,
+                             max_size=round((below[3] - below[1]) * 0.35))
         return Layout(self.size, bg, tuple(rects), tuple(items))
 
     def _idle_slots(self, top: int) -> tuple[Box, Box, Box, Box | None]:
