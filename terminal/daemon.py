@@ -63,6 +63,7 @@ from terminal.config import Config
 from terminal.core.cardstatus import NoHub, StatusSource
 from terminal.core.policy import ALLOW
 from terminal.core.presentation import Presentation
+from terminal.core.staff import Staff, is_staff_qr
 from terminal.housekeeping import Housekeeping
 from terminal.inputs.camera import CameraInput
 from terminal.inputs.cards import CardInput
@@ -211,7 +212,8 @@ class Daemon:
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
                                               status_source=self.status_source, notice=self.screen_loop.notice,
-                                              devices=self.devices, watchdog=self.watchdog, metrics=self.metrics))
+                                              devices=self.devices, watchdog=self.watchdog, metrics=self.metrics,
+                                              is_staff=lambda id_number: id_number in self.verifier.staff))
         for name in ["decide", "store"] + [i.name for i in self._inputs] + (["hub-net"] if self.bridge else []):
             self.watchdog.watch(name)
         for i in self._inputs:
@@ -263,6 +265,12 @@ class Daemon:
             self.verifier.close()
         log.info("terminal stopped after %d presentations", self.decided)
 
+    def override_review(self, by: Staff) -> None:
+        """Staff ``by`` confirm the review pending now (the hub's ``open_gate``, from any thread):
+        queued like a presentation, decided on the decide thread by :meth:`Verifier.override`,
+        the gate pulsed on allow; refused and recorded if nothing is pending."""
+        self._put(Presentation("staff", time.monotonic_ns(), staff=by))
+
     def _put(self, p: Presentation) -> None:
         try:
             self._queue.put(p, timeout=5)
@@ -295,9 +303,18 @@ class Daemon:
                 self.screen_loop.notice(texts.SYSTEM_ERROR)
 
     def _verify(self, p: Presentation) -> Result:
+        v = self.verifier
         if p.method == "qr":
-            return self.verifier.verify(p.text, started_ns=p.started_ns)
-        return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns)
+            if is_staff_qr(p.text):
+                return v.verify_staff_qr(p.text, started_ns=p.started_ns)
+            return v.verify(p.text, started_ns=p.started_ns)
+        if p.method == "staff":
+            return v.override(p.staff, started_ns=p.started_ns)
+        # A staff card confirms a review (or is refused as one): never decided as a visitor's.
+        staff = v.staff_card(p.card)
+        if staff is not None:
+            return v.override(staff, started_ns=p.started_ns)
+        return v.verify_card(p.card, p.health, started_ns=p.started_ns)
 
     def _decide(self, p: Presentation) -> None:
         try:

@@ -176,7 +176,7 @@ def test_updates_accept_newer_and_refuse_forged_rolled_back_and_foreign(store, k
     assert not u.handle("trust", make_trust_list(k["issuer"], k["root"], seq=4, now=now))  # rollback
 
     assert u.handle("policy", signed(policy_doc(3, nat_hours=12), k["hub"]))
-    assert got.policy == [{"mall": {"nat_hours": 12}}]
+    assert [p.venues for p in got.policy] == [{"mall": {"nat_hours": 12}}]
     assert not u.handle("policy", signed(policy_doc(4), stranger))
     assert not u.handle("policy", signed(policy_doc(2), k["hub"]))
     assert not u.handle("policy", signed(policy_doc(5, nat_hours="x"), k["hub"]))
@@ -217,7 +217,7 @@ def test_persisted_updates_survive_a_restart(tmp_path, keyset_config, k):
     s = Store(tmp_path / "st")
     try:
         p = load_persisted(s, keyset_config, k["device"])
-        assert p.policy == {"mall": {"nat_hours": 12}} and p.seqs["time"] == 1_800_000_000.25
+        assert p.policy.venues == {"mall": {"nat_hours": 12}} and p.seqs["time"] == 1_800_000_000.25
         assert p.data_keys == {2: DataKey(b"Z" * 16, 10)}
         u2 = make_updates(s, keyset_config, k, Got())
         assert not u2.handle("policy", signed(policy_doc(2), k["hub"]))  # rollback across the restart

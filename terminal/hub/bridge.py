@@ -39,12 +39,12 @@ class HubBridge:
         device_key = load_private_key(cfg.device_key)
         kept = load_persisted(verifier.store, cfg, device_key)
         if kept.policy:
-            verifier.apply(PolicyUpdate(kept.policy))
+            verifier.apply(PolicyUpdate(kept.policy.venues, kept.policy.staff))
         if kept.data_keys:
             verifier.apply(DataKeysUpdate(kept.data_keys))
         link = HubLink(cfg, verifier.store, device_key,
                        on_trust=lambda trust: submit(TrustListUpdate(trust)),
-                       on_policy=lambda venues: submit(PolicyUpdate(venues)),
+                       on_policy=lambda p: submit(PolicyUpdate(p.venues, p.staff)),
                        on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
                        on_time=lambda t: submit(TimeBeacon(t)),
                        clock_state=lambda: verifier.clock.state, on_alive=on_alive)

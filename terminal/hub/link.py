@@ -60,7 +60,7 @@ INBOUND_LIMITS = {
     "reply": 4 << 10,     # a signed card status answer is ~450 bytes
     "time": 4 << 10,      # a signed beacon is ~250 bytes
     "keys": 64 << 10,     # ~370 bytes a data key: 170 keys, where a bundle holds a handful
-    "policy": 256 << 10,  # a few hundred bytes a venue type; room for a staff list to come
+    "policy": 256 << 10,  # a few hundred bytes a venue type, 35 bytes a staff digest (≤ 5,000: ~175 KB)
     "trust": 256 << 10,   # ~350 bytes an issuer: 700 issuers, where a province has a few
 }
 # Said in CONNECT (MQTT 5 Maximum Packet Size): the broker sends nothing larger, so paho never
@@ -102,7 +102,7 @@ _WAKE, _STOP = _Wake(), object()
 class HubLink:
     def __init__(self, cfg: Config, store: Store, device_key: PrivateKey, *,
                  on_trust: Callable[[TrustList], None] | None = None,
-                 on_policy: Callable[[dict[str, dict]], None] | None = None,
+                 on_policy: Callable[[wire.PolicyBundle], None] | None = None,
                  on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",

@@ -10,7 +10,8 @@ Who signs what (a signed envelope is docs/protocol/token.md §5: ``{"payload", "
                                             (each data key wrapped to the device key)
     hc/v1/t/{tid}/state    terminal → hub   plain JSON, retained; the will says offline
     hc/v1/trust            hub → all        signed by a provincial root key (the trust list, core/trust.py)
-    hc/v1/policy           hub → all        signed by the hub key   {"type":"policy","seq","venues":{...}}
+    hc/v1/policy           hub → all        signed by the hub key   {"type":"policy","seq","venues":{...},
+                                            "staff":{"key","digests":[...]}} (staff optional, core/staff.py)
     hc/v1/time             hub → all        signed by the hub key   {"type":"time","t"}
 
 Each kind has its builder and its parser side by side below (``batch``/``open_batch``,
@@ -38,6 +39,9 @@ from terminal.core import policy as pol
 from terminal.core.brokerurl import BrokerUrl, parse_broker_url  # noqa: F401  (the hub's side uses these)
 from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
 from terminal.core.policy import HealthStatus
+# The staff list rides in the policy bundle and the staff QR code is the hub's: core/staff.py
+# builds and parses both (a QR text, like a health code), named here.
+from terminal.core.staff import NO_STAFF, StaffList, open_staff_qr, parse_staff_list, staff_list, staff_qr  # noqa: F401
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
 # The trust list is the core's document (token.md §5): built and parsed there, named here.
 from terminal.core.trust import (EnvelopeError, json_payload, open_envelope, open_trust_list, seal_envelope,  # noqa: F401
@@ -205,15 +209,20 @@ def _count(v, what: str) -> int:
     return v
 
 
-def policy(seq: int, venues: dict[str, dict], hub_key: PrivateKey) -> bytes:
-    """The policy bundle: venue type → overrides of its preset (core/policy.py)."""
-    return seal({"type": "policy", "seq": seq, "venues": venues}, hub_key)
+def policy(seq: int, venues: dict[str, dict], hub_key: PrivateKey, staff: dict | None = None) -> bytes:
+    """The policy bundle: venue type → overrides of its preset (core/policy.py), and the staff
+    list (:func:`staff_list`) when the hub keeps one."""
+    doc = {"type": "policy", "seq": seq, "venues": venues}
+    if staff is not None:
+        doc["staff"] = staff
+    return seal(doc, hub_key)
 
 
 @dataclass(frozen=True)
 class PolicyBundle:
     seq: int
     venues: dict[str, dict]  # venue type → validated overrides
+    staff: StaffList = NO_STAFF
 
 
 def open_policy(raw: bytes, hub_keys: dict[str, PublicKey]) -> PolicyBundle:
@@ -228,7 +237,13 @@ def open_policy(raw: bytes, hub_keys: dict[str, PublicKey]) -> PolicyBundle:
             venues[venue] = pol.validate_overrides(fields)
         except (ValueError, TypeError) as e:
             raise EnvelopeError(f"policy: {venue}.{e}") from None
-    return PolicyBundle(_count(doc.get("seq"), "policy seq"), venues)
+    staff = NO_STAFF
+    if "staff" in doc:
+        try:
+            staff = parse_staff_list(doc["staff"])
+        except ValueError as e:
+            raise EnvelopeError(f"policy: {e}") from None
+    return PolicyBundle(_count(doc.get("seq"), "policy seq"), venues, staff)
 
 
 DATA_KEY_BYTES = 16

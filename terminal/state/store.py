@@ -97,11 +97,16 @@ MIGRATIONS = (
     DELETE FROM meta WHERE key = 'status_cache_key';
     DELETE FROM status_cache
     """,
+    """
+    -- a staff override's event names the review event it confirms (docs/protocol/staff.md);
+    -- NULL for every other event
+    ALTER TABLE events ADD COLUMN ref TEXT
+    """,
 )
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
-                "status", "flags", "latency_ms", "subject")
+                "status", "flags", "latency_ms", "subject", "ref")
 
 
 class StoreError(RuntimeError):
@@ -281,8 +286,8 @@ class Store:
         """Insert inside a write() transaction; returns the event's seq."""
         cur = self.db.execute(
             "INSERT INTO events (id, at, boot_id, mono_ns, clock, method, decision, reason, status, flags,"
-            " latency_ms, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [event[k] for k in EVENT_FIELDS if k != "seq"])
+            " latency_ms, subject, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [event.get(k) for k in EVENT_FIELDS if k != "seq"])
         return cur.lastrowid
 
     # Outbox = events with seq > acked_seq (meta); acked events stay as local history until
