@@ -43,6 +43,7 @@ import itertools
 import json
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -57,6 +58,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.backoff import backoff_delay
+from sim.issuer import staff_code
 from terminal.hub import wire
 from drivers.idnumber import mask_id, mask_name
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
@@ -421,10 +423,18 @@ class HubSim:
             seq = parse_trust_list(envelope_payload(envelope)).seq
         return self._publish_retained(self.topics.trust, seq, envelope)
 
-    def publish_policy(self, venues: dict[str, dict], seq: int | None = None) -> bool:
+    def publish_policy(self, venues: dict[str, dict], seq: int | None = None,
+                       staff: list[str] | None = None) -> bool:
+        """``staff``: ID numbers of staff, published as digests under a key new with each bundle
+        (so two bundles' digests cannot be matched to follow someone across them)."""
         topic = self.topics.policy
         seq = self._next_seq(topic) if seq is None else seq
-        return self._publish_retained(topic, seq, wire.policy(seq, venues, self.hub_key))
+        staff_doc = wire.staff_list(secrets.token_bytes(16), staff) if staff is not None else None
+        return self._publish_retained(topic, seq, wire.policy(seq, venues, self.hub_key, staff_doc))
+
+    def staff_code(self, sid: str, *, ttl: int = 30, iat: int | None = None) -> str:
+        """A staff QR code for ``sid``, as the hub's staff app shows it."""
+        return staff_code(self.hub_key, sid, ttl=ttl, iat=iat)
 
     def publish_keys(self, tid: str, data_keys: dict[int, bytes], seq: int | None = None,
                      not_after: int | None = None) -> bool:

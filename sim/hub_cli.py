@@ -14,6 +14,8 @@ import threading
 import tomllib
 from pathlib import Path
 
+from drivers.idnumber import valid_check
+from terminal.core.staff import MAX_STAFF
 from terminal.hub import wire
 from terminal.commands.usage import UsageError
 from terminal.crypto.keyfiles import KeyFileError, load_private_key
@@ -44,6 +46,8 @@ def add_parser(simsub) -> None:
                    help='{"<id number>": {"name", "status", "flags", "nat_at", "nat_result", '
                         '"vax_doses", "valid_until"}}')
     h.add_argument("--policy", type=Path, metavar="FILE.json", help='venues to publish: {"<venue>": {fields}}')
+    h.add_argument("--staff", type=Path, metavar="FILE.json",
+                   help='ID numbers of staff, ["<18 characters>", ...]: published as digests in the policy bundle')
     h.add_argument("--start-seq", type=int, metavar="N", help="ack nothing of a new terminal until seq N is held")
     h.add_argument("--time-interval", type=float, default=60.0, metavar="S", help="time beacon period (default 60)")
     h.set_defaults(func=run_hub)
@@ -96,6 +100,10 @@ def run_hub(args) -> int:
     terminals = load_terminals(args.keys, args.terminal)
     people = _json_file(args.people, "--people") if args.people else {}
     policy = _json_file(args.policy, "--policy") if args.policy else None
+    staff = _json_file(args.staff, "--staff") if args.staff else None
+    if staff is not None and (not isinstance(staff, list) or len(staff) > MAX_STAFF
+                              or not all(isinstance(n, str) and valid_check(n) for n in staff)):
+        raise UsageError(f"--staff {args.staff}: not a list of at most {MAX_STAFF} valid ID numbers")
 
     try:
         hub = HubSim(args.broker, args.ca, args.cert, args.key, hub_key=hub_key, root_key=root_key,
@@ -113,8 +121,8 @@ def run_hub(args) -> int:
         raise UsageError(f"--keys {args.keys}: trust list: {e}") from None
     for tid in terminals:
         hub.publish_keys(tid, data_keys)
-    if policy is not None:
-        hub.publish_policy(policy)
+    if policy is not None or staff is not None:
+        hub.publish_policy(policy or {}, staff=staff)
     hub.start()
     print(f"hub on {args.broker}: {len(terminals)} terminal(s), {len(people)} people; "
           f"SIGTERM or Ctrl-C stops", flush=True)

@@ -102,8 +102,9 @@ SIG_LEN = 64
 MAX_TTL = 300
 MAX_SID = 32
 SID = re.compile(r"[A-Za-z0-9._-]{1,32}")
-# The longest genuine text: 20 + 32 + 64 bytes in Base45; more is refused before decoding.
-MAX_TEXT = len(PREFIX) + (HEADER_LEN + MAX_SID + SIG_LEN) * 3 // 2 + 2
+# The longest genuine text: 20 + 32 + 64 bytes in Base45 (3 characters for 2 bytes); more is
+# refused before it is decoded.
+MAX_TEXT = len(PREFIX) + (HEADER_LEN + MAX_SID + SIG_LEN) // 2 * 3
 
 
 class StaffError(Exception):
