@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import base45
 import numpy as np
@@ -23,7 +24,7 @@ from sim.issuer import Issuer, Person, random_id_number, random_name
 from sim.sscard_reader import VirtualSsCard
 from terminal.core import reasons as R
 from terminal.core import token as tok
-from terminal.core.policy import ALLOW, DENY, Policy
+from terminal.core.policy import ALLOW, DENY, REVIEW, Policy
 
 # kind → weight in the crowd
 KINDS = {
@@ -46,6 +47,7 @@ class Visitor:
     result: object = None         # terminal.verifier.Result once decided
     decided_at: float | None = None
     owner: "Visitor | None" = None  # whose code a passed-on code is
+    override: bool = False        # sent to review, and staff then let them in with a staff code
 
 
 def expected(kind: str, policy: Policy, hub_answers_cards: bool) -> tuple[str, str]:
@@ -96,6 +98,10 @@ def make_visitors(n: int, rate_per_min: float, policy: Policy, issuer: Issuer, r
     people.sort(key=lambda v: v.arrive_at)
     for i, v in enumerate(people, 1):
         v.n = i
+    # Staff let every other person sent to review in (at a hospital: a red or yellow code escorted
+    # to the fever clinic); the rest they turn away. Chosen without the rng: a seed's crowd stays.
+    for v in [v for v in people if v.method == "qr" and v.expect[0] == REVIEW][::2]:
+        v.override = True
     return people
 
 
@@ -201,6 +207,7 @@ class Lane:
     show_s: float = 1.6  # how long a phone is held up / a card lies on the reader
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
+    staff_code: "Callable[[], str] | None" = None  # a fresh staff QR code, from the staff's app
 
     def present(self, v: Visitor) -> None:
         """Hold ``v``'s phone (``v.text``) or card to the terminal for ``show_s``, then leave."""
@@ -218,4 +225,24 @@ class Lane:
             self.ss.card = sim_card(v)
             self.stop.wait(self.show_s)
             self.ss.card = None
+        if v.override and self.staff_code is not None:
+            self.stop.wait(self.leave_s)  # the phone gone; staff come over and show theirs
+            self.camera.show(self.staff_code(), int(self.show_s * self.camera.fps))
+            self.stop.wait(self.show_s)
+            self.camera.clear()
         self.stop.wait(self.leave_s)
+
+
+def override_report(visitors: list[Visitor], staff_results: list, echo) -> dict:
+    """The demo's ``overrides``: each staff decision with its ``ref``, checked against the review
+    event of the visitor staff meant to let in."""
+    reviews = {v.result.event_id: v for v in visitors if v.result is not None and v.result.decision == REVIEW}
+    meant = [v.n for v in visitors if v.override and v.result is not None and v.result.decision == REVIEW]
+    items = [{"seq": r.seq, "decision": r.decision, "reason": r.reason, "ref": r.ref,
+              "visitor": reviews[r.ref].n if r.ref in reviews else None} for r in staff_results]
+    opened = [i for i in items if i["decision"] == ALLOW]
+    res = {"overrides": {"count": len(opened), "meant": len(meant), "each": items,
+                         "right_person": sorted(i["visitor"] for i in opened if i["visitor"] is not None) == meant}}
+    echo(f"staff overrides {len(opened)} of {len(meant)} meant"
+         + "".join(f"; #{i['visitor']} ref {i['ref']}" for i in opened))
+    return res

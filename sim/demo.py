@@ -21,10 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from drivers.camera import FrameGrabber
-from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors
+from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors, override_report
 from sim.devkeys import write_key_set
 from sim.idcard_sam import VirtualSam
-from sim.issuer import Issuer
+from sim.issuer import Issuer, staff_code
 from sim.relay import VirtualRelay
 from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsReader
@@ -169,8 +169,13 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     by_text, by_id = {}, {}
     lock = threading.Lock()
     t0 = time.monotonic()
+    staff = []
 
     def on_result(p, r):
+        if r.method == "staff":  # staff confirming a review: not a visitor of the crowd
+            staff.append(r)
+            echo(f"{time.monotonic() - t0:7.1f}s  staff {p.method:<7} {r.decision:<6} {r.reason:<18} ref {r.ref}")
+            return
         with lock:
             if p.method == "qr":
                 v = by_text.get(p.text)
@@ -189,7 +194,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
 
     daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=on_result)
     daemon.start()
-    lane = Lane(camera, sam, ss)
+    lane = Lane(camera, sam, ss, staff_code=_staff_app(cfg))
     hub_note = f", hub {cfg.hub.broker}" if cfg.hub.broker else ", no hub"
     echo(f"demo: {len(visitors)} visitors at a {cfg.venue} ({cfg.terminal_id}), about "
          f"{60 * len(visitors) / max(1.0, visitors[-1].arrive_at):.0f}/min, camera '{level}'{hub_note}; output in {out}")
@@ -218,6 +223,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     finally:
         daemon.stop()
     res = summarize(visitors, relay, out, echo, time.monotonic() - t0)
+    res.update(override_report(visitors, staff, echo))
     if synced is not None:
         res["sync"] = synced
         echo(f"outbox after the run: {synced['outbox_depth']} events"
@@ -226,6 +232,16 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
         report.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n")
         echo(f"report written to {report}")
     return res
+
+
+def _staff_app(cfg):
+    """Fresh staff QR codes, signed with the key set's hub key (beside the config's key files)."""
+    from terminal.crypto.keyfiles import load_private_key
+    hub_pem = cfg.path.parent / "hub.pem"
+    if not hub_pem.exists():
+        return None
+    key = load_private_key(hub_pem)
+    return lambda: staff_code(key, "H0001-017")
 
 
 def summarize(visitors, relay, out: Path, echo, wall: float) -> dict:

@@ -103,3 +103,21 @@ def test_claim_out_replaces_only_an_earlier_demos_own_files(tmp_path):
     (earlier / "report.json").write_text("{}")  # the user's, beside the demo's
     claim_out(earlier)
     assert sorted(p.name for p in earlier.iterdir()) == sorted([MARKER, "report.json"])
+
+
+def test_demo_at_a_hospital_staff_override_some_reviews(tmp_path, capsys):
+    """Every other person sent to review is let in by staff with a staff QR code: the report's
+    overrides name the review events, and each opened the gate once more."""
+    report = tmp_path / "report.json"
+    rc = main(["sim", "demo", "--duration", "15", "--rate", "40", "--seed", "0", "--venue", "hospital",
+               "--out", str(tmp_path / "out"), "--report", str(report)])
+    out = capsys.readouterr().out
+    res = json.loads(report.read_text())
+    assert rc == 0, out
+    assert res["agreement"] == 1.0 and res["wrongly_admitted"] == []
+    ov = res["overrides"]
+    assert ov["meant"] == 2 and ov["count"] == 2 and ov["right_person"], out  # seed 0: 3 reviews, 2 let in
+    assert [(e["decision"], e["reason"]) for e in ov["each"]] == [("allow", "staff_override")] * 2
+    assert all(e["ref"] and e["visitor"] for e in ov["each"])
+    assert res["gate_pulses"] == res["allowed"] + ov["count"]
+    assert "staff overrides 2 of 2 meant" in out
