@@ -12,7 +12,8 @@ Threads — every object used by more than one thread is confined to one or lock
     decide         here (_decide_loop)        the Verifier: its trust list, policies, data keys
                                               (changed only by Verifier.apply, here, between two
                                               presentations), the store's write transactions,
-                                              relay.pulse, StatusFile.record, the update queue
+                                              relay.pulse, StatusFile.record, the update queue;
+                                              the pending review (Verifier.pending) staff may confirm
     camera         inputs/camera.py           QrPresentations, the QR decoders
     grabber …      drivers/camera.py          the frame source; hands the newest frame over under
                                               its Condition
@@ -41,7 +42,8 @@ Threads — every object used by more than one thread is confined to one or lock
     DeviceStatus, DiskGuard, Watchdog,        their locks
       Notifier
     Daemon.cfg, Verifier.cfg / trust / policy replaced whole on decide, never changed in place:
-      / keys (read by cards, housekeeping)    a reader sees the old object or the new one
+      / staff / keys (read by cards,          a reader sees the old object or the new one
+      housekeeping)
 
 Inputs hand presentations to ``decide`` through a bounded queue. A device that fails or
 disappears is marked out of order (log once, alarm on the screen), retried by its own

@@ -201,3 +201,29 @@ def test_subjects():
     assert st.Staff("id_card", id_number="370102199001011234", name="周医生").subject() == \
         {"id_number": "370102199001011234", "name": "周医生"}
     assert st.Staff("qr", sid="H0001-017").subject() == {"staff_id": "H0001-017", "via": "qr"}
+
+
+# --- the simulator's command line --------------------------------------------------------------
+
+def test_sim_staff_qr_mints_a_code_the_hub_key_verifies(keyset, capsys):
+    from terminal.cli import main
+    from terminal.crypto.keyfiles import load_private_key
+    hub = load_private_key(keyset / "hub.pem").public_key
+    assert main(["sim", "staff-qr", "--keys", str(keyset), "--sid", "H0001-017", "--ttl", "300",
+                 "--iat", str(T)]) == 0
+    q = st.open_staff_qr(capsys.readouterr().out, {hub.kid(): hub})
+    assert (q.sid, q.iat, q.ttl) == ("H0001-017", T, 300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sid", "x" * 33], "--sid must be 1-32 characters"),
+    (["--sid", "周医生"], "--sid must be 1-32 characters"),
+    (["--sid", "H1", "--ttl", "0"], "--ttl must be 1-300"),
+    (["--sid", "H1", "--ttl", "301"], "--ttl must be 1-300"),
+    (["--sid", "H1", "--iat", str(1 << 32)], "--iat must be unix seconds"),
+])
+def test_sim_staff_qr_usage_errors(keyset, capsys, args, message):
+    from terminal.cli import main
+    assert main(["sim", "staff-qr", "--keys", str(keyset), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
