@@ -47,7 +47,7 @@ def add_parser(simsub) -> None:
                         '"vax_doses", "valid_until"}}')
     h.add_argument("--policy", type=Path, metavar="FILE.json", help='venues to publish: {"<venue>": {fields}}')
     h.add_argument("--staff", type=Path, metavar="FILE.json",
-                   help='ID numbers of staff, ["<18 characters>", ...]: published as digests in the policy bundle')
+                   help='staff, {"id_numbers": ["<18 characters>", ...]}: published as digests in the policy bundle')
     h.add_argument("--start-seq", type=int, metavar="N", help="ack nothing of a new terminal until seq N is held")
     h.add_argument("--time-interval", type=float, default=60.0, metavar="S", help="time beacon period (default 60)")
     h.set_defaults(func=run_hub)
@@ -100,10 +100,10 @@ def run_hub(args) -> int:
     terminals = load_terminals(args.keys, args.terminal)
     people = _json_file(args.people, "--people") if args.people else {}
     policy = _json_file(args.policy, "--policy") if args.policy else None
-    staff = _json_file(args.staff, "--staff") if args.staff else None
-    if staff is not None and (not isinstance(staff, list) or len(staff) > MAX_STAFF
-                              or not all(isinstance(n, str) and valid_check(n) for n in staff)):
-        raise UsageError(f"--staff {args.staff}: not a list of at most {MAX_STAFF} valid ID numbers")
+    staff = _json_file(args.staff, "--staff").get("id_numbers") if args.staff else None
+    if args.staff and (not isinstance(staff, list) or len(staff) > MAX_STAFF
+                       or not all(isinstance(n, str) and valid_check(n) for n in staff)):
+        raise UsageError(f"--staff {args.staff}: id_numbers is not a list of at most {MAX_STAFF} valid ID numbers")
 
     try:
         hub = HubSim(args.broker, args.ca, args.cert, args.key, hub_key=hub_key, root_key=root_key,

@@ -227,3 +227,16 @@ def test_sim_staff_qr_usage_errors(keyset, capsys, args, message):
     assert main(["sim", "staff-qr", "--keys", str(keyset), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("staff", [{"a": 1}, {"id_numbers": ["370102199001011230"]}, {"id_numbers": [1]},
+                                   {"id_numbers": "370102199001011234"}, {"id_numbers": ["370102199001011234"] * 5001}])
+def test_sim_hub_refuses_a_staff_file_that_is_not_id_numbers(keyset, tmp_path, capsys, staff):
+    from terminal.cli import main
+    f = tmp_path / "staff.json"
+    f.write_text(json.dumps(staff))
+    assert main(["sim", "hub", "--broker", "mqtt://127.0.0.1:1", "--keys", str(keyset), "--group", "g" * 16,
+                 "--staff", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "--staff" in err and "id_numbers is not a list of at most 5000 valid ID numbers" in err
+    assert "370102199001011230" not in err   # a number is never echoed
