@@ -23,8 +23,10 @@ class Housekeeping:
     name = "housekeeping"
 
     def __init__(self, *, store, clock, disk, status_file, devices, device_names: list[str], hub,
-                 metrics, watchdog, notifier, retention_days: Callable[[], int], summary: Callable[[], str]):
+                 alarms, metrics, watchdog, notifier, retention_days: Callable[[], int],
+                 summary: Callable[[], str]):
         """``hub``: the :class:`terminal.hub.bridge.HubBridge`, or None without a hub;
+        ``alarms``: the terminal's :class:`terminal.alarms.Alarms`;
         ``retention_days``: read each round, as a reload may change it."""
         self._store = store
         self._clock = clock
@@ -33,6 +35,7 @@ class Housekeeping:
         self._devices = devices
         self._device_names = device_names
         self._hub = hub
+        self._alarms = alarms
         self._metrics = metrics
         self._watchdog = watchdog
         self._notifier = notifier
@@ -51,7 +54,9 @@ class Housekeeping:
 
     def _run(self, done: threading.Event) -> None:
         next_purge = 0.0
-        while not done.wait(WRITE_EVERY):
+        first = True  # the status file at once: `status` says "running" from the start
+        while first or not done.wait(WRITE_EVERY):
+            first = False
             try:
                 store = self._store
                 store.checkpoint()
@@ -66,7 +71,8 @@ class Housekeeping:
                     devices={**{n: None for n in self._device_names}, **self._devices.errors()},
                     hub=self._hub.report(self._metrics) if self._hub is not None else {"state": "off"},
                     clock=self._clock.state,
-                    storage={"alarm": self._disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)})
+                    storage={"alarm": self._disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)},
+                    alarms=self._alarms.active())
                 self._notifier.status(self._summary())
             except Exception:  # housekeeping must never take the terminal down
                 log.exception("housekeeping failed")

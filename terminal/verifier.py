@@ -78,6 +78,7 @@ class Result:
     seq: int
     event_id: str
     latency_ms: float
+    gate: str | None = None  # the event's: "opened", "fault" (an allow at a relay known down), None
     ref: str | None = None  # a staff override's: the id of the review event it answers
 
     def as_json(self) -> dict:
@@ -153,6 +154,14 @@ class Reconfigure:
 
 
 Update = Union[TrustListUpdate, PolicyUpdate, DataKeysUpdate, TimeBeacon, Reconfigure]
+
+
+def gate_of(decision: str, relay_up: bool | None) -> str | None:
+    """An event's ``gate`` (docs/protocol/hub.md): an allow is "opened" when the relay can be
+    reached at the commit and "fault" when it cannot; deny, review and a terminal with no gate: None."""
+    if decision != ALLOW or relay_up is None:
+        return None
+    return "opened" if relay_up else "fault"
 
 
 class Verifier:
@@ -257,11 +266,12 @@ class Verifier:
         return Assessment(decision, reason, env, body)
 
     def verify(self, text: str, *, now: float | None = None, venue: str | None = None,
-               started_ns: int | None = None) -> Result:
+               started_ns: int | None = None, relay_up: bool | None = None) -> Result:
         """Decide one presentation of a QR ``text`` and commit its event before returning.
 
         ``now`` stands in for the terminal's trusted time (audits, tests): the clock guard is
-        neither consulted nor advanced.
+        neither consulted nor advanced. ``relay_up``: whether the gate's relay can be reached
+        now (None: no gate), which an allow's event records as its ``gate`` (:func:`gate_of`).
         """
         started_ns = started_ns or time.monotonic_ns()
         with self.store.presentation():
@@ -274,10 +284,10 @@ class Verifier:
                 nonce = (a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew)
             return self._commit("qr", a.decision, a.reason, t, now is not None, started_ns,
                                 (body.status, body.flags) if body else (None, None),
-                                _person(body.id_number, body.name) if body else None, nonce)
+                                _person(body.id_number, body.name) if body else None, nonce, relay_up)
 
     def verify_card(self, card: CardRead, health: HealthStatus | None, *, venue: str | None = None,
-                    started_ns: int | None = None) -> Result:
+                    started_ns: int | None = None, relay_up: bool | None = None) -> Result:
         """Decide a card read: ``health`` is what the hub (or its cache) said, asked on the reader's
         thread, the venue policy decides; with no answer (None), policy ``offline_unknown`` with
         reason ``status_unavailable``."""
@@ -295,7 +305,7 @@ class Verifier:
                 decision, reason = decide(policy, health, t)
             return self._commit(card.kind, decision, reason, t, False, started_ns,
                                 (health.status, health.flags) if health else (None, None),
-                                _person(card.id_number, card.name), None)
+                                _person(card.id_number, card.name), None, relay_up)
 
     # --- staff override (docs/protocol/staff.md) ---------------------------------------------
     def staff_card(self, card: CardRead) -> st.Staff | None:
@@ -304,7 +314,7 @@ class Verifier:
             return st.Staff(card.kind, id_number=card.id_number, name=card.name)
         return None
 
-    def verify_staff_qr(self, text: str, *, started_ns: int | None = None) -> Result:
+    def verify_staff_qr(self, text: str, *, started_ns: int | None = None, relay_up: bool | None = None) -> Result:
         """A staff QR code: the hub's signature and freshness (one code confirms one review: its
         nonce is used up as a health code's is), then :meth:`override`. A refused code is
         recorded like the rest: method ``staff``, decision ``deny``, the token reason that applies."""
@@ -316,24 +326,26 @@ class Verifier:
                 q = st.open_staff_qr(text, {self.cfg.hub_key.kid(): self.cfg.hub_key})
             except st.StaffError as e:
                 log.warning("staff code refused: %s", e)
-                return self._commit("staff", DENY, e.reason, t, False, started_ns, (None, None), None, None)
+                return self._commit("staff", DENY, e.reason, t, False, started_ns, (None, None), None, None,
+                                    relay_up)
             who = st.Staff("qr", sid=q.sid)
             why = st.freshness(q, t, policy.max_skew)
             if why is not None:
-                return self._commit("staff", DENY, why, t, False, started_ns, (None, None), _staff(who), None)
+                return self._commit("staff", DENY, why, t, False, started_ns, (None, None), _staff(who), None,
+                                    relay_up)
             return self._override(who, policy, t, started_ns,
-                                  (b"staff:" + q.nonce, q.iat + q.ttl + policy.max_skew))
+                                  (b"staff:" + q.nonce, q.iat + q.ttl + policy.max_skew), relay_up)
 
-    def override(self, by: st.Staff, *, started_ns: int | None = None) -> Result:
+    def override(self, by: st.Staff, *, started_ns: int | None = None, relay_up: bool | None = None) -> Result:
         """Staff ``by`` confirm the pending review: the one entry point for every way staff can
         (a staff card, a staff code, the hub's ``open_gate``). Commits the event and returns;
         the caller opens the gate on ``allow``. Call it on the deciding thread."""
         started_ns = started_ns or time.monotonic_ns()
         with self.store.presentation():
-            return self._override(by, self.policy(), self.clock.now(), started_ns, None)
+            return self._override(by, self.policy(), self.clock.now(), started_ns, None, relay_up)
 
     def _override(self, by: st.Staff, policy: Policy, t: float | None, started_ns: int,
-                  nonce: tuple[bytes, int] | None) -> Result:
+                  nonce: tuple[bytes, int] | None, relay_up: bool | None) -> Result:
         pending, ref = self.pending, None
         if pending is None:
             decision, reason = DENY, R.NO_PENDING_REVIEW
@@ -342,11 +354,11 @@ class Verifier:
         else:
             decision, reason, ref = ALLOW, R.STAFF_OVERRIDE, pending.event_id
         return self._commit("staff", decision, reason, t, False, started_ns, (None, None), _staff(by), nonce,
-                            ref=ref)
+                            relay_up, ref=ref)
 
     def _commit(self, method: str, decision: str, reason: str, t: float | None, fixed_time: bool,
                 started_ns: int, status_flags: tuple, who: Subject | None,
-                nonce: tuple[bytes, int] | None, *, ref: str | None = None) -> Result:
+                nonce: tuple[bytes, int] | None, relay_up: bool | None, *, ref: str | None = None) -> Result:
         """Commit the presentation's event (and its nonce) in one transaction; only then return.
         Then the pending review: a review is the one staff may confirm next; any other decision
         by a visitor ends the last one (its person is no longer the one at the gate), an override
@@ -364,7 +376,8 @@ class Verifier:
             if nonce is not None and not self.store.use_nonce(*nonce):
                 decision, reason = DENY, R.REPLAYED
             latency_ms = (time.monotonic_ns() - started_ns) / 1e6
-            event.update(decision=decision, reason=reason, latency_ms=round(latency_ms, 3))
+            event.update(decision=decision, reason=reason, latency_ms=round(latency_ms, 3),
+                         gate=gate_of(decision, relay_up))
             seq = self.store.insert_event(event)
             if not fixed_time:
                 self.clock.persist()
@@ -374,9 +387,10 @@ class Verifier:
             self.pending = None
         result = Result(decision, reason, method, event["status"], event["flags"],
                         who.name if who else None, who.id if who else None,
-                        seq, event["id"], event["latency_ms"], ref)
-        log.info("seq=%d method=%s decision=%s reason=%s name=%s id=%s latency_ms=%.1f%s",
-                 seq, method, decision, reason, result.name, result.id, latency_ms, f" ref={ref}" if ref else "")
+                        seq, event["id"], event["latency_ms"], event["gate"], ref)
+        log.info("seq=%d method=%s decision=%s reason=%s name=%s id=%s latency_ms=%.1f gate=%s%s",
+                 seq, method, decision, reason, result.name, result.id, latency_ms, event["gate"],
+                 f" ref={ref}" if ref else "")
         return result
 
 

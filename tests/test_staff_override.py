@@ -114,7 +114,7 @@ def test_a_staff_card_within_the_window_opens_the_gate_for_the_reviewed_person(d
     event, subject = at_hub(t, r.seq)
     assert (event["method"], event["decision"], event["reason"], event["ref"]) == \
         ("staff", "allow", "staff_override", review.event_id)
-    assert event["status"] is None and t["staff_id"] not in str(event)
+    assert event["status"] is None and event["gate"] == "opened" and t["staff_id"] not in str(event)
     assert subject == {"id_number": t["staff_id"], "name": STAFF_NAME}
     review_event, _ = at_hub(t, review.seq)
     assert review_event["id"] == review.event_id and review_event["ref"] is None
@@ -136,7 +136,8 @@ def test_a_staff_card_with_nothing_pending_is_refused_and_recorded(door):
     r = staff_card(t)   # an allow is not a review to confirm
     assert r.reason == "no_pending_review"
     event, subject = at_hub(t, r.seq)
-    assert (event["method"], event["decision"], event["reason"]) == ("staff", "deny", "no_pending_review")
+    assert (event["method"], event["decision"], event["reason"], event["gate"]) == \
+        ("staff", "deny", "no_pending_review", None)
     assert subject["id_number"] == t["staff_id"]
     pulses_settle(t, 1)
 

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from terminal import config as cfgmod
+from terminal.alarms import CLOCK_UNTRUSTED, age_text
 from terminal.commands.usage import UsageError
-from terminal.state.statusfile import LAST_DECISIONS, read_status_file
+from terminal.state.statusfile import LAST_DECISIONS, daemon_state, read_status_file
 
 
 def read_database(state_dir: Path, now: float) -> dict:
@@ -59,22 +60,20 @@ def status_snapshot(state_dir: Path, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     snap = {"state_dir": str(state_dir), "now": now, **read_database(state_dir, now)}
     live = read_status_file(state_dir, now)
-    snap["daemon"] = "running" if live and not live["stale"] else "not running"
+    running, problem = daemon_state(state_dir, live, now)
+    snap["daemon"] = "running" if running else "not running"
     snap["live"] = live
-    problems = []
-    if snap["daemon"] != "running":
-        problems.append("daemon not running" + (" (status file is stale)" if live else ""))
+    problems = [problem] if problem else []
+    if not running:
+        snap["alarms"] = []
+        if snap["clock"] != "trusted":
+            problems.append(f"{CLOCK_UNTRUSTED}: as the daemon's last run left it")
     else:
-        problems += [f"{name}: {why}" for name, why in sorted(live["devices"].items()) if why]
-        hub = live.get("hub", {})
-        problems += [f"hub: {alarm}" + (f" (no connection for {_age(hub['down_for'])})"
-                                        if alarm == "hub_unreachable" and hub.get("down_for") else "")
-                     for alarm in hub.get("alarms", [])]
-        if live["storage"].get("alarm"):
-            problems.append("storage: disk (nearly) full")
+        # The daemon's own list (terminal/alarms.py), one PROBLEM line each.
+        alarms = live.get("alarms", {})
+        snap["alarms"] = list(alarms)
+        problems += [f"{name}: {why}" for name, why in alarms.items()]
         snap["clock"] = live["clock"]
-    if snap["clock"] != "trusted":
-        problems.append("clock untrusted")
     snap["problems"] = problems
     return snap
 
@@ -107,25 +106,19 @@ def run(args) -> int:
 def _when(t: float | None, now: float) -> str:
     if t is None:
         return "never"
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({_age(now - t)} ago)"
-
-
-def _age(s: float) -> str:
-    s = max(0, int(s))
-    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else f"{s // 3600}h{s % 3600 // 60:02d}m" \
-        if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({age_text(now - t)} ago)"
 
 
 def render(snap: dict) -> str:
     now, live = snap["now"], snap["live"]
     lines = [f"terminal {snap['terminal_id']}: daemon {snap['daemon']}"
              + (f" (pid {live['pid']}, {live['decided']} decided)" if snap["daemon"] == "running" else "")]
-    if live:
+    if snap["daemon"] == "running":  # a stopped daemon's devices and hub are nobody's now
         lines.append("devices:  " + (", ".join(f"{n} {'ok' if not why else 'OUT OF ORDER: ' + why}"
                                               for n, why in sorted(live["devices"].items())) or "none"))
         hub = live.get("hub", {})
         lines.append(f"hub:      {hub.get('state', '?')}"
-                     + (f" for {_age(hub['down_for'])}" if hub.get("down_for") is not None else ""))
+                     + (f" for {age_text(hub['down_for'])}" if hub.get("down_for") is not None else ""))
         storage = live.get("storage", {})
         if "free_bytes" in storage:
             lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"
@@ -134,7 +127,7 @@ def render(snap: dict) -> str:
     lines.append("signed:   " + (", ".join(f"{k} seq {v}" for k, v in snap["signed_docs"].items()) or "none"))
     out = snap["outbox"]
     lines.append(f"outbox:   {out['depth']} events"
-                 + (f", oldest {_age(out['oldest_age_s'])} old" if out["oldest_age_s"] is not None else ""))
+                 + (f", oldest {age_text(out['oldest_age_s'])} old" if out["oldest_age_s"] is not None else ""))
     lines.append(f"synced:   {_when(snap['last_sync_at'], now)}")
     recent = live["last_decisions"] if live and live.get("last_decisions") else snap["last_events"]
     if recent:

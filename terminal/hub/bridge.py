@@ -27,10 +27,11 @@ class HubBridge:
 
     @classmethod
     def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None], *,
-             on_alive: Callable[[], None] = lambda: None) -> "HubBridge":
+             on_alive: Callable[[], None] = lambda: None,
+             alarms: Callable[[], list[str]] = lambda: []) -> "HubBridge":
         """Apply what earlier runs kept (policy, data keys) to ``verifier`` now, and make the link.
-        ``on_alive``: hub-net's liveness, for the watchdog. Raises KeyFileError for an unreadable
-        device key."""
+        ``on_alive``: hub-net's liveness, for the watchdog; ``alarms``: the terminal's other alarms
+        by name, for the birth message. Raises KeyFileError for an unreadable device key."""
         from terminal.crypto.keyfiles import load_private_key
 
         # With the pump and paho's threads beside it, a verification that released the GIL for
@@ -47,7 +48,7 @@ class HubBridge:
                        on_policy=lambda p: submit(PolicyUpdate(p.venues, p.staff)),
                        on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
                        on_time=lambda t: submit(TimeBeacon(t)),
-                       clock_state=lambda: verifier.clock.state, on_alive=on_alive)
+                       clock_state=lambda: verifier.clock.state, alarms=alarms, on_alive=on_alive)
         return cls(link, HubStatusSource(link, StatusCache(verifier.store, cache_key(device_key)), cfg,
                                          policy=verifier.policy))
 

@@ -8,7 +8,8 @@ Two threads of ours, plus paho's network thread for each connection:
                paho's own reconnect (un-jittered, and it resends whatever sat in the old
                client) is off. A TLS file missing or unreadable is one more connect failure.
                It tells ``on_alive`` it is looping (the daemon's watchdog), connected or not.
-    hub-pump   everything else: the outbox pump, acks, signed updates, the birth message. It
+    hub-pump   everything else: the outbox pump, acks, signed updates, the birth message (again
+               whenever the terminal's alarms change, fleet.md "Alarms"). It
                alone reads and writes the store for the link, so a slow disk or a flood of
                messages never stalls the network loop, and verification never waits on it.
 
@@ -106,6 +107,7 @@ class HubLink:
                  on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",
+                 alarms: Callable[[], list[str]] = lambda: [],
                  window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,
                  session_expiry: int = 7 * 86400, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0,
@@ -121,6 +123,10 @@ class HubLink:
         self.updates = SignedUpdates(store, cfg, device_key, on_trust=on_trust, on_policy=on_policy,
                                      on_data_keys=on_data_keys, on_time=on_time)
         self._clock_state = clock_state
+        # The terminal's other alarms by name (devices, disk, clock): read by the pump each round,
+        # the birth message published again on the live connection when they change.
+        self._other_alarms = alarms
+        self._published_alarms: list[str] | None = None  # pump thread only
         self._poll = poll
         self._keepalive = keepalive
         self._session_expiry = session_expiry
@@ -377,6 +383,7 @@ class HubLink:
                 # A person being decided goes first: the round waits (a few ms) for the decision.
                 self._store.no_presentation.wait(0.1)
                 self._handle(items)
+                self._republish_on_alarm_change()
                 pause = min(self._poll, self._send() or self._poll)
             except Exception:  # a bug costs a round, not the link
                 log.exception("hub: pump round failed")
@@ -447,11 +454,23 @@ class HubLink:
             self.pump.sent(batch)
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
 
+    def _all_alarms(self) -> list[str]:
+        return sorted(set(self._other_alarms()) | set(self.alarms()))
+
     def _birth(self, client: mqtt.Client) -> None:
+        alarms = self._all_alarms()
         state = wire.birth(version=terminal.__version__, epoch=self._store.epoch,
-                               queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
-                               policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state())
-        client.publish(self.topics.state, state, qos=1, retain=True)
+                           queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
+                           policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state(),
+                           alarms=alarms)
+        if client.publish(self.topics.state, state, qos=1, retain=True).rc == mqtt.MQTT_ERR_SUCCESS:
+            self._published_alarms = alarms
+
+    def _republish_on_alarm_change(self) -> None:
+        """An alarm started or ended since the last birth: say so on ``state`` (retained)."""
+        client = self._conn
+        if client is not None and self._all_alarms() != self._published_alarms:
+            self._birth(client)
 
     def _say_offline(self) -> None:
         client = self._conn

@@ -16,6 +16,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,6 +99,11 @@ MIGRATIONS = (
     DELETE FROM status_cache
     """,
     """
+    -- what became of the gate for this event (fleet.md): 'opened', 'fault' (an allow the relay
+    -- could not open) or NULL (deny, review, no gate wired, and every event before this column)
+    ALTER TABLE events ADD COLUMN gate TEXT
+    """,
+    """
     -- a staff override's event names the review event it confirms (docs/protocol/staff.md);
     -- NULL for every other event
     ALTER TABLE events ADD COLUMN ref TEXT
@@ -106,7 +112,26 @@ MIGRATIONS = (
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
-                "status", "flags", "latency_ms", "subject", "ref")
+                "status", "flags", "latency_ms", "subject", "gate", "ref")
+
+
+LOCK_NAME = "lock"
+# `gate-terminal status` takes the lock shared for an instant to see whether a daemon holds it
+# (statusfile.daemon_lock_held): a daemon starting in that instant tries again, for this long.
+LOCK_PATIENCE = 1.0
+
+
+def _lock(f) -> bool:
+    """The state directory's exclusive flock; False if another process holds it."""
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 class StoreError(RuntimeError):
@@ -145,12 +170,10 @@ class Store:
         self.state_dir = Path(state_dir)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._flock = open(self.state_dir / "lock", "a+")
+            self._flock = open(self.state_dir / LOCK_NAME, "a+")
         except OSError as e:
             raise StoreError(f"state directory {self.state_dir}: {e.strerror}") from None
-        try:
-            fcntl.flock(self._flock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(self._flock):
             self._flock.close()
             raise StoreError(f"state directory {self.state_dir} is in use by another gate-terminal process") from None
         self._lock = threading.RLock()
@@ -283,11 +306,12 @@ class Store:
 
     # --- outbox -------------------------------------------------------------------
     def insert_event(self, event: dict) -> int:
-        """Insert inside a write() transaction; returns the event's seq."""
+        """Insert inside a write() transaction; returns the event's seq. ``gate`` and ``ref`` may
+        be left out (None: an event that involved no gate, an event that is not a staff override)."""
         cur = self.db.execute(
             "INSERT INTO events (id, at, boot_id, mono_ns, clock, method, decision, reason, status, flags,"
-            " latency_ms, subject, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [event.get(k) for k in EVENT_FIELDS if k != "seq"])
+            " latency_ms, subject, gate, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [event.get(k) if k in ("gate", "ref") else event[k] for k in EVENT_FIELDS if k != "seq"])
         return cur.lastrowid
 
     # Outbox = events with seq > acked_seq (meta); acked events stay as local history until
