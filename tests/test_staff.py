@@ -147,10 +147,18 @@ def test_the_builder_refuses_what_the_parser_would():
     ("SDST1:", "bad_format"),
     ("SDST1:abc", "bad_format"),                  # lower case is not Base45
     ("SDST1:A", "bad_format"),                    # Base45 length 3n+1
-    ("SDST1:" + "0" * (st.MAX_TEXT + 1), "bad_format"),  # refused before it is decoded
 ])
 def test_malformed_texts(text, expect):
     assert reason(text) == expect
+
+
+def test_a_text_one_character_longer_than_the_longest_code_is_refused_before_decoding(mocker):
+    decode = mocker.spy(base45, "b45decode")
+    for n in (st.MAX_TEXT + 1, 100_000):
+        with pytest.raises(st.StaffError) as e:
+            st.open_staff_qr(st.PREFIX + "0" * (n - len(st.PREFIX)), PIN)
+        assert (e.value.reason, str(e.value)) == ("bad_format", f"bad_format: {n} characters")
+    assert decode.call_count == 0
 
 
 def test_malformed_binaries():
