@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import re
 
 import base45
@@ -248,3 +249,74 @@ def test_sim_hub_refuses_a_staff_file_that_is_not_id_numbers(keyset, tmp_path, c
     err = capsys.readouterr().err
     assert "--staff" in err and "id_numbers is not a list of at most 5000 valid ID numbers" in err
     assert "370102199001011230" not in err   # a number is never echoed
+
+
+# --- the pending review, on the verifier (the decide thread's side) ------------------------------
+
+@pytest.fixture
+def door(keyset, keyset_config):
+    """A verifier at a mall whose hub bundle sends red codes to review, with a staff list."""
+    from sim.issuer import Issuer
+    from terminal.verifier import PolicyUpdate, Verifier
+    from terminal.crypto.keyfiles import load_private_key
+    v = Verifier.open(keyset_config)
+    staff_id = random_id_number()
+    v.apply(PolicyUpdate({"mall": {"red": "review", "override_seconds": 5}},
+                         st.parse_staff_list(st.staff_list(os.urandom(16), [staff_id]))))
+    clock = [100.0]
+    v.mono = lambda: clock[0]
+    yield {"v": v, "clock": clock, "issuer": Issuer.from_dir(keyset), "staff_id": staff_id,
+           "hub": load_private_key(keyset / "hub.pem")}
+    v.close()
+
+
+def _red(d):
+    from sim.issuer import Person
+    r = d["v"].verify(d["issuer"].issue(Person(status="red")))
+    assert (r.decision, r.reason) == ("review", "red_code")
+    return r
+
+
+def _card(id_number, name="周医生"):
+    from drivers.cards import CardRead
+    return CardRead("id_card", name, id_number)
+
+
+def test_the_bundle_s_override_seconds_holds_on_both_sides(door):
+    d = door
+    staff = d["v"].staff_card(_card(d["staff_id"]))
+    assert staff == st.Staff("id_card", id_number=d["staff_id"], name="周医生")
+    assert d["v"].staff_card(_card(random_id_number())) is None          # not on the list: a visitor
+    review = _red(d)
+    d["clock"][0] += 5                                                        # the bundle says 5 s
+    r = d["v"].override(staff)
+    assert (r.method, r.decision, r.reason, r.ref, r.status) == ("staff", "allow", "staff_override",
+                                                                  review.event_id, None)
+    review = _red(d)
+    d["clock"][0] += 5.001
+    r = d["v"].override(staff)
+    assert (r.decision, r.reason, r.ref) == ("deny", "review_expired", review.event_id)
+    assert d["v"].pending is None
+    stored = {e["seq"]: e for e in d["v"].store.events()}
+    assert stored[r.seq]["ref"] == review.event_id and stored[review.seq]["ref"] is None
+
+
+def test_what_ends_a_pending_review_and_what_does_not(door):
+    from sim.issuer import Person
+    d = door
+    v, staff = d["v"], st.Staff("remote", sid="cmd-1")
+    _red(d)
+    assert v.verify("SDHC1:NOT-A-TOKEN").decision == "deny"                   # the next person, turned away
+    assert v.override(staff).reason == "no_pending_review"
+    _red(d)
+    assert v.verify(d["issuer"].issue(Person())).decision == "allow"          # the next person, let in
+    assert v.override(staff).reason == "no_pending_review"
+    _red(d)
+    newer = _red(d)                                                           # a newer review replaces it
+    stranger = st.staff_qr(PrivateKey.generate(), "H1", iat=int(time.time()), nonce=os.urandom(8))
+    for text in (stranger, "SDST1:A"):                                        # refused credentials leave it
+        r = v.verify_staff_qr(text)
+        assert (r.method, r.decision, r.ref) == ("staff", "deny", None)
+    r = v.verify_staff_qr(st.staff_qr(d["hub"], "H1", iat=int(time.time()), nonce=os.urandom(8)))
+    assert (r.decision, r.reason, r.ref) == ("allow", "staff_override", newer.event_id)
+    assert v.override(staff).reason == "no_pending_review"                    # used up
