@@ -27,7 +27,8 @@ from terminal.hub.updates import DataKey
 from drivers.idnumber import check_character
 from terminal.core.policy import HealthStatus, Policy
 from terminal.crypto.sm2 import PrivateKey
-from terminal.state.statuscache import StatusCache, cache_key, hmac_sm3
+from terminal.crypto.gmcrypto import hmac_sm3
+from terminal.state.statuscache import StatusCache, cache_key
 from terminal.state.store import DB_NAME, Store
 from terminal.core.trust import seal_envelope
 from terminal.verifier import Verifier

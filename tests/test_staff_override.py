@@ -22,7 +22,7 @@ from terminal.crypto.sm2 import PrivateKey
 from terminal.daemon import Daemon
 from terminal.screen import texts
 
-from test_daemon import FIND, SS_PRESENT, WatchedGrabber, card_taken_off, demo_config, phone_taken_away
+from test_daemon import SS_PRESENT, WatchedGrabber, card_taken_off, demo_config
 from test_daemon_hub import present_card, show_code
 from waiting import wait_for
 
