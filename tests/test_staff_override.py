@@ -88,7 +88,8 @@ def staff_card(t):
 
 
 def at_hub(t, seq):
-    wait_for(lambda: t["hub"].event(t["tid"], seq) is not None, f"event {seq} at the hub", timeout=30)
+    wait_for(lambda: t["daemon"].hub.connected, "the hub link", timeout=90)  # its backoff may be running
+    wait_for(lambda: t["hub"].event(t["tid"], seq) is not None, f"event {seq} at the hub", timeout=60)
     return t["hub"].event(t["tid"], seq), t["hub"].subject(t["tid"], seq)
 
 
