@@ -21,6 +21,8 @@ Threads — every object used by more than one thread is confined to one or lock
     ss_card        inputs/cards.py            source (HubStatusSource: locked counters, the store's
                                               lock for its cache) before queueing the presentation
     screen         screen/loop.py             renderer and panel; requests under its Condition
+    audio          audio/output.py            the audio sink (aplay's process); the newest request
+                                              under its Condition (latest wins)
     housekeeping   housekeeping.py            checkpoints, retention, StatusFile.write, STATUS=,
                                               HubBridge.report (metric deltas)
     hub-pump       hub/link.py                the outbox pump, acks, signed updates (queued for
@@ -66,6 +68,7 @@ from typing import Callable
 from drivers.cards import CardReader
 from terminal import alarms as alarm_names
 from terminal.alarms import Alarms, age_text
+from terminal.audio.prompts import NOTICE_PROMPTS
 from terminal.config import Config
 from terminal.core.cardstatus import NoHub, StatusSource
 from terminal.core.policy import ALLOW
@@ -89,7 +92,7 @@ log = logging.getLogger(__name__)
 class Daemon:
     def __init__(self, cfg: Config, *, state_dir: Path | None = None, camera=None,
                  id_reader: CardReader | None = None, ss_reader: CardReader | None = None,
-                 relay=None, screen=None, status_source: StatusSource | None = None,
+                 relay=None, screen=None, audio_sink=None, status_source: StatusSource | None = None,
                  on_result: Callable[[Presentation, Result], None] | None = None,
                  notifier: Notifier | None = None):
         """Devices not passed in are opened from ``cfg`` through the backend registries
@@ -101,6 +104,8 @@ class Daemon:
         self.readers = {"id_card": id_reader, "ss_card": ss_reader}
         self.relay = relay
         self.screen = screen
+        self._audio_sink = audio_sink
+        self.audio = None   # terminal.audio.output.AudioOut unless [audio] kind is "none"
         self.status_source = status_source or NoHub()
         self.on_result = on_result
         self.notifier = notifier or Notifier(env={})
@@ -164,6 +169,10 @@ class Daemon:
             self._add_alarm_sources()
             self.screen_loop = ScreenLoop(self.cfg, self.screen,
                                           lambda: texts.alarm_banner(self.alarms.active()))
+            if self._audio_sink is not None or cfg.audio.kind != "none":
+                from terminal.audio.output import open_audio
+                sink = self._audio_sink or registry.open_audio_sink(cfg.audio)
+                self.audio = open_audio(cfg.audio, store.state_dir / "audio", sink, self.devices)
             if self.cfg.metrics.listen:
                 self._metrics_server = self.metrics.serve(self.cfg.metrics.listen)
         except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
@@ -239,13 +248,15 @@ class Daemon:
         if self.verifier is None:
             self.open()
         self.screen_loop.start()
+        if self.audio is not None:
+            self.audio.start()
         if self.camera is not None:
             self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
                                             self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
-                                              status_source=self.status_source, notice=self.screen_loop.notice,
+                                              status_source=self.status_source, notice=self._notice,
                                               devices=self.devices, watchdog=self.watchdog, metrics=self.metrics,
                                               is_staff=lambda id_number: id_number in self.verifier.staff))
         for name in ["decide", "store"] + [i.name for i in self._inputs] + (["hub-net"] if self.bridge else []):
@@ -296,6 +307,8 @@ class Daemon:
         if self.relay is not None:
             self.relay.close()
         self.screen_loop.stop()
+        if self.audio is not None:
+            self.audio.stop()
         if self.verifier is not None:
             # While the store still holds the state directory's lock: a clean stop is never
             # taken for a crash (lock free, file still saying "running").
@@ -342,7 +355,7 @@ class Daemon:
                 self._decide(p)
             except Exception:  # a bug must cost one presentation, not the terminal
                 log.exception("presentation by %s could not be decided", p.method)
-                self.screen_loop.notice(texts.SYSTEM_ERROR)
+                self._notice(texts.SYSTEM_ERROR)
 
     def _verify(self, p: Presentation) -> Result:
         v, relay_up = self.verifier, self._relay_up()
@@ -388,10 +401,14 @@ class Daemon:
                 r = self._verify(p)
             except sqlite3.OperationalError:
                 log.error("presentation by %s not committed: disk full; gate stays shut", p.method)
-                self.screen_loop.notice(texts.SYSTEM_ERROR)
+                self._notice(texts.SYSTEM_ERROR)
                 return
+        decided_ns = time.monotonic_ns()
         # The event is committed: only now may the gate open.
         gate = self._open_gate(r)
+        if self.audio is not None:  # returns at once: the audio thread plays it
+            self.audio.announce(r.decision, r.reason, seq=r.seq, decided_ns=decided_ns,
+                                gate_ok=gate != "fault", method=r.method)
         if self.bridge is not None:
             self.bridge.notify()
         self.decided += 1
@@ -401,6 +418,12 @@ class Daemon:
         if self.on_result is not None:
             self.on_result(p, r)
 
+    def _notice(self, key: str) -> None:
+        """A screen-only notice (texts.CARD_UNREAD, texts.SYSTEM_ERROR), said too where it has a prompt."""
+        self.screen_loop.notice(key)
+        if self.audio is not None and key in NOTICE_PROMPTS:
+            self.audio.say(NOTICE_PROMPTS[key])
+
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
-            (["relay"] if self.relay.wired else [])
+            (["relay"] if self.relay.wired else []) + (["audio"] if self.audio else [])

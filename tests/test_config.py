@@ -259,6 +259,8 @@ RANGES = {
     ("screen", "width"): (240, 4096, 239, 4097, 800),
     ("screen", "height"): (240, 4096, 239, 4097, 480),
     ("screen", "result_seconds"): (0.5, 60, 0.49, 60.01, 3.0),
+    ("audio", "volume"): (0, 100, -1, 101, 80),
+    ("audio", "quiet_volume"): (0, 100, -1, 101, 30),
 }
 
 

@@ -121,3 +121,25 @@ def test_demo_at_a_hospital_staff_override_some_reviews(tmp_path, capsys):
     assert all(e["ref"] and e["visitor"] for e in ov["each"])
     assert res["gate_pulses"] == res["allowed"] + ov["count"]
     assert "staff overrides 2 of 2 meant" in out
+
+
+def test_demo_reports_every_prompt_with_its_latency(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    rc = main(["sim", "demo", "--duration", "10", "--rate", "40", "--seed", "5", "--venue", "hospital",
+               "--out", str(tmp_path / "out"), "--report", str(report)])
+    out = capsys.readouterr().out
+    res = json.loads(report.read_text())
+    assert rc == 0, out
+    # one prompt per decision (latest wins only within milliseconds: the crowd is seconds apart),
+    # the visitors' and the staff's (seed 5: one person sent to review is let in by staff)
+    staff = len(res["overrides"]["each"])
+    assert staff == 1
+    assert sorted(p["seq"] for p in res["prompts"]) == list(range(1, res["decided"] + staff + 1))
+    assert all(0 <= p["latency_ms"] <= 100 for p in res["prompts"])
+    assert res["audio_p99_ms"] == max(p["latency_ms"] for p in res["prompts"]) <= 100
+    modes = {(p["mode"], p["text"]) for p in res["prompts"]}
+    assert ("tone", None) in modes and ("speech", "请人工核验") in modes   # allow beeps; review speaks
+    assert ("speech", "工作人员已放行") in modes                             # an override speaks as a review
+    recorded = sorted((tmp_path / "out" / "prompts").glob("*.wav"))
+    assert len(recorded) == len(res["prompts"])
+    assert f"prompts {len(res['prompts'])}, decision to first sample p99" in out

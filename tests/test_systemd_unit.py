@@ -79,7 +79,8 @@ def test_unit_shape():
     assert values("ProtectSystem") == ["strict"] and values("UMask") == ["0077"]
     assert values("DevicePolicy") == ["closed"]
     assert sorted(values("DeviceAllow")) == sorted(["char-ttyUSB rw", "char-ttyACM rw", "char-ttyS rw",
-                                                    "char-video4linux rw", "/dev/fb0 rw"])
+                                                    "char-video4linux rw", "/dev/fb0 rw", "char-alsa rw"])
+    assert values("SupplementaryGroups") == ["dialout video audio"]
     assert values("RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
     assert values("CapabilityBoundingSet") == [""]
     # every secret the daemon looks up in $CREDENTIALS_DIRECTORY is passed, from /etc/gate-terminal
