@@ -281,11 +281,29 @@ class AudioSection:
         return {pol.ALLOW: self.on_allow, pol.DENY: self.on_deny, pol.REVIEW: self.on_review}
 
 
+def _https_url(v):
+    if not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]{1,255}(/[\x21-\x7e]{0,512})?", _str(v)):
+        raise ValueError("must be an https:// URL (the hub's release repository)")
+    return v.rstrip("/")
+
+
+@dataclass(frozen=True)
+class UpdateSection:
+    prefix: Path | None = setting(_path, None, "where releases/ and the current link live; absent: no updates",
+                                  path=True)
+    repository: str | None = setting(_https_url, None, "the hub's TUF release repository, https://…")
+    root: Path | None = setting(_path, None, "the repository's trusted TUF root.json (provisioned)", path=True)
+    ca: Path | None = setting(_path, None, "CA of the repository's certificate; default hub.ca", path=True)
+    health_seconds: float = setting(_seconds(10, 3600), 120.0,
+                                    "a new release must be healthy this soon or it is rolled back")
+
+
 # [section] → its dataclass; [policy] is validated by terminal.core.policy
 SECTIONS: dict[str, type] = {
     "terminal": TerminalSection, "trust": TrustSection, "hub": HubSection, "metrics": MetricsSection,
     "retention": RetentionSection, "time": TimeSection, "camera": CameraSection, "id_card": IdCardSection,
     "ss_card": SsCardSection, "relay": RelaySection, "screen": ScreenSection, "audio": AudioSection,
+    "update": UpdateSection,
 }
 DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "relay", "screen", "audio")
 
@@ -306,6 +324,7 @@ class Config:
     relay: RelaySection
     screen: ScreenSection
     audio: AudioSection
+    update: UpdateSection
     policy_overrides: Mapping[str, object]    # [policy], validated; read-only
 
     # Short names for the keys read most: cfg.terminal_id is cfg.terminal.id.
@@ -392,6 +411,15 @@ def from_dict(raw: dict, path: Path) -> Config:
                 raise ConfigError(f"{path}: hub.{key} is required for a mqtts:// broker")
     if hub["broker"] and values["terminal"]["device_key"] is None:
         raise ConfigError(f"{path}: terminal.device_key is required to sign event batches for the hub")
+    update = values["update"]
+    if update["prefix"] is not None:
+        if not hub["broker"]:
+            raise ConfigError(f"{path}: update.prefix needs hub.broker (rollouts and results ride the hub link)")
+        for key in ("repository", "root"):
+            if update[key] is None:
+                raise ConfigError(f"{path}: update.{key} is required with update.prefix")
+        if update["ca"] is None:
+            update["ca"] = hub["ca"]
     if values["relay"]["kind"] == "lcus" and not values["relay"]["port"]:
         raise ConfigError(f"{path}: relay.port is required when relay.kind = \"lcus\"")
     audio = values["audio"]

@@ -31,6 +31,10 @@ Threads — every object used by more than one thread is confined to one or lock
     metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
                                               read connection
     relay …        drivers/relay.py           the relay's port; pulses under its Condition
+    updater        update/updater.py          rollouts (queued by hub-pump), fetch, install, switch,
+                                              result reports; check_now on its caller's thread, locked
+    health         update/health.py           a release on trial: health_problems() until good
+                                              (the self-test decision is queued for decide)
 
     shared by several threads, and what guards it:
     presentation queue (inputs → decide)      queue.Queue, bounded
@@ -71,7 +75,7 @@ from terminal.alarms import Alarms, age_text
 from terminal.audio.prompts import NOTICE_PROMPTS
 from terminal.config import Config
 from terminal.core.cardstatus import NoHub, StatusSource
-from terminal.core.policy import ALLOW
+from terminal.core.policy import ALLOW, DENY
 from terminal.core.presentation import Presentation
 from terminal.core.staff import Staff, is_staff_qr
 from terminal.housekeeping import Housekeeping
@@ -87,6 +91,9 @@ from terminal.state.statusfile import StatusFile
 from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
 
 log = logging.getLogger(__name__)
+
+SELF_TEST = object()  # queued for the decide thread: decide SELF_TEST_TEXT once
+SELF_TEST_TEXT = "HC1:SELF-TEST"  # not a token: must be denied
 
 
 class Daemon:
@@ -128,6 +135,10 @@ class Daemon:
         self._decider: threading.Thread | None = None
         self._housekeeping: Housekeeping | None = None
         self.decided = 0
+        self.updater = None   # terminal.update.updater.Updater when [update] prefix is set
+        self._health = None   # ... and the new release's health window
+        self.self_tested = False  # the decide loop has decided the self-test presentation
+        self.restart_requested = threading.Event()  # an update asks for a restart into the new release
 
     # --- setup ------------------------------------------------------------------
     def open(self) -> None:
@@ -153,9 +164,12 @@ class Daemon:
             if self.cfg.hub.broker:
                 from terminal.hub.bridge import HubBridge
                 try:
+                    if cfg.update.prefix is not None:
+                        self.updater = self._open_updater()
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
                                                  on_alive=lambda: self.watchdog.progress("hub-net"),
-                                                 alarms=self.alarm_names)
+                                                 alarms=self.alarm_names,
+                                                 on_rollout=self.updater.on_rollout if self.updater else None)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
@@ -181,6 +195,35 @@ class Daemon:
         except SetupError:
             self.verifier.close()
             raise
+
+    def _open_updater(self):
+        from terminal.crypto.keyfiles import load_private_key
+        from terminal.update.updater import Updater
+        return Updater(self.cfg, load_private_key(self.cfg.device_key), restart=self.restart_requested.set,
+                       publish=lambda payload: self.hub is not None and self.hub.publish_update(payload))
+
+    def health_problems(self) -> list[str]:
+        """What keeps a new release from being marked good (empty: healthy): READY sent, the
+        watchdog fed, every configured device open, a self-test decision made."""
+        problems = [] if self._ready.is_set() else ["READY not sent"]
+        if not self.watchdog.fed:
+            problems.append("watchdog not fed")
+        problems += [f"{name} not open: {why}" for name, why in sorted(self.devices.errors().items())]
+        if self.camera is not None and getattr(self.camera, "error", None):
+            problems.append(f"camera not open: {self.camera.error}")
+        if not self.self_tested:
+            self._updates.put(SELF_TEST)  # decided on the decide thread, between two presentations
+            problems.append("no self-test decision yet")
+        return problems
+
+    def _self_test(self) -> None:
+        """Decide a presentation that must be refused, recording nothing: the decision path of
+        this code works (parse, policy, decision)."""
+        v = self.verifier
+        a = v.assess(SELF_TEST_TEXT, v.clock.now(), v.policy())
+        self.self_tested = a.decision == DENY
+        if not self.self_tested:
+            log.error("self-test: a malformed code was decided %s (%s), not deny", a.decision, a.reason)
 
     def reload(self, cfg: Config) -> None:
         """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
@@ -221,6 +264,8 @@ class Daemon:
         if hub is not None:
             self.alarms.add(lambda: {name: f"no connection for {age_text(hub.down_for() or 0)}"
                                      for name in hub.alarms()})
+        if self.updater is not None:
+            self.alarms.add(self.updater.alarm)
 
     def _relay_up(self) -> bool | None:
         """The relay as its driver last found it (None: no gate wired), kept in DeviceStatus."""
@@ -282,6 +327,12 @@ class Daemon:
         # absent and being retried); the watchdog pings only from here on.
         self.notifier.ready(self.summary())
         self._ready.set()
+        if self.updater is not None:
+            from terminal.update.health import HealthWindow
+            self.updater.start()
+            self._health = HealthWindow(self.updater.prefix, self.updater.version, self.health_problems)
+            if self._health.start():
+                log.warning("update: release %s is on trial; health window running", self.updater.version)
         log.info("terminal %s at a %s is deciding (camera: %s, readers: %s, relay: %s)",
                  self.cfg.terminal_id, self.cfg.venue, "yes" if self.camera else "no",
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
@@ -289,6 +340,10 @@ class Daemon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking presentations, decide those already taken, then close everything."""
+        if self._health is not None:
+            self._health.stop()
+        if self.updater is not None:
+            self.updater.stop()
         self._stop_inputs.set()
         for i in self._inputs:
             i.thread.join(timeout)
@@ -342,6 +397,8 @@ class Daemon:
                 update = self._updates.get()
                 if isinstance(update, Config):
                     self._reload(update)
+                elif update is SELF_TEST:
+                    self._self_test()
                 else:
                     self.verifier.apply(update)
             try:
