@@ -28,7 +28,7 @@ def device_alarm(device: str) -> str:
 
 
 def age_text(seconds: float) -> str:
-    """``45s``, ``12m05s``, ``3h07m``, ``2d4h``: how long, for a person."""
+    """``0m45s``, ``12m05s``, ``3h07m``, ``2d4h``: how long, for a person."""
     s = max(0, int(seconds))
     if s >= 86400:
         return f"{s // 86400}d{s % 86400 // 3600}h"
