@@ -48,6 +48,8 @@ class Visitor:
     decided_at: float | None = None
     owner: "Visitor | None" = None  # whose code a passed-on code is
     override: bool = False        # sent to review, and staff then let them in with a staff code
+    scanner: bool = False         # a QR visitor who holds the phone to the scan engine, not the camera
+    presented_at: float | None = None  # scanner: monotonic time the engine sent the code
 
 
 def expected(kind: str, policy: Policy, hub_answers_cards: bool) -> tuple[str, str]:
@@ -103,6 +105,14 @@ def make_visitors(n: int, rate_per_min: float, policy: Policy, issuer: Issuer, r
     for v in [v for v in people if v.method == "qr" and v.expect[0] == REVIEW][::2]:
         v.override = True
     return people
+
+
+def use_scanner(visitors: list[Visitor], rng: random.Random, share: float = 0.5) -> None:
+    """At a door with both, about ``share`` of the people showing a code hold it to the scan
+    engine; the rest to the camera."""
+    for v in visitors:
+        if v.method == "qr":
+            v.scanner = rng.random() < share
 
 
 def code_for(v: Visitor, issuer: Issuer, nat_hours: int) -> str:
@@ -200,7 +210,7 @@ class ScenarioCamera(FrameSource):
 
 @dataclass
 class Lane:
-    """The devices a visitor uses: the camera and the two virtual card readers."""
+    """The devices a visitor uses: the camera, the two virtual card readers, the scan engine."""
     camera: ScenarioCamera
     sam: object          # sim.idcard_sam.VirtualSam
     ss: object           # sim.sscard_reader.VirtualSsReader
@@ -208,12 +218,16 @@ class Lane:
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
     staff_code: "Callable[[], str] | None" = None  # a fresh staff QR code, from the staff's app
+    engine: object = None  # sim.scan_engine.VirtualScanEngine, at a door that has one
+    scan_s: float = 1.0  # how long a phone is held to the scan engine (it answers in a blink)
 
     def present(self, v: Visitor) -> None:
         """Hold ``v``'s phone (``v.text``) or card to the terminal for ``show_s``, then leave."""
         if v.kind == "passed_on_friend":
             self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
-        if v.method == "qr":
+        if v.scanner:
+            self.scan(v)
+        elif v.method == "qr":
             self.camera.show(v.text, int(self.show_s * self.camera.fps))
             self.stop.wait(self.show_s)
             self.camera.clear()
@@ -231,6 +245,15 @@ class Lane:
             self.stop.wait(self.show_s)
             self.camera.clear()
         self.stop.wait(self.leave_s)
+
+    def scan(self, v: Visitor) -> None:
+        """Hold ``v``'s phone to the scan engine: it decodes the code and sends it (again and
+        again while it stays in view); ``v.presented_at`` is when it was first sent."""
+        held = time.monotonic()
+        self.engine.show(v.text)
+        self.stop.wait(self.scan_s)
+        self.engine.clear()
+        v.presented_at = self.engine.first_sent_after(v.text, held)
 
 
 def override_report(visitors: list[Visitor], staff_results: list, echo) -> dict:

@@ -15,6 +15,8 @@ Threads — every object used by more than one thread is confined to one or lock
                                               relay.pulse, StatusFile.record, the update queue;
                                               the pending review (Verifier.pending) staff may confirm
     camera         inputs/camera.py           QrPresentations, the QR decoders
+    scanner        inputs/scanner.py          the scan engine: its port or input device, its
+                                              line decoder and repeat folding
     grabber …      drivers/camera.py          the frame source; hands the newest frame over under
                                               its Condition
     id_card        inputs/cards.py            its reader and serial link; asks the hub's status
@@ -87,6 +89,7 @@ from terminal.housekeeping import Housekeeping
 from terminal.inputs.camera import CameraInput
 from terminal.inputs.cards import CardInput
 from terminal.inputs.devices import DeviceStatus
+from terminal.inputs.scanner import ScannerInput
 from terminal.ops.metrics import Metrics
 from terminal.ops.sdnotify import Notifier, Watchdog
 from terminal.screen import texts
@@ -104,7 +107,8 @@ SELF_TEST_TEXT = "HC1:SELF-TEST"  # not a token: must be denied
 class Daemon:
     def __init__(self, cfg: Config, *, state_dir: Path | None = None, camera=None,
                  id_reader: CardReader | None = None, ss_reader: CardReader | None = None,
-                 relay=None, screen=None, audio_sink=None, status_source: StatusSource | None = None,
+                 scanner=None, relay=None, screen=None, audio_sink=None,
+                 status_source: StatusSource | None = None,
                  on_result: Callable[[Presentation, Result], None] | None = None,
                  notifier: Notifier | None = None):
         """Devices not passed in are opened from ``cfg`` through the backend registries
@@ -114,6 +118,7 @@ class Daemon:
         self._state_dir = state_dir
         self.camera = camera
         self.readers = {"id_card": id_reader, "ss_card": ss_reader}
+        self.scanner = scanner
         self.relay = relay
         self.screen = screen
         self._audio_sink = audio_sink
@@ -136,7 +141,7 @@ class Daemon:
         self._stop_inputs = threading.Event()
         self._ready = threading.Event()
         self._inputs_done = threading.Event()
-        self._inputs: list[CameraInput | CardInput] = []
+        self._inputs: list[CameraInput | CardInput | ScannerInput] = []
         self._decider: threading.Thread | None = None
         self._housekeeping: Housekeeping | None = None
         self.decided = 0
@@ -184,6 +189,8 @@ class Daemon:
             for kind, reader in (("id_card", cfg.id_card), ("ss_card", cfg.ss_card)):
                 if self.readers[kind] is None and reader.port:
                     self.readers[kind] = registry.open_reader(kind, reader.port, reader.baud)
+            if self.scanner is None and cfg.scanner.where:
+                self.scanner = registry.open_scanner(cfg.scanner)
             if self.relay is None:
                 self.relay = registry.open_relay(cfg.relay)
             self._add_alarm_sources()
@@ -277,9 +284,12 @@ class Daemon:
     def _idle_prompt(self) -> str:
         """The idle screen asks only for what the inputs working now can take."""
         down = self.devices.errors()
-        working = [device is not None and name not in down for name, device in
-                   (("camera", self.camera), ("id_card", self.readers["id_card"]), ("ss_card", self.readers["ss_card"]))]
-        return texts.idle_prompt(*working)
+
+        def works(name: str, device) -> bool:
+            return device is not None and name not in down
+        # A code comes in through the camera or the scan engine: either working is enough to ask for one.
+        return texts.idle_prompt(works("camera", self.camera) or works("scanner", self.scanner),
+                                 works("id_card", self.readers["id_card"]), works("ss_card", self.readers["ss_card"]))
 
     def _relay_up(self) -> bool | None:
         """The relay as its driver last found it (None: no gate wired), kept in DeviceStatus."""
@@ -312,6 +322,8 @@ class Daemon:
         if self.camera is not None:
             self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
                                             self.devices, self.watchdog, self.metrics))
+        if self.scanner is not None:
+            self._inputs.append(ScannerInput(self.scanner, self._put, self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
@@ -347,8 +359,9 @@ class Daemon:
             self._health = HealthWindow(self.updater.prefix, self.updater.version, self.health_problems)
             if self._health.start():
                 log.warning("update: release %s is on trial; health window running", self.updater.version)
-        log.info("terminal %s at a %s is deciding (camera: %s, readers: %s, relay: %s)",
+        log.info("terminal %s at a %s is deciding (camera: %s, scan engine: %s, readers: %s, relay: %s)",
                  self.cfg.terminal_id, self.cfg.venue, "yes" if self.camera else "no",
+                 "yes" if self.scanner else "no",
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
                  self.cfg.relay.kind)
 
@@ -509,6 +522,7 @@ class Daemon:
             self.audio.say(NOTICE_PROMPTS[key])
 
     def _device_names(self) -> list[str]:
-        return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
-            (["relay"] if self.relay.wired else []) + (["screen"] if self.cfg.screen.kind != "none" else []) + \
+        return (["camera"] if self.camera else []) + (["scanner"] if self.scanner else []) + \
+            [k for k, r in self.readers.items() if r] + (["relay"] if self.relay.wired else []) + \
+            (["screen"] if self.cfg.screen.kind != "none" else []) + \
             (["audio"] if self.audio else [])

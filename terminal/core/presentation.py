@@ -5,8 +5,8 @@ middle may not decode (blur, a hand moving). All of that is one presentation, de
 The code counts as gone once no frame has shown it for ``gap`` seconds; shown again after
 that, it is a new presentation, which the verifier then turns away as ``replayed``.
 
-A health code (``SDHC…``) or a staff code (``SDST…``) is decided on the first frame that shows it: a false decode cannot
-carry a valid signature. Anything else must be seen in two frames first: decoders do now and
+A health code (``SDHC…``) or a staff code (``SDST…``) is decided on the first frame that shows
+it: a false decode cannot carry a valid signature. Anything else must be seen in two frames first: decoders do now and
 then read a few digits out of moiré or noise (seen: "2576" in a 4-minute demo), and that must
 not flash 禁止通行 at the person in front of the camera.
 """
@@ -25,12 +25,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Presentation:
-    """One person at the door, as an input hands it to the decide thread."""
+    """One person at the door, as an input hands it to the decide thread.
+
+    ``method`` is the event's (docs/protocol/hub.md): a QR code is ``qr`` whichever input read
+    it; ``source`` says which did, for the screen's and the demo's statistics — never sent."""
     method: str                 # "qr" | "id_card" | "ss_card" | "staff"
-    started_ns: int             # monotonic ns of the frame, or of the card read's completion
+    started_ns: int             # monotonic ns of the frame, of the scan engine's line, or of the card read's completion
     text: str | None = None
     card: CardRead | None = None
     health: HealthStatus | None = None  # a card's status, asked on the reader's thread
+    source: str | None = None   # a QR code's input: "camera" | "scanner"
     staff: Staff | None = None  # "staff": who confirms the pending review (the hub's open_gate)
 
 

@@ -26,6 +26,7 @@ ALARM_TEXT = {
     "camera_down": "摄像头故障",
     "id_card_down": "身份证读卡器故障",
     "ss_card_down": "社保卡读卡器故障",
+    "scanner_down": "扫码器故障",
     "relay_down": "闸机继电器故障",
     "audio_down": "扬声器故障",
     "disk_low": "存储空间不足",
