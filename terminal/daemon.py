@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Callable
 
 from drivers.cards import CardReader
+from terminal import alarms as alarmsmod
 from terminal.config import Config
 from terminal.core.cardstatus import NoHub, StatusSource
 from terminal.core.policy import ALLOW
@@ -72,7 +73,7 @@ from terminal.ops.sdnotify import Notifier, Watchdog
 from terminal.screen import texts
 from terminal.state import diskguard
 from terminal.state.diskguard import DiskGuard
-from terminal.state.statusfile import StatusFile
+from terminal.state.statusfile import WRITE_EVERY, StatusFile
 from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class Daemon:
         self.watchdog = Watchdog(self.notifier)
         self.metrics = Metrics()
         self.devices = DeviceStatus(self.metrics)
+        # Every alarm of docs/protocol/hub.md, from the sources wired in open().
+        self.alarm_set = alarmsmod.Alarms(self.metrics)
+        self.housekeeping_every = WRITE_EVERY  # tests shorten it
         self.verifier: Verifier | None = None
         self.bridge = None  # terminal.hub.bridge.HubBridge when [hub] broker is set
         self.hub = None     # ... and its HubLink
@@ -134,16 +138,22 @@ class Daemon:
         self.disk.ensure_reserve()
         self.status_file = StatusFile(store.state_dir, self.cfg.terminal_id)
         self.metrics.watch_outbox(store.outbox_depth, store.oldest_unsynced_at)
+        self._alarm_sources()
         cfg = self.cfg
         try:
             if self.cfg.hub.broker:
                 from terminal.hub.bridge import HubBridge
                 try:
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
-                                                 on_alive=lambda: self.watchdog.progress("hub-net"))
+                                                 on_alive=lambda: self.watchdog.progress("hub-net"),
+                                                 alarms=lambda: list(self.alarm_set.refresh()))
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
+                link = self.hub
+                self.alarm_set.add_source(lambda: {a: f"no connection for {alarmsmod.age_text(link.down_for() or 0)}"
+                                                   for a in link.alarms()})
+                self.alarm_set.set_on_change(lambda active: link.republish_state())
             if self.camera is None and cfg.camera.source:
                 self.camera = registry.open_camera(cfg.camera)
             for kind, reader in (("id_card", cfg.id_card), ("ss_card", cfg.ss_card)):
@@ -189,6 +199,19 @@ class Daemon:
         log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
                     trust.seq)
 
+    def _alarm_sources(self) -> None:
+        """What raises each alarm but the hub link's (added with the link) and the latched ones."""
+        a, v, store = self.alarm_set, self.verifier, self.verifier.store
+        a.add_source(lambda: alarmsmod.device_alarms(self.devices.errors()))
+        a.add_source(lambda: alarmsmod.outbox_backlog(store.oldest_unsynced_at(), self.cfg.hub.alarm_outbox_minutes,
+                                                      time.time()))
+        a.add_source(lambda: {"clock_untrusted": "the wall clock is behind the highest trusted time"}
+                     if v.clock.state != "trusted" else {})
+        a.add_source(lambda: {"disk_low": "the full-disk reserve is in use or free space is low"}
+                     if self.disk.alarm else {})
+        a.add_source(lambda: alarmsmod.trust_stale(v.trust.next_update, self.cfg.trust.stale_grace_hours,
+                                                   v.clock.now()))
+
     def alarms(self) -> list[str]:
         """What the screen's alarm banner says: devices out of order, a full disk."""
         return self.devices.alarms() + ([diskguard.ALARM] if self.disk.alarm else [])
@@ -224,7 +247,7 @@ class Daemon:
             store=self.verifier.store, clock=self.verifier.clock, disk=self.disk, status_file=self.status_file,
             devices=self.devices, device_names=self._device_names(), hub=self.bridge, metrics=self.metrics,
             watchdog=self.watchdog, notifier=self.notifier, retention_days=lambda: self.cfg.retention.days,
-            summary=self.summary)
+            summary=self.summary, alarms=self.alarm_set, every=self.housekeeping_every)
         self._housekeeping.start(self._inputs_done)
         if self.camera is not None:  # the camera opens on its grabber thread: let it try first
             end = time.monotonic() + 5

@@ -1,5 +1,5 @@
 """The daemon's housekeeping thread: every :data:`~terminal.state.statusfile.WRITE_EVERY`
-seconds store health (for the watchdog), the disk, the status file and systemd's STATUS=;
+seconds store health (for the watchdog), the disk, the alarms, the status file and systemd's STATUS=;
 hourly the retention of synced events and expired nonces.
 
 It sits beside the daemon rather than in ``terminal/ops``: it ties the store, the disk guard,
@@ -23,9 +23,11 @@ class Housekeeping:
     name = "housekeeping"
 
     def __init__(self, *, store, clock, disk, status_file, devices, device_names: list[str], hub,
-                 metrics, watchdog, notifier, retention_days: Callable[[], int], summary: Callable[[], str]):
+                 metrics, watchdog, notifier, retention_days: Callable[[], int], summary: Callable[[], str],
+                 alarms, every: float = WRITE_EVERY):
         """``hub``: the :class:`terminal.hub.bridge.HubBridge`, or None without a hub;
-        ``retention_days``: read each round, as a reload may change it."""
+        ``retention_days``: read each round, as a reload may change it; ``alarms``: the
+        :class:`terminal.alarms.Alarms`, refreshed each round."""
         self._store = store
         self._clock = clock
         self._disk = disk
@@ -38,6 +40,8 @@ class Housekeeping:
         self._notifier = notifier
         self._retention_days = retention_days
         self._summary = summary
+        self._alarms = alarms
+        self._every = every
         self.thread: threading.Thread | None = None
 
     def start(self, done: threading.Event) -> None:
@@ -51,7 +55,7 @@ class Housekeeping:
 
     def _run(self, done: threading.Event) -> None:
         next_purge = 0.0
-        while not done.wait(WRITE_EVERY):
+        while not done.wait(self._every):
             try:
                 store = self._store
                 store.checkpoint()
@@ -62,9 +66,11 @@ class Housekeeping:
                 if time.monotonic() >= next_purge:
                     retention.purge(store, self._retention_days(), self._clock.now())
                     next_purge = time.monotonic() + retention.PURGE_EVERY
+                hub = self._hub.report(self._metrics) if self._hub is not None else {"state": "off"}
+                alarms = self._alarms.refresh()  # after the disk check and the hub report: their news
                 self._status_file.write(
                     devices={**{n: None for n in self._device_names}, **self._devices.errors()},
-                    hub=self._hub.report(self._metrics) if self._hub is not None else {"state": "off"},
+                    hub=hub, alarms=alarms,
                     clock=self._clock.state,
                     storage={"alarm": self._disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)})
                 self._notifier.status(self._summary())

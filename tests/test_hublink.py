@@ -87,7 +87,7 @@ def test_delivery_end_to_end_birth_and_offline(env):
         assert obs.subscribe(f"hc/v1/t/{env.tid}/state") == 1
         birth = json.loads(obs.get().payload)
         assert birth == {"state": "online", "version": "0.1.0", "epoch": env.store.epoch, "queue": 450,
-                         "trust_seq": 0, "policy_seq": 0, "clock": "trusted"}
+                         "trust_seq": 0, "policy_seq": 0, "clock": "trusted", "alarms": []}
         seqs = commit_events(env.store, 3)
         link.notify()
         # the pump notes the ack just after the store does: wait for both

@@ -176,10 +176,13 @@ def test_status_while_the_daemon_holds_the_state_dir(keyset, keyset_config, caps
         assert "张三" not in json.dumps(snap, ensure_ascii=False)
 
         sf.write(devices={"camera": None, "id_card": "LinkDown: gone"}, hub={"state": "disconnected"},
-                 clock="untrusted", storage={"alarm": True, "free_bytes": 1 << 20})
+                 clock="untrusted", storage={"alarm": True, "free_bytes": 1 << 20},
+                 alarms={"id_card_down": "LinkDown: gone", "disk_low": "reserve in use",
+                         "clock_untrusted": "behind"})
         rc, snap = status_json(keyset / "config.toml", capsys)
         assert rc == 1
-        assert snap["problems"] == ["id_card: LinkDown: gone", "storage: disk (nearly) full", "clock untrusted"]
+        assert snap["problems"] == ["clock_untrusted: behind", "disk_low: reserve in use",
+                                    "id_card_down: LinkDown: gone"]
         assert cli(cmd_status, "status", "--config", str(keyset / "config.toml")) == 1
         text = capsys.readouterr().out
         assert "id_card OUT OF ORDER: LinkDown: gone" in text and "outbox:   2 events" in text
@@ -194,16 +197,16 @@ def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
     Store(keyset_config.state_dir).close()
     sf = StatusFile(keyset_config.state_dir, keyset_config.terminal_id)
     conf = str(keyset / "config.toml")
-    for down_for, alarms in ((599.75, []), (725.0, ["hub_unreachable"])):
-        sf.write(devices={}, hub={"state": "disconnected", "down_for": down_for, "alarms": alarms},
-                 clock="trusted", storage={})
+    for down_for, alarms in ((599.75, {}), (725.0, {"hub_unreachable": "no connection for 12m05s"})):
+        sf.write(devices={}, hub={"state": "disconnected", "down_for": down_for, "alarms": list(alarms)},
+                 clock="trusted", storage={}, alarms=alarms)
         rc, snap = status_json(keyset / "config.toml", capsys)
         assert rc == (1 if alarms else 0)
-        assert snap["problems"] == (["hub: hub_unreachable (no connection for 12m05s)"] if alarms else [])
+        assert snap["problems"] == (["hub_unreachable: no connection for 12m05s"] if alarms else [])
         assert cli(cmd_status, "status", "--config", conf) == rc
         text = capsys.readouterr().out
         assert f"hub:      disconnected for {'12m05s' if alarms else '9m59s'}" in text
-        assert ("PROBLEM:  hub: hub_unreachable (no connection for 12m05s)" in text) == bool(alarms)
+        assert ("PROBLEM:  hub_unreachable: no connection for 12m05s" in text) == bool(alarms)
 
 
 def test_status_when_the_daemon_is_not_running(keyset, keyset_config, capsys):

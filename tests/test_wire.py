@@ -165,9 +165,10 @@ def test_reply_fields_are_read_within_their_range_on_both_sides(k, name):
 
 
 def test_birth_and_will_are_plain_json():
-    doc = json.loads(wire.birth(version="1", epoch=EPOCH, queue=3, trust_seq=4, policy_seq=5, clock="trusted"))
+    doc = json.loads(wire.birth(version="1", epoch=EPOCH, queue=3, trust_seq=4, policy_seq=5, clock="trusted",
+                                alarms=["relay_down", "disk_low"]))
     assert doc == {"state": "online", "version": "1", "epoch": EPOCH, "queue": 3, "trust_seq": 4, "policy_seq": 5,
-                   "clock": "trusted"}
+                   "clock": "trusted", "alarms": ["disk_low", "relay_down"]}
     assert json.loads(wire.OFFLINE) == {"state": "offline"}
 
 

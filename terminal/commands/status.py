@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from terminal import config as cfgmod
+from terminal.alarms import age_text as _age
 from terminal.commands.usage import UsageError
 from terminal.state.statusfile import LAST_DECISIONS, read_status_file
 
@@ -61,20 +62,16 @@ def status_snapshot(state_dir: Path, now: float | None = None) -> dict:
     live = read_status_file(state_dir, now)
     snap["daemon"] = "running" if live and not live["stale"] else "not running"
     snap["live"] = live
+    # One PROBLEM each: the daemon's alarms (terminal/alarms.py, through the status file), or
+    # that it is not running and what the database alone says.
     problems = []
     if snap["daemon"] != "running":
         problems.append("daemon not running" + (" (status file is stale)" if live else ""))
+        snap["alarms"] = {"clock_untrusted": "as the daemon last kept it"} if snap["clock"] != "trusted" else {}
     else:
-        problems += [f"{name}: {why}" for name, why in sorted(live["devices"].items()) if why]
-        hub = live.get("hub", {})
-        problems += [f"hub: {alarm}" + (f" (no connection for {_age(hub['down_for'])})"
-                                        if alarm == "hub_unreachable" and hub.get("down_for") else "")
-                     for alarm in hub.get("alarms", [])]
-        if live["storage"].get("alarm"):
-            problems.append("storage: disk (nearly) full")
+        snap["alarms"] = dict(live.get("alarms") or {})
         snap["clock"] = live["clock"]
-    if snap["clock"] != "trusted":
-        problems.append("clock untrusted")
+    problems += [f"{name}: {why}" for name, why in sorted(snap["alarms"].items())]
     snap["problems"] = problems
     return snap
 
@@ -108,12 +105,6 @@ def _when(t: float | None, now: float) -> str:
     if t is None:
         return "never"
     return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({_age(now - t)} ago)"
-
-
-def _age(s: float) -> str:
-    s = max(0, int(s))
-    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else f"{s // 3600}h{s % 3600 // 60:02d}m" \
-        if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def render(snap: dict) -> str:

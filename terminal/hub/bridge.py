@@ -27,9 +27,11 @@ class HubBridge:
 
     @classmethod
     def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None], *,
-             on_alive: Callable[[], None] = lambda: None) -> "HubBridge":
+             on_alive: Callable[[], None] = lambda: None,
+             alarms: Callable[[], list[str]] = lambda: []) -> "HubBridge":
         """Apply what earlier runs kept (policy, data keys) to ``verifier`` now, and make the link.
-        ``on_alive``: hub-net's liveness, for the watchdog. Raises KeyFileError for an unreadable
+        ``on_alive``: hub-net's liveness, for the watchdog; ``alarms``: the names of the alarms on,
+        fresh, for the ``state`` message. Raises KeyFileError for an unreadable
         device key."""
         from terminal.crypto.keyfiles import load_private_key
 
@@ -47,7 +49,7 @@ class HubBridge:
                        on_policy=lambda venues: submit(PolicyUpdate(venues)),
                        on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
                        on_time=lambda t: submit(TimeBeacon(t)),
-                       clock_state=lambda: verifier.clock.state, on_alive=on_alive)
+                       clock_state=lambda: verifier.clock.state, alarms=alarms, on_alive=on_alive)
         return cls(link, HubStatusSource(link, StatusCache(verifier.store, cache_key(device_key)), cfg,
                                          policy=verifier.policy))
 
@@ -73,4 +75,5 @@ class HubBridge:
             self._rejected_seen[kind] = n
         return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
                 "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
-                "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"]}
+                "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"],
+                "broker": st["broker"]}

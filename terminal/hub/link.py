@@ -106,6 +106,7 @@ class HubLink:
                  on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",
+                 alarms: Callable[[], list[str]] = lambda: [],
                  window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,
                  session_expiry: int = 7 * 86400, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0,
@@ -115,12 +116,15 @@ class HubLink:
         self.cfg = cfg
         self.tid = cfg.terminal_id
         self.topics = wire.Topics(cfg.hub.prefix, self.tid)
-        self._tls, self._host, self._port = wire.parse_broker_url(cfg.hub.broker)
+        # The broker cluster's nodes: one at a time, the next after a loss or a failed attempt.
+        self._nodes = [(url, wire.parse_broker_url(url)) for url in cfg.hub.brokers]
+        self.node: str | None = None  # the URL of the node connected to (or being tried)
         self._store = store
         self.pump = OutboxPump(store, self.tid, device_key, cfg.hub_key, window=window, ack_timeout=ack_timeout)
         self.updates = SignedUpdates(store, cfg, device_key, on_trust=on_trust, on_policy=on_policy,
                                      on_data_keys=on_data_keys, on_time=on_time)
         self._clock_state = clock_state
+        self._alarms = alarms  # the names of the alarms on, fresh (the birth message carries them)
         self._poll = poll
         self._keepalive = keepalive
         self._session_expiry = session_expiry
@@ -144,6 +148,7 @@ class HubLink:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # Set by paho callbacks (plain assignments): what queries and status see.
+        self._node_tls = False                        # hub-net's: the node being tried speaks TLS
         self._client: mqtt.Client | None = None      # the client of the current attempt
         self._online: mqtt.Client | None = None      # ... once its CONNACK said yes
         self._queries: dict[bytes, queue.Queue] = {}
@@ -204,6 +209,7 @@ class HubLink:
             "inbox_bytes": self.inbox_bytes,
             "down_for": self.down_for(),
             "alarms": self.alarms(),
+            "broker": self.node,
         }
 
     @property
@@ -219,6 +225,13 @@ class HubLink:
         """``hub_unreachable`` once there has been no connection for ``[hub] alarm_hub_minutes``."""
         down = self.down_for()
         return [UNREACHABLE] if down is not None and down >= self._alarm_after else []
+
+    def republish_state(self) -> None:
+        """An alarm started or ended: publish the birth message again (pump thread). Never blocks."""
+        try:
+            self._inbox.put_nowait(("state", b""))
+        except queue.Full:
+            pass  # the next connect or alarm change says it
 
     # --- card queries (called from the card readers' threads, see Daemon._card_loop) ----
     def query(self, qid: str, payload: bytes) -> queue.Queue | None:
@@ -245,7 +258,7 @@ class HubLink:
     def _new_client(self, gone: threading.Event) -> mqtt.Client:
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.tid,
                         protocol=mqtt.MQTTv5, reconnect_on_failure=False, userdata=gone)
-        if self._tls:
+        if self._node_tls:
             hub = self.cfg.hub
             _check_tls_files(hub)
             try:
@@ -264,10 +277,14 @@ class HubLink:
 
     def _net_loop(self) -> None:
         attempt = 0
+        index = 0  # the node tried next; moves on after every loss and every failed attempt
         logged = None  # the failure this outage last logged: a new one is logged, a repeat is not
         while not self._stop.is_set():
             self._on_alive()
             up_at = None
+            url, (self._node_tls, host, port) = self._nodes[index % len(self._nodes)]
+            index += 1
+            self.node = url
             try:
                 gone = threading.Event()
                 client = self._new_client(gone)  # a TLS file missing or unreadable fails here
@@ -275,14 +292,14 @@ class HubLink:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self._session_expiry
                 props.MaximumPacketSize = MAX_PACKET
-                client.connect(self._host, self._port, self._keepalive, clean_start=False, properties=props)
+                client.connect(host, port, self._keepalive, clean_start=False, properties=props)
                 up_at = time.monotonic()
                 logged = None
                 self._run(client, gone)
             except Exception as e:  # OSError, ssl.SSLError, a TLS file missing: retried alike
                 why = str(e)
                 (log.debug if why == logged else log.warning)("hub: cannot reach %s: %s (retrying with backoff)",
-                                                              self.cfg.hub.broker, why)
+                                                              url, why)
                 logged = why
             self._online = None
             self._client = None
@@ -407,9 +424,11 @@ class HubLink:
                 self._conn = arg
                 self.connects += 1
                 self.pump.reset()
-                log.info("hub: connected to %s (outbox %d events)", self.cfg.hub.broker,
-                         self._store.outbox_depth())
+                log.info("hub: connected to %s (outbox %d events)", self.node, self._store.outbox_depth())
                 self._birth(arg)
+            elif kind == "state":
+                if self._conn is not None:
+                    self._birth(self._conn)
             elif kind == "down":
                 if self._conn is arg:
                     self._conn = None
@@ -449,8 +468,9 @@ class HubLink:
 
     def _birth(self, client: mqtt.Client) -> None:
         state = wire.birth(version=terminal.__version__, epoch=self._store.epoch,
-                               queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
-                               policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state())
+                           queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
+                           policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state(),
+                           alarms=list(self._alarms()))
         client.publish(self.topics.state, state, qos=1, retain=True)
 
     def _say_offline(self) -> None:

@@ -188,10 +188,12 @@ def open_ack(raw: bytes, hub_keys: dict[str, PublicKey]) -> Ack:
     return Ack(tid, epoch, n)
 
 
-def birth(*, version: str, epoch: str, queue: int, trust_seq: int, policy_seq: int, clock: str) -> bytes:
-    """The retained ``state`` a terminal publishes on every connect."""
+def birth(*, version: str, epoch: str, queue: int, trust_seq: int, policy_seq: int, clock: str,
+          alarms: list[str]) -> bytes:
+    """The retained ``state`` a terminal publishes on every connect and whenever an alarm starts
+    or ends; ``alarms`` are the names of those on (terminal/alarms.py), sorted."""
     return dumps({"state": "online", "version": version, "epoch": epoch, "queue": queue,
-                  "trust_seq": trust_seq, "policy_seq": policy_seq, "clock": clock})
+                  "trust_seq": trust_seq, "policy_seq": policy_seq, "clock": clock, "alarms": sorted(alarms)})
 
 
 OFFLINE = dumps({"state": "offline"})  # the will, and the last word of a clean shutdown

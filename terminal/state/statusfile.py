@@ -8,6 +8,7 @@ The daemon rewrites it atomically (:class:`StatusFile`)::
      "hub": {"state": "connected" | "disconnected" | "off", "last_sync_at": 1767299990.1,
              "down_for": 725.0 | null, "alarms": ["hub_unreachable"]},
      "clock": "trusted" | "untrusted", "storage": {"alarm": false, "free_bytes": 123456789},
+     "alarms": {"id_card_down": "LinkDown: /dev/gate/idcard: gone"},  # terminal/alarms.py: name → why
      "decided": 42,
      "last_decisions": [{"at": ..., "seq": 41, "method": "qr", "decision": "allow", "reason": "ok",
                          "name": "张*", "id": "370102********1234", "latency_ms": 4.1}]}
@@ -23,6 +24,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 
 from terminal.ops.smallfile import write_atomic
@@ -52,12 +54,12 @@ class StatusFile:
                                    "name": result.name, "id": result.id, "latency_ms": result.latency_ms})
 
     def write(self, *, devices: dict[str, str | None], hub: dict, clock: str, storage: dict,
-              now: float | None = None) -> None:
+              alarms: Mapping[str, str] | None = None, now: float | None = None) -> None:
         with self._lock:
             decided, last = self.decided, list(self._last)
         doc = {"version": 1, "written_at": time.time() if now is None else now, "pid": os.getpid(),
                "terminal_id": self.terminal_id, "devices": devices, "hub": hub, "clock": clock,
-               "storage": storage, "decided": decided, "last_decisions": last}
+               "storage": storage, "alarms": dict(alarms or {}), "decided": decided, "last_decisions": last}
         # Not durable: it is rewritten every few seconds, and one lost to a power cut costs nothing.
         write_atomic(self.path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
 
