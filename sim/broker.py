@@ -179,13 +179,14 @@ class Broker:
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, workdir: Path | None = None,
                  autosave_interval: int = 60, max_queued_messages: int = 10000,
-                 verbose_log: bool = False) -> None:
+                 verbose_log: bool = False, pki: CertAuthority | None = None) -> None:
+        """``pki``: another Broker's CA, for the nodes of one cluster (clients trust one CA)."""
         self.prefix = prefix
         self._own_dir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="mosq-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.exe = find_mosquitto()
-        self.pki = CertAuthority(self.workdir / "pki")
+        self.pki = pki or CertAuthority(self.workdir / "pki")
         self.server_cert, self.server_key = self.pki.issue("localhost", server=True)
         self._probe_cert = self.pki.issue("_probe")  # no ACL line names it: it may do nothing
         self.host = "127.0.0.1"
