@@ -69,14 +69,23 @@ from terminal.inputs.camera import CameraInput
 from terminal.inputs.cards import CardInput
 from terminal.inputs.devices import DeviceStatus
 from terminal.ops.metrics import Metrics
+from terminal.ops.recentlog import RecentLog
 from terminal.ops.sdnotify import Notifier, Watchdog
 from terminal.screen import texts
 from terminal.state import diskguard
 from terminal.state.diskguard import DiskGuard
 from terminal.state.statusfile import WRITE_EVERY, StatusFile
+from terminal.remote import RemoteOps
 from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
 
 log = logging.getLogger(__name__)
+
+
+class _Task:
+    """Work for the decide thread, queued with the updates (a remote command's op)."""
+
+    def __init__(self, run: Callable[[], None]):
+        self.run = run
 
 
 class Daemon:
@@ -103,13 +112,24 @@ class Daemon:
         # Every alarm of docs/protocol/hub.md, from the sources wired in open().
         self.alarm_set = alarmsmod.Alarms(self.metrics)
         self.housekeeping_every = WRITE_EVERY  # tests shorten it
+        # Remote commands (terminal/remote.py) and the two entry points other parts provide:
+        # open_gate(command) -> (ok, detail), run on the decide thread (the staff override), and
+        # updater(args) -> (ok, detail), run on a thread of its own (the release updater).
+        # None: the op is answered "not_available" / "not_configured".
+        self.recent_log = RecentLog()
+        self.remote = RemoteOps(self, self.recent_log)
+        self.open_gate: Callable[[object], tuple[bool, object]] | None = None
+        self.updater: Callable[[dict], tuple[bool, object]] | None = None
+        # Set by a remote restart: commands/run.py stops the daemon and exits with exit_code.
+        self.exit_requested = threading.Event()
+        self.exit_code = 0
         self.verifier: Verifier | None = None
         self.bridge = None  # terminal.hub.bridge.HubBridge when [hub] broker is set
         self.hub = None     # ... and its HubLink
         self._metrics_server = None
         # Updates to the verifier (from the hub; a reloaded config from SIGHUP) are applied by
         # the decide thread between two presentations, never under a presentation being decided.
-        self._updates: queue.SimpleQueue[Update | Config] = queue.SimpleQueue()
+        self._updates: queue.SimpleQueue[Update | Config | _Task] = queue.SimpleQueue()
         self._queue: queue.Queue[Presentation] = queue.Queue(maxsize=64)
         self._stop_inputs = threading.Event()
         self._ready = threading.Event()
@@ -146,7 +166,8 @@ class Daemon:
                 try:
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
                                                  on_alive=lambda: self.watchdog.progress("hub-net"),
-                                                 alarms=lambda: list(self.alarm_set.refresh()))
+                                                 alarms=lambda: list(self.alarm_set.refresh()),
+                                                 on_command=self.remote)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
@@ -176,8 +197,39 @@ class Daemon:
         two presentations; the devices (and the camera's stream) stay as they are."""
         self._updates.put(cfg)
 
+    def on_decide(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the decide thread between two presentations (remote commands)."""
+        self._updates.put(_Task(task))
+
+    def request_exit(self, code: int) -> None:
+        """Ask commands/run.py to stop the daemon and exit with ``code`` (a remote restart)."""
+        self.exit_code = code
+        self.exit_requested.set()
+
+    def event_committed(self) -> None:
+        """An event is in the outbox: wake the hub pump."""
+        if self.bridge is not None:
+            self.bridge.notify()
+
+    def device_counters(self) -> dict:
+        """For the diagnostics bundle: what is down and why, the devices' and hub's counters."""
+        counts = {}
+        for family in self.metrics.registry.collect():
+            if family.name.startswith(("gate_device", "gate_presentations", "gate_decisions", "gate_hub",
+                                       "gate_rejected", "gate_alarm")):
+                for sample in family.samples:
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    counts[f"{sample.name}{{{labels}}}"] = sample.value
+        relay = {k: getattr(self.relay, k) for k in ("pulses", "failed_pulses") if hasattr(self.relay, k)}
+        return {"down": self.devices.errors(), "metrics": counts, "relay": relay,
+                "hub": self.hub.status() if self.hub is not None else None}
+
     def _reload(self, cfg: Config) -> None:
-        """On the decide thread: the trust list is checked (and kept) through the store."""
+        self.apply_config(cfg)
+
+    def apply_config(self, cfg: Config) -> str | None:
+        """On the decide thread: the trust list is checked (and kept) through the store. Returns
+        why the configuration was refused, or None once it is applied."""
         from terminal.crypto.keyfiles import KeyFileError, load_data_keys
         from terminal.verifier import load_trust
         v = self.verifier
@@ -186,7 +238,7 @@ class Daemon:
             file_keys = load_data_keys(cfg.data_keys)
         except (SetupError, KeyFileError) as e:
             log.error("reload refused, keeping the running configuration: %s", e)
-            return
+            return str(e)
         for issuer in trust.issuers.values():
             issuer.public_key.precompute()
         kept = cfg.keeping_restart_settings(self.cfg)
@@ -198,6 +250,7 @@ class Daemon:
         self.screen_loop.configure(cfg)
         log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
                     trust.seq)
+        return None
 
     def _alarm_sources(self) -> None:
         """What raises each alarm but the hub link's (added with the link) and the latched ones."""
@@ -226,6 +279,7 @@ class Daemon:
     def start(self) -> None:
         if self.verifier is None:
             self.open()
+        logging.getLogger().addHandler(self.recent_log)
         self.screen_loop.start()
         if self.camera is not None:
             self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
@@ -284,7 +338,9 @@ class Daemon:
         self.screen_loop.stop()
         if self.verifier is not None:
             self.verifier.close()
+        self.remote.close()
         log.info("terminal stopped after %d presentations", self.decided)
+        logging.getLogger().removeHandler(self.recent_log)
 
     def _put(self, p: Presentation) -> None:
         try:
@@ -302,6 +358,11 @@ class Daemon:
                 update = self._updates.get()
                 if isinstance(update, Config):
                     self._reload(update)
+                elif isinstance(update, _Task):
+                    try:
+                        update.run()
+                    except Exception:  # a bug costs this task (its command is answered), not decide
+                        log.exception("a remote operation failed on the decide thread")
                 else:
                     self.verifier.apply(update)
             try:

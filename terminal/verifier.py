@@ -20,7 +20,7 @@ from drivers.idnumber import mask_id, mask_name
 from terminal.config import Config
 from terminal.core import reasons as R
 from terminal.core import token as tok
-from terminal.core.policy import DENY, HealthStatus, Policy, decide
+from terminal.core.policy import ALLOW, DENY, HealthStatus, Policy, decide
 from terminal.core.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, TrustList, open_trust_list
 from terminal.crypto.keyfiles import KeyFileError, load_data_keys
 from terminal.ops.smallfile import read_small
@@ -279,6 +279,14 @@ class Verifier:
             return self._commit(card.kind, decision, reason, t, False, started_ns,
                                 (health.status, health.flags) if health else (None, None),
                                 (card.id_number, card.name), None)
+
+    def record_maintenance(self, reason: str) -> Result:
+        """A maintenance action at the gate (a remote ``gate_test``): an event of method
+        ``maintenance``, decision allow, no subject, committed before the relay may move."""
+        started_ns = time.monotonic_ns()
+        with self.store.presentation():
+            return self._commit("maintenance", ALLOW, reason, self.clock.now(), False, started_ns, (None, None),
+                                None, None)
 
     def _commit(self, method: str, decision: str, reason: str, t: float | None, fixed_time: bool,
                 started_ns: int, status_flags: tuple, person: tuple[str, str] | None,

@@ -41,7 +41,7 @@ def run(args) -> int:
     except (cfgmod.ConfigError, SetupError, StoreError, KeyFileError) as e:
         raise UsageError(str(e)) from None
     daemon.start()  # sends READY=1 once everything is open
-    while not stop.wait(0.2):
+    while not stop.wait(0.2) and not daemon.exit_requested.is_set():
         if hup.is_set():
             hup.clear()
             notifier.send("RELOADING=1")
@@ -53,4 +53,6 @@ def run(args) -> int:
     log.info("stopping: finishing the presentations in hand")
     notifier.stopping("finishing the presentations in hand")
     daemon.stop()
-    return 0
+    # 0 after SIGTERM; RESTART_EXIT after a remote restart, which systemd restarts (the unit's
+    # RestartForceExitStatus=) and counts as a success (SuccessExitStatus=)
+    return daemon.exit_code

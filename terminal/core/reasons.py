@@ -29,3 +29,7 @@ TOKEN_REASONS = (NOT_HEALTH_CODE, UNSUPPORTED_VERSION, BAD_FORMAT, UNKNOWN_ISSUE
 POLICY_REASONS = (RED_CODE, CLOSE_CONTACT, YELLOW_CODE, NAT_POSITIVE, STAR_CODE, NAT_MISSING,
                   NAT_EXPIRED, VACCINATION_REQUIRED, STATUS_UNAVAILABLE)
 ALL = (OK,) + TOKEN_REASONS + POLICY_REASONS
+
+# Not a verification's outcome: the reason of a maintenance event (method "maintenance"), a gate
+# pulsed by a remote gate_test (docs/protocol/hub.md, Remote commands).
+GATE_TEST = "gate_test"

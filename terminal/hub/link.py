@@ -45,6 +45,7 @@ import terminal
 from drivers.backoff import backoff_delay
 from terminal.hub import wire
 from terminal.config import Config, HubSection
+from terminal.hub.commands import CommandGate
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey, SignedUpdates
 from terminal.crypto.sm2 import PrivateKey
@@ -62,6 +63,7 @@ INBOUND_LIMITS = {
     "keys": 64 << 10,     # ~370 bytes a data key: 170 keys, where a bundle holds a handful
     "policy": 256 << 10,  # a few hundred bytes a venue type; room for a staff list to come
     "trust": 256 << 10,   # ~350 bytes an issuer: 700 issuers, where a province has a few
+    "cmd": 16 << 10,      # a signed command is ~400 bytes; its args a few small values
 }
 # Said in CONNECT (MQTT 5 Maximum Packet Size): the broker sends nothing larger, so paho never
 # reads it into memory. The largest message read, plus room for its topic and properties.
@@ -107,6 +109,8 @@ class HubLink:
                  on_time: Callable[[float], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",
                  alarms: Callable[[], list[str]] = lambda: [],
+                 on_command: Callable[[wire.Command, Callable[[bool, object], bool]], None] | None = None,
+                 trusted_now: Callable[[], float | None] = time.time,
                  window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,
                  session_expiry: int = 7 * 86400, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0,
@@ -124,6 +128,11 @@ class HubLink:
         self.updates = SignedUpdates(store, cfg, device_key, on_trust=on_trust, on_policy=on_policy,
                                      on_data_keys=on_data_keys, on_time=on_time)
         self._clock_state = clock_state
+        # Remote commands: admitted here (pump thread), run by ``on_command(command, reply)``,
+        # which answers through ``reply(ok, detail)`` from whatever thread finishes the op.
+        self.commands = CommandGate(store, self.tid, cfg.hub_key, trusted_now)
+        self._on_command = on_command or (lambda cmd, reply: reply(False, "not_available: no remote operations"))
+        self._device_key = device_key
         self._alarms = alarms  # the names of the alarms on, fresh (the birth message carries them)
         self._poll = poll
         self._keepalive = keepalive
@@ -142,7 +151,8 @@ class HubLink:
         self._max_rate = max_rate
         self._next_send = 0.0
         self._kinds = {self.topics.ack: "ack", self.topics.trust: "trust", self.topics.policy: "policy",
-                       self.topics.keys: "keys", self.topics.time: "time", self.topics.reply: "reply"}
+                       self.topics.keys: "keys", self.topics.time: "time", self.topics.reply: "reply",
+                       self.topics.cmd: "cmd"}
         self._inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
         self._wake_pending = False
         self._stop = threading.Event()
@@ -204,7 +214,8 @@ class HubLink:
             "sent_seq": self.pump.sent_max,
             "resends": self.pump.resends,
             "rejected": {"ack": self.pump.rejected_acks, **{k: self.updates.rejected[k] for k in
-                                                              ("trust", "policy", "keys", "time")}},
+                                                              ("trust", "policy", "keys", "time")},
+                         "cmd": self.commands.rejected},
             "dropped_messages": self.dropped_messages,
             "inbox_bytes": self.inbox_bytes,
             "down_for": self.down_for(),
@@ -232,6 +243,32 @@ class HubLink:
             self._inbox.put_nowait(("state", b""))
         except queue.Full:
             pass  # the next connect or alarm change says it
+
+    # --- remote commands: answers and uploads, from any thread ------------------------
+    def send_result(self, cid: str | None, ok: bool, detail: object, wait: float = 0.0) -> bool:
+        """Publish a signed command result; with ``wait``, until the broker has it. False if offline."""
+        return self._publish([(self.topics.cmd_result, wire.command_result(cid, ok, detail, self._device_key))], wait)
+
+    def send_diag(self, chunks: list[bytes], wait: float = 30.0) -> bool:
+        """Publish a diagnostics bundle's chunks (QoS 1) and wait until the broker has them all."""
+        return self._publish([(self.topics.diag, c) for c in chunks], wait)
+
+    def _publish(self, messages: list[tuple[str, bytes]], wait: float) -> bool:
+        client = self._online
+        if client is None:
+            return False
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        if any(i.rc != mqtt.MQTT_ERR_SUCCESS for i in infos):
+            return False
+        end = time.monotonic() + wait
+        for info in infos if wait else ():
+            try:
+                info.wait_for_publish(max(0.0, end - time.monotonic()))
+            except (RuntimeError, ValueError):  # the connection went meanwhile
+                return False
+            if not info.is_published():
+                return False
+        return True
 
     # --- card queries (called from the card readers' threads, see Daemon._card_loop) ----
     def query(self, qid: str, payload: bytes) -> queue.Queue | None:
@@ -268,7 +305,8 @@ class HubLink:
                                    f"cannot be loaded: {e}") from None
         c.connect_timeout = self._connect_timeout
         c.suppress_exceptions = True  # a callback bug must not end the network thread silently
-        c.max_queued_messages_set(self.pump.window + 16)
+        # the batch window, a diagnostics bundle's chunks and a few answers
+        c.max_queued_messages_set(self.pump.window + wire.DIAG_TOTAL // wire.DIAG_CHUNK + 16)
         c.will_set(self.topics.state, wire.OFFLINE, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -434,6 +472,8 @@ class HubLink:
                     self._conn = None
                     self.pump.reset()
                     log.warning("hub: connection lost; events stay in the outbox")
+            elif kind == "cmd":
+                self._command(arg)
             elif kind == "ack":
                 n = self.pump.check_ack(arg)
                 if n is not None and (best_ack is None or n > best_ack):
@@ -465,6 +505,24 @@ class HubLink:
                 return None  # the connection is going; its "down" resets the window
             self.pump.sent(batch)
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
+
+    def _command(self, raw: bytes) -> None:
+        a = self.commands.admit(raw)
+        if a.command is None:
+            self.send_result(a.id, False, a.refusal)
+            return
+        answered = []
+
+        def reply(ok: bool, detail: object, wait: float = 0.0) -> bool:
+            if answered:  # one answer per command, whatever an op does
+                return False
+            answered.append(ok)
+            return self.send_result(a.id, ok, detail, wait)
+        try:
+            self._on_command(a.command, reply)
+        except Exception as e:  # a bug costs this command, answered, not the pump round
+            log.exception("hub: command %s %s failed", a.id, a.command.op)
+            reply(False, f"failed: {type(e).__name__}")
 
     def _birth(self, client: mqtt.Client) -> None:
         state = wire.birth(version=terminal.__version__, epoch=self._store.epoch,
