@@ -61,7 +61,7 @@ def prefill(store, n: int) -> None:
     cols = [f for f in EVENT_FIELDS if f != "seq"]
     now = time.time()
     rows = ([str(uuid.uuid4()), now, BOOT_ID, time.monotonic_ns(), "trusted", "qr", "allow", "ok", 0, 0, 12.5,
-             secrets.token_hex(150)] for _ in range(n))
+             secrets.token_hex(150), "opened"] for _ in range(n))
     with store.write():
         store.db.conn.executemany(f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                                   rows)

@@ -39,13 +39,16 @@ Threads — every object used by more than one thread is confined to one or lock
     Store (decide, housekeeping, hub-pump,    its RLock; the outbox reader its own lock
       cards' status cache, metrics)
     DeviceStatus, DiskGuard, Watchdog,        their locks
-      Notifier
+      Notifier, Alarms
     Daemon.cfg, Verifier.cfg / trust / policy replaced whole on decide, never changed in place:
       / keys (read by cards, housekeeping)    a reader sees the old object or the new one
 
 Inputs hand presentations to ``decide`` through a bounded queue. A device that fails or
-disappears is marked out of order (log once, alarm on the screen), retried by its own
-driver, and the other inputs keep working. Stopping (SIGTERM): the inputs stop first, the
+disappears is marked out of order (log once, alarm ``<device>_down``: terminal/alarms.py),
+retried by its own driver, and the other inputs keep working. The relay is watched by its
+driver (every command, and its idle line); decide reads what the driver knows before each
+commit: an allow at a relay known down is recorded as ``gate: "fault"`` and shown as
+请联系工作人员开门, never 请通行. Stopping (SIGTERM): the inputs stop first, the
 presentations already taken are decided, then the relay is switched off and ports closed.
 """
 from __future__ import annotations
@@ -59,7 +62,8 @@ from pathlib import Path
 from typing import Callable
 
 from drivers.cards import CardReader
-from terminal import alarms as alarmsmod
+from terminal import alarms as alarm_names
+from terminal.alarms import Alarms, age_text
 from terminal.config import Config
 from terminal.core.cardstatus import NoHub, StatusSource
 from terminal.core.policy import ALLOW
@@ -109,8 +113,7 @@ class Daemon:
         self.watchdog = Watchdog(self.notifier)
         self.metrics = Metrics()
         self.devices = DeviceStatus(self.metrics)
-        # Every alarm of docs/protocol/hub.md, from the sources wired in open().
-        self.alarm_set = alarmsmod.Alarms(self.metrics)
+        self.alarms = Alarms()  # every alarm's one source (fleet.md "Alarms")
         self.housekeeping_every = WRITE_EVERY  # tests shorten it
         # Remote commands (terminal/remote.py) and the two entry points other parts provide:
         # open_gate(command) -> (ok, detail), run on the decide thread (the staff override), and
@@ -158,7 +161,6 @@ class Daemon:
         self.disk.ensure_reserve()
         self.status_file = StatusFile(store.state_dir, self.cfg.terminal_id)
         self.metrics.watch_outbox(store.outbox_depth, store.oldest_unsynced_at)
-        self._alarm_sources()
         cfg = self.cfg
         try:
             if self.cfg.hub.broker:
@@ -166,15 +168,10 @@ class Daemon:
                 try:
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
                                                  on_alive=lambda: self.watchdog.progress("hub-net"),
-                                                 alarms=lambda: list(self.alarm_set.refresh()),
-                                                 on_command=self.remote)
+                                                 alarms=self.alarm_names, on_command=self.remote)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
-                link = self.hub
-                self.alarm_set.add_source(lambda: {a: f"no connection for {alarmsmod.age_text(link.down_for() or 0)}"
-                                                   for a in link.alarms()})
-                self.alarm_set.set_on_change(lambda active: link.republish_state())
             if self.camera is None and cfg.camera.source:
                 self.camera = registry.open_camera(cfg.camera)
             for kind, reader in (("id_card", cfg.id_card), ("ss_card", cfg.ss_card)):
@@ -182,7 +179,9 @@ class Daemon:
                     self.readers[kind] = registry.open_reader(kind, reader.port, reader.baud)
             if self.relay is None:
                 self.relay = registry.open_relay(cfg.relay)
-            self.screen_loop = ScreenLoop(self.cfg, self.screen, self.alarms)
+            self._add_alarm_sources()
+            self.screen_loop = ScreenLoop(self.cfg, self.screen,
+                                          lambda: texts.alarm_banner(self.alarms.active()))
             if self.cfg.metrics.listen:
                 self._metrics_server = self.metrics.serve(self.cfg.metrics.listen)
         except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
@@ -220,7 +219,7 @@ class Daemon:
                 for sample in family.samples:
                     labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                     counts[f"{sample.name}{{{labels}}}"] = sample.value
-        relay = {k: getattr(self.relay, k) for k in ("pulses", "failed_pulses") if hasattr(self.relay, k)}
+        relay = {k: getattr(self.relay, k, None) for k in ("pulses", "failed_pulses", "error")}
         return {"down": self.devices.errors(), "metrics": counts, "relay": relay,
                 "hub": self.hub.status() if self.hub is not None else None}
 
@@ -252,22 +251,42 @@ class Daemon:
                     trust.seq)
         return None
 
-    def _alarm_sources(self) -> None:
-        """What raises each alarm but the hub link's (added with the link) and the latched ones."""
-        a, v, store = self.alarm_set, self.verifier, self.verifier.store
-        a.add_source(lambda: alarmsmod.device_alarms(self.devices.errors()))
-        a.add_source(lambda: alarmsmod.outbox_backlog(store.oldest_unsynced_at(), self.cfg.hub.alarm_outbox_minutes,
-                                                      time.time()))
-        a.add_source(lambda: {"clock_untrusted": "the wall clock is behind the highest trusted time"}
-                     if v.clock.state != "trusted" else {})
-        a.add_source(lambda: {"disk_low": "the full-disk reserve is in use or free space is low"}
-                     if self.disk.alarm else {})
-        a.add_source(lambda: alarmsmod.trust_stale(v.trust.next_update, self.cfg.trust.stale_grace_hours,
-                                                   v.clock.now()))
+    def _add_alarm_sources(self) -> None:
+        """Each part that can go wrong, as a source of ``self.alarms`` (terminal/alarms.py)."""
+        disk, clock, hub = self.disk, self.verifier.clock, self.hub
+        self.alarms.add(self.devices.alarms)
+        self.alarms.add(lambda: {alarm_names.DISK_LOW: f"disk (nearly) full: {diskguard.free_bytes(disk.state_dir) >> 20} "
+                                 f"MiB free for {disk.state_dir}"} if disk.alarm else {})
+        self.alarms.add(lambda: {alarm_names.CLOCK_UNTRUSTED: "the wall clock is not trusted; decisions that "
+                                 "need the time say clock_untrusted"} if clock.state != "trusted" else {})
+        if hub is not None:
+            self.alarms.add(lambda: {name: f"no connection for {age_text(hub.down_for() or 0)}"
+                                     for name in hub.alarms()})
+        v, store = self.verifier, self.verifier.store
+        self.alarms.add(lambda: alarm_names.outbox_backlog(store.oldest_unsynced_at(),
+                                                           self.cfg.hub.alarm_outbox_minutes, time.time()))
+        self.alarms.add(lambda: alarm_names.trust_stale(v.trust.next_update, self.cfg.trust.stale_grace_hours,
+                                                        v.clock.now()))
+        self.metrics.watch_alarms(alarm_names.NAMES, self.alarms.active)
 
-    def alarms(self) -> list[str]:
-        """What the screen's alarm banner says: devices out of order, a full disk."""
-        return self.devices.alarms() + ([diskguard.ALARM] if self.disk.alarm else [])
+    def relay_up(self) -> bool | None:
+        """(decide thread) :meth:`_relay_up`, for a remote gate test."""
+        return self._relay_up()
+
+    def _relay_up(self) -> bool | None:
+        """The relay as its driver last found it (None: no gate wired), kept in DeviceStatus."""
+        if not self.relay.wired:
+            return None
+        error = self.relay.error
+        if error is None:
+            self.devices.ok("relay")
+        else:
+            self.devices.fail("relay", error)
+        return error is None
+
+    def alarm_names(self) -> list[str]:
+        """The alarms by their fleet.md names, for the hub's ``state`` topic."""
+        return list(self.alarms.active())
 
     def summary(self) -> str:
         """One line for systemd's STATUS= and the log."""
@@ -299,9 +318,10 @@ class Daemon:
             self.bridge.start()
         self._housekeeping = Housekeeping(
             store=self.verifier.store, clock=self.verifier.clock, disk=self.disk, status_file=self.status_file,
-            devices=self.devices, device_names=self._device_names(), hub=self.bridge, metrics=self.metrics,
+            devices=self.devices, device_names=self._device_names(), hub=self.bridge, alarms=self.alarms,
+            metrics=self.metrics,
             watchdog=self.watchdog, notifier=self.notifier, retention_days=lambda: self.cfg.retention.days,
-            summary=self.summary, alarms=self.alarm_set, every=self.housekeeping_every)
+            summary=self.summary, every=self.housekeeping_every)
         self._housekeeping.start(self._inputs_done)
         if self.camera is not None:  # the camera opens on its grabber thread: let it try first
             end = time.monotonic() + 5
@@ -337,6 +357,12 @@ class Daemon:
             self.relay.close()
         self.screen_loop.stop()
         if self.verifier is not None:
+            # While the store still holds the state directory's lock: a clean stop is never
+            # taken for a crash (lock free, file still saying "running").
+            try:
+                self.status_file.write_stopped(clock=self.verifier.clock.state)
+            except OSError as e:
+                log.error("status file %s not written at stop: %s", self.status_file.path, e)
             self.verifier.close()
         self.remote.close()
         log.info("terminal stopped after %d presentations", self.decided)
@@ -352,6 +378,7 @@ class Daemon:
         while True:
             # The watchdog pings from here: a wedged decision loop stops the pings.
             self.watchdog.progress("decide")
+            self._relay_up()
             if self._ready.is_set():
                 self.watchdog.tick()
             while not self._updates.empty():
@@ -379,9 +406,29 @@ class Daemon:
                 self.screen_loop.notice(texts.SYSTEM_ERROR)
 
     def _verify(self, p: Presentation) -> Result:
+        relay_up = self._relay_up()
         if p.method == "qr":
-            return self.verifier.verify(p.text, started_ns=p.started_ns)
-        return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns)
+            return self.verifier.verify(p.text, started_ns=p.started_ns, relay_up=relay_up)
+        return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns, relay_up=relay_up)
+
+    def _open_gate(self, r: Result) -> str | None:
+        """After the commit: pulse the relay for an allow and wait (at most the pulse's length)
+        for it to go out; the gate as the screen must show it."""
+        if r.decision != ALLOW or r.gate == "fault":
+            if r.gate == "fault":
+                log.error("seq=%d allowed, but the relay is down: the gate stays shut, staff must open it", r.seq)
+            return r.gate
+        ms = self.cfg.relay.pulse_ms
+        sent = self.relay.pulse(ms).wait(ms / 1000 + 1.0)
+        if sent or not self.relay.wired:
+            return r.gate
+        # The relay answered at the commit and failed since: the event says "opened" (it was
+        # committed first, store before gate), the person is told to ask staff, the alarm is up.
+        why = self.relay.error or "pulse not sent"
+        self.devices.fail("relay", why)
+        log.error("seq=%d event %s recorded gate opened, but the pulse did not go out (%s): the gate "
+                  "stays shut, staff must open it", r.seq, r.event_id, why)
+        return "fault"
 
     def _decide(self, p: Presentation) -> None:
         try:
@@ -397,12 +444,11 @@ class Daemon:
                 self.screen_loop.notice(texts.SYSTEM_ERROR)
                 return
         # The event is committed: only now may the gate open.
-        if r.decision == ALLOW:
-            self.relay.pulse(self.cfg.relay.pulse_ms)
+        gate = self._open_gate(r)
         if self.bridge is not None:
             self.bridge.notify()
         self.decided += 1
-        self.screen_loop.show_result(r)
+        self.screen_loop.show_result(r, gate)
         self.metrics.decided(r.method, r.decision, r.reason, r.latency_ms)
         self.status_file.record(r, time.time())
         if self.on_result is not None:
@@ -410,4 +456,4 @@ class Daemon:
 
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
-            (["relay"] if self.cfg.relay.kind != "none" else [])
+            (["relay"] if self.relay.wired else [])

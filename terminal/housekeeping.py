@@ -23,11 +23,12 @@ class Housekeeping:
     name = "housekeeping"
 
     def __init__(self, *, store, clock, disk, status_file, devices, device_names: list[str], hub,
-                 metrics, watchdog, notifier, retention_days: Callable[[], int], summary: Callable[[], str],
-                 alarms, every: float = WRITE_EVERY):
+                 alarms, metrics, watchdog, notifier, retention_days: Callable[[], int],
+                 summary: Callable[[], str], every: float = WRITE_EVERY):
         """``hub``: the :class:`terminal.hub.bridge.HubBridge`, or None without a hub;
-        ``retention_days``: read each round, as a reload may change it; ``alarms``: the
-        :class:`terminal.alarms.Alarms`, refreshed each round."""
+        ``alarms``: the terminal's :class:`terminal.alarms.Alarms`;
+        ``retention_days``: read each round, as a reload may change it; ``every``: seconds
+        between rounds (tests shorten it)."""
         self._store = store
         self._clock = clock
         self._disk = disk
@@ -35,12 +36,12 @@ class Housekeeping:
         self._devices = devices
         self._device_names = device_names
         self._hub = hub
+        self._alarms = alarms
         self._metrics = metrics
         self._watchdog = watchdog
         self._notifier = notifier
         self._retention_days = retention_days
         self._summary = summary
-        self._alarms = alarms
         self._every = every
         self.thread: threading.Thread | None = None
 
@@ -55,7 +56,9 @@ class Housekeeping:
 
     def _run(self, done: threading.Event) -> None:
         next_purge = 0.0
-        while not done.wait(self._every):
+        first = True  # the status file at once: `status` says "running" from the start
+        while first or not done.wait(self._every):
+            first = False
             try:
                 store = self._store
                 store.checkpoint()
@@ -66,13 +69,12 @@ class Housekeeping:
                 if time.monotonic() >= next_purge:
                     retention.purge(store, self._retention_days(), self._clock.now())
                     next_purge = time.monotonic() + retention.PURGE_EVERY
-                hub = self._hub.report(self._metrics) if self._hub is not None else {"state": "off"}
-                alarms = self._alarms.refresh()  # after the disk check and the hub report: their news
                 self._status_file.write(
                     devices={**{n: None for n in self._device_names}, **self._devices.errors()},
-                    hub=hub, alarms=alarms,
+                    hub=self._hub.report(self._metrics) if self._hub is not None else {"state": "off"},
                     clock=self._clock.state,
-                    storage={"alarm": self._disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)})
+                    storage={"alarm": self._disk.alarm, "free_bytes": diskguard.free_bytes(store.state_dir)},
+                    alarms=self._alarms.active())
                 self._notifier.status(self._summary())
             except Exception:  # housekeeping must never take the terminal down
                 log.exception("housekeeping failed")

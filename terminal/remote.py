@@ -138,37 +138,30 @@ class RemoteOps:
 
     def _gate_test(self, cmd, reply) -> None:
         d = self._d
-        if d.cfg.relay.kind == "none":
+        if not d.relay.wired:
             reply(False, _reason("not_available", "no relay is configured"))
             return
 
         def task():
-            down = d.devices.errors().get("relay")
-            if down:
-                reply(False, _reason("relay_down", down))
+            if not d.relay_up():
+                reply(False, _reason("relay_down", d.relay.error or "the relay cannot be reached"))
                 return
             r = d.verifier.record_maintenance(R.GATE_TEST)
             d.event_committed()
-            done, dropped = getattr(d.relay, "pulses", None), getattr(d.relay, "failed_pulses", None)
-            d.relay.pulse(d.cfg.relay.pulse_ms)
-            if done is None:  # a backend that cannot say: the pulse was asked for
-                reply(True, {"seq": r.seq, "event_id": r.event_id, "pulse": "sent"})
-                return
-            threading.Thread(target=self._await_pulse, args=(reply, r, done, dropped), name="gate-test",
+            outcome = d.relay.pulse(d.cfg.relay.pulse_ms)
+            threading.Thread(target=self._await_pulse, args=(reply, r, outcome), name="gate-test",
                              daemon=True).start()
-        d.on_decide(task)
+        self._on_decide(task, reply)
 
-    def _await_pulse(self, reply, r, done: int, dropped: int) -> None:
-        relay = self._d.relay
-        end = time.monotonic() + self._d.cfg.relay.pulse_ms / 1000 + PULSE_GRACE
-        while time.monotonic() < end:
-            if relay.pulses > done:
-                reply(True, {"seq": r.seq, "event_id": r.event_id, "pulse": "switched"})
-                return
-            if relay.failed_pulses > dropped:
-                break
-            time.sleep(0.01)
-        reply(False, _reason("relay_down", f"the pulse was not switched (event seq {r.seq} recorded)"))
+    def _await_pulse(self, reply, r, outcome) -> None:
+        """The pulse's fate, off the decide thread: the relay worker settles it within the pulse."""
+        if outcome.wait(self._d.cfg.relay.pulse_ms / 1000 + PULSE_GRACE):
+            reply(True, {"seq": r.seq, "event_id": r.event_id, "pulse": "sent"})
+            return
+        why = self._d.relay.error or "pulse not sent"
+        self._d.devices.fail("relay", why)
+        log.error("gate test (event seq %d): the pulse did not go out: %s", r.seq, why)
+        reply(False, _reason("relay_down", f"{why} (event seq {r.seq} recorded)"))
 
     def _open_gate(self, cmd, reply) -> None:
         entry = self._d.open_gate

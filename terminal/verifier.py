@@ -77,6 +77,7 @@ class Result:
     seq: int
     event_id: str
     latency_ms: float
+    gate: str | None = None  # the event's: "opened", "fault" (an allow at a relay known down), None
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -142,6 +143,14 @@ class Reconfigure:
 
 
 Update = Union[TrustListUpdate, PolicyUpdate, DataKeysUpdate, TimeBeacon, Reconfigure]
+
+
+def gate_of(decision: str, relay_up: bool | None) -> str | None:
+    """An event's ``gate`` (docs/protocol/hub.md): an allow is "opened" when the relay can be
+    reached at the commit and "fault" when it cannot; deny, review and a terminal with no gate: None."""
+    if decision != ALLOW or relay_up is None:
+        return None
+    return "opened" if relay_up else "fault"
 
 
 class Verifier:
@@ -240,11 +249,12 @@ class Verifier:
         return Assessment(decision, reason, env, body)
 
     def verify(self, text: str, *, now: float | None = None, venue: str | None = None,
-               started_ns: int | None = None) -> Result:
+               started_ns: int | None = None, relay_up: bool | None = None) -> Result:
         """Decide one presentation of a QR ``text`` and commit its event before returning.
 
         ``now`` stands in for the terminal's trusted time (audits, tests): the clock guard is
-        neither consulted nor advanced.
+        neither consulted nor advanced. ``relay_up``: whether the gate's relay can be reached
+        now (None: no gate), which an allow's event records as its ``gate`` (:func:`gate_of`).
         """
         started_ns = started_ns or time.monotonic_ns()
         with self.store.presentation():
@@ -257,10 +267,10 @@ class Verifier:
                 nonce = (a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew)
             return self._commit("qr", a.decision, a.reason, t, now is not None, started_ns,
                                 (body.status, body.flags) if body else (None, None),
-                                (body.id_number, body.name) if body else None, nonce)
+                                (body.id_number, body.name) if body else None, nonce, relay_up)
 
     def verify_card(self, card: CardRead, health: HealthStatus | None, *, venue: str | None = None,
-                    started_ns: int | None = None) -> Result:
+                    started_ns: int | None = None, relay_up: bool | None = None) -> Result:
         """Decide a card read: ``health`` is what the hub (or its cache) said, asked on the reader's
         thread, the venue policy decides; with no answer (None), policy ``offline_unknown`` with
         reason ``status_unavailable``."""
@@ -278,19 +288,20 @@ class Verifier:
                 decision, reason = decide(policy, health, t)
             return self._commit(card.kind, decision, reason, t, False, started_ns,
                                 (health.status, health.flags) if health else (None, None),
-                                (card.id_number, card.name), None)
+                                (card.id_number, card.name), None, relay_up)
 
     def record_maintenance(self, reason: str) -> Result:
-        """A maintenance action at the gate (a remote ``gate_test``): an event of method
-        ``maintenance``, decision allow, no subject, committed before the relay may move."""
+        """A maintenance action at the gate (a remote ``gate_test``, asked only of a relay that
+        answers): an event of method ``maintenance``, decision allow, gate opened, no subject,
+        committed before the relay may move."""
         started_ns = time.monotonic_ns()
         with self.store.presentation():
             return self._commit("maintenance", ALLOW, reason, self.clock.now(), False, started_ns, (None, None),
-                                None, None)
+                                None, None, True)
 
     def _commit(self, method: str, decision: str, reason: str, t: float | None, fixed_time: bool,
                 started_ns: int, status_flags: tuple, person: tuple[str, str] | None,
-                nonce: tuple[bytes, int] | None) -> Result:
+                nonce: tuple[bytes, int] | None, relay_up: bool | None) -> Result:
         """Commit the presentation's event (and its nonce) in one transaction; only then return."""
         subject = None
         if person is not None:
@@ -306,13 +317,14 @@ class Verifier:
             if nonce is not None and not self.store.use_nonce(*nonce):
                 decision, reason = DENY, R.REPLAYED
             latency_ms = (time.monotonic_ns() - started_ns) / 1e6
-            event.update(decision=decision, reason=reason, latency_ms=round(latency_ms, 3))
+            event.update(decision=decision, reason=reason, latency_ms=round(latency_ms, 3),
+                         gate=gate_of(decision, relay_up))
             seq = self.store.insert_event(event)
             if not fixed_time:
                 self.clock.persist()
         result = Result(decision, reason, method, event["status"], event["flags"],
                         mask_name(person[1]) if person else None, mask_id(person[0]) if person else None,
-                        seq, event["id"], event["latency_ms"])
-        log.info("seq=%d method=%s decision=%s reason=%s name=%s id=%s latency_ms=%.1f",
-                 seq, method, decision, reason, result.name, result.id, latency_ms)
+                        seq, event["id"], event["latency_ms"], event["gate"])
+        log.info("seq=%d method=%s decision=%s reason=%s name=%s id=%s latency_ms=%.1f gate=%s",
+                 seq, method, decision, reason, result.name, result.id, latency_ms, event["gate"])
         return result

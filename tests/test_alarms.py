@@ -14,7 +14,7 @@ from terminal.hub import wire
 from terminal import alarms as alarmsmod
 from terminal import config as cfgmod
 from terminal.alarms import Alarms, age_text, outbox_backlog, trust_stale
-from terminal.commands.status import status_snapshot
+from terminal.state.snapshot import status_snapshot
 from terminal.core.trust import open_trust_list  # noqa: E402
 from terminal.daemon import Daemon
 from terminal.ops.metrics import Metrics
@@ -50,31 +50,29 @@ def test_age_text():
         "0m00s", "0m45s", "12m05s", "3h07m", "2d4h"]
 
 
-def test_refresh_reports_changes_once_and_sets_the_gauges():
-    metrics, changes, on = Metrics(), [], {}
-    a = Alarms(metrics, on_change=changes.append)
-    a.add_source(lambda: dict(on))
+def test_latched_alarms_and_the_gauges_read_at_scrape_time():
+    metrics, on = Metrics(), {}
+    a = Alarms()
+    a.add(lambda: dict(on))
+    metrics.watch_alarms(alarmsmod.NAMES, a.active)
     assert {n: gauge(metrics, n) for n in alarmsmod.NAMES} == dict.fromkeys(alarmsmod.NAMES, 0.0)
-    assert a.refresh() == {} and changes == []
+    assert len(alarmsmod.NAMES) == 13
     on["relay_down"] = "line gone"
     a.latch("update_failed", "rolled back from 1.2")
-    assert a.refresh() == {"relay_down": "line gone", "update_failed": "rolled back from 1.2"}
-    assert a.refresh() == a.current and len(changes) == 1            # no change, no news
+    assert a.active() == {"relay_down": "line gone", "update_failed": "rolled back from 1.2"}
     assert gauge(metrics, "relay_down") == gauge(metrics, "update_failed") == 1.0
-    on["relay_down"] = "another reason"                               # the same alarm: no news
-    a.refresh()
-    assert len(changes) == 1
+    assert gauge(metrics, "disk_low") == 0.0
     on.clear()
     a.unlatch("update_failed")
-    assert a.refresh() == {} and changes[-1] == {} and len(changes) == 2
+    assert a.active() == {}
     assert gauge(metrics, "relay_down") == gauge(metrics, "update_failed") == 0.0
 
 
-def test_a_failing_source_is_itself_an_alarm_and_hides_no_other(caplog):
+def test_a_failing_source_is_itself_an_alarm_and_hides_no_other():
     a = Alarms()
-    a.add_source(lambda: 1 / 0)
-    a.add_source(lambda: {"disk_low": "full"})
-    assert a.refresh() == {"alarm_source_failed": "ZeroDivisionError", "disk_low": "full"}
+    a.add(lambda: 1 / 0)
+    a.add(lambda: {"disk_low": "full"})
+    assert a.active() == {"alarm_source_failed": "ZeroDivisionError", "disk_low": "full"}
 
 
 def test_a_trust_list_may_carry_next_update(keyset):
@@ -99,7 +97,7 @@ def daemon(keyset):
 
 def test_every_alarm_from_its_source_in_the_daemon(daemon, keyset):
     d, v = daemon, daemon.verifier
-    assert d.alarm_set.refresh() == {}
+    assert d.alarms.active() == {}
     for device in ("camera", "id_card", "ss_card", "scanner", "relay", "screen", "audio"):
         d.devices.fail(device, f"{device} gone")
     add_events(v.store, [time.time() - 31 * 60])
@@ -107,11 +105,11 @@ def test_every_alarm_from_its_source_in_the_daemon(daemon, keyset):
     d.disk.alarm = True
     old = TrustList(v.trust.seq + 1, 0, v.trust.issuers, next_update=int(time.time()) - 25 * 3600)
     v.apply(TrustListUpdate(old))
-    d.alarm_set.latch("update_failed", "release 9.9 rolled back")
-    active = d.alarm_set.refresh()
+    d.alarms.latch("update_failed", "release 9.9 rolled back")
+    active = d.alarms.active()
     assert set(active) == set(alarmsmod.NAMES) - {"hub_unreachable", "trust_stale"}  # trust_stale: clock untrusted
     v.clock._untrusted = False
-    active = d.alarm_set.refresh()
+    active = d.alarms.active()
     assert set(active) == set(alarmsmod.NAMES) - {"hub_unreachable", "clock_untrusted"}
     assert active["relay_down"] == "relay gone" and active["trust_stale"].startswith("trust list 1d")
     assert all(gauge(d.metrics, n) == 1.0 for n in active)
@@ -121,8 +119,8 @@ def test_every_alarm_from_its_source_in_the_daemon(daemon, keyset):
     v.store.ack(v.store.last_seq(), time.time())
     d.disk.alarm = False
     v.apply(TrustListUpdate(TrustList(old.seq + 1, 0, v.trust.issuers)))
-    d.alarm_set.unlatch("update_failed")
-    assert d.alarm_set.refresh() == {}
+    d.alarms.unlatch("update_failed")
+    assert d.alarms.active() == {}
     assert all(gauge(d.metrics, n) == 0.0 for n in alarmsmod.NAMES)
 
 
@@ -150,13 +148,13 @@ def test_an_alarm_reaches_status_state_and_metrics_and_clears_in_all_three(keyse
             wait_for(lambda: status_snapshot(cfg.state_dir)["problems"]
                      == ["relay_down: LinkDown: /dev/gate/relay: gone"], "the PROBLEM line")
             assert gauge(d.metrics, "relay_down") == 1.0
-            d.alarm_set.latch("update_failed", "release 9.9 rolled back")
+            d.alarms.latch("update_failed", "release 9.9 rolled back")
             assert next_state()["alarms"] == ["relay_down", "update_failed"]
             d.devices.ok("relay")
-            d.alarm_set.unlatch("update_failed")
+            d.alarms.unlatch("update_failed")
             assert next_state()["alarms"] in (["update_failed"], [])
             wait_for(lambda: status_snapshot(cfg.state_dir)["problems"] == [], "the problems to clear")
             assert gauge(d.metrics, "relay_down") == gauge(d.metrics, "update_failed") == 0.0
-            assert status_snapshot(cfg.state_dir)["alarms"] == {}
+            assert status_snapshot(cfg.state_dir)["alarms"] == []
         finally:
             d.stop()

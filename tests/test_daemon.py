@@ -22,7 +22,9 @@ from sim.issuer import Issuer, Person, random_id_number
 from sim.relay import VirtualRelay
 from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsCard, VirtualSsReader
+from drivers.relay import PulseOutcome
 from terminal import config as cfgmod
+from terminal.commands.status import render as render_status, status_snapshot
 from terminal.daemon import Daemon
 from terminal.core.cardstatus import StatusSource
 from terminal.core.presentation import QrPresentations
@@ -180,7 +182,8 @@ def test_unplugged_reader_keeps_the_rest_working(rig):
     try:
         rig["eps"]["id_card"].unplug()
         assert wait_for(lambda: "id_card" in daemon.devices.errors(), timeout=10)
-        assert daemon.devices.alarms() == ["身份证读卡器故障"]
+        assert list(daemon.alarms.active()) == ["id_card_down"]
+        assert daemon.screen_loop.alarms() == ["身份证读卡器故障"]
         camera.show(issuer.issue(Person()), 30)      # the camera still lets people through
         assert wait_for(lambda: results and results[-1].decision == "allow")
         camera.clear()
@@ -358,3 +361,109 @@ def test_a_failing_status_lookup_costs_one_card_not_the_reader(rig, mocker):
         daemon.stop()
     assert [c.args[:3] for c in source.lookup.call_args_list] == asked  # once per card, that card
     assert [(r.method, r.decision, r.reason) for r in results] == [("id_card", "review", "status_unavailable")] * 2
+
+
+def headlines(daemon: Daemon, spy) -> list[str]:
+    """The headline of every result panel the screen drew (``spy``: on its renderer's ``result``)."""
+    layout = daemon.screen_loop.renderer.layout_result
+    return ["".join(i.text for i in layout(c.args[0]).role("headline")) for c in spy.call_args_list]
+
+
+def test_a_relay_known_down_never_says_walk_through(rig, mocker):
+    """Issue #12 finding 1: the relay unplugged while nobody passes is known (relay_down, in
+    status), the next allow is recorded as gate "fault", no pulse, and shown as 请联系工作人员开门;
+    plugged back, an allow opens the gate again and says 请通行."""
+    cfg = cfgmod.load(rig["config"])
+    issuer = Issuer.from_dir(rig["keys"])
+    camera = ScenarioCamera(level="clean", fps=20)
+    grabber = WatchedGrabber(camera)
+    results = []
+    daemon = Daemon(cfg, camera=grabber, on_result=lambda p, r: results.append(r))
+    daemon.open()
+    panels = mocker.spy(daemon.screen_loop.renderer, "result")
+    daemon.start()
+    state = rig["keys"] / "state"
+    try:
+        def allow(name):
+            n = len(results)
+            camera.show(issuer.issue(Person(name=name)), 40)
+            wait_for(lambda: len(results) > n and panels.call_count > n, f"{name}'s decision on the screen")
+            phone_taken_away(camera, grabber, cfg.camera.gap)
+            return results[-1]
+
+        assert rig["relay"].wait_for(lambda r: r.commands)     # the start-up OFF: the relay is there
+        rig["eps"]["relay"].unplug()
+        wait_for(lambda: "relay_down" in daemon.alarms.active(), "relay_down without a pulse")
+        assert daemon.screen_loop.alarms() == ["闸机继电器故障"]
+        r = allow("张三")
+        assert (r.decision, r.gate) == ("allow", "fault")
+        wait_for(lambda: "relay_down" in status_snapshot(state)["alarms"], "relay_down in status", timeout=15)
+        snap = status_snapshot(state)
+        snap["terminal_id"] = cfg.terminal_id
+        assert f"PROBLEM:  relay_down: {daemon.relay.error}" in render_status(snap).splitlines()
+        assert "relay OUT OF ORDER" in render_status(snap)
+
+        rig["eps"]["relay"].replug()
+        wait_for(lambda: "relay_down" not in daemon.alarms.active(), "the relay back", timeout=15)
+        r = allow("李四")
+        assert (r.decision, r.gate) == ("allow", "opened")
+        assert rig["relay"].wait_for(lambda r: len(r.pulses) == 1 and r.pulses[0].off_at)
+    finally:
+        daemon.stop()
+    assert headlines(daemon, panels) == ["请联系工作人员开门", "请通行"]
+    assert [(e["decision"], e["gate"]) for e in events(rig["keys"])] == [("allow", "fault"), ("allow", "opened")]
+    assert len(rig["relay"].pulses) == 1                  # none for the allow at the shut gate
+
+
+class RelayDyingAtThePulse:
+    """A relay the driver last found working, whose pulse then fails (the line died between)."""
+    wired = True
+
+    def __init__(self):
+        self.error = None
+        self.asked = 0
+
+    def pulse(self, ms):
+        self.asked += 1
+        self.error = "/dev/gate/relay: I/O error"
+        return PulseOutcome(False)
+
+    def close(self):
+        pass
+
+
+def test_a_pulse_that_fails_after_the_commit_is_not_shown_as_walk_through(rig, mocker):
+    """The other side of finding 1: the event was committed as "opened" (store before gate), the
+    pulse then failed: the screen says 请联系工作人员开门, relay_down is raised at once."""
+    relay, camera, results = RelayDyingAtThePulse(), ScenarioCamera(level="clean", fps=20), []
+    daemon = Daemon(cfgmod.load(rig["config"]), camera=FrameGrabber(camera), relay=relay,
+                    on_result=lambda p, r: results.append(r))
+    daemon.open()
+    panels = mocker.spy(daemon.screen_loop.renderer, "result")
+    daemon.start()
+    try:
+        camera.show(Issuer.from_dir(rig["keys"]).issue(Person()), 30)
+        wait_for(lambda: results and panels.call_count, "the decision on the screen")
+        assert daemon.alarms.active() == {"relay_down": "/dev/gate/relay: I/O error"}
+    finally:
+        daemon.stop()
+    assert (results[0].decision, results[0].gate, relay.asked) == ("allow", "opened", 1)
+    assert headlines(daemon, panels) == ["请联系工作人员开门"]
+
+
+def test_status_after_a_clean_stop_says_not_running(rig):
+    """Issue #12 finding 3: `status` sees the daemon from its start, and not a moment after it
+    stopped: no stale devices, no hub, no alarms."""
+    daemon = Daemon(cfgmod.load(rig["config"]))
+    state = rig["keys"] / "state"
+    daemon.start()
+    try:
+        wait_for(lambda: status_snapshot(state)["daemon"] == "running", "status to see the daemon")
+        assert "relay ok" in render_status(status_snapshot(state) | {"terminal_id": "t"})
+    finally:
+        daemon.stop()
+    snap = status_snapshot(state) | {"terminal_id": "t"}
+    assert (snap["daemon"], snap["problems"], snap["alarms"]) == ("not running", ["daemon not running"], [])
+    assert snap["live"]["state"] == "stopped" and snap["live"]["pid"] == os.getpid()   # this process lives on
+    text = render_status(snap)
+    assert "relay ok" not in text and "devices:" not in text and "hub:" not in text

@@ -48,7 +48,7 @@ def hub_pin(keys) -> dict:
 def ev(seq: int, subject: str = "04" + "00" * 97) -> dict:
     return {"id": str(uuid.uuid4()), "seq": seq, "at": 1764001234.5 + seq, "boot_id": "b", "mono_ns": seq,
             "clock": "trusted", "method": "qr", "decision": "allow", "reason": "ok", "status": 0,
-            "flags": 0, "latency_ms": 4.2, "subject": subject}
+            "flags": 0, "latency_ms": 4.2, "subject": subject, "gate": "opened"}
 
 
 def batch(keys, seqs, tid=A, signer=None, epoch=EA) -> bytes:

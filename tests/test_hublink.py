@@ -101,6 +101,29 @@ def test_delivery_end_to_end_birth_and_offline(env):
         assert json.loads(obs.get().payload) == {"state": "offline"}
 
 
+def test_the_birth_message_is_published_again_when_an_alarm_starts_or_ends(env):
+    """fleet.md "Alarms": the retained state carries the terminal's alarms, republished on each
+    change, and only on a change."""
+    alarms: list[str] = []
+    with TestClient(env.broker, "hub-2") as obs:
+        assert obs.subscribe(f"hc/v1/t/{env.tid}/state") == 1
+        link = env.link(alarms=lambda: list(alarms))
+        assert json.loads(obs.get().payload)["alarms"] == []
+        alarms.append("relay_down")
+        assert json.loads(obs.get().payload)["alarms"] == ["relay_down"]
+        alarms.insert(0, "disk_low")
+        birth = json.loads(obs.get().payload)
+        assert birth["alarms"] == ["disk_low", "relay_down"] and birth["state"] == "online"
+        alarms.clear()
+        assert json.loads(obs.get().payload)["alarms"] == []
+        hub = env.hub()
+        commit_events(env.store, 3)
+        link.notify()  # pump rounds with no change (the events sent and acked) ...
+        wait_for(lambda: env.store.outbox_depth() == 0 and hub.acked_seq(env.tid) == 3, "the events acked")
+        alarms.append("camera_down")
+        assert json.loads(obs.get().payload)["alarms"] == ["camera_down"]  # ... said nothing between
+
+
 def test_broker_killed_mid_stream_and_an_outage_of_thousands(env):
     hub = env.hub()
     commit_events(env.store, 2000)

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -22,13 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from terminal.commands import install as cmd_install, provision as cmd_provision, status as cmd_status
 from terminal.ops import journal
 from terminal.commands.usage import UsageError
-from terminal.state.statusfile import StatusFile
+from terminal.state.statusfile import STALE_AFTER, StatusFile
 from terminal.state.diskguard import DiskGuard, free_bytes, is_disk_full, probe
 from terminal.crypto.keyfiles import load_private_key
 from terminal.ops.metrics import Metrics
 from terminal.state.retention import purge
 from terminal.state.store import Store
 from terminal.verifier import Result, uuid7
+from waiting import wait_for
 
 NOW = 1_780_000_000.0
 
@@ -166,26 +168,28 @@ def test_status_while_the_daemon_holds_the_state_dir(keyset, keyset_config, caps
         sf = StatusFile(keyset_config.state_dir, keyset_config.terminal_id)
         sf.record(result(3), NOW - 10)
         sf.write(devices={"camera": None, "id_card": None}, hub={"state": "connected"}, clock="trusted",
-                 storage={"alarm": False, "free_bytes": 5 << 30})
+                 storage={"alarm": False, "free_bytes": 5 << 30}, alarms={})
         rc, snap = status_json(keyset / "config.toml", capsys)
-        assert rc == 0 and snap["problems"] == [] and snap["daemon"] == "running"
+        assert rc == 0 and snap["problems"] == [] and snap["alarms"] == [] and snap["daemon"] == "running"
         assert snap["outbox"]["depth"] == 2 and snap["signed_docs"] == {"trust": 3}
         assert snap["last_sync_at"] == NOW - 200
         assert snap["live"]["last_decisions"][0]["name"] == "张*"
         assert [e["seq"] for e in snap["last_events"]] == [3, 2, 1]
         assert "张三" not in json.dumps(snap, ensure_ascii=False)
 
+        # the daemon's alarms (terminal/alarms.py), as it writes them: a PROBLEM line each
         sf.write(devices={"camera": None, "id_card": "LinkDown: gone"}, hub={"state": "disconnected"},
                  clock="untrusted", storage={"alarm": True, "free_bytes": 1 << 20},
-                 alarms={"id_card_down": "LinkDown: gone", "disk_low": "reserve in use",
-                         "clock_untrusted": "behind"})
+                 alarms={"clock_untrusted": "the wall clock is not trusted", "disk_low": "disk (nearly) full",
+                         "id_card_down": "LinkDown: gone"})
         rc, snap = status_json(keyset / "config.toml", capsys)
-        assert rc == 1
-        assert snap["problems"] == ["clock_untrusted: behind", "disk_low: reserve in use",
-                                    "id_card_down: LinkDown: gone"]
+        assert rc == 1 and snap["alarms"] == ["clock_untrusted", "disk_low", "id_card_down"]
+        assert snap["problems"] == ["clock_untrusted: the wall clock is not trusted",
+                                    "disk_low: disk (nearly) full", "id_card_down: LinkDown: gone"]
         assert cli(cmd_status, "status", "--config", str(keyset / "config.toml")) == 1
         text = capsys.readouterr().out
         assert "id_card OUT OF ORDER: LinkDown: gone" in text and "outbox:   2 events" in text
+        assert "PROBLEM:  id_card_down: LinkDown: gone" in text
         assert "#3" in text and "张*" in text
         assert sorted(os.listdir(keyset_config.state_dir)) == sorted(files + ["status.json"])   # read-only
     finally:
@@ -194,7 +198,7 @@ def test_status_while_the_daemon_holds_the_state_dir(keyset, keyset_config, caps
 
 def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
     """The link's alarm, as the daemon writes it into the status file (issue #12 finding 2)."""
-    Store(keyset_config.state_dir).close()
+    store = Store(keyset_config.state_dir)                       # holds the flock, as the daemon does
     sf = StatusFile(keyset_config.state_dir, keyset_config.terminal_id)
     conf = str(keyset / "config.toml")
     for down_for, alarms in ((599.75, {}), (725.0, {"hub_unreachable": "no connection for 12m05s"})):
@@ -207,21 +211,72 @@ def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
         text = capsys.readouterr().out
         assert f"hub:      disconnected for {'12m05s' if alarms else '9m59s'}" in text
         assert ("PROBLEM:  hub_unreachable: no connection for 12m05s" in text) == bool(alarms)
+    store.close()
 
 
-def test_status_when_the_daemon_is_not_running(keyset, keyset_config, capsys):
+@pytest.mark.parametrize("age", [3600, 0], ids=["an hour old", "fresh"])
+def test_status_when_the_daemon_is_not_running(keyset, keyset_config, capsys, age):
+    """Issue #12 finding 3: a daemon that died (its last status says running, whatever its age,
+    with the pid of a live process: this one) is not running — nobody holds the state dir."""
     store = Store(keyset_config.state_dir)
     add_events(store, [NOW - 5])
     StatusFile(keyset_config.state_dir, keyset_config.terminal_id).write(
-        devices={}, hub={"state": "off"}, clock="trusted", storage={}, now=NOW - 3600)   # an hour old
+        devices={"relay": None}, hub={"state": "connected"}, clock="trusted", storage={}, alarms={},
+        now=time.time() - age)
     store.close()
     files = sorted(os.listdir(keyset_config.state_dir))
     rc, snap = status_json(keyset / "config.toml", capsys)
-    assert rc == 1 and snap["daemon"] == "not running"
-    assert snap["problems"] == ["daemon not running (status file is stale)"]
+    assert rc == 1 and snap["daemon"] == "not running" and snap["alarms"] == []
+    assert snap["problems"] == ["daemon not running (it did not stop cleanly: its last status says running)"]
+    assert cli(cmd_status, "status", "--config", str(keyset / "config.toml")) == 1
+    text = capsys.readouterr().out
+    assert "relay ok" not in text and "connected" not in text
     assert snap["outbox"]["depth"] == 1 and snap["last_sync_at"] is None
     # no -wal/-shm left behind (they would belong to whoever ran status, often root)
     assert sorted(os.listdir(keyset_config.state_dir)) == files
+
+
+def test_status_tells_the_daemon_from_another_holder_and_from_a_wedged_daemon(keyset, keyset_config, capsys):
+    """Issue #12 finding 3: the lock says a process holds the state dir, the status file whether
+    it is the daemon (state, pid) and whether it answers (age)."""
+    store = Store(keyset_config.state_dir)
+    sf = StatusFile(keyset_config.state_dir, keyset_config.terminal_id)
+    try:
+        sf.write_stopped(clock="trusted")                      # e.g. `verify` holds it after a clean stop
+        rc, snap = status_json(keyset / "config.toml", capsys)
+        assert (rc, snap["daemon"]) == (1, "not running")
+        assert snap["problems"] == ["daemon not running (the state directory is held by another "
+                                    "gate-terminal process, or the daemon is starting)"]
+        for age, problems in ((STALE_AFTER - 1, []), (STALE_AFTER + 5, [f"daemon not answering: its status is "
+                                                                         f"{int(STALE_AFTER + 5)} s old (wedged?)"])):
+            sf.write(devices={}, hub={"state": "off"}, clock="trusted", storage={}, alarms={}, now=time.time() - age)
+            rc, snap = status_json(keyset / "config.toml", capsys)
+            assert (snap["daemon"], snap["problems"]) == ("running", problems)
+    finally:
+        store.close()
+    rc, snap = status_json(keyset / "config.toml", capsys)          # lock free, last word "running"
+    assert snap["daemon"] == "not running" and "did not stop cleanly" in snap["problems"][0]
+    sf.write_stopped(clock="trusted")
+    rc, snap = status_json(keyset / "config.toml", capsys)
+    assert (snap["daemon"], snap["problems"]) == ("not running", ["daemon not running"])
+
+
+def test_a_starting_daemon_waits_out_a_status_probe(tmp_path, mocker):
+    """`status` takes the lock shared for an instant: a store opening in that instant waits."""
+    import fcntl
+    from terminal.state import store as store_mod
+    Store(tmp_path).close()
+    probe = os.open(tmp_path / "lock", os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)
+    tries = mocker.spy(store_mod.fcntl, "flock")
+    opened = []
+    t = threading.Thread(target=lambda: opened.append(Store(tmp_path)))
+    t.start()
+    wait_for(lambda: tries.call_count >= 2, "the store to find the lock taken and try again")
+    os.close(probe)
+    t.join(10)
+    assert opened, "the store gave up"
+    opened[0].close()
 
 
 def test_status_without_a_database_is_a_usage_error(keyset):
@@ -233,7 +288,7 @@ def test_status_file_is_replaced_atomically(tmp_path):
     sf = StatusFile(tmp_path, "t1", keep=2)
     for seq in range(1, 4):
         sf.record(result(seq), NOW)
-    sf.write(devices={}, hub={}, clock="trusted", storage={}, now=NOW)
+    sf.write(devices={}, hub={}, clock="trusted", storage={}, alarms={}, now=NOW)
     doc = json.loads((tmp_path / "status.json").read_text())
     assert [d["seq"] for d in doc["last_decisions"]] == [3, 2] and doc["decided"] == 3
     assert (tmp_path / "status.json").stat().st_mode & 0o777 == 0o600

@@ -109,6 +109,36 @@ def test_unplug_and_replug_recovers(rig):
     assert all(g >= 0.1 for g in gaps(relay))
 
 
+def test_each_pulse_says_whether_it_went_out(rig):
+    """Issue #12 finding 1: the caller learns whether its pulse switched the relay on."""
+    relay, ep, gate = rig
+    first = gate.pulse(300)
+    assert first.wait(5) is True and relay.wait_for(lambda r: r.is_on())
+    assert gate.pulse(300).wait(0) is True           # the relay is on: this opening is extended
+    assert relay.wait_for(pulse_done(1))
+    ep.unplug()
+    dropped = gate.pulse(50)
+    assert dropped.wait(5) is False                  # the line stayed down for the whole pulse
+    assert gate.failed_pulses == 1 and len(relay.pulses) == 1
+
+
+def test_an_idle_relay_unplugged_and_back_is_known_without_a_pulse(rig):
+    """Nobody passes, yet the driver knows the relay is gone (its line is looked at every
+    PROBE_EVERY seconds), and knows it is back; no command goes out for it."""
+    relay, ep, gate = rig
+    assert relay.wait_for(lambda r: r.commands)      # the start-up OFF
+    wait_for(lambda: gate.error is None, "the relay reachable")
+    commands = len(relay.commands)
+    ep.unplug()
+    wait_for(lambda: gate.error is not None, "the driver to see the relay gone")
+    assert gate.link.url in gate.error
+    ep.replug()
+    wait_for(lambda: gate.error is None, "the driver to see the relay back", timeout=15)
+    # Only the OFF owed after an outage (the relay's state was unknown), no pulse.
+    assert relay.wait_for(lambda r: len(r.commands) == commands + 1)
+    assert raw(relay)[commands:] == [OFF] and gate.pulses == 0
+
+
 def test_relay_left_on_by_an_outage_is_switched_off_when_the_line_is_back(rig):
     relay, ep, gate = rig
     gate.pulse(200)
@@ -134,8 +164,9 @@ def test_line_down_at_close_gives_up_and_says_so(caplog):
 
 def test_pulse_that_cannot_start_is_dropped_and_counted():
     gate = LcusRelay("/nonexistent/ttyRelay", close_timeout=0.1)
-    gate.pulse(50)
+    outcome = gate.pulse(50)
     wait_for(lambda: gate.failed_pulses == 1, "the pulse to be dropped")
+    assert outcome.wait(0) is False and "cannot open" in gate.error
     gate.close()
     assert (gate.pulses, gate.failed_pulses) == (0, 1)
 
@@ -144,7 +175,7 @@ def test_pulse_after_close_is_ignored(rig, caplog):
     relay, _, gate = rig
     gate.close()
     with caplog.at_level(logging.ERROR, logger="drivers.relay"):
-        gate.pulse()
+        assert gate.pulse().wait(0) is False
     assert "closed relay" in caplog.text
     assert ON not in raw(relay)
 
@@ -175,9 +206,10 @@ def test_none_backend_only_logs(caplog):
     gate = open_relay("none")
     assert isinstance(gate, NoRelay)
     with caplog.at_level(logging.INFO, logger="drivers.relay"):
-        gate.pulse(500)
+        assert gate.pulse(500).wait(0) is True
     gate.close()
     assert "gate pulse of 500 ms (no relay configured)" in caplog.text
+    assert (gate.wired, gate.error) == (False, None)
     assert gate.pulses == 1
 
 

@@ -206,7 +206,32 @@ def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, ca
     subjects = [json.loads(hub.decrypt(bytes.fromhex(r["subject"]))) for r in rows]
     assert subjects == [{"id_number": person.id_number, "name": person.name}] * 3
     assert set(rows[0]) == {"seq", "id", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
-                            "status", "flags", "latency_ms", "subject"}
+                            "status", "flags", "latency_ms", "subject", "gate"}
+
+
+def test_a_version_6_database_gets_the_gate_column(tmp_path):
+    """Issue #12 finding 1: events from before the gate was recorded read gate None (unknown), the
+    outbox and seq go on, and a new event keeps its gate."""
+    con = sqlite3.connect(tmp_path / "terminal.db")
+    for i, migration in enumerate(MIGRATIONS[:6]):
+        if callable(migration):
+            con.execute("INSERT INTO meta (key, value) VALUES ('epoch', '0123456789abcdef')")
+        else:
+            con.executescript(migration)
+        con.execute(f"PRAGMA user_version = {i + 1}")
+    cols = [f for f in event(0) if f != "seq"]
+    con.execute(f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [event(1)[c] for c in cols])
+    con.commit()
+    con.close()
+    s = Store(tmp_path)
+    try:
+        with s.write():
+            assert s.insert_event(event(2) | {"decision": "allow", "reason": "ok", "gate": "fault"}) == 2
+            assert s.insert_event(event(3)) == 3                    # no gate given: None
+        assert [(e["seq"], e["gate"]) for e in s.events()] == [(1, None), (2, "fault"), (3, None)]
+    finally:
+        s.close()
 
 
 def test_a_version_4_database_gets_an_epoch_once_and_keeps_it(tmp_path):
@@ -319,7 +344,7 @@ def test_events_are_the_wire_fields_as_inserted(tmp_path):
     s = Store(tmp_path)
     e = {"id": "e-1", "at": 1800000000.25, "boot_id": "boot", "mono_ns": 123456789, "clock": "untrusted",
          "method": "id_card", "decision": "review", "reason": "status_unavailable", "status": 1, "flags": 3,
-         "latency_ms": 12.5, "subject": "ab" * 8}
+         "latency_ms": 12.5, "subject": "ab" * 8, "gate": None}
     with s.write():
         assert s.insert_event(e) == 1
     assert s.events() == [e | {"seq": 1}]

@@ -65,6 +65,7 @@ class SlowResult:
         self._gate = gate
         self.method, self.decision, self.reason = "qr", "allow", "ok"
         self.name, self.id, self.latency_ms = "张*", "370102********1234", 3.0
+        self.gate = "opened"
 
     @property
     def seq(self):
@@ -76,7 +77,8 @@ def test_status_file_writes_whole_records(tmp_path):
     gate = Gate(7)
     a = run(sf.record, SlowResult(gate), T0)
     assert gate.entered.wait(5)
-    b = run(lambda: sf.write(devices={}, hub={"state": "off"}, clock="trusted", storage={}))
+    b = run(lambda: sf.write(devices={}, hub={"state": "off"}, clock="trusted", storage={},
+                                alarms={}))
     b.join(HELD)
     assert b.is_alive(), "the status file was written while a decision was half-recorded"
     gate.release.set()

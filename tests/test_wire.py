@@ -73,6 +73,20 @@ def test_batch_round_trip_and_its_bounds(k):
         wire.open_batch(wire.batch(TID, EPOCH, events[:1], k["stranger"]), k["device"].public_key)
 
 
+def test_an_events_gate_is_carried_and_bounded(k):
+    """Issue #12 finding 1: "opened", "fault", null, or absent (a terminal from before), nothing else."""
+    events = [{"seq": 1, "decision": "allow", "gate": "opened"}, {"seq": 2, "decision": "allow", "gate": "fault"},
+              {"seq": 3, "decision": "deny", "gate": None}, {"seq": 4, "decision": "deny"}]
+    got = wire.open_batch(wire.batch(TID, EPOCH, events, k["device"]), k["device"].public_key)
+    assert [e.get("gate", "absent") for e in got.events] == ["opened", "fault", None, "absent"]
+    for gate in ("open", "OPENED", True, 1, ["opened"], {}):
+        with pytest.raises(ValueError, match="gate"):
+            wire.batch(TID, EPOCH, [{"seq": 1, "gate": gate}], k["device"])
+        forged = wire.seal({"tid": TID, "epoch": EPOCH, "events": [{"seq": 1, "gate": gate}]}, k["device"])
+        with pytest.raises(ValueError, match="gate"):
+            wire.open_batch(forged, k["device"].public_key)
+
+
 def test_ack_round_trip(k):
     assert wire.open_ack(wire.ack(TID, EPOCH, 0, k["hub"]), pin(k["hub"])) == wire.Ack(TID, EPOCH, 0)
     assert wire.open_ack(wire.ack(TID, EPOCH, MAX_SQL_INT, k["hub"]), pin(k["hub"])).acked_seq == MAX_SQL_INT

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from terminal import config as cfgmod
-from terminal.alarms import age_text as _age
+from terminal.alarms import age_text
 from terminal.commands.usage import UsageError
 from terminal.state.snapshot import SnapshotError, status_snapshot
 
@@ -45,19 +45,19 @@ def run(args) -> int:
 def _when(t: float | None, now: float) -> str:
     if t is None:
         return "never"
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({_age(now - t)} ago)"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({age_text(now - t)} ago)"
 
 
 def render(snap: dict) -> str:
     now, live = snap["now"], snap["live"]
     lines = [f"terminal {snap['terminal_id']}: daemon {snap['daemon']}"
              + (f" (pid {live['pid']}, {live['decided']} decided)" if snap["daemon"] == "running" else "")]
-    if live:
+    if snap["daemon"] == "running":  # a stopped daemon's devices and hub are nobody's now
         lines.append("devices:  " + (", ".join(f"{n} {'ok' if not why else 'OUT OF ORDER: ' + why}"
                                               for n, why in sorted(live["devices"].items())) or "none"))
         hub = live.get("hub", {})
         lines.append(f"hub:      {hub.get('state', '?')}"
-                     + (f" for {_age(hub['down_for'])}" if hub.get("down_for") is not None else ""))
+                     + (f" for {age_text(hub['down_for'])}" if hub.get("down_for") is not None else ""))
         storage = live.get("storage", {})
         if "free_bytes" in storage:
             lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"
@@ -66,7 +66,7 @@ def render(snap: dict) -> str:
     lines.append("signed:   " + (", ".join(f"{k} seq {v}" for k, v in snap["signed_docs"].items()) or "none"))
     out = snap["outbox"]
     lines.append(f"outbox:   {out['depth']} events"
-                 + (f", oldest {_age(out['oldest_age_s'])} old" if out["oldest_age_s"] is not None else ""))
+                 + (f", oldest {age_text(out['oldest_age_s'])} old" if out["oldest_age_s"] is not None else ""))
     lines.append(f"synced:   {_when(snap['last_sync_at'], now)}")
     recent = live["last_decisions"] if live and live.get("last_decisions") else snap["last_events"]
     if recent:

@@ -30,10 +30,9 @@ class HubBridge:
              on_alive: Callable[[], None] = lambda: None,
              alarms: Callable[[], list[str]] = lambda: [], on_command=None) -> "HubBridge":
         """Apply what earlier runs kept (policy, data keys) to ``verifier`` now, and make the link.
-        ``on_alive``: hub-net's liveness, for the watchdog; ``alarms``: the names of the alarms on,
-        fresh, for the ``state`` message; ``on_command(command, reply)``: runs an admitted remote
-        command (terminal/remote.py). Raises KeyFileError for an unreadable
-        device key."""
+        ``on_alive``: hub-net's liveness, for the watchdog; ``alarms``: the terminal's other alarms
+        by name, for the birth message; ``on_command(command, reply)``: runs an admitted remote
+        command (terminal/remote.py). Raises KeyFileError for an unreadable device key."""
         from terminal.crypto.keyfiles import load_private_key
 
         # With the pump and paho's threads beside it, a verification that released the GIL for

@@ -8,7 +8,8 @@ Two threads of ours, plus paho's network thread for each connection:
                paho's own reconnect (un-jittered, and it resends whatever sat in the old
                client) is off. A TLS file missing or unreadable is one more connect failure.
                It tells ``on_alive`` it is looping (the daemon's watchdog), connected or not.
-    hub-pump   everything else: the outbox pump, acks, signed updates, the birth message. It
+    hub-pump   everything else: the outbox pump, acks, signed updates, the birth message (again
+               whenever the terminal's alarms change, fleet.md "Alarms"). It
                alone reads and writes the store for the link, so a slow disk or a flood of
                messages never stalls the network loop, and verification never waits on it.
 
@@ -133,7 +134,10 @@ class HubLink:
         self.commands = CommandGate(store, self.tid, cfg.hub_key, trusted_now)
         self._on_command = on_command or (lambda cmd, reply: reply(False, "not_available: no remote operations"))
         self._device_key = device_key
-        self._alarms = alarms  # the names of the alarms on, fresh (the birth message carries them)
+        # The terminal's other alarms by name (devices, disk, clock): read by the pump each round,
+        # the birth message published again on the live connection when they change.
+        self._other_alarms = alarms
+        self._published_alarms: list[str] | None = None  # pump thread only
         self._poll = poll
         self._keepalive = keepalive
         self._session_expiry = session_expiry
@@ -236,13 +240,6 @@ class HubLink:
         """``hub_unreachable`` once there has been no connection for ``[hub] alarm_hub_minutes``."""
         down = self.down_for()
         return [UNREACHABLE] if down is not None and down >= self._alarm_after else []
-
-    def republish_state(self) -> None:
-        """An alarm started or ended: publish the birth message again (pump thread). Never blocks."""
-        try:
-            self._inbox.put_nowait(("state", b""))
-        except queue.Full:
-            pass  # the next connect or alarm change says it
 
     # --- remote commands: answers and uploads, from any thread ------------------------
     def send_result(self, cid: str | None, ok: bool, detail: object, wait: float = 0.0) -> bool:
@@ -432,6 +429,7 @@ class HubLink:
                 # A person being decided goes first: the round waits (a few ms) for the decision.
                 self._store.no_presentation.wait(0.1)
                 self._handle(items)
+                self._republish_on_alarm_change()
                 pause = min(self._poll, self._send() or self._poll)
             except Exception:  # a bug costs a round, not the link
                 log.exception("hub: pump round failed")
@@ -464,9 +462,6 @@ class HubLink:
                 self.pump.reset()
                 log.info("hub: connected to %s (outbox %d events)", self.node, self._store.outbox_depth())
                 self._birth(arg)
-            elif kind == "state":
-                if self._conn is not None:
-                    self._birth(self._conn)
             elif kind == "down":
                 if self._conn is arg:
                     self._conn = None
@@ -524,12 +519,23 @@ class HubLink:
             log.exception("hub: command %s %s failed", a.id, a.command.op)
             reply(False, f"failed: {type(e).__name__}")
 
+    def _all_alarms(self) -> list[str]:
+        return sorted(set(self._other_alarms()) | set(self.alarms()))
+
     def _birth(self, client: mqtt.Client) -> None:
+        alarms = self._all_alarms()
         state = wire.birth(version=terminal.__version__, epoch=self._store.epoch,
                            queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
                            policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state(),
-                           alarms=list(self._alarms()))
-        client.publish(self.topics.state, state, qos=1, retain=True)
+                           alarms=alarms)
+        if client.publish(self.topics.state, state, qos=1, retain=True).rc == mqtt.MQTT_ERR_SUCCESS:
+            self._published_alarms = alarms
+
+    def _republish_on_alarm_change(self) -> None:
+        """An alarm started or ended since the last birth: say so on ``state`` (retained)."""
+        client = self._conn
+        if client is not None and self._all_alarms() != self._published_alarms:
+            self._birth(client)
 
     def _say_offline(self) -> None:
         client = self._conn

@@ -153,10 +153,17 @@ def open_signed(raw: bytes, keys: dict[str, PublicKey]) -> dict:
     return doc
 
 
+# An event's "gate" (docs/protocol/hub.md): what became of the gate for it. Absent in the events of
+# a terminal from before it was recorded.
+GATES = ("opened", "fault", None)
+
+
 def batch(tid: str, epoch: str, events: list[dict], device_key: PrivateKey) -> bytes:
     """An event batch ``{"tid", "epoch", "events": [...]}`` (≤ 200 events) signed by the device key."""
     if not 0 < len(events) <= MAX_BATCH:
         raise ValueError(f"a batch holds 1-{MAX_BATCH} events")
+    if not all(e.get("gate") in GATES for e in events):
+        raise ValueError(f"an event's gate is one of {GATES}")
     if not is_epoch(epoch):
         raise ValueError("epoch must be 16 lowercase hex characters")
     return seal({"tid": tid, "epoch": epoch, "events": events}, device_key)
@@ -171,7 +178,8 @@ class Batch:
 
 def open_batch(raw: bytes, device_key: PublicKey) -> Batch:
     """A batch signed by ``device_key``: EnvelopeError if it does not verify, ValueError if it is
-    not ``{"tid", "epoch", "events"}`` with 1-200 events of integer seq 1 ≤ seq < 2^63."""
+    not ``{"tid", "epoch", "events"}`` with 1-200 events of integer seq 1 ≤ seq < 2^63 whose
+    ``gate``, if there is one, is "opened", "fault" or null."""
     doc = open_signed(raw, {device_key.kid(): device_key})
     tid, epoch, events = doc.get("tid"), doc.get("epoch"), doc.get("events")
     if not isinstance(tid, str) or not is_epoch(epoch):
@@ -180,6 +188,8 @@ def open_batch(raw: bytes, device_key: PublicKey) -> Batch:
             or not all(isinstance(e, dict) and type(e.get("seq")) is int and 1 <= e["seq"] < 2 ** 63
                        for e in events)):
         raise ValueError(f"not 1-{MAX_BATCH} events with integer seq >= 1")
+    if not all(e.get("gate") in GATES for e in events):
+        raise ValueError('an event\'s gate is not "opened", "fault" or null')
     return Batch(tid, epoch, events)
 
 
@@ -209,8 +219,7 @@ def open_ack(raw: bytes, hub_keys: dict[str, PublicKey]) -> Ack:
 
 def birth(*, version: str, epoch: str, queue: int, trust_seq: int, policy_seq: int, clock: str,
           alarms: list[str]) -> bytes:
-    """The retained ``state`` a terminal publishes on every connect and whenever an alarm starts
-    or ends; ``alarms`` are the names of those on (terminal/alarms.py), sorted."""
+    """The retained ``state`` a terminal publishes on every connect and whenever its alarms change."""
     return dumps({"state": "online", "version": version, "epoch": epoch, "queue": queue,
                   "trust_seq": trust_seq, "policy_seq": policy_seq, "clock": clock, "alarms": sorted(alarms)})
 

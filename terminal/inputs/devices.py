@@ -1,13 +1,13 @@
-"""Which devices are out of order: set by the input threads, read by the screen's alarm
-banner, the status file and STATUS= (hence the lock)."""
+"""Which devices are out of order: set by the input threads, the decide thread (the relay) and
+the screen's thread, read by the alarms, the status file and STATUS= (hence the lock)."""
 from __future__ import annotations
 
 import logging
 import threading
 
-log = logging.getLogger(__name__)
+from terminal.alarms import device_alarm
 
-LABELS = {"camera": "摄像头", "id_card": "身份证读卡器", "ss_card": "社保卡读卡器", "relay": "闸机继电器"}
+log = logging.getLogger(__name__)
 
 
 class DeviceStatus:
@@ -39,5 +39,6 @@ class DeviceStatus:
         with self._lock:
             return dict(self._errors)
 
-    def alarms(self) -> list[str]:
-        return [f"{LABELS.get(n, n)}故障" for n in sorted(self.errors())]
+    def alarms(self) -> dict[str, str]:
+        """An alarm source (terminal/alarms.py): ``<device>_down`` → why, for each device out of order."""
+        return {device_alarm(n): why for n, why in self.errors().items()}

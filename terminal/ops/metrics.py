@@ -15,7 +15,8 @@ and device names only.
     gate_clock_trusted                            1 trusted, 0 clock_untrusted
     gate_device_up{device}, gate_device_errors_total{device}
     gate_storage_alarm                            1 while the state directory's disk is (nearly) full
-    gate_alarm{name}                              1 while that alarm is on (terminal/alarms.py), else 0
+    gate_alarm{name}                              1 while that alarm is on (terminal/alarms.py), else 0;
+                                                  every alarm of fleet.md's table, read at scrape time
 """
 from __future__ import annotations
 
@@ -102,8 +103,11 @@ class Metrics:
     def storage_alarm(self, on: bool) -> None:
         self._storage.set(1 if on else 0)
 
-    def alarm(self, name: str, on: bool) -> None:
-        self._alarm.labels(name).set(1 if on else 0)
+    def watch_alarms(self, names: tuple[str, ...], active: Callable[[], dict[str, str]]) -> None:
+        """``gate_alarm{name}`` for each of ``names``, 1 or 0, read at scrape time from ``active``
+        (the terminal's alarms, terminal/alarms.py)."""
+        for name in names:
+            self._alarm.labels(name).set_function(lambda name=name: 1 if name in active() else 0)
 
     def watch_outbox(self, depth: Callable[[], int], oldest_at: Callable[[], float | None],
                      now: Callable[[], float] = time.time) -> None:

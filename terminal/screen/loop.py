@@ -51,9 +51,10 @@ class ScreenLoop:
         self._thread.join(5)
         self.screen.close()
 
-    def show_result(self, result) -> None:
+    def show_result(self, result, gate: str | None = None) -> None:
+        """``gate``: what became of the gate (``"fault"``: an allow shown as 请联系工作人员开门)."""
         with self._cond:
-            self._pending = ("result", result)
+            self._pending = ("result", (result, gate))
             self._cond.notify()
 
     def notice(self, key: str) -> None:
@@ -83,9 +84,9 @@ class ScreenLoop:
                 if pending is not None:
                     kind, payload = pending
                     if kind == "result":
-                        r = payload
+                        r, gate = payload
                         image = self.renderer.result(Panel(r.decision, r.reason, r.name, r.method,
-                                                           self._alarm(), datetime.now()))
+                                                           self._alarm(), datetime.now(), gate))
                     else:
                         image = self.renderer.result(Panel(REVIEW, payload, None, None, self._alarm(),
                                                            datetime.now()))

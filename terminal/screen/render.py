@@ -60,6 +60,7 @@ class Panel:
     method: str | None = None     # qr / id_card / ss_card
     alarm: str | None = None      # e.g. "身份证读卡器故障"
     time: datetime | None = None
+    gate: str | None = None       # the event's gate: "fault" shows an allow as GATE_FAULT, amber
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ class Renderer:
     def layout_result(self, panel: Panel) -> Layout:
         w, h = self.size
         decision = texts.screen_decision(panel.decision)
-        bg, fg = STYLES[decision]
+        gate_shut = decision == ALLOW and panel.gate == "fault"
+        bg, fg = STYLES[REVIEW if gate_shut else decision]
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(panel.alarm, RESULT_BANNER, rects, items)
@@ -133,7 +135,8 @@ class Renderer:
         head, who, why, when = self._stack((mx, top + my, w - mx, h - my), (0.44, 0.16, 0.27, 0.13))
         # The headline may use nearly the full width: it is what is read from two metres.
         head = (round(w * 0.02), head[1], w - round(w * 0.02), head[3])
-        items += self._place("headline", texts.HEADLINES[decision], head, fg, max_lines=2,
+        headline = texts.GATE_FAULT if gate_shut else texts.HEADLINES[decision]
+        items += self._place("headline", headline, head, fg, max_lines=2,
                              stroke=0.025, line_gap=0.08)
         name = texts.clean(panel.name)
         label = texts.method_label(panel.method)

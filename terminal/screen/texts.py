@@ -13,10 +13,23 @@ from terminal.core import reasons as R
 from terminal.core.policy import ALLOW, DENY, REVIEW
 
 HEADLINES = {ALLOW: "请通行", DENY: "禁止通行", REVIEW: "请人工核验"}
+# An allow whose gate did not open (relay down): never 请通行 at a shut gate (fleet.md).
+GATE_FAULT = "请联系工作人员开门"
 
 METHOD_LABELS = {"qr": "健康码", "id_card": "身份证", "ss_card": "社保卡"}
 
 IDLE_PROMPT = "请出示健康码或刷身份证/社保卡"
+NOTHING_WORKS = "设备故障，请联系工作人员"
+
+# The alarm banner (terminal/alarms.py names); an alarm not here is not the passer-by's business
+# (hub_unreachable: the terminal decides offline; clock_untrusted: each decision says so).
+ALARM_TEXT = {
+    "camera_down": "摄像头故障",
+    "id_card_down": "身份证读卡器故障",
+    "ss_card_down": "社保卡读卡器故障",
+    "relay_down": "闸机继电器故障",
+    "disk_low": "存储空间不足",
+}
 
 REASON_TEXT = {
     R.OK: "健康码绿码",
@@ -65,6 +78,19 @@ _BY_METHOD = {
 }
 # An unknown reason code (a newer core, a typo) still gets a sentence fitting the decision.
 _GENERIC = {ALLOW: "核验通过", DENY: "无法核验，请联系工作人员", REVIEW: "请等候工作人员核验"}
+
+
+def alarm_banner(names) -> list[str]:
+    """The banner's words for the alarms ``names``, in their order."""
+    return [ALARM_TEXT[n] for n in names if n in ALARM_TEXT]
+
+
+def idle_prompt(qr: bool, id_card: bool, ss_card: bool) -> str:
+    """What the idle screen asks for: only the inputs that work now."""
+    cards = "/".join(label for label, ok in (("身份证", id_card), ("社保卡", ss_card)) if ok)
+    if qr:
+        return "请出示健康码" + (f"或刷{cards}" if cards else "")
+    return f"请刷{cards}" if cards else NOTHING_WORKS
 
 
 def screen_decision(decision: str) -> str:

@@ -13,8 +13,8 @@ must not happen is a door that stops admitting anyone because a log grew. So:
   checkpoint size, then reuses its pages), every one of them intact after a reopen. The
   reserve comes back once free space recovers.
 * :meth:`DiskGuard.check` (every few seconds from housekeeping) reads ``statvfs``: below
-  :data:`LOW_BYTES` free, or with the reserve spent, the alarm is on — on screen
-  (:data:`ALARM`), in the log (once per change) and in the ``gate_storage_alarm`` metric.
+  :data:`LOW_BYTES` free, or with the reserve spent, the alarm ``disk_low`` is on — on screen,
+  in ``status``, in the log (once per change) and in the ``gate_storage_alarm`` metric.
 * If a write fails even with the reserve gone, the presentation cannot be committed: the
   daemon shows it for review by the attendant (never opens the gate without its event) and
   keeps deciding the next ones — nothing already committed is touched.
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 RESERVE_NAME = "reserve"
 RESERVE_BYTES = 8 * 1024 * 1024
 LOW_BYTES = 32 * 1024 * 1024
-ALARM = "存储空间不足"
 SQLITE_FULL = 13
 
 

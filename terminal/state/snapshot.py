@@ -12,7 +12,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from terminal.state.statusfile import LAST_DECISIONS, read_status_file
+from terminal.alarms import CLOCK_UNTRUSTED
+from terminal.state.statusfile import LAST_DECISIONS, daemon_state, read_status_file
 
 
 class SnapshotError(RuntimeError):
@@ -63,17 +64,19 @@ def status_snapshot(state_dir: Path, now: float | None = None, *, terminal_id: s
     if terminal_id is not None:
         snap["terminal_id"] = terminal_id
     live = read_status_file(state_dir, now)
-    snap["daemon"] = "running" if live and not live["stale"] else "not running"
+    running, problem = daemon_state(state_dir, live, now)
+    snap["daemon"] = "running" if running else "not running"
     snap["live"] = live
-    # One PROBLEM each: the daemon's alarms (terminal/alarms.py, through the status file), or
-    # that it is not running and what the database alone says.
-    problems = []
-    if snap["daemon"] != "running":
-        problems.append("daemon not running" + (" (status file is stale)" if live else ""))
-        snap["alarms"] = {"clock_untrusted": "as the daemon last kept it"} if snap["clock"] != "trusted" else {}
+    problems = [problem] if problem else []
+    if not running:
+        snap["alarms"] = []
+        if snap["clock"] != "trusted":
+            problems.append(f"{CLOCK_UNTRUSTED}: as the daemon's last run left it")
     else:
-        snap["alarms"] = dict(live.get("alarms") or {})
+        # The daemon's own list (terminal/alarms.py), one PROBLEM line each.
+        alarms = live.get("alarms", {})
+        snap["alarms"] = list(alarms)
+        problems += [f"{name}: {why}" for name, why in alarms.items()]
         snap["clock"] = live["clock"]
-    problems += [f"{name}: {why}" for name, why in sorted(snap["alarms"].items())]
     snap["problems"] = problems
     return snap

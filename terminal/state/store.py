@@ -16,6 +16,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,6 +99,11 @@ MIGRATIONS = (
     DELETE FROM status_cache
     """,
     """
+    -- what became of the gate for this event (fleet.md): 'opened', 'fault' (an allow the relay
+    -- could not open) or NULL (deny, review, no gate wired, and every event before this column)
+    ALTER TABLE events ADD COLUMN gate TEXT
+    """,
+    """
     -- remote commands already run (or refused after being claimed), kept until their not_after:
     -- a command is run at most once, across restarts too
     CREATE TABLE commands (id TEXT PRIMARY KEY, not_after INTEGER NOT NULL);
@@ -107,7 +113,26 @@ MIGRATIONS = (
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
-                "status", "flags", "latency_ms", "subject")
+                "status", "flags", "latency_ms", "subject", "gate")
+
+
+LOCK_NAME = "lock"
+# `gate-terminal status` takes the lock shared for an instant to see whether a daemon holds it
+# (statusfile.daemon_lock_held): a daemon starting in that instant tries again, for this long.
+LOCK_PATIENCE = 1.0
+
+
+def _lock(f) -> bool:
+    """The state directory's exclusive flock; False if another process holds it."""
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 class StoreError(RuntimeError):
@@ -146,12 +171,10 @@ class Store:
         self.state_dir = Path(state_dir)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._flock = open(self.state_dir / "lock", "a+")
+            self._flock = open(self.state_dir / LOCK_NAME, "a+")
         except OSError as e:
             raise StoreError(f"state directory {self.state_dir}: {e.strerror}") from None
-        try:
-            fcntl.flock(self._flock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(self._flock):
             self._flock.close()
             raise StoreError(f"state directory {self.state_dir} is in use by another gate-terminal process") from None
         self._lock = threading.RLock()
@@ -284,11 +307,12 @@ class Store:
 
     # --- outbox -------------------------------------------------------------------
     def insert_event(self, event: dict) -> int:
-        """Insert inside a write() transaction; returns the event's seq."""
+        """Insert inside a write() transaction; returns the event's seq. ``gate`` may be left out
+        (None: an event that involved no gate)."""
         cur = self.db.execute(
             "INSERT INTO events (id, at, boot_id, mono_ns, clock, method, decision, reason, status, flags,"
-            " latency_ms, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [event[k] for k in EVENT_FIELDS if k != "seq"])
+            " latency_ms, subject, gate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [event[k] if k != "gate" else event.get(k) for k in EVENT_FIELDS if k != "seq"])
         return cur.lastrowid
 
     # Outbox = events with seq > acked_seq (meta); acked events stay as local history until
