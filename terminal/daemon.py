@@ -8,11 +8,13 @@ Threads — every object used by more than one thread is confined to one or lock
 
     thread         module                     owns (only this thread touches it)
     main           commands/run.py, here      open/start/stop; signals; SIGHUP → reload() queues
-                                              the new config for decide
+                                              the new config for decide; exit_requested (a
+                                              remote restart) ends its loop
     decide         here (_decide_loop)        the Verifier: its trust list, policies, data keys
                                               (changed only by Verifier.apply, here, between two
                                               presentations), the store's write transactions,
                                               relay.pulse, StatusFile.record, the update queue
+                                              (remote ops' tasks too: reload, gate_test, open_gate)
     camera         inputs/camera.py           QrPresentations, the QR decoders
     grabber …      drivers/camera.py          the frame source; hands the newest frame over under
                                               its Condition
@@ -23,7 +25,11 @@ Threads — every object used by more than one thread is confined to one or lock
     housekeeping   housekeeping.py            checkpoints, retention, StatusFile.write, STATUS=,
                                               HubBridge.report (metric deltas)
     hub-pump       hub/link.py                the outbox pump, acks, signed updates (queued for
-                                              decide as update values)
+                                              decide as update values); admits remote commands
+                                              (hub/commands.py) and runs the quick ops (remote.py)
+    diagnostics,   remote.py                  one short-lived thread per upload, update check or
+    update-check,                             gate test's wait for its pulse; they answer
+    gate-test                                 through the link (paho's publish is thread-safe)
     hub-net, paho  hub/link.py                the MQTT connection; callbacks only queue and assign
     metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
                                               read connection
@@ -39,7 +45,7 @@ Threads — every object used by more than one thread is confined to one or lock
     Store (decide, housekeeping, hub-pump,    its RLock; the outbox reader its own lock
       cards' status cache, metrics)
     DeviceStatus, DiskGuard, Watchdog,        their locks
-      Notifier, Alarms
+      Notifier, Alarms, RemoteOps
     Daemon.cfg, Verifier.cfg / trust / policy replaced whole on decide, never changed in place:
       / keys (read by cards, housekeeping)    a reader sees the old object or the new one
 
