@@ -39,8 +39,9 @@ def register(sub) -> None:
     i.add_argument("--id", dest="id_number", help="18-character resident ID number")
     i.set_defaults(func=run_issue)
 
-    from sim.hub_cli import add_parser as add_hub
+    from sim.hub_cli import add_cmd_parser, add_parser as add_hub
     add_hub(simsub)
+    add_cmd_parser(simsub)
 
     d = simsub.add_parser("demo", help="the whole terminal on simulated hardware, with a crowd",
                           description="Starts the real daemon against simulated hardware (virtual camera, "

@@ -6,9 +6,9 @@ Threads (paho callbacks never lock, sleep or touch SQLite; they only enqueue)::
     ingest   event batches: verify → store (SQLite) → ack
     query    card status queries: decrypt subject → look up → signed reply (after reply_delay)
     beacon   a signed time beacon every time_interval seconds
-    commands command results and diagnostics chunks from terminals: verified, kept for
-             :meth:`HubSim.result` and :meth:`HubSim.diagnostics` (commands go out with
-             :meth:`HubSim.send_command`)
+    commands command results and diagnostics chunks from terminals (sim/hub_commands.py):
+             verified, kept for :meth:`HubSim.result` and :meth:`HubSim.diagnostics`
+             (commands go out with :meth:`HubSim.send_command`)
 
 Ingest of one batch on ``{prefix}/t/{tid}/events``:
 1. the envelope must verify against the device key registered for the topic's ``tid`` and
@@ -60,6 +60,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.backoff import backoff_delay
+from sim.hub_commands import CommandDesk
 from terminal.hub import wire
 from drivers.idnumber import mask_id, mask_name
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
@@ -131,10 +132,6 @@ class HubSim:
         self.stats: Counter[str] = Counter()  # batches, stored, duplicates, forged, malformed, acks, ...
 
         self._events_q: queue.Queue = queue.Queue()
-        self._cmd_q: queue.Queue = queue.Queue()
-        self._cmd_cond = threading.Condition()  # results and diag chunks, read by waiting callers
-        self._results: dict[str, list[wire.CommandResult]] = {}  # every answer by command id, in order
-        self._diag: dict[str, dict[int, bytes]] = {}
         self._query_q: queue.Queue = queue.Queue()
         self._order = itertools.count()  # ties in the reply heap: arrival order
         self._stop = threading.Event()
@@ -161,6 +158,9 @@ class HubSim:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
         self._failures = 0  # consecutive connection losses/failures; touched only on paho's thread
+        self.desk = CommandDesk(self.client, prefix, hub_key, self.terminals, self.stats, self.line)
+        self.send_command, self.result = self.desk.send_command, self.desk.result
+        self.answers, self.diagnostics = self.desk.answers, self.desk.diagnostics
         self._backoff()  # the delay before retrying a failed first connection
 
     # --- paho callbacks: enqueue only ---------------------------------------------------
@@ -190,7 +190,7 @@ class HubSim:
         if msg.topic.endswith("/events"):
             self._events_q.put((msg.topic, msg.payload))
         elif msg.topic.endswith(("/cmd/result", "/diag")):
-            self._cmd_q.put((msg.topic, msg.payload))
+            self.desk.take(msg.topic, msg.payload)
         elif msg.topic.endswith("/query"):
             self.stats["queries_received"] += 1  # answered or not ("queries" counts the answers)
             p = msg.properties
@@ -205,7 +205,7 @@ class HubSim:
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=True)
         self.client.loop_start()  # paho's thread: retries the first connection too
         for name, target in (("ingest", self._ingest_loop), ("query", self._query_loop),
-                             ("beacon", self._beacon_loop), ("commands", self._cmd_loop)):
+                             ("beacon", self._beacon_loop), ("commands", self.desk.run)):
             t = threading.Thread(target=target, name=f"hub-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -219,7 +219,7 @@ class HubSim:
         self._stop.set()
         self._events_q.put(None)
         self._query_q.put(None)
-        self._cmd_q.put(None)
+        self.desk.stop()
         for t in self._threads:
             t.join(10.0)
         self._threads.clear()
@@ -392,71 +392,6 @@ class HubSim:
         self.stats["queries"] += 1
         outcome = answer.get("error") or f"status {answer['status']}"
         self.line(f"query {tid} {qid[:8]}: {shown} -> {outcome}")
-
-    # --- remote commands ----------------------------------------------------------------
-
-    def send_command(self, tid: str, op: str, args: dict | None = None, *, not_after: int | None = None,
-                     cid: str | None = None, for_tid: str | None = None, key: PrivateKey | None = None,
-                     raw: bytes | None = None) -> str:
-        """Publish a command on ``tid``'s cmd topic; its id. By default signed by the hub key, for
-        ``tid``, valid 5 minutes; ``for_tid``, ``key`` and ``raw`` make the ones a terminal refuses."""
-        cid = cid or str(uuid.uuid4())
-        not_after = int(time.time()) + 300 if not_after is None else not_after
-        payload = raw if raw is not None else wire.command(cid, for_tid or tid, op, args or {}, not_after,
-                                                           key or self.hub_key)
-        info = self.client.publish(wire.Topics(self.prefix, tid).cmd, payload, qos=1)
-        info.wait_for_publish(PUBLISH_WAIT)
-        self.stats["commands"] += 1
-        self.line(f"command {tid} {cid[:8]}: {op}")
-        return cid
-
-    def result(self, cid: str, timeout: float = 30.0) -> wire.CommandResult | None:
-        """The terminal's (first) verified answer to command ``cid``, waited for up to ``timeout``."""
-        answers = self.answers(cid, 1, timeout)
-        return answers[0] if answers else None
-
-    def answers(self, cid: str, n: int = 1, timeout: float = 30.0) -> list[wire.CommandResult]:
-        """Every verified answer to command ``cid`` (one per copy of it sent), waiting for ``n``."""
-        with self._cmd_cond:
-            self._cmd_cond.wait_for(lambda: len(self._results.get(cid, ())) >= n, timeout)
-            return list(self._results.get(cid, ()))
-
-    def diagnostics(self, cid: str) -> bytes | None:
-        """The diagnostics bundle of command ``cid`` if every chunk has arrived and its SM3 is the
-        one the terminal's signed answer names; None otherwise."""
-        with self._cmd_cond:
-            parts, res = self._diag.get(cid, {}), (self._results.get(cid) or [None])[0]
-            if res is None or not res.ok or not isinstance(res.detail, dict) or len(parts) != res.detail.get("parts"):
-                return None
-            bundle = b"".join(parts[i] for i in range(len(parts)))
-        return bundle if wire.diag_digest(bundle) == res.detail.get("sm3") else None
-
-    def _cmd_loop(self) -> None:
-        while (item := self._cmd_q.get()) is not None:
-            topic, raw = item
-            leaf = "diag" if topic.endswith("/diag") else "cmd/result"
-            tid = wire.tid_of(self.prefix, topic, leaf)
-            key = self.terminals.get(tid) if tid else None
-            try:
-                if key is None:
-                    raise ValueError("unknown terminal")
-                if leaf == "diag":
-                    chunk = wire.open_diag_chunk(raw)
-                    with self._cmd_cond:
-                        self._diag.setdefault(chunk.id, {})[chunk.part] = chunk.data
-                        self._cmd_cond.notify_all()
-                    continue
-                res = wire.open_command_result(raw, key)
-            except (EnvelopeError, ValueError) as e:
-                self.stats["bad_results"] += 1
-                self.line(f"{leaf} on {topic[:80]!r} dropped: {e}")
-                continue
-            with self._cmd_cond:
-                self._results.setdefault(str(res.id), []).append(res)
-                self._cmd_cond.notify_all()
-            self.stats["results"] += 1
-            detail = res.detail if isinstance(res.detail, str) else "{...}"
-            self.line(f"result {tid} {str(res.id)[:8]}: {'ok' if res.ok else 'refused'} {detail[:120]}")
 
     # --- broadcasts ---------------------------------------------------------------------
 

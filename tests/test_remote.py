@@ -311,3 +311,45 @@ def test_a_huge_log_is_cut_from_its_oldest_lines(site):
     assert len(bundle) <= wire.DIAG_MAX_BUNDLE
     lines = json.loads(bundle)["log"]
     assert lines[-1].split(": ", 1)[1].startswith("03999") and len(lines) < 4000
+
+
+def test_the_run_command_exits_with_the_restart_status_after_a_remote_restart(keyset, mocker):
+    """commands/run.py's loop ends on the daemon's exit request and returns its code (systemd's
+    RestartForceExitStatus= starts the terminal again)."""
+    import argparse
+
+    from terminal.commands import run as cmd_run
+    start = Daemon.start
+
+    def start_then_restart(self):
+        start(self)
+        self.request_exit(RESTART_EXIT)       # what RemoteOps._restart does once it has answered
+    mocker.patch.object(Daemon, "start", autospec=True, side_effect=start_then_restart)
+    args = argparse.Namespace(config=keyset / "config.toml", state_dir=None)
+    assert cmd_run.run(args) == RESTART_EXIT
+    assert Store(cfgmod.load(keyset / "config.toml").state_dir).close() is None   # the daemon let go of it
+
+
+def test_sim_cmd_sends_one_command_and_prints_its_answer(site, keyset, broker, capsys, tmp_path):  # noqa: F811
+    import argparse
+
+    from sim import cli as sim_cli
+    cert, key = broker.client_cert("hub-3")
+    parser = argparse.ArgumentParser()
+    sim_cli.register(parser.add_subparsers())
+
+    def cmd(*argv):
+        args = parser.parse_args(["sim", "cmd", *argv, "--broker", broker.url, "--ca", str(broker.ca),
+                                  "--cert", str(cert), "--key", str(key), "--keys", str(keyset)])
+        return args.func(args), capsys.readouterr().out
+
+    rc, out = cmd("ping")
+    answer = json.loads(out)
+    assert rc == 0 and answer["ok"] and answer["detail"]["terminal_id"] == site["tid"]
+    rc, out = cmd("set_log_level", "--args", '{"level": "LOUD", "minutes": 1}')
+    assert rc == 1 and json.loads(out)["detail"].startswith("bad_args: ")
+    rc, out = cmd("diagnostics", "--out", str(tmp_path / "diag.json"))
+    assert rc == 0 and json.loads(out)["ok"]
+    bundle = (tmp_path / "diag.json").read_bytes()
+    assert json.loads(bundle)["config"]["terminal"]["id"] == site["tid"]
+    assert len(bundle) == json.loads(out)["detail"]["bytes"]
