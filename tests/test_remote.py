@@ -83,6 +83,22 @@ def test_the_refused_commands_id_is_answered_when_it_has_one(gate):
     assert g.admit(cmd(hub, cid="x" * 65)).id is None
 
 
+def test_refusals_are_answered_30_a_minute_then_only_counted(tmp_path):
+    hub, mono = PrivateKey.generate(), [0.0]
+    store = Store(tmp_path / "state")
+    try:
+        g = CommandGate(store, TID, hub.public_key, lambda: float(NOW), mono=lambda: mono[0])
+        forged = cmd(PrivateKey.generate())
+        assert [g.admit(forged).answer for _ in range(31)] == [True] * 30 + [False]
+        assert g.admit(cmd(hub, cid="good")).command is not None       # a genuine command still runs
+        mono[0] = 59.9
+        assert not g.admit(forged).answer
+        mono[0] = 60.0                                                  # a minute after the first ones
+        assert g.admit(forged).answer and g.rejected == 33
+    finally:
+        store.close()
+
+
 def test_not_after_bounds(gate):
     g, hub, clock, _ = gate
     assert g.admit(cmd(hub, cid="at", not_after=NOW)).command is not None            # up to and including

@@ -10,6 +10,8 @@ and answered with its reason (docs/protocol/hub.md, Remote commands). Runs on th
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +24,9 @@ log = logging.getLogger(__name__)
 # How far ahead a not_after may be: the store remembers an id until then, and a command's use is
 # minutes. A hub that wants more is refused (too_far_ahead), never remembered for years.
 MAX_AHEAD = 86400
+# Refusals answered (and logged) per minute; beyond it they are only counted, so a flood of bad
+# commands costs neither a signature each nor the log. Genuine commands are always answered.
+ANSWERED_REFUSALS = 30
 
 
 @dataclass(frozen=True)
@@ -29,16 +34,20 @@ class Admission:
     id: str | None                 # the id to answer by (a refused command's claimed id; may be None)
     command: wire.Command | None   # to run, or None
     refusal: str | None            # "<reason>: <words>", or None
+    answer: bool = True            # False: a refusal beyond ANSWERED_REFUSALS a minute, counted only
 
 
 class CommandGate:
-    def __init__(self, store: Store, tid: str, hub_key: PublicKey, now: Callable[[], float | None]):
+    def __init__(self, store: Store, tid: str, hub_key: PublicKey, now: Callable[[], float | None],
+                 mono: Callable[[], float] = time.monotonic):
         """``now``: the trusted time (the clock guard's), None while the clock is untrusted."""
         self._store = store
         self._tid = tid
         self._keys = {hub_key.kid(): hub_key}
         self._now = now
         self.rejected = 0
+        self._mono = mono
+        self._answered: deque[float] = deque()  # when the last refusals were answered
 
     def admit(self, raw: bytes) -> Admission:
         try:
@@ -65,5 +74,11 @@ class CommandGate:
 
     def _refuse(self, cid: str | None, reason: str, words: str) -> Admission:
         self.rejected += 1
-        log.warning("hub: command %s refused: %s: %s", cid, reason, words)
-        return Admission(cid, None, f"{reason}: {words}")
+        now = self._mono()
+        while self._answered and self._answered[0] <= now - 60:
+            self._answered.popleft()
+        answer = len(self._answered) < ANSWERED_REFUSALS
+        if answer:
+            self._answered.append(now)
+        (log.warning if answer else log.debug)("hub: command %s refused: %s: %s", cid, reason, words)
+        return Admission(cid, None, f"{reason}: {words}", answer)

@@ -504,7 +504,8 @@ class HubLink:
     def _command(self, raw: bytes) -> None:
         a = self.commands.admit(raw)
         if a.command is None:
-            self.send_result(a.id, False, a.refusal)
+            if a.answer:
+                self.send_result(a.id, False, a.refusal)
             return
         answered = []
 
