@@ -6,8 +6,7 @@ everything that reports alarms reads :meth:`Alarms.active`: the status file (and
 ``gate-terminal status``, a PROBLEM line each), the screen's banner (``texts.ALARM_TEXT``), the
 hub link's retained ``state`` message (published again when the list changes) and the metrics
 (``gate_alarm{name}``, read at scrape time). A new alarm is a new source (or a new name in one),
-never a second list. An alarm another part raises and clears by itself (``update_failed``, the
-release updater's) is latched here: :meth:`Alarms.latch`, :meth:`Alarms.unlatch`.
+never a second list (``update_failed``: the release updater's source).
 
 Names: a device's is ``<device>_down`` (:func:`device_alarm`); the others are below and in
 ``terminal/hub/link.py`` (``hub_unreachable``). The thresholds of the time-based ones are
@@ -74,26 +73,16 @@ class Alarms:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sources: list[Source] = []
-        self._latched: dict[str, str] = {}
 
     def add(self, source: Source) -> None:
         with self._lock:
             self._sources.append(source)
 
-    def latch(self, name: str, why: str) -> None:
-        """Raise ``name`` until :meth:`unlatch` (``update_failed``: the updater's own alarm)."""
-        with self._lock:
-            self._latched = {**self._latched, name: why}
-
-    def unlatch(self, name: str) -> None:
-        with self._lock:
-            self._latched = {k: v for k, v in self._latched.items() if k != name}
-
     def active(self) -> dict[str, str]:
         """Every alarm up now, name → why, in name order. A source that fails is an alarm of its
         own (``alarm_source_failed``), never a reason to hide the others'."""
         with self._lock:
-            sources, found = list(self._sources), dict(self._latched)
+            sources, found = list(self._sources), {}
         for source in sources:
             try:
                 found.update(source())

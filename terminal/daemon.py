@@ -8,7 +8,7 @@ Threads — every object used by more than one thread is confined to one or lock
 
     thread         module                     owns (only this thread touches it)
     main           commands/run.py, here      open/start/stop; signals; SIGHUP → reload() queues
-                                              the new config for decide; exit_requested (a
+                                              the new config for decide; restart_requested (a
                                               remote restart) ends its loop
     decide         here (_decide_loop)        the Verifier: its trust list, policies, data keys
                                               (changed only by Verifier.apply, here, between two
@@ -121,17 +121,18 @@ class Daemon:
         self.devices = DeviceStatus(self.metrics)
         self.alarms = Alarms()  # every alarm's one source (fleet.md "Alarms")
         self.housekeeping_every = WRITE_EVERY  # tests shorten it
-        # Remote commands (terminal/remote.py) and the two entry points other parts provide:
+        # Remote commands (terminal/remote.py) and the two entry points other parts provide,
+        # None until they do (the op is answered "not_available" / "not_configured"):
         # open_gate(command) -> (ok, detail), run on the decide thread (the staff override), and
-        # updater(args) -> (ok, detail), run on a thread of its own (the release updater).
-        # None: the op is answered "not_available" / "not_configured".
+        # updater, whose check_now(version) -> outcome (.state, .version, .reason) runs on a
+        # thread of its own (the release updater).
         self.recent_log = RecentLog()
         self.remote = RemoteOps(self, self.recent_log)
         self.open_gate: Callable[[object], tuple[bool, object]] | None = None
-        self.updater: Callable[[dict], tuple[bool, object]] | None = None
-        # Set by a remote restart: commands/run.py stops the daemon and exits with exit_code.
-        self.exit_requested = threading.Event()
-        self.exit_code = 0
+        self.updater = None
+        # A remote restart (or an update) asks for it: commands/run.py stops the daemon and exits
+        # with EXIT_RESTART, which systemd's Restart=on-failure starts again.
+        self.restart_requested = threading.Event()
         self.verifier: Verifier | None = None
         self.bridge = None  # terminal.hub.bridge.HubBridge when [hub] broker is set
         self.hub = None     # ... and its HubLink
@@ -205,11 +206,6 @@ class Daemon:
     def on_decide(self, task: Callable[[], None]) -> None:
         """Run ``task`` on the decide thread between two presentations (remote commands)."""
         self._updates.put(_Task(task))
-
-    def request_exit(self, code: int) -> None:
-        """Ask commands/run.py to stop the daemon and exit with ``code`` (a remote restart)."""
-        self.exit_code = code
-        self.exit_requested.set()
 
     def event_committed(self) -> None:
         """An event is in the outbox: wake the hub pump."""

@@ -11,9 +11,11 @@ on ``cmd/result``, once, from whichever thread finishes the op:
                    then one relay pulse; answered once the relay worker switched it (or dropped it)
     open_gate      decide thread: the staff override's entry point (``Daemon.open_gate``)
     diagnostics    a thread of its own: the bundle to ``diag``, then the answer with its SM3 digest
-    update         a thread of its own: the updater's entry point (``Daemon.updater``)
-    restart        answers, waits for the broker to have the answer, then asks the daemon to exit
-                   with :data:`RESTART_EXIT` (systemd: ``RestartForceExitStatus=``)
+    update         a thread of its own: ``Daemon.updater.check_now(args.version)`` (the release
+                   updater's), answered with its outcome
+    restart        answers, waits for the broker to have the answer, then asks for the restart
+                   (``Daemon.restart_requested``: commands/run.py exits 75, which systemd's
+                   ``Restart=on-failure`` starts again)
 
 It sits beside the daemon, like housekeeping: it drives the daemon's parts.
 """
@@ -36,7 +38,8 @@ from terminal.state.snapshot import SnapshotError, status_snapshot
 
 log = logging.getLogger(__name__)
 
-RESTART_EXIT = 75  # EX_TEMPFAIL: "start me again"; systemd/gate-terminal.service forces the restart
+# An update check's outcomes that are a success: a release installed (restarting), or none newer
+UPDATE_DONE = ("installed", "current")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_LOG_MINUTES = 1440
 PULSE_GRACE = 2.0  # seconds beyond the pulse for the relay worker to say it switched
@@ -112,7 +115,7 @@ class RemoteOps:
         if not reply(True, "restarting", wait=5.0):
             log.warning("restart (command %s): the answer did not reach the broker; restarting anyway", cmd.id)
         log.warning("restart asked by the hub (command %s)", cmd.id)
-        self._d.request_exit(RESTART_EXIT)
+        self._d.restart_requested.set()
 
     # --- on the decide thread --------------------------------------------------------
     def _reload(self, cmd, reply) -> None:
@@ -172,16 +175,22 @@ class RemoteOps:
 
     # --- on a thread of their own ------------------------------------------------------
     def _update(self, cmd, reply) -> None:
-        entry = self._d.updater
-        if entry is None:
+        updater, version = self._d.updater, cmd.args.get("version")
+        if updater is None:
             reply(False, _reason("not_configured", "no release repository is configured"))
             return
+        if version is not None and not (isinstance(version, str) and 0 < len(version) <= 64):
+            reply(False, _reason("bad_args", "version must be a string of up to 64 characters, or absent"))
+            return
+
         def check():
             try:
-                reply(*entry(cmd.args))
+                o = updater.check_now(version)  # blocks for the download and install
             except Exception as e:
                 log.exception("update check (command %s) failed", cmd.id)
                 reply(False, _reason("failed", type(e).__name__))
+                return
+            reply(o.state in UPDATE_DONE, {"state": o.state, "version": o.version, "reason": o.reason})
         threading.Thread(target=check, name="update-check", daemon=True).start()
 
     def _diagnostics(self, cmd, reply) -> None:

@@ -50,7 +50,7 @@ def test_age_text():
         "0m00s", "0m45s", "12m05s", "3h07m", "2d4h"]
 
 
-def test_latched_alarms_and_the_gauges_read_at_scrape_time():
+def test_the_gauges_are_read_at_scrape_time():
     metrics, on = Metrics(), {}
     a = Alarms()
     a.add(lambda: dict(on))
@@ -58,12 +58,11 @@ def test_latched_alarms_and_the_gauges_read_at_scrape_time():
     assert {n: gauge(metrics, n) for n in alarmsmod.NAMES} == dict.fromkeys(alarmsmod.NAMES, 0.0)
     assert len(alarmsmod.NAMES) == 13
     on["relay_down"] = "line gone"
-    a.latch("update_failed", "rolled back from 1.2")
+    on["update_failed"] = "rolled back from 1.2"
     assert a.active() == {"relay_down": "line gone", "update_failed": "rolled back from 1.2"}
     assert gauge(metrics, "relay_down") == gauge(metrics, "update_failed") == 1.0
     assert gauge(metrics, "disk_low") == 0.0
     on.clear()
-    a.unlatch("update_failed")
     assert a.active() == {}
     assert gauge(metrics, "relay_down") == gauge(metrics, "update_failed") == 0.0
 
@@ -105,7 +104,8 @@ def test_every_alarm_from_its_source_in_the_daemon(daemon, keyset):
     d.disk.alarm = True
     old = TrustList(v.trust.seq + 1, 0, v.trust.issuers, next_update=int(time.time()) - 25 * 3600)
     v.apply(TrustListUpdate(old))
-    d.alarms.latch("update_failed", "release 9.9 rolled back")
+    updater = {"update_failed": "release 9.9 rolled back"}  # the updater's source (branch tuf)
+    d.alarms.add(lambda: dict(updater))
     active = d.alarms.active()
     assert set(active) == set(alarmsmod.NAMES) - {"hub_unreachable", "trust_stale"}  # trust_stale: clock untrusted
     v.clock._untrusted = False
@@ -119,7 +119,7 @@ def test_every_alarm_from_its_source_in_the_daemon(daemon, keyset):
     v.store.ack(v.store.last_seq(), time.time())
     d.disk.alarm = False
     v.apply(TrustListUpdate(TrustList(old.seq + 1, 0, v.trust.issuers)))
-    d.alarms.unlatch("update_failed")
+    updater.clear()
     assert d.alarms.active() == {}
     assert all(gauge(d.metrics, n) == 0.0 for n in alarmsmod.NAMES)
 
@@ -131,6 +131,8 @@ def test_an_alarm_reaches_status_state_and_metrics_and_clears_in_all_three(keyse
     cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key)
     d = Daemon(cfg)
     d.housekeeping_every = 0.1
+    updater: dict[str, str] = {}                      # the updater's alarm source (branch tuf)
+    d.alarms.add(lambda: dict(updater))
     with TestClient(broker, "hub-2") as obs:
         assert obs.subscribe(f"hc/v1/t/{cfg.terminal_id}/state") == 1
         d.start()
@@ -148,10 +150,10 @@ def test_an_alarm_reaches_status_state_and_metrics_and_clears_in_all_three(keyse
             wait_for(lambda: status_snapshot(cfg.state_dir)["problems"]
                      == ["relay_down: LinkDown: /dev/gate/relay: gone"], "the PROBLEM line")
             assert gauge(d.metrics, "relay_down") == 1.0
-            d.alarms.latch("update_failed", "release 9.9 rolled back")
+            updater["update_failed"] = "release 9.9 rolled back"
             assert next_state()["alarms"] == ["relay_down", "update_failed"]
             d.devices.ok("relay")
-            d.alarms.unlatch("update_failed")
+            updater.clear()
             assert next_state()["alarms"] in (["update_failed"], [])
             wait_for(lambda: status_snapshot(cfg.state_dir)["problems"] == [], "the problems to clear")
             assert gauge(d.metrics, "relay_down") == gauge(d.metrics, "update_failed") == 0.0

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mqtt_fixtures import broker, share_group  # noqa: F401  (fixture)
+from mqtt_fixtures import TestClient, broker, share_group  # noqa: F401  (fixture)
 from sim.crowd import resident_card
 from sim.hub import HubSim
 from sim.idcard_sam import VirtualSam
@@ -25,7 +25,8 @@ from terminal.daemon import Daemon
 from terminal.hub import wire
 from terminal.hub.commands import MAX_AHEAD, CommandGate
 from terminal.ops.recentlog import RecentLog, mask_text
-from terminal.remote import RESTART_EXIT, RemoteOps
+from terminal.commands.run import EXIT_RESTART
+from terminal.remote import RemoteOps
 from terminal.state.store import Store
 from test_daemon import FIND, card_taken_off
 from waiting import wait_for
@@ -177,7 +178,11 @@ def site(keyset, broker, tmp_path):  # noqa: F811
     d = Daemon(cfg, on_result=lambda p, r: results.append(r))
     d.housekeeping_every = 0.2
     d.start()
-    wait_for(lambda: d.hub.connected, "the terminal's connection", timeout=30)
+    # The terminal subscribes, then publishes its birth: once the birth is at the broker, so is the
+    # subscription to cmd (a command sent before it would find no subscriber and be dropped).
+    with TestClient(broker, "hub-2") as obs:
+        assert obs.subscribe(f"hc/v1/t/{cfg.terminal_id}/state") == 1
+        assert json.loads(obs.get(timeout=30).payload)["state"] == "online"
     yield {"daemon": d, "hub": hub, "relay": relay, "sam": sam, "tid": cfg.terminal_id, "path": path,
            "results": results, "eps": eps}
     d.stop()
@@ -204,7 +209,7 @@ def test_forged_expired_other_tid_and_replayed_commands_are_refused_with_reasons
     hub.send_command(tid, "restart", cid=cid)                      # the same id again, another op
     first, replay = hub.answers(cid, 2)
     assert first.ok and not replay.ok and replay.detail.startswith("replayed: ")
-    assert not site["daemon"].exit_requested.is_set()              # the replay ran nothing
+    assert not site["daemon"].restart_requested.is_set()              # the replay ran nothing
     assert site["daemon"].hub.status()["rejected"]["cmd"] == 4
 
 
@@ -289,28 +294,42 @@ def test_gate_test_with_the_relay_down_pulses_nothing_records_nothing_and_says_s
 
 
 def test_open_gate_and_update_call_their_entry_points_or_say_they_have_none(site):
+    import threading
+    from types import SimpleNamespace
     d = site["daemon"]
     r = run(site, "open_gate")
     assert not r.ok and r.detail.startswith("not_available: ")
     r = run(site, "update")
     assert not r.ok and r.detail.startswith("not_configured: ")
-    import threading
     seen = []
     d.open_gate = lambda command: (seen.append((threading.current_thread().name, command.op)) or
                                    (True, {"seq": 7}))
-    d.updater = lambda args: (True, f"checking {args['channel']}")
     r = run(site, "open_gate")
     assert (r.ok, r.detail, seen) == (True, {"seq": 7}, [("decide", "open_gate")])
-    r = run(site, "update", {"channel": "stable"})
-    assert (r.ok, r.detail) == (True, "checking stable")
+
+    class Updater:  # the release updater's face (terminal/update/updater.py on branch tuf)
+        def __init__(self):
+            self.asked = []
+
+        def check_now(self, version=None):
+            self.asked.append((threading.current_thread().name, version))
+            return SimpleNamespace(state="current" if version is None else "refused", version=version,
+                                   reason="nothing newer" if version is None else "older than the running one")
+    d.updater = Updater()
+    r = run(site, "update")
+    assert (r.ok, r.detail) == (True, {"state": "current", "version": None, "reason": "nothing newer"})
+    r = run(site, "update", {"version": "0.0.1"})
+    assert not r.ok and r.detail["state"] == "refused"
+    assert d.updater.asked == [("update-check", None), ("update-check", "0.0.1")]
+    r = run(site, "update", {"version": 7})
+    assert not r.ok and r.detail.startswith("bad_args: ")
 
 
 def test_restart_answers_then_asks_for_the_restart_exit(site):
     d = site["daemon"]
     r = run(site, "restart")
     assert (r.ok, r.detail) == (True, "restarting")
-    wait_for(d.exit_requested.is_set, "the exit request")
-    assert d.exit_code == RESTART_EXIT
+    wait_for(d.restart_requested.is_set, "the restart request")
 
 
 def test_a_huge_log_is_cut_from_its_oldest_lines(site):
@@ -330,8 +349,8 @@ def test_a_huge_log_is_cut_from_its_oldest_lines(site):
 
 
 def test_the_run_command_exits_with_the_restart_status_after_a_remote_restart(keyset, mocker):
-    """commands/run.py's loop ends on the daemon's exit request and returns its code (systemd's
-    RestartForceExitStatus= starts the terminal again)."""
+    """commands/run.py's loop ends on the daemon's restart request and exits 75 (a failure status
+    to systemd, whose Restart=on-failure starts the terminal again)."""
     import argparse
 
     from terminal.commands import run as cmd_run
@@ -339,10 +358,10 @@ def test_the_run_command_exits_with_the_restart_status_after_a_remote_restart(ke
 
     def start_then_restart(self):
         start(self)
-        self.request_exit(RESTART_EXIT)       # what RemoteOps._restart does once it has answered
+        self.restart_requested.set()          # what RemoteOps._restart does once it has answered
     mocker.patch.object(Daemon, "start", autospec=True, side_effect=start_then_restart)
     args = argparse.Namespace(config=keyset / "config.toml", state_dir=None)
-    assert cmd_run.run(args) == RESTART_EXIT
+    assert cmd_run.run(args) == EXIT_RESTART == 75
     assert Store(cfgmod.load(keyset / "config.toml").state_dir).close() is None   # the daemon let go of it
 
 

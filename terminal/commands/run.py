@@ -11,6 +11,10 @@ from terminal.commands.usage import UsageError
 
 log = logging.getLogger(__name__)
 
+# The exit status that asks systemd for a restart into a newly switched release (any failure
+# status restarts under Restart=on-failure; this one says why in the journal).
+EXIT_RESTART = 75
+
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run the terminal (the daemon) until SIGTERM",
@@ -41,7 +45,9 @@ def run(args) -> int:
     except (cfgmod.ConfigError, SetupError, StoreError, KeyFileError) as e:
         raise UsageError(str(e)) from None
     daemon.start()  # sends READY=1 once everything is open
-    while not stop.wait(0.2) and not daemon.exit_requested.is_set():
+    while not stop.wait(0.2):
+        if daemon.restart_requested.is_set():
+            break
         if hup.is_set():
             hup.clear()
             notifier.send("RELOADING=1")
@@ -53,6 +59,7 @@ def run(args) -> int:
     log.info("stopping: finishing the presentations in hand")
     notifier.stopping("finishing the presentations in hand")
     daemon.stop()
-    # 0 after SIGTERM; RESTART_EXIT after a remote restart, which systemd restarts (the unit's
-    # RestartForceExitStatus=) and counts as a success (SuccessExitStatus=)
-    return daemon.exit_code
+    if daemon.restart_requested.is_set():
+        log.warning("exiting %d for systemd to start the new release", EXIT_RESTART)
+        return EXIT_RESTART
+    return 0
