@@ -88,16 +88,17 @@ class RemoteOps:
                 self._level_before = root.level
             before = self._level_before
             root.setLevel(level)
-            self._timer = threading.Timer(minutes * 60, self._restore_level)
-            self._timer.daemon = True
-            self._timer.start()
+            timer = threading.Timer(minutes * 60, lambda: self._restore_level(timer))
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
         log.warning("log level %s for %g min (remote command %s), then %s", level, minutes, cmd.id,
                     logging.getLevelName(before))
         reply(True, f"log level {level} for {minutes:g} min, then {logging.getLevelName(before)}")
 
-    def _restore_level(self) -> None:
+    def _restore_level(self, timer: threading.Timer) -> None:
         with self._lock:
-            if self._timer is None:
+            if self._timer is not timer:  # a timer replaced (cancelled too late to stop it): not its turn
                 return
             self._timer, before = None, self._level_before
             logging.getLogger().setLevel(before)
@@ -109,7 +110,7 @@ class RemoteOps:
             timer = self._timer
         if timer is not None:
             timer.cancel()
-            self._restore_level()
+            self._restore_level(timer)
 
     def _restart(self, cmd, reply) -> None:
         if not reply(True, "restarting", wait=5.0):

@@ -388,3 +388,38 @@ def test_sim_cmd_sends_one_command_and_prints_its_answer(site, keyset, broker, c
     bundle = (tmp_path / "diag.json").read_bytes()
     assert json.loads(bundle)["config"]["terminal"]["id"] == site["tid"]
     assert len(bundle) == json.loads(out)["detail"]["bytes"]
+
+
+def test_a_new_log_level_replaces_the_last_and_the_old_timer_cannot_undo_it(mocker):
+    """A timer already firing when a new level came (cancel too late) must not set the level back."""
+    timers = []
+
+    class FakeTimer:
+        def __init__(self, interval, function):
+            self.interval, self.function, self.cancelled, self.daemon = interval, function, False, False
+            timers.append(self)
+
+        def start(self):
+            pass
+
+        def cancel(self):
+            self.cancelled = True
+    mocker.patch("terminal.remote.threading.Timer", FakeTimer)
+    root = logging.getLogger()
+    before = root.level
+    ops, answers = RemoteOps(None, RecentLog()), []
+
+    def reply(ok, detail, wait=0.0):
+        answers.append((ok, detail))
+        return True
+    try:
+        ops(wire.Command("a", TID, "set_log_level", {"level": "DEBUG", "minutes": 1}, NOW), reply)
+        ops(wire.Command("b", TID, "set_log_level", {"level": "ERROR", "minutes": 2}, NOW), reply)
+        assert [t.interval for t in timers] == [60, 120] and timers[0].cancelled
+        assert answers[1] == (True, f"log level ERROR for 2 min, then {logging.getLevelName(before)}")
+        timers[0].function()                       # the first one fires anyway
+        assert root.level == logging.ERROR
+        timers[1].function()                       # the second one: back to the level before both
+        assert root.level == before
+    finally:
+        root.setLevel(before)
