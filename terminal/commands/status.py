@@ -57,7 +57,9 @@ def render(snap: dict) -> str:
                                               for n, why in sorted(live["devices"].items())) or "none"))
         hub = live.get("hub", {})
         lines.append(f"hub:      {hub.get('state', '?')}"
-                     + (f" for {age_text(hub['down_for'])}" if hub.get("down_for") is not None else ""))
+                     + (f" for {age_text(hub['down_for'])}" if hub.get("down_for") is not None else "")
+                     + (f" ({'to' if hub.get('state') == 'connected' else 'last tried'} {hub['broker']})"
+                        if hub.get("broker") else ""))
         storage = live.get("storage", {})
         if "free_bytes" in storage:
             lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"
