@@ -13,13 +13,14 @@ another's client id gets its own, so it cannot take over that terminal's session
     pattern write {prefix}/t/%u/events          # every identity (a terminal): its own topics
     pattern write {prefix}/t/%u/state
     pattern write {prefix}/t/%u/query
-    pattern write {prefix}/t/%u/cmd/result
-    pattern write {prefix}/t/%u/diag
+    pattern write {prefix}/t/%u/update         # software update results
+    pattern write {prefix}/t/%u/cmd/result     # remote command answers
+    pattern write {prefix}/t/%u/diag           # diagnostics bundles
     pattern read  {prefix}/t/%u/ack
     pattern read  {prefix}/t/%u/reply
     pattern read  {prefix}/t/%u/keys
     pattern read  {prefix}/t/%u/cmd
-    pattern read  {prefix}/trust  |  {prefix}/policy  |  {prefix}/time
+    pattern read  {prefix}/trust  |  {prefix}/policy  |  {prefix}/time  |  {prefix}/rollout
 
 (``topic`` lines before any ``user`` line would bind anonymous clients only, so the broadcast
 topics are ``pattern`` lines; Mosquitto warns that they hold no %u, harmlessly.)
@@ -171,9 +172,10 @@ class _Proc:
 def acl_text(prefix: str) -> str:
     return "\n".join([
         *(line for hub in HUB_IDENTITIES for line in (f"user {hub}", f"topic readwrite {prefix}/#", "")),
-        *(f"pattern write {prefix}/t/%u/{leaf}" for leaf in ("events", "state", "query", "cmd/result", "diag")),
+        *(f"pattern write {prefix}/t/%u/{leaf}" for leaf in ("events", "state", "query", "update", "cmd/result",
+                                                            "diag")),
         *(f"pattern read {prefix}/t/%u/{leaf}" for leaf in ("ack", "reply", "keys", "cmd")),
-        *(f"pattern read {prefix}/{leaf}" for leaf in ("trust", "policy", "time")),
+        *(f"pattern read {prefix}/{leaf}" for leaf in ("trust", "policy", "time", "rollout")),
         ""])
 
 

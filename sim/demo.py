@@ -35,7 +35,7 @@ from terminal.daemon import Daemon
 # The marker a demo leaves in --out, and what it makes there: a later demo removes only these,
 # and only where the marker is. --out . in a checkout or a home directory must lose nothing.
 MARKER = ".gate-terminal-demo"
-OWN = ("keys", "screens", "broker", "hub.db", "hub.db-wal", "hub.db-shm", "terminal.toml")
+OWN = ("keys", "screens", "prompts", "broker", "hub.db", "hub.db-wal", "hub.db-shm", "terminal.toml")
 
 
 class NotDemoDir(FileExistsError):
@@ -68,7 +68,8 @@ def pct(values: list[float], p: float) -> float | None:
 
 
 def write_config(keys: Path, screens: Path, venue: str, ports: dict[str, str], *, camera: str | None = None,
-                 pulse_ms: int = 800, result_seconds: float = 1.2, base: Path | None = None) -> Path:
+                 pulse_ms: int = 800, result_seconds: float = 1.2, base: Path | None = None,
+                 prompts: Path | None = None) -> Path:
     """The terminal's config for simulated devices: the key set's config (or ``base``) plus
     device sections, written as ``terminal.toml`` beside the keys (its relative paths name them)."""
     text = (base or keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
@@ -93,6 +94,8 @@ width = 800
 height = 480
 result_seconds = {result_seconds}
 """
+    if prompts is not None:  # the simulator's speaker records every prompt there
+        text += f'\n[audio]\nkind = "wavfile"\ndevice = "{prompts}"\n'
     path = keys / "terminal.toml"  # beside the keys: its relative paths name them
     path.write_text(text)
     return path
@@ -119,11 +122,13 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
         ports = {k: ep.url for k, ep in endpoints.items()}
         if config is not None:
             given = cfgmod.load(config)
-            sim = cfgmod.load(write_config(out, out / "screens", venue, ports, base=config))
+            sim = cfgmod.load(write_config(out, out / "screens", venue, ports, base=config,
+                                           prompts=out / "prompts"))
             cfg = replace(given, terminal=replace(given.terminal, venue=venue), camera=sim.camera,
-                          id_card=sim.id_card, ss_card=sim.ss_card, relay=sim.relay, screen=sim.screen)
+                          id_card=sim.id_card, ss_card=sim.ss_card, relay=sim.relay, screen=sim.screen,
+                          audio=sim.audio)
         else:
-            cfg = cfgmod.load(write_config(keys, out / "screens", venue, ports))
+            cfg = cfgmod.load(write_config(keys, out / "screens", venue, ports, prompts=out / "prompts"))
         policy = cfg.policy()
         visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng,
                                  hub_answers_cards=hub)
@@ -218,6 +223,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     finally:
         daemon.stop()
     res = summarize(visitors, relay, out, echo, time.monotonic() - t0)
+    res.update(prompt_report(daemon.audio, t0, echo))
     if synced is not None:
         res["sync"] = synced
         echo(f"outbox after the run: {synced['outbox_depth']} events"
@@ -263,3 +269,18 @@ def summarize(visitors, relay, out: Path, echo, wall: float) -> dict:
         echo(f"missed {res['missed']}; disagreements {res['disagreements']}")
     return res
 
+
+
+def prompt_report(audio, t0: float, echo) -> dict:
+    """Every prompt the terminal played (the WAV sink has a copy of each in prompts/), when,
+    and how long after its decision its first sample came."""
+    from terminal.audio.prompts import PROMPTS, SPEECH
+    played = audio.history if audio is not None else []
+    prompts = [{"seq": p.seq, "prompt": p.key, "mode": p.mode,
+                "text": PROMPTS[p.key].text if p.mode == SPEECH else None,
+                "at_s": round(p.started_ns / 1e9 - t0, 3), "latency_ms": round(p.latency_ms, 2)}
+               for p in played]
+    lat = [p["latency_ms"] for p in prompts]
+    p99 = round(pct(lat, 99), 2) if lat else None
+    echo(f"prompts {len(prompts)}, decision to first sample p99 {p99} ms")
+    return {"prompts": prompts, "audio_p99_ms": p99}

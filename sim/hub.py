@@ -3,7 +3,8 @@
 Threads (paho callbacks never lock, sleep or touch SQLite; they only enqueue)::
 
     paho     network loop; reconnects after exponential backoff with jitter (set per attempt)
-    ingest   event batches: verify → store (SQLite) → ack
+    ingest   event batches: verify → store (SQLite) → ack; software update results: verify → the
+             rollout judge (sim/rollout.py), which publishes the next stage or the halt
     query    card status queries: decrypt subject → look up → signed reply (after reply_delay)
     beacon   a signed time beacon every time_interval seconds
     commands command results and diagnostics chunks from terminals (sim/hub_commands.py):
@@ -61,6 +62,7 @@ from paho.mqtt.properties import Properties
 
 from drivers.backoff import backoff_delay
 from sim.hub_commands import CommandDesk
+from sim.rollout import RolloutController, StagePlan
 from terminal.hub import wire
 from drivers.idnumber import mask_id, mask_name
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
@@ -138,6 +140,8 @@ class HubSim:
         self._connected = threading.Event()
         self._threads: list[threading.Thread] = []
         self._docs_lock = threading.Lock()  # the retained docs; never taken in a paho callback
+        self.rollouts = RolloutController(self._publish_rollout, self.terminals, self.line)
+        self.update_results: list[tuple[str, wire.UpdateReport]] = []  # (tid, result), verified
 
         with _db(self.db_path) as db:
             db.executescript(SCHEMA)  # IF NOT EXISTS: a second consumer on the same file is fine
@@ -170,7 +174,8 @@ class HubSim:
             return
         self._failures = 0
         client.subscribe([(self.events_subscription, 1),
-                          (self.topics.query, 1), (self.topics.cmd_result, 1), (self.topics.diag, 1)])
+                          (self.topics.query, 1), (self.topics.update, 1), (self.topics.cmd_result, 1),
+                          (self.topics.diag, 1)])
         for topic, (payload, qos) in self._retained.items():  # replaced, never mutated: no lock
             client.publish(topic, payload, qos=qos, retain=True)
 
@@ -187,7 +192,7 @@ class HubSim:
         self._backoff()
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic.endswith("/events"):
+        if msg.topic.endswith(("/events", "/update")):  # update results: verified on ingest too
             self._events_q.put((msg.topic, msg.payload))
         elif msg.topic.endswith(("/cmd/result", "/diag")):
             self.desk.take(msg.topic, msg.payload)
@@ -258,6 +263,9 @@ class HubSim:
             db.close()
 
     def _ingest(self, db: sqlite3.Connection, topic: str, raw: bytes) -> None:
+        if topic.endswith("/update"):
+            self._update_result(topic, raw)
+            return
         tid = wire.tid_of(self.prefix, topic, "events")
         key = self.terminals.get(tid) if tid else None
         if key is None:
@@ -444,6 +452,29 @@ class HubSim:
         not_after = int(time.time()) + 365 * 86400 if not_after is None else not_after
         keys = {dkid: wire.DataKey(k, not_after) for dkid, k in data_keys.items()}
         return self._publish_retained(topic, seq, wire.data_keys(seq, tid, keys, self.terminals[tid], self.hub_key))
+
+    def start_rollout(self, version: str, plan: list[StagePlan]) -> wire.Rollout:
+        """Roll ``version`` out stage by stage (sim/rollout.py); the rollout as first published."""
+        return self.rollouts.start(version, plan, self._next_seq(self.topics.rollout))
+
+    def _publish_rollout(self, r: wire.Rollout) -> None:
+        self._publish_retained(self.topics.rollout, r.seq, wire.rollout(r, self.hub_key))
+
+    def _update_result(self, topic: str, raw: bytes) -> None:
+        tid = wire.tid_of(self.prefix, topic, "update")
+        key = self.terminals.get(tid) if tid else None
+        try:
+            if key is None:
+                raise EnvelopeError("unknown terminal")
+            rep = wire.open_update_report(raw, key)
+        except EnvelopeError as e:
+            self.stats["forged_updates"] += 1
+            self.line(f"update result dropped on {topic[:80]!r}: {e}")
+            return
+        self.stats["update_results"] += 1
+        self.update_results.append((tid, rep))
+        self.line(f"update {tid}: {rep.version} {rep.state} ({rep.reason})")
+        self.rollouts.report(tid, rep)
 
     def publish_time(self) -> bool:
         t = int(time.time())

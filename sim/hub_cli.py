@@ -49,6 +49,17 @@ def add_parser(simsub) -> None:
     h.add_argument("--policy", type=Path, metavar="FILE.json", help='venues to publish: {"<venue>": {fields}}')
     h.add_argument("--start-seq", type=int, metavar="N", help="ack nothing of a new terminal until seq N is held")
     h.add_argument("--time-interval", type=float, default=60.0, metavar="S", help="time beacon period (default 60)")
+    r = h.add_argument_group("software releases (docs/protocol/updates.md)")
+    r.add_argument("--releases", type=Path, metavar="DIR",
+                   help="serve the bundles in DIR (gate-terminal-<version>.tar, from 'release build') as a "
+                        "TUF repository over HTTPS; its metadata in DIR/tuf, role keys tuf-*.pem in --keys")
+    r.add_argument("--repo-listen", default="127.0.0.1:8443", metavar="HOST:PORT")
+    r.add_argument("--repo-cert", type=Path, metavar="FILE", help="the repository's server certificate")
+    r.add_argument("--repo-key", type=Path, metavar="FILE", help="its key")
+    r.add_argument("--rollout", metavar="VERSION", help="roll this release out: the --pilot terminals, then all")
+    r.add_argument("--pilot", default="", metavar="TID,TID", help="the first stage's terminals (default: none)")
+    r.add_argument("--max-failure", type=float, default=0.1, metavar="RATE",
+                   help="a stage halts once this share of its terminals failed (default 0.1)")
     h.set_defaults(func=run_hub)
 
 
@@ -80,6 +91,33 @@ def load_terminals(keys: Path, extra: list[str]) -> dict[str, PublicKey]:
     return terminals
 
 
+def _releases(args):
+    """The release repository of --releases, brought up to date with its bundles; None without it."""
+    if args.releases is None:
+        if args.rollout:
+            raise UsageError("--rollout needs --releases")
+        return None
+    if not (args.repo_cert and args.repo_key):
+        raise UsageError("--releases needs --repo-cert and --repo-key (the repository is served over HTTPS)")
+    host, _, port = args.repo_listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"--repo-listen {args.repo_listen!r}: expected HOST:PORT")
+    if not 0 < args.max_failure <= 1:
+        raise UsageError("--max-failure must be above 0 and at most 1")
+    from sim.tufrepo import ReleaseRepo, publish_bundles, role_keys
+    from terminal.hub.wire import version_key
+    try:
+        if args.rollout:
+            version_key(args.rollout)
+        repo = ReleaseRepo(args.releases / "tuf", role_keys(args.keys))
+        publish_bundles(repo, args.releases)
+    except (OSError, ValueError, KeyFileError) as e:
+        raise UsageError(f"--releases {args.releases}: {e}") from None
+    if args.rollout and args.rollout not in repo.versions().values():
+        raise UsageError(f"--rollout {args.rollout}: no gate-terminal-{args.rollout}.tar in {args.releases}")
+    return repo
+
+
 def run_hub(args) -> int:
     from sim.hub import HubSim
     try:
@@ -97,6 +135,7 @@ def run_hub(args) -> int:
     except (OSError, KeyFileError, KeyError, ValueError, AttributeError) as e:
         raise UsageError(f"--keys {args.keys}: {e}") from None
     terminals = load_terminals(args.keys, args.terminal)
+    repo = _releases(args)
     people = _json_file(args.people, "--people") if args.people else {}
     policy = _json_file(args.policy, "--policy") if args.policy else None
 
@@ -121,9 +160,26 @@ def run_hub(args) -> int:
     hub.start()
     print(f"hub on {args.broker}: {len(terminals)} terminal(s), {len(people)} people; "
           f"SIGTERM or Ctrl-C stops", flush=True)
+    server = None
+    if repo is not None:
+        from sim.rollout import StagePlan
+        from sim.tufrepo import RepoServer
+        host, _, port = args.repo_listen.rpartition(":")
+        server = RepoServer(repo.directory, args.repo_cert, args.repo_key, host=host, port=int(port)).start()
+        print(f"release repository {server.url} (terminals' [update] root: {repo.meta_dir / '1.root.json'}); "
+              f"releases {', '.join(sorted(filter(None, repo.versions().values()))) or 'none'}", flush=True)
+        if args.rollout:
+            pilot = tuple(t for t in args.pilot.split(",") if t)
+            hub.start_rollout(args.rollout, [StagePlan("pilot", tids=pilot, max_failure=args.max_failure),
+                                             StagePlan("all", percent=100, max_failure=args.max_failure)])
     try:
-        stop.wait()
+        # The timestamp expires in a day (a freeze defence): sign a fresh one every hour.
+        while not stop.wait(3600):
+            if repo is not None:
+                repo.refresh_timestamp()
     finally:
+        if server is not None:
+            server.stop()
         hub.stop()
     s = hub.stats
     print(f"hub stopped: {s['batches']} batches, {s['stored']} events stored, {s['duplicates']} duplicates, "

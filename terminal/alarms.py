@@ -36,7 +36,8 @@ Source = Callable[[], dict[str, str]]
 
 
 def device_alarm(device: str) -> str:
-    """``camera_down``, ``id_card_down``, ``ss_card_down``, ``relay_down``, ``screen_down``."""
+    """``camera_down``, ``id_card_down``, ``ss_card_down``, ``relay_down``, ``screen_down``,
+    ``audio_down``."""
     return f"{device}_down"
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "terminal.commands.status",
     "terminal.commands.provision",
     "terminal.commands.install",
+    "terminal.commands.release",
 )
 # Commands that live outside terminal/ (the simulator's ``sim``) register through this entry
 # point group in pyproject.toml: terminal/ never imports them.

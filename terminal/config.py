@@ -7,6 +7,7 @@ Relative paths are relative to the config file.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -151,6 +152,28 @@ def _seconds(lo, hi):
     return check
 
 
+def _bool(v):
+    if not isinstance(v, bool):
+        raise ValueError("must be true or false")
+    return v
+
+
+def _name(v):
+    if not isinstance(v, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
+        raise ValueError("must be a backend name: lower-case letters, digits and '_'")
+    return v
+
+
+def _clock_time(v):
+    """"HH:MM" (or a TOML local time): a time of day, to the minute."""
+    if isinstance(v, dt.time) and v.tzinfo is None:
+        return v.replace(second=0, microsecond=0)
+    m = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])", v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError('must be a time of day "HH:MM", 00:00 to 23:59')
+    return dt.time(int(m.group(1)), int(m.group(2)))
+
+
 @dataclass(frozen=True)
 class Setting:
     """One key: its converter, default (REQUIRED, None for absent, or a value the converter
@@ -266,15 +289,53 @@ class ScreenSection:
     width: int = setting(_int_range(240, 4096), 800, "PNG panel width; a framebuffer says its own size")
     height: int = setting(_int_range(240, 4096), 480, "PNG panel height")
     result_seconds: float = setting(_seconds(0.5, 60), 3.0, "how long a decision stays on the panel")
+    large_print: bool = setting(_bool, False, "larger name, reason and instruction; no time or date lines")
+
+
+_MODE = _choice("speech", "tone", "silent")
+
+
+@dataclass(frozen=True)
+class AudioSection:
+    kind: str = setting(_name, "none", "the speaker's backend: alsa, none, or one a plug-in registers")
+    device: str = setting(_str, "default", "the ALSA PCM (default, plughw:1,0, …); the sink's target")
+    volume: int = setting(_int_range(0, 100), 80, "loudness, 0-100")
+    on_allow: str = setting(_MODE, "tone", "what an allow plays: speech, tone or silent")
+    on_deny: str = setting(_MODE, "speech", "what a deny plays")
+    on_review: str = setting(_MODE, "speech", "what a review (and a staff override) plays")
+    quiet_from: dt.time | None = setting(_clock_time, None, "quiet hours start, HH:MM local time")
+    quiet_until: dt.time | None = setting(_clock_time, None, "quiet hours end (exclusive)")
+    quiet_volume: int = setting(_int_range(0, 100), 30, "loudness during quiet hours")
+
+    def modes(self) -> dict[str, str]:
+        return {pol.ALLOW: self.on_allow, pol.DENY: self.on_deny, pol.REVIEW: self.on_review}
+
+
+def _https_url(v):
+    if not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]{1,255}(/[\x21-\x7e]{0,512})?", _str(v)):
+        raise ValueError("must be an https:// URL (the hub's release repository)")
+    return v.rstrip("/")
+
+
+@dataclass(frozen=True)
+class UpdateSection:
+    prefix: Path | None = setting(_path, None, "where releases/ and the current link live; absent: no updates",
+                                  path=True)
+    repository: str | None = setting(_https_url, None, "the hub's TUF release repository, https://…")
+    root: Path | None = setting(_path, None, "the repository's trusted TUF root.json (provisioned)", path=True)
+    ca: Path | None = setting(_path, None, "CA of the repository's certificate; default hub.ca", path=True)
+    health_seconds: float = setting(_seconds(10, 3600), 120.0,
+                                    "a new release must be healthy this soon or it is rolled back")
 
 
 # [section] → its dataclass; [policy] is validated by terminal.core.policy
 SECTIONS: dict[str, type] = {
     "terminal": TerminalSection, "trust": TrustSection, "hub": HubSection, "metrics": MetricsSection,
     "retention": RetentionSection, "time": TimeSection, "camera": CameraSection, "id_card": IdCardSection,
-    "ss_card": SsCardSection, "relay": RelaySection, "screen": ScreenSection,
+    "ss_card": SsCardSection, "relay": RelaySection, "screen": ScreenSection, "audio": AudioSection,
+    "update": UpdateSection,
 }
-DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "relay", "screen")
+DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "relay", "screen", "audio")
 
 
 @dataclass(frozen=True)
@@ -292,6 +353,8 @@ class Config:
     ss_card: SsCardSection
     relay: RelaySection
     screen: ScreenSection
+    audio: AudioSection
+    update: UpdateSection
     policy_overrides: Mapping[str, object]    # [policy], validated; read-only
 
     # Short names for the keys read most: cfg.terminal_id is cfg.terminal.id.
@@ -379,8 +442,22 @@ def from_dict(raw: dict, path: Path) -> Config:
                 raise ConfigError(f"{path}: hub.{key} is required for a mqtts:// broker")
     if hub["broker"] and values["terminal"]["device_key"] is None:
         raise ConfigError(f"{path}: terminal.device_key is required to sign event batches for the hub")
+    update = values["update"]
+    if update["prefix"] is not None:
+        if not hub["broker"]:
+            raise ConfigError(f"{path}: update.prefix needs hub.broker (rollouts and results ride the hub link)")
+        for key in ("repository", "root"):
+            if update[key] is None:
+                raise ConfigError(f"{path}: update.{key} is required with update.prefix")
+        if update["ca"] is None:
+            update["ca"] = hub["ca"]
     if values["relay"]["kind"] == "lcus" and not values["relay"]["port"]:
         raise ConfigError(f"{path}: relay.port is required when relay.kind = \"lcus\"")
+    audio = values["audio"]
+    if (audio["quiet_from"] is None) != (audio["quiet_until"] is None):
+        raise ConfigError(f"{path}: audio.quiet_from and audio.quiet_until go together")
+    if audio["quiet_from"] is not None and audio["quiet_from"] == audio["quiet_until"]:
+        raise ConfigError(f"{path}: audio.quiet_until must differ from audio.quiet_from")
     if screen["path"]:
         # Relative to the config file, like every path; not resolved: a framebuffer is named
         # by its device link (/dev/gate/fb), which may point elsewhere after a replug.

@@ -22,6 +22,8 @@ Threads — every object used by more than one thread is confined to one or lock
     ss_card        inputs/cards.py            source (HubStatusSource: locked counters, the store's
                                               lock for its cache) before queueing the presentation
     screen         screen/loop.py             renderer and panel; requests under its Condition
+    audio          audio/output.py            the audio sink (aplay's process); the newest request
+                                              under its Condition (latest wins)
     housekeeping   housekeeping.py            checkpoints, retention, StatusFile.write, STATUS=,
                                               HubBridge.report (metric deltas)
     hub-pump       hub/link.py                the outbox pump, acks, signed updates (queued for
@@ -34,6 +36,10 @@ Threads — every object used by more than one thread is confined to one or lock
     metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
                                               read connection
     relay …        drivers/relay.py           the relay's port; pulses under its Condition
+    updater        update/updater.py          rollouts (queued by hub-pump), fetch, install, switch,
+                                              result reports; check_now on its caller's thread, locked
+    health         update/health.py           a release on trial: health_problems() until good
+                                              (the self-test decision is queued for decide)
 
     shared by several threads, and what guards it:
     presentation queue (inputs → decide)      queue.Queue, bounded
@@ -70,9 +76,10 @@ from typing import Callable
 from drivers.cards import CardReader
 from terminal import alarms as alarm_names
 from terminal.alarms import Alarms, age_text
+from terminal.audio.prompts import NOTICE_PROMPTS
 from terminal.config import Config
 from terminal.core.cardstatus import NoHub, StatusSource
-from terminal.core.policy import ALLOW
+from terminal.core.policy import ALLOW, DENY
 from terminal.core.presentation import Presentation
 from terminal.housekeeping import Housekeeping
 from terminal.inputs.camera import CameraInput
@@ -90,6 +97,9 @@ from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
 
 log = logging.getLogger(__name__)
 
+SELF_TEST = object()  # queued for the decide thread: decide SELF_TEST_TEXT once
+SELF_TEST_TEXT = "HC1:SELF-TEST"  # not a token: must be denied
+
 
 class _Task:
     """Work for the decide thread, queued with the updates (a remote command's op)."""
@@ -101,7 +111,7 @@ class _Task:
 class Daemon:
     def __init__(self, cfg: Config, *, state_dir: Path | None = None, camera=None,
                  id_reader: CardReader | None = None, ss_reader: CardReader | None = None,
-                 relay=None, screen=None, status_source: StatusSource | None = None,
+                 relay=None, screen=None, audio_sink=None, status_source: StatusSource | None = None,
                  on_result: Callable[[Presentation, Result], None] | None = None,
                  notifier: Notifier | None = None):
         """Devices not passed in are opened from ``cfg`` through the backend registries
@@ -113,6 +123,8 @@ class Daemon:
         self.readers = {"id_card": id_reader, "ss_card": ss_reader}
         self.relay = relay
         self.screen = screen
+        self._audio_sink = audio_sink
+        self.audio = None   # terminal.audio.output.AudioOut unless [audio] kind is "none"
         self.status_source = status_source or NoHub()
         self.on_result = on_result
         self.notifier = notifier or Notifier(env={})
@@ -121,18 +133,12 @@ class Daemon:
         self.devices = DeviceStatus(self.metrics)
         self.alarms = Alarms()  # every alarm's one source (fleet.md "Alarms")
         self.housekeeping_every = WRITE_EVERY  # tests shorten it
-        # Remote commands (terminal/remote.py) and the two entry points other parts provide,
-        # None until they do (the op is answered "not_available" / "not_configured"):
-        # open_gate(command) -> (ok, detail), run on the decide thread (the staff override), and
-        # updater, whose check_now(version) -> outcome (.state, .version, .reason) runs on a
-        # thread of its own (the release updater).
+        # Remote commands (terminal/remote.py). open_gate(command) -> (ok, detail), run on the
+        # decide thread, is the staff override's entry point: None until it is wired (the op is
+        # answered "not_available"); `update` asks self.updater (below) to check_now.
         self.recent_log = RecentLog()
         self.remote = RemoteOps(self, self.recent_log)
         self.open_gate: Callable[[object], tuple[bool, object]] | None = None
-        self.updater = None
-        # A remote restart (or an update) asks for it: commands/run.py stops the daemon and exits
-        # with EXIT_RESTART, which systemd's Restart=on-failure starts again.
-        self.restart_requested = threading.Event()
         self.verifier: Verifier | None = None
         self.bridge = None  # terminal.hub.bridge.HubBridge when [hub] broker is set
         self.hub = None     # ... and its HubLink
@@ -148,6 +154,12 @@ class Daemon:
         self._decider: threading.Thread | None = None
         self._housekeeping: Housekeeping | None = None
         self.decided = 0
+        self.updater = None   # terminal.update.updater.Updater when [update] prefix is set
+        self._health = None   # ... and the new release's health window
+        self.self_tested = False  # the decide loop has decided the self-test presentation
+        # An update or a remote restart asks for a restart: commands/run.py stops the daemon and
+        # exits with EXIT_RESTART, which systemd's Restart=on-failure starts again.
+        self.restart_requested = threading.Event()
 
     # --- setup ------------------------------------------------------------------
     def open(self) -> None:
@@ -173,9 +185,12 @@ class Daemon:
             if self.cfg.hub.broker:
                 from terminal.hub.bridge import HubBridge
                 try:
+                    if cfg.update.prefix is not None:
+                        self.updater = self._open_updater()
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
                                                  on_alive=lambda: self.watchdog.progress("hub-net"),
-                                                 alarms=self.alarm_names, on_command=self.remote)
+                                                 alarms=self.alarm_names, on_command=self.remote,
+                                                 on_rollout=self.updater.on_rollout if self.updater else None)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
                 self.hub, self.status_source = self.bridge.link, self.bridge.status_source
@@ -189,6 +204,10 @@ class Daemon:
             self._add_alarm_sources()
             self.screen_loop = ScreenLoop(self.cfg, self.screen,
                                           lambda: texts.alarm_banner(self.alarms.active()))
+            if self._audio_sink is not None or cfg.audio.kind != "none":
+                from terminal.audio.output import open_audio
+                sink = self._audio_sink or registry.open_audio_sink(cfg.audio)
+                self.audio = open_audio(cfg.audio, store.state_dir / "audio", sink, self.devices)
             if self.cfg.metrics.listen:
                 self._metrics_server = self.metrics.serve(self.cfg.metrics.listen)
         except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
@@ -197,6 +216,35 @@ class Daemon:
         except SetupError:
             self.verifier.close()
             raise
+
+    def _open_updater(self):
+        from terminal.crypto.keyfiles import load_private_key
+        from terminal.update.updater import Updater
+        return Updater(self.cfg, load_private_key(self.cfg.device_key), restart=self.restart_requested.set,
+                       publish=lambda payload: self.hub is not None and self.hub.publish_update(payload))
+
+    def health_problems(self) -> list[str]:
+        """What keeps a new release from being marked good (empty: healthy): READY sent, the
+        watchdog fed, every configured device open, a self-test decision made."""
+        problems = [] if self._ready.is_set() else ["READY not sent"]
+        if not self.watchdog.fed:
+            problems.append("watchdog not fed")
+        problems += [f"{name} not open: {why}" for name, why in sorted(self.devices.errors().items())]
+        if self.camera is not None and getattr(self.camera, "error", None):
+            problems.append(f"camera not open: {self.camera.error}")
+        if not self.self_tested:
+            self._updates.put(SELF_TEST)  # decided on the decide thread, between two presentations
+            problems.append("no self-test decision yet")
+        return problems
+
+    def _self_test(self) -> None:
+        """Decide a presentation that must be refused, recording nothing: the decision path of
+        this code works (parse, policy, decision)."""
+        v = self.verifier
+        a = v.assess(SELF_TEST_TEXT, v.clock.now(), v.policy())
+        self.self_tested = a.decision == DENY
+        if not self.self_tested:
+            log.error("self-test: a malformed code was decided %s (%s), not deny", a.decision, a.reason)
 
     def reload(self, cfg: Config) -> None:
         """SIGHUP: a new configuration's policy, venue, trust list and data keys, applied between
@@ -264,6 +312,8 @@ class Daemon:
         if hub is not None:
             self.alarms.add(lambda: {name: f"no connection for {age_text(hub.down_for() or 0)}"
                                      for name in hub.alarms()})
+        if self.updater is not None:
+            self.alarms.add(self.updater.alarm)
         v, store = self.verifier, self.verifier.store
         self.alarms.add(lambda: alarm_names.outbox_backlog(store.oldest_unsynced_at(),
                                                            self.cfg.hub.alarm_outbox_minutes, time.time()))
@@ -302,13 +352,15 @@ class Daemon:
             self.open()
         logging.getLogger().addHandler(self.recent_log)
         self.screen_loop.start()
+        if self.audio is not None:
+            self.audio.start()
         if self.camera is not None:
             self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
                                             self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
-                                              status_source=self.status_source, notice=self.screen_loop.notice,
+                                              status_source=self.status_source, notice=self._notice,
                                               devices=self.devices, watchdog=self.watchdog, metrics=self.metrics))
         for name in ["decide", "store"] + [i.name for i in self._inputs] + (["hub-net"] if self.bridge else []):
             self.watchdog.watch(name)
@@ -333,6 +385,12 @@ class Daemon:
         # absent and being retried); the watchdog pings only from here on.
         self.notifier.ready(self.summary())
         self._ready.set()
+        if self.updater is not None:
+            from terminal.update.health import HealthWindow
+            self.updater.start()
+            self._health = HealthWindow(self.updater.prefix, self.updater.version, self.health_problems)
+            if self._health.start():
+                log.warning("update: release %s is on trial; health window running", self.updater.version)
         log.info("terminal %s at a %s is deciding (camera: %s, readers: %s, relay: %s)",
                  self.cfg.terminal_id, self.cfg.venue, "yes" if self.camera else "no",
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
@@ -340,6 +398,10 @@ class Daemon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking presentations, decide those already taken, then close everything."""
+        if self._health is not None:
+            self._health.stop()
+        if self.updater is not None:
+            self.updater.stop()
         self._stop_inputs.set()
         for i in self._inputs:
             i.thread.join(timeout)
@@ -358,6 +420,8 @@ class Daemon:
         if self.relay is not None:
             self.relay.close()
         self.screen_loop.stop()
+        if self.audio is not None:
+            self.audio.stop()
         if self.verifier is not None:
             # While the store still holds the state directory's lock: a clean stop is never
             # taken for a crash (lock free, file still saying "running").
@@ -387,6 +451,8 @@ class Daemon:
                 update = self._updates.get()
                 if isinstance(update, Config):
                     self._reload(update)
+                elif update is SELF_TEST:
+                    self._self_test()
                 elif isinstance(update, _Task):
                     try:
                         update.run()
@@ -405,7 +471,7 @@ class Daemon:
                 self._decide(p)
             except Exception:  # a bug must cost one presentation, not the terminal
                 log.exception("presentation by %s could not be decided", p.method)
-                self.screen_loop.notice(texts.SYSTEM_ERROR)
+                self._notice(texts.SYSTEM_ERROR)
 
     def _verify(self, p: Presentation) -> Result:
         relay_up = self._relay_up()
@@ -443,10 +509,14 @@ class Daemon:
                 r = self._verify(p)
             except sqlite3.OperationalError:
                 log.error("presentation by %s not committed: disk full; gate stays shut", p.method)
-                self.screen_loop.notice(texts.SYSTEM_ERROR)
+                self._notice(texts.SYSTEM_ERROR)
                 return
+        decided_ns = time.monotonic_ns()
         # The event is committed: only now may the gate open.
         gate = self._open_gate(r)
+        if self.audio is not None:  # returns at once: the audio thread plays it
+            self.audio.announce(r.decision, r.reason, seq=r.seq, decided_ns=decided_ns,
+                                gate_ok=gate != "fault")
         if self.bridge is not None:
             self.bridge.notify()
         self.decided += 1
@@ -456,6 +526,12 @@ class Daemon:
         if self.on_result is not None:
             self.on_result(p, r)
 
+    def _notice(self, key: str) -> None:
+        """A screen-only notice (texts.CARD_UNREAD, texts.SYSTEM_ERROR), said too where it has a prompt."""
+        self.screen_loop.notice(key)
+        if self.audio is not None and key in NOTICE_PROMPTS:
+            self.audio.say(NOTICE_PROMPTS[key])
+
     def _device_names(self) -> list[str]:
         return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
-            (["relay"] if self.relay.wired else [])
+            (["relay"] if self.relay.wired else []) + (["audio"] if self.audio else [])

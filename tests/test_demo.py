@@ -103,3 +103,21 @@ def test_claim_out_replaces_only_an_earlier_demos_own_files(tmp_path):
     (earlier / "report.json").write_text("{}")  # the user's, beside the demo's
     claim_out(earlier)
     assert sorted(p.name for p in earlier.iterdir()) == sorted([MARKER, "report.json"])
+
+
+def test_demo_reports_every_prompt_with_its_latency(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    rc = main(["sim", "demo", "--duration", "10", "--rate", "40", "--seed", "5", "--venue", "hospital",
+               "--out", str(tmp_path / "out"), "--report", str(report)])
+    out = capsys.readouterr().out
+    res = json.loads(report.read_text())
+    assert rc == 0, out
+    # one prompt per decision (latest wins only within milliseconds: the crowd is seconds apart)
+    assert sorted(p["seq"] for p in res["prompts"]) == list(range(1, res["decided"] + 1))
+    assert all(0 <= p["latency_ms"] <= 100 for p in res["prompts"])
+    assert res["audio_p99_ms"] == max(p["latency_ms"] for p in res["prompts"]) <= 100
+    modes = {(p["mode"], p["text"]) for p in res["prompts"]}
+    assert ("tone", None) in modes and ("speech", "请人工核验") in modes   # allow beeps; review speaks
+    recorded = sorted((tmp_path / "out" / "prompts").glob("*.wav"))
+    assert len(recorded) == len(res["prompts"])
+    assert f"prompts {len(res['prompts'])}, decision to first sample p99" in out

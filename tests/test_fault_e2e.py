@@ -104,6 +104,13 @@ class FullDisk:
         self.full = False
 
 
+def panel_text(layout) -> str:
+    """Every text on a panel, each whole however many lines it was wrapped onto (a headline
+    beside the outcome's mark may be: 请联系工作 / 人员开门), the texts apart by a space."""
+    return " ".join("".join(i.text for i in layout.role(role))
+                    for role in dict.fromkeys(item.role for item in layout.items))
+
+
 @dataclass
 class Visit:
     result: object | None   # the verifier's Result, None if nothing was decided (not committed)
@@ -155,7 +162,7 @@ class Door:
 
     def told_to_walk_through(self) -> int:
         """Panels drawn so far that said 请通行."""
-        return sum(ALLOW_HEADLINE in " ".join(i.text for i in layout.items) for layout in self.layouts.spy_return_list)
+        return sum(ALLOW_HEADLINE in panel_text(layout) for layout in self.layouts.spy_return_list)
 
     # --- the operator: gate-terminal status --json -------------------------------------
     def status(self, after: float | None = None) -> tuple[int, dict]:
@@ -188,7 +195,7 @@ class Door:
         committed = panel.reason != texts.SYSTEM_ERROR
         if committed:
             wait_for(lambda: len(self.results) > n, "the decision behind the panel")
-        shown = " ".join(item.text for item in layout.items)
+        shown = panel_text(layout)
         if ALLOW_HEADLINE in shown:  # told to walk through: the gate must have opened for it
             assert wait_for(lambda: len(self.relay.pulses) > pulses, "the relay to switch on for 请通行", timeout=5)
         leave()

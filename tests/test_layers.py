@@ -21,6 +21,8 @@ FORBIDDEN = [
                          "terminal.daemon", "terminal.housekeeping")),
     ("terminal/hub/", ("terminal.inputs", "terminal.screen", "terminal.daemon", "terminal.housekeeping")),
     ("terminal/inputs/", ("terminal.hub", "terminal.daemon", "terminal.housekeeping")),
+    ("terminal/audio/", ("terminal.hub", "terminal.inputs", "terminal.screen", "terminal.state",
+                         "terminal.verifier", "terminal.daemon", "terminal.housekeeping")),
     ("terminal/ops/", ("terminal.core", "terminal.state", "terminal.hub", "terminal.inputs", "terminal.screen",
                        "terminal.verifier", "terminal.daemon", "terminal.housekeeping", "terminal.config")),
 ]
@@ -108,6 +110,7 @@ def test_the_modules_are_all_there():
     ("terminal/hub/link.py", "from terminal.daemon import Daemon"),
     ("terminal/core/reasons.py", "import terminal"),
     ("terminal/verifier.py", "from terminal.cli import main"),
+    ("terminal/audio/output.py", "from terminal.screen import texts"),
 ])
 def test_a_forbidden_import_is_caught(path, source):
     assert violations(path, source) != []

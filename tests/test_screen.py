@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image, ImageDraw
 
+from terminal import config as cfgmod
 from terminal.core import reasons
 from terminal.core.policy import ALLOW, DECISIONS, DENY, REVIEW
 from terminal.screen import (FontError, FramebufferError, FramebufferScreen, NullScreen, Panel,
@@ -21,7 +22,7 @@ from terminal.screen import (FontError, FramebufferError, FramebufferScreen, Nul
 from terminal.screen import fonts, render, texts
 from terminal.screen.framebuffer import (FIX_SIZE, VAR_SIZE, Bitfield, FbGeometry, pack_pixels)
 
-SIZES = [(800, 480), (1024, 600), (1280, 720), (600, 1024)]
+SIZES = [(800, 480), (1024, 600), (1280, 720), (1280, 800), (600, 1024)]
 METHODS = ["qr", "id_card", "ss_card", None]
 T = datetime(2024, 5, 1, 12, 0, 5)
 
@@ -147,6 +148,9 @@ def _check_layout(layout, renderer: Renderer) -> None:
     w, h = layout.size
     for a, b in itertools.combinations(layout.items, 2):
         assert not _overlap(a.box, b.box), (a, b)
+    for m in layout.marks:   # the outcome's mark: on the panel, clear of every text
+        assert _inside(m.box, w, h), m
+        assert not [it for it in layout.items if _overlap(m.box, it.box)], m
     pad = 300
     for it in layout.items:
         assert _inside(it.box, w, h), it
@@ -508,3 +512,96 @@ def test_png_path_is_relative_to_the_config_file_not_the_cwd(keyset, tmp_path, m
     assert cfgmod.load(conf).screen.path == str(tmp_path / "fb")
     conf.write_text(text + "\n[screen]\nkind = 'png'\n")
     assert cfgmod.load(conf).screen.path == str((keyset / "state").resolve() / "screen")
+
+
+# ---- a screen for everyone: shape as well as colour, the instruction first, large print --------
+
+BOTH = [(800, 480), (1280, 800)]
+
+
+def _sign_mask(renderer: Renderer, decision: str, size: int = 200) -> np.ndarray:
+    """The mark's sign alone, as a boolean picture at a common size: its shape, not its colours."""
+    lay = renderer.layout_result(Panel(decision, reasons.OK, "张*", "qr", None, T))
+    (mark,) = lay.marks
+    im = renderer.draw(lay).crop(mark.box).resize((size, size), Image.NEAREST)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    in_disc = x ** 2 + y ** 2 < (0.45 * size) ** 2
+    return np.all(np.asarray(im) == mark.sign, axis=2) & in_disc
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_each_outcome_has_its_own_mark(renderers, size):
+    r = renderers[size]
+    w, h = size
+    for decision in DECISIONS:
+        lay = r.layout_result(Panel(decision, reasons.OK, "张*", "qr", None, T))
+        (mark,) = lay.marks
+        bg, fg = render.STYLES[decision]
+        assert (mark.decision, mark.disc, mark.sign) == (decision, fg, bg)
+        side = mark.box[2] - mark.box[0]
+        assert side == mark.box[3] - mark.box[1] >= min(w, h) * 0.25   # large: read from metres away
+        _check_layout(lay, r)
+    masks = {d: _sign_mask(r, d) for d in DECISIONS}
+    for d, m in masks.items():
+        assert 0.03 < m.mean() < 0.3, d     # a sign is drawn inside the disc, not a blot
+    for a, b in itertools.combinations(DECISIONS, 2):
+        assert (masks[a] ^ masks[b]).mean() > 0.05, (a, b)   # the shapes differ, not just colours
+
+
+def test_the_mark_needs_no_font(r800, mocker):
+    """Drawn from lines and discs: a font that draws nothing leaves the mark as it was."""
+    before = {d: _sign_mask(r800, d) for d in DECISIONS}
+    mocker.patch.object(ImageDraw.ImageDraw, "text")
+    for d in DECISIONS:
+        assert np.array_equal(_sign_mask(r800, d), before[d]), d
+
+
+def test_an_unknown_decision_and_a_shut_gate_get_the_review_mark(r800):
+    (mark,) = r800.layout_result(Panel("maybe", "??")).marks
+    assert mark.decision == REVIEW
+    (mark,) = r800.layout_result(Panel(ALLOW, reasons.OK, gate="fault")).marks   # 请联系工作人员开门
+    assert (mark.decision, mark.disc) == (REVIEW, render.STYLES[REVIEW][1])
+
+
+def _text_height(item) -> int:
+    return item.box[3] - item.box[1]
+
+
+@pytest.mark.parametrize("size", BOTH + [(600, 1024)])
+@pytest.mark.parametrize("large", [False, True])
+def test_the_instruction_is_the_largest_text_on_the_idle_screen(size, large):
+    r = Renderer(size, large_print=large)
+    for venue, alarm in [("XX市第一人民医院 门诊楼东门", None), ("药店", "身份证读卡器故障")]:
+        lay = r.layout_idle(venue, T, alarm)
+        _check_layout(lay, r)
+        prompt = lay.role("prompt")
+        assert "".join(i.text for i in prompt) == texts.IDLE_PROMPT
+        others = [i for i in lay.items if i.role != "prompt"]
+        assert min(map(_text_height, prompt)) > max(map(_text_height, others))
+        assert min(i.size for i in prompt) > max(i.size for i in others)
+
+
+@pytest.mark.parametrize("size", BOTH)
+def test_large_print_enlarges_and_still_fits(renderers, size):
+    normal, large = renderers[size], Renderer(size, large_print=True)
+    for decision, reason in itertools.product(DECISIONS, reasons.ALL):
+        for alarm in (None, "身份证读卡器故障"):
+            panel = Panel(decision, reason, "欧***", "id_card", alarm, T)
+            big, small = large.layout_result(panel), normal.layout_result(panel)
+            _check_layout(big, large)
+            assert min(i.size for i in big.role("reason")) > max(i.size for i in small.role("reason"))
+            assert big.role("time") == []
+            assert "".join(i.text for i in big.role("headline")) == texts.HEADLINES[decision]
+    big, small = large.layout_idle("某医院", T), normal.layout_idle("某医院", T)
+    assert min(i.size for i in big.role("prompt")) > max(i.size for i in small.role("prompt"))
+    assert big.role("date") == [] and big.role("clock")
+
+
+def test_large_print_setting(keyset):
+    text = (keyset / "config.toml").read_text()
+    (keyset / "lp.toml").write_text(text + "\n[screen]\nlarge_print = true\n")
+    assert cfgmod.load(keyset / "lp.toml").screen.large_print is True
+    assert cfgmod.load(keyset / "config.toml").screen.large_print is False
+    (keyset / "lp.toml").write_text(text + '\n[screen]\nlarge_print = "yes"\n')
+    with pytest.raises(cfgmod.ConfigError, match="screen.large_print must be true or false"):
+        cfgmod.load(keyset / "lp.toml")

@@ -47,12 +47,12 @@ def venv_entry_point() -> str:
 
 
 def test_systemd_analyze_verify(tmp_path):
-    # The shipped ExecStart= names /usr/local/bin/gate-terminal, which `install` creates;
+    # The shipped ExecStart= names the launcher `release install` puts in /opt/gate-terminal/bin;
     # verify checks that the binary exists, so check a copy that points at this venv's script.
     text = UNIT.read_text()
-    assert "ExecStart=/usr/local/bin/gate-terminal run " in text
+    assert "ExecStart=/opt/gate-terminal/bin/gate-terminal-boot --prefix /opt/gate-terminal run " in text
     copy = tmp_path / "gate-terminal.service"
-    copy.write_text(text.replace("/usr/local/bin/gate-terminal", venv_entry_point()))
+    copy.write_text(text.replace("/opt/gate-terminal/bin/gate-terminal-boot", venv_entry_point()))
     r = subprocess.run([ANALYZE, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stderr == "", r.stderr
 
@@ -79,12 +79,15 @@ def test_unit_shape():
     assert values("ProtectSystem") == ["strict"] and values("UMask") == ["0077"]
     assert values("DevicePolicy") == ["closed"]
     assert sorted(values("DeviceAllow")) == sorted(["char-ttyUSB rw", "char-ttyACM rw", "char-ttyS rw",
-                                                    "char-video4linux rw", "/dev/fb0 rw"])
+                                                    "char-video4linux rw", "/dev/fb0 rw", "char-alsa rw"])
+    assert values("SupplementaryGroups") == ["dialout video audio"]
     assert values("RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
     assert values("CapabilityBoundingSet") == [""]
     # every secret the daemon looks up in $CREDENTIALS_DIRECTORY is passed, from /etc/gate-terminal
     assert sorted(values("LoadCredential")) == sorted(f"{c}:/etc/gate-terminal/{c}" for c in CREDENTIALS.values())
-    assert values("ExecStart") == ["/usr/local/bin/gate-terminal run --config /etc/gate-terminal/config.toml"]
+    assert values("ExecStart") == ["/opt/gate-terminal/bin/gate-terminal-boot --prefix /opt/gate-terminal "
+                                   "run --config /etc/gate-terminal/config.toml"]
+    assert values("ReadWritePaths") == ["/opt/gate-terminal"]   # releases are installed there
 
 
 def test_udev_rules_name_every_device_for_the_service():

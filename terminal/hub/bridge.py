@@ -28,11 +28,13 @@ class HubBridge:
     @classmethod
     def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None], *,
              on_alive: Callable[[], None] = lambda: None,
-             alarms: Callable[[], list[str]] = lambda: [], on_command=None) -> "HubBridge":
+             alarms: Callable[[], list[str]] = lambda: [],
+             on_rollout: Callable[[bytes], None] | None = None, on_command=None) -> "HubBridge":
         """Apply what earlier runs kept (policy, data keys) to ``verifier`` now, and make the link.
         ``on_alive``: hub-net's liveness, for the watchdog; ``alarms``: the terminal's other alarms
-        by name, for the birth message; ``on_command(command, reply)``: runs an admitted remote
-        command (terminal/remote.py). Raises KeyFileError for an unreadable device key."""
+        by name, for the birth message; ``on_rollout``: software rollouts, to the updater (None: not
+        subscribed); ``on_command(command, reply)``: runs an admitted remote command
+        (terminal/remote.py). Raises KeyFileError for an unreadable device key."""
         from terminal.crypto.keyfiles import load_private_key
 
         # With the pump and paho's threads beside it, a verification that released the GIL for
@@ -49,8 +51,8 @@ class HubBridge:
                        on_policy=lambda venues: submit(PolicyUpdate(venues)),
                        on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
                        on_time=lambda t: submit(TimeBeacon(t)),
-                       clock_state=lambda: verifier.clock.state, alarms=alarms, on_alive=on_alive,
-                       on_command=on_command, trusted_now=verifier.clock.now)
+                       on_rollout=on_rollout, clock_state=lambda: verifier.clock.state, alarms=alarms,
+                       on_alive=on_alive, on_command=on_command, trusted_now=verifier.clock.now)
         return cls(link, HubStatusSource(link, StatusCache(verifier.store, cache_key(device_key)), cfg,
                                          policy=verifier.policy))
 

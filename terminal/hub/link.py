@@ -42,13 +42,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-import terminal
 from drivers.backoff import backoff_delay
 from terminal.hub import wire
 from terminal.config import Config, HubSection
 from terminal.hub.commands import CommandGate
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey, SignedUpdates
+from terminal.update.version import running_version
 from terminal.crypto.sm2 import PrivateKey
 from terminal.state.store import Store
 from terminal.core.trust import TrustList
@@ -64,8 +64,10 @@ INBOUND_LIMITS = {
     "keys": 64 << 10,     # ~370 bytes a data key: 170 keys, where a bundle holds a handful
     "policy": 256 << 10,  # a few hundred bytes a venue type; room for a staff list to come
     "trust": 256 << 10,   # ~350 bytes an issuer: 700 issuers, where a province has a few
+    "rollout": 256 << 10,  # a named stage of 10,000 tids is ~200 KB (wire.MAX_STAGE_TIDS)
     "cmd": 16 << 10,      # a signed command is ~400 bytes; its args a few small values
 }
+UPDATE_PUBLISH_WAIT = 5.0  # seconds an update result waits for the broker's PUBACK
 # Said in CONNECT (MQTT 5 Maximum Packet Size): the broker sends nothing larger, so paho never
 # reads it into memory. The largest message read, plus room for its topic and properties.
 MAX_PACKET = max(INBOUND_LIMITS.values()) + (4 << 10)
@@ -108,6 +110,7 @@ class HubLink:
                  on_policy: Callable[[dict[str, dict]], None] | None = None,
                  on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None,
+                 on_rollout: Callable[[bytes], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",
                  alarms: Callable[[], list[str]] = lambda: [],
                  on_command: Callable[[wire.Command, Callable[[bool, object], bool]], None] | None = None,
@@ -157,6 +160,10 @@ class HubLink:
         self._kinds = {self.topics.ack: "ack", self.topics.trust: "trust", self.topics.policy: "policy",
                        self.topics.keys: "keys", self.topics.time: "time", self.topics.reply: "reply",
                        self.topics.cmd: "cmd"}
+        # Rollouts go to the updater as they come (it verifies them on its own thread).
+        self._on_rollout = on_rollout
+        if on_rollout is not None:
+            self._kinds[self.topics.rollout] = "rollout"
         self._inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
         self._wake_pending = False
         self._stop = threading.Event()
@@ -287,6 +294,21 @@ class HubLink:
 
     def end_query(self, qid: str) -> None:
         self._queries.pop(qid.encode(), None)
+
+    # --- software update results (the updater's thread) -------------------------------
+    def publish_update(self, payload: bytes) -> bool:
+        """Publish a signed update result; True once the broker has it (False: offline, try later)."""
+        client = self._online
+        if client is None:
+            return False
+        info = client.publish(self.topics.update, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(UPDATE_PUBLISH_WAIT)
+        except (RuntimeError, ValueError):  # the connection went meanwhile
+            return False
+        return info.is_published()
 
     # --- hub-net thread -----------------------------------------------------------
     def _new_client(self, gone: threading.Event) -> mqtt.Client:
@@ -473,6 +495,8 @@ class HubLink:
                 n = self.pump.check_ack(arg)
                 if n is not None and (best_ack is None or n > best_ack):
                     best_ack = n
+            elif kind == "rollout":
+                self._on_rollout(arg)
             else:
                 self.updates.handle(kind, arg)
         if best_ack is not None:  # many acks in one round: one transaction
@@ -525,7 +549,7 @@ class HubLink:
 
     def _birth(self, client: mqtt.Client) -> None:
         alarms = self._all_alarms()
-        state = wire.birth(version=terminal.__version__, epoch=self._store.epoch,
+        state = wire.birth(version=running_version(), epoch=self._store.epoch,
                            queue=self._store.outbox_depth(), trust_seq=max(0, int(self.updates.held["trust"])),
                            policy_seq=max(0, int(self.updates.held["policy"])), clock=self._clock_state(),
                            alarms=alarms)

@@ -12,6 +12,9 @@ Who signs what (a signed envelope is docs/protocol/token.md §5: ``{"payload", "
     hc/v1/trust            hub → all        signed by a provincial root key (the trust list, core/trust.py)
     hc/v1/policy           hub → all        signed by the hub key   {"type":"policy","seq","venues":{...}}
     hc/v1/time             hub → all        signed by the hub key   {"type":"time","t"}
+    hc/v1/rollout          hub → all        signed by the hub key, retained: a staged software rollout
+                                            {"type":"rollout","seq","version","stages":[...],"stage","halt"}
+    hc/v1/t/{tid}/update   terminal → hub   signed by the device key {"version","state","reason"}
     hc/v1/t/{tid}/cmd      hub → terminal   signed by the hub key   {"type":"cmd","id","tid","op","args","not_after"}
     hc/v1/t/{tid}/cmd/result terminal → hub signed by the device key {"id","ok","detail"}
     hc/v1/t/{tid}/diag     terminal → hub   plain JSON chunks {"type":"diag","id","part","parts","data"}
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -113,6 +117,14 @@ class Topics:
     @property
     def time(self) -> str:
         return f"{self.prefix}/time"
+
+    @property
+    def rollout(self) -> str:
+        return f"{self.prefix}/rollout"
+
+    @property
+    def update(self) -> str:
+        return self.t("update")
 
 
 def tid_of(prefix: str, topic: str, leaf: str) -> str | None:
@@ -397,6 +409,127 @@ def open_reply(raw: bytes, hub_keys: dict[str, PublicKey], qid: str) -> Reply:
             or not 0 <= valid_until <= MAX_UNIX_TIME:
         raise EnvelopeError("reply: valid_until must be unix seconds up to year 9999")
     return Reply(HealthStatus(**values), float(valid_until))
+
+
+# --- software updates (docs/protocol/updates.md) -------------------------------------------
+# A release version: dotted numbers only (1-4 of them, each ≤ 6 digits), compared as numbers.
+VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}")
+MAX_STAGES = 16
+MAX_STAGE_TIDS = 10_000
+UPDATE_STATES = ("installed", "good", "rolled_back", "refused")
+MAX_REASON = 200
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"1.10.0"`` → (1, 10, 0, 0): compares as numbers, 1.2 == 1.2.0; ValueError if not a VERSION."""
+    if not isinstance(version, str) or not VERSION.fullmatch(version):
+        raise ValueError(f"{str(version)[:32]!r} is not a release version (dotted numbers, as 1.4.2)")
+    parts = tuple(int(p) for p in version.split("."))
+    return parts + (0,) * (4 - len(parts))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    tids: tuple[str, ...] | None = None  # a named list of terminals ...
+    percent: int | None = None           # ... or the terminals whose hash bucket is under it
+
+
+def bucket(tid: str) -> int:
+    """A terminal's place 0-99 for percentage stages: the same for every release, so a rollout
+    widening from 10 % to 50 % keeps its first 10 %."""
+    return int.from_bytes(hashlib.sha256(tid.encode()).digest()[:8], "big") % 100
+
+
+@dataclass(frozen=True)
+class Rollout:
+    seq: int
+    version: str
+    stages: tuple[Stage, ...]
+    stage: int   # the current stage: it and every earlier one are rolled out
+    halt: bool
+
+    def stage_of(self, tid: str) -> int | None:
+        """The first stage naming ``tid`` (or whose percentage covers its bucket), or None."""
+        for i, s in enumerate(self.stages):
+            if (tid in s.tids) if s.tids is not None else bucket(tid) < s.percent:
+                return i
+        return None
+
+    def includes(self, tid: str) -> bool:
+        """Whether ``tid`` should run this version now: its stage is reached and nothing halted."""
+        i = self.stage_of(tid)
+        return not self.halt and i is not None and i <= self.stage
+
+
+def _stage_doc(s: Stage) -> dict:
+    return {"name": s.name, "tids": list(s.tids)} if s.tids is not None else {"name": s.name, "percent": s.percent}
+
+
+def rollout(r: Rollout, hub_key: PrivateKey) -> bytes:
+    return seal({"type": "rollout", "seq": r.seq, "version": r.version,
+                 "stages": [_stage_doc(s) for s in r.stages], "stage": r.stage, "halt": r.halt}, hub_key)
+
+
+def _open_stage(i: int, doc: object) -> Stage:
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or not 0 < len(doc["name"]) <= 32:
+        raise EnvelopeError(f"rollout: stages[{i}] has no name of 1-32 characters")
+    tids, percent = doc.get("tids"), doc.get("percent")
+    if (tids is None) == (percent is None):
+        raise EnvelopeError(f"rollout: stages[{i}] must have either tids or percent")
+    if tids is not None:
+        if (not isinstance(tids, list) or len(tids) > MAX_STAGE_TIDS
+                or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tids)):
+            raise EnvelopeError(f"rollout: stages[{i}].tids is not a list of at most {MAX_STAGE_TIDS} tids")
+        return Stage(doc["name"], tids=tuple(tids))
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        raise EnvelopeError(f"rollout: stages[{i}].percent is not an integer from 0 to 100")
+    return Stage(doc["name"], percent=percent)
+
+
+def open_rollout(raw: bytes, hub_keys: dict[str, PublicKey]) -> Rollout:
+    """A hub-signed rollout; EnvelopeError for anything forged or malformed."""
+    doc = open_signed(raw, hub_keys)
+    if doc.get("type") != "rollout":
+        raise EnvelopeError("rollout: not a {type: rollout, ...} document")
+    try:
+        version_key(doc.get("version"))
+    except ValueError as e:
+        raise EnvelopeError(f"rollout: version {e}") from None
+    stages = doc.get("stages")
+    if not isinstance(stages, list) or not 0 < len(stages) <= MAX_STAGES:
+        raise EnvelopeError(f"rollout: stages is not a list of 1-{MAX_STAGES} stages")
+    parsed = tuple(_open_stage(i, s) for i, s in enumerate(stages))
+    stage, halt = doc.get("stage"), doc.get("halt")
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage < len(parsed):
+        raise EnvelopeError("rollout: stage is not the index of one of its stages")
+    if not isinstance(halt, bool):
+        raise EnvelopeError("rollout: halt is not true or false")
+    return Rollout(_count(doc.get("seq"), "rollout seq"), doc["version"], parsed, stage, halt)
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    version: str
+    state: str    # one of UPDATE_STATES
+    reason: str
+
+
+def update_report(r: UpdateReport, device_key: PrivateKey) -> bytes:
+    return seal({"version": r.version, "state": r.state, "reason": r.reason[:MAX_REASON]}, device_key)
+
+
+def open_update_report(raw: bytes, device_key: PublicKey) -> UpdateReport:
+    """A terminal's report, signed by its device key; EnvelopeError if forged or malformed."""
+    doc = open_signed(raw, {device_key.kid(): device_key})
+    version, state, reason = doc.get("version"), doc.get("state"), doc.get("reason")
+    if not isinstance(version, str) or not 0 < len(version) <= 32:
+        raise EnvelopeError("update: version is not a string of 1-32 characters")
+    if state not in UPDATE_STATES:
+        raise EnvelopeError(f"update: state is not one of {', '.join(UPDATE_STATES)}")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise EnvelopeError(f"update: reason is not a string of at most {MAX_REASON} characters")
+    return UpdateReport(version, state, reason)
 
 
 # --- remote commands (docs/protocol/hub.md, Remote commands) --------------------------------------

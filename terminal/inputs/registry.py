@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from terminal.config import CameraSection, RelaySection
+    from terminal.config import AudioSection, CameraSection, RelaySection
 
 
 class Registry:
@@ -103,3 +103,20 @@ RELAYS.register("none", _no_relay)
 
 def open_relay(relay: RelaySection):
     return RELAYS.open(relay.kind, relay.port)
+
+
+# --- audio sinks: factory(device) -> drivers.audio.AplaySink-like ----------------------------
+# The simulator's WAV recorder registers as "wavfile" (sim/audio_sink.py, an entry point).
+AUDIO_SINKS = Registry("audio sink", "gate_terminal.audio_sinks")
+
+
+def _alsa_sink(device: str):
+    from drivers.audio import AplaySink
+    return AplaySink(device)
+
+
+AUDIO_SINKS.register("alsa", _alsa_sink)
+
+
+def open_audio_sink(audio: AudioSection):
+    return AUDIO_SINKS.open(audio.kind, audio.device)

@@ -125,6 +125,9 @@ class Watchdog:
         self._last: dict[str, float] = {}
         self._last_ping = float("-inf")
         self._reported: tuple[str, ...] = ()
+        # Fed: a WATCHDOG=1 went out (or, with no watchdog asked for, a tick found every loop
+        # progressing): one of a new release's health checks (terminal/update/health.py).
+        self.fed = False
 
     def watch(self, name: str) -> None:
         """Start watching a loop (counts as progress now)."""
@@ -158,10 +161,13 @@ class Watchdog:
             self._reported = stuck
         interval = self._notifier.watchdog_interval()
         now = self._clock()
+        if not stuck and interval is None:
+            self.fed = True
         if stuck or interval is None or now - self._last_ping < interval:
             return False
         if self._notifier.watchdog():
             self._last_ping = now
+            self.fed = True
             return True
         return False
 

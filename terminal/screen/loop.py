@@ -26,7 +26,7 @@ class ScreenLoop:
 
         sc = cfg.screen
         self.screen = screen if screen is not None else open_screen(sc.kind, sc.path, sc.width, sc.height)
-        self.renderer = Renderer(self.screen.size)
+        self.renderer = Renderer(self.screen.size, large_print=sc.large_print)
         self.configure(cfg)
         self.alarms = alarms  # () -> list of alarm texts (devices out of order, disk full)
         self._cond = threading.Condition()

@@ -5,15 +5,21 @@ its ink box on the panel) and then drawn, so tests can check geometry without re
 Every text is fitted into its slot: the largest size whose ink box fits (measured with the font's
 own bbox), wrapped onto a second line where the slot allows, and ellipsised at the floor size.
 
-Result panel (any resolution, portrait too)::
+Result panel (any resolution; portrait puts the mark beside the name and reason instead)::
 
     +--------------------------------+
     | alarm banner (only if alarm)   |   black strip, yellow text
-    |            禁止通行            |   headline, >= 1/6 of the panel height
+    |  (✗)        禁止通行            |   mark (drawn shapes), headline >= 1/6 of the panel height
     |         张*  ·  健康码          |   masked name, method
     |   截图或过期码，请刷新健康码     |   reason, one or two lines
-    |                       12:00:05 |   time of the check
+    |                       12:00:05 |   time of the check (not in large print)
     +--------------------------------+
+
+The outcome is told by shape as well as colour, for those who cannot tell green from red: a
+disc with a tick (allow), a cross (deny) or an exclamation mark (review), drawn as polygons —
+no font glyph, so no font can turn it into a box. The idle screen's largest text is the
+instruction, not the clock. ``large_print`` gives the name, reason and instruction more room
+and drops the secondary lines (time of the check, date).
 """
 from __future__ import annotations
 
@@ -75,11 +81,21 @@ class TextItem:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """The outcome as a shape: a disc of ``disc`` colour with the decision's sign cut in ``sign``."""
+    decision: str             # allow: tick, deny: cross, review: exclamation mark
+    box: Box                  # the disc's square on the panel
+    disc: RGB
+    sign: RGB
+
+
+@dataclass(frozen=True)
 class Layout:
     size: tuple[int, int]
     background: RGB
     rects: tuple[tuple[Box, RGB], ...]
     items: tuple[TextItem, ...]
+    marks: tuple[Mark, ...] = ()
 
     def role(self, name: str) -> list[TextItem]:
         return [i for i in self.items if i.role == name]
@@ -95,11 +111,13 @@ class _Fit:
 class Renderer:
     """Draws panels at one resolution with one font. Construction fails fast without a CJK font."""
 
-    def __init__(self, size: tuple[int, int] = DEFAULT_SIZE, font_path: str | None = None) -> None:
+    def __init__(self, size: tuple[int, int] = DEFAULT_SIZE, font_path: str | None = None,
+                 large_print: bool = False) -> None:
         w, h = size
         if w < 120 or h < 120:
             raise ValueError(f"panel {w}x{h} is too small to be legible")
         self.size = (int(w), int(h))
+        self.large_print = large_print
         self.font_path = find_cjk_font(font_path)
         self._fit = functools.lru_cache(maxsize=512)(self._fit_uncached)
         ref = font(self.font_path, _REF)
@@ -118,6 +136,8 @@ class Renderer:
         d = ImageDraw.Draw(im)
         for box, colour in layout.rects:
             d.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=colour)
+        for mark in layout.marks:
+            draw_mark(d, mark)
         for it in layout.items:
             d.text(it.origin, it.text, font=font(self.font_path, it.size), fill=it.fill,
                    stroke_width=it.stroke, stroke_fill=it.fill)
@@ -131,10 +151,7 @@ class Renderer:
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(panel.alarm, RESULT_BANNER, rects, items)
-        mx, my = self._margins()
-        head, who, why, when = self._stack((mx, top + my, w - mx, h - my), (0.44, 0.16, 0.27, 0.13))
-        # The headline may use nearly the full width: it is what is read from two metres.
-        head = (round(w * 0.02), head[1], w - round(w * 0.02), head[3])
+        mark, head, who, why, when = self._result_slots(top)
         headline = texts.GATE_FAULT if gate_shut else texts.HEADLINES[decision]
         items += self._place("headline", headline, head, fg, max_lines=2,
                              stroke=0.025, line_gap=0.08)
@@ -144,12 +161,38 @@ class Renderer:
                              max_size=round((who[3] - who[1]) * 0.85))
         reason = texts.reason_text(texts.clean(panel.reason), decision, panel.method)
         items += self._place("reason", reason, why, fg, max_lines=2,
-                             max_size=round((why[3] - why[1]) * 0.5))
-        if panel.time is not None:
+                             max_size=round((why[3] - why[1]) * (0.7 if self.large_print else 0.5)))
+        marks = (Mark(REVIEW if gate_shut else decision, mark, fg, bg),)  # a shut gate: "!"
+        if panel.time is not None and when is not None:
             items += self._place("time", texts.clock_text(panel.time), when, fg,
                                  max_size=round(min((when[3] - when[1]) * 0.7, min(w, h) * 0.08)),
                                  align="right")
-        return Layout(self.size, bg, tuple(rects), tuple(items))
+        return Layout(self.size, bg, tuple(rects), tuple(items), marks)
+
+    def _result_slots(self, top: int) -> tuple[Box, Box, Box, Box, Box | None]:
+        """Where the mark, headline, name, reason and time go below ``top``. Landscape: the mark
+        left of the headline. Portrait, whose headline needs the whole width: left of the name,
+        on a taller name row. Large print: no time line, its room to the reason."""
+        w, h = self.size
+        mx, my = self._margins()
+        landscape = w >= h
+        shares = {(True, False): (0.44, 0.16, 0.27, 0.13), (True, True): (0.42, 0.18, 0.40),
+                  (False, False): (0.44, 0.22, 0.22, 0.12), (False, True): (0.42, 0.22, 0.36)}
+        head, who, why, *rest = self._stack((mx, top + my, w - mx, h - my),
+                                            shares[(landscape, self.large_print)])
+        when = rest[0] if rest else None
+        gap = round(min(w, h) * 0.03)
+        beside = head if landscape else who
+        side = min(beside[3] - beside[1], round((w - 2 * mx) * 0.3))
+        y = (beside[1] + beside[3] - side) // 2
+        mark = (mx, y, mx + side, y + side)
+        if landscape:
+            # The headline may use nearly the full width: it is what is read from two metres.
+            head = (mark[2] + gap, head[1], w - round(w * 0.02), head[3])
+        else:
+            head = (round(w * 0.02), head[1], w - round(w * 0.02), head[3])
+            who = (mark[2] + gap, who[1], who[2], who[3])
+        return mark, head, who, why, when
 
     def layout_idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Layout:
         w, h = self.size
@@ -157,17 +200,28 @@ class Renderer:
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(alarm, IDLE_BANNER, rects, items)
-        mx, my = self._margins()
-        place, clock, date, prompt = self._stack((mx, top + my, w - mx, h - my),
-                                                 (0.22, 0.30, 0.13, 0.26))
-        items += self._place("venue", texts.clean(venue), place, fg, max_lines=2,
-                             max_size=round((place[3] - place[1]) * 0.5))
-        items += self._place("clock", texts.clock_text(now), clock, fg)
-        items += self._place("date", texts.date_text(now), date, fg,
-                             max_size=round((date[3] - date[1]) * 0.8))
-        items += self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
-                             max_size=round((prompt[3] - prompt[1]) * 0.45))
+        place, prompt, clock, date = self._idle_slots(top)
+        said = self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
+                           max_size=round((prompt[3] - prompt[1]) * 0.44))
+        # The instruction is the largest text on the screen: the others stay below its size.
+        cap = round(min(i.size for i in said) * 0.75) if said else h
+
+        def capped(slot: Box, share: float) -> int:
+            return min(cap, round((slot[3] - slot[1]) * share))
+        items += self._place("venue", texts.clean(venue), place, fg, max_lines=2, max_size=capped(place, 0.5))
+        items += said
+        items += self._place("clock", texts.clock_text(now), clock, fg, max_size=capped(clock, 1.0))
+        if date is not None:
+            items += self._place("date", texts.date_text(now), date, fg, max_size=capped(date, 0.8))
         return Layout(self.size, bg, tuple(rects), tuple(items))
+
+    def _idle_slots(self, top: int) -> tuple[Box, Box, Box, Box | None]:
+        """Venue, instruction, clock and date (none in large print) from the top down."""
+        w, h = self.size
+        mx, my = self._margins()
+        shares = (0.16, 0.58, 0.26) if self.large_print else (0.18, 0.44, 0.24, 0.14)
+        place, prompt, clock, *date = self._stack((mx, top + my, w - mx, h - my), shares)
+        return place, prompt, clock, (date[0] if date else None)
 
     # ---- layout helpers -------------------------------------------------------------------
 
@@ -294,6 +348,36 @@ class Renderer:
         if not lines:  # the slot cannot hold one glyph: show nothing rather than spill
             return _Fit(size, stroke, ())
         return _Fit(size, stroke, tuple(lines))
+
+
+def draw_mark(d: ImageDraw.ImageDraw, mark: Mark) -> None:
+    """The disc and its sign, from straight strokes with round ends (no font involved)."""
+    left, top, right, bottom = mark.box
+    size = min(right - left, bottom - top)
+    if size < 8:
+        return
+    d.ellipse((left, top, left + size - 1, top + size - 1), fill=mark.disc)
+    stroke = max(2, round(size * 0.11))
+
+    def at(fx: float, fy: float) -> tuple[float, float]:
+        return left + fx * size, top + fy * size
+
+    def line(*points: tuple[float, float]) -> None:
+        pts = [at(*p) for p in points]
+        d.line(pts, fill=mark.sign, width=stroke, joint="curve")
+        for x, y in (pts[0], pts[-1]):  # round ends
+            d.ellipse((x - stroke / 2, y - stroke / 2, x + stroke / 2, y + stroke / 2), fill=mark.sign)
+
+    if mark.decision == ALLOW:
+        line((0.27, 0.52), (0.43, 0.68), (0.74, 0.35))
+    elif mark.decision == DENY:
+        line((0.32, 0.32), (0.68, 0.68))
+        line((0.68, 0.32), (0.32, 0.68))
+    else:
+        line((0.5, 0.22), (0.5, 0.58))
+        x, y = at(0.5, 0.76)
+        r = stroke * 0.65
+        d.ellipse((x - r, y - r, x + r, y + r), fill=mark.sign)
 
 
 def _longest_prefix(f, text: str, width: int, stroke: int, suffix: str) -> int:

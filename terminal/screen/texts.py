@@ -28,6 +28,7 @@ ALARM_TEXT = {
     "id_card_down": "身份证读卡器故障",
     "ss_card_down": "社保卡读卡器故障",
     "relay_down": "闸机继电器故障",
+    "audio_down": "扬声器故障",
     "disk_low": "存储空间不足",
 }
 
