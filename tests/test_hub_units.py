@@ -496,9 +496,12 @@ def message(topic: str, payload: bytes) -> mqtt.MQTTMessage:
 
 def test_inbound_messages_are_bounded_per_topic_and_the_inbox_in_bytes(store, keyset_config, k):
     """Finding 20: 1,500 × 1 MiB at QoS 0 used to sit in the inbox (60 → 267 MiB RSS)."""
-    link = unstarted_link(store, keyset_config, k)
+    rollouts = []                                  # the updater's: it verifies them on its own thread
+    link = HubLink(keyset_config.with_hub(broker="mqtts://127.0.0.1:1"), store, k["device"],
+                   on_rollout=rollouts.append)
     t = link.topics
-    topic = {"ack": t.ack, "trust": t.trust, "policy": t.policy, "keys": t.keys, "time": t.time, "cmd": t.cmd}
+    topic = {"ack": t.ack, "trust": t.trust, "policy": t.policy, "keys": t.keys, "time": t.time, "cmd": t.cmd,
+             "rollout": t.rollout}
     mib = b"x" * (1 << 20)
     for _ in range(1500):
         link._on_message(None, None, message(t.trust, mib))
@@ -524,6 +527,7 @@ def test_inbound_messages_are_bounded_per_topic_and_the_inbox_in_bytes(store, ke
         assert link.dropped_messages == dropped + 1
     assert dict(link.updates.rejected) == {"trust": 1, "policy": 1, "keys": 1, "time": 1}
     assert link.commands.rejected == 1
+    assert [len(r) for r in rollouts] == [INBOUND_LIMITS["rollout"]]  # handed over, unread
 
     dropped = link.dropped_messages
     largest = b"z" * INBOUND_LIMITS["policy"]

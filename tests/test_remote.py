@@ -315,14 +315,17 @@ def test_open_gate_and_update_call_their_entry_points_or_say_they_have_none(site
             self.asked.append((threading.current_thread().name, version))
             return SimpleNamespace(state="current" if version is None else "refused", version=version,
                                    reason="nothing newer" if version is None else "older than the running one")
-    d.updater = Updater()
-    r = run(site, "update")
-    assert (r.ok, r.detail) == (True, {"state": "current", "version": None, "reason": "nothing newer"})
-    r = run(site, "update", {"version": "0.0.1"})
-    assert not r.ok and r.detail["state"] == "refused"
-    assert d.updater.asked == [("update-check", None), ("update-check", "0.0.1")]
-    r = run(site, "update", {"version": 7})
-    assert not r.ok and r.detail.startswith("bad_args: ")
+    d.updater = updater = Updater()                   # set after start: the daemon never started it
+    try:
+        r = run(site, "update")
+        assert (r.ok, r.detail) == (True, {"state": "current", "version": None, "reason": "nothing newer"})
+        r = run(site, "update", {"version": "0.0.1"})
+        assert not r.ok and r.detail["state"] == "refused"
+        r = run(site, "update", {"version": 7})
+        assert not r.ok and r.detail.startswith("bad_args: ")
+    finally:
+        d.updater = None
+    assert updater.asked == [("update-check", None), ("update-check", "0.0.1")]
 
 
 def test_restart_answers_then_asks_for_the_restart_exit(site):
