@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 from drivers.serial_link import LinkDown, SerialLink
 
@@ -50,14 +50,29 @@ class PulseOutcome:
     it was dropped, None while that is not known yet."""
 
     def __init__(self, sent: bool | None = None) -> None:
+        self._lock = threading.Lock()
         self._done = threading.Event()
+        self._then: list[Callable[[bool], None]] = []
         self.sent = sent
         if sent is not None:
             self._done.set()
 
     def settle(self, sent: bool) -> None:
-        self.sent = sent
+        with self._lock:
+            self.sent = sent
+            then, self._then = self._then, []
         self._done.set()
+        for fn in then:
+            fn(sent)
+
+    def then(self, fn: Callable[[bool], None]) -> None:
+        """Call ``fn(sent)`` once it is known: now if it is, else on the thread that settles it
+        (the relay's worker: ``fn`` must be quick and must not raise)."""
+        with self._lock:
+            if self.sent is None:
+                self._then.append(fn)
+                return
+        fn(self.sent)
 
     def wait(self, timeout: float) -> bool | None:
         """``sent`` once known, waiting up to ``timeout`` seconds for it."""

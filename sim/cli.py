@@ -43,6 +43,25 @@ def register(sub) -> None:
     add_hub(simsub)
     add_cmd_parser(simsub)
 
+    sc = simsub.add_parser("scanner", help="a simulated 2D scan engine on a pty or TCP port, for 'scanner read'",
+                           description="Serves a virtual scan engine (serial mode) and prints its URL. Each line "
+                                       "typed on stdin is held under it as a code for --hold seconds; with --keys "
+                                       "an empty line (or every --every seconds) a fresh green health code. "
+                                       "Runs until Ctrl-C / SIGTERM.")
+    sc.add_argument("--kind", choices=("pty", "tcp"), default="pty")
+    sc.add_argument("--prefix", default="", metavar="P", help="sent before each code")
+    sc.add_argument("--suffix", choices=("cr", "lf", "crlf"), default="cr")
+    sc.add_argument("--repeat", type=float, metavar="S", help="resend a code in view every S s (default: once)")
+    sc.add_argument("--hold", type=float, default=1.0, metavar="S", help="how long each code stays in view")
+    sc.add_argument("--decode-delay", type=float, default=0.0, metavar="S", help="the engine's own decode time")
+    sc.add_argument("--banner", help="power-on text sent before the first code after each connection")
+    sc.add_argument("--garbage", default="", metavar="HEX", help="noise bytes sent before every code")
+    sc.add_argument("--chunk", type=int, default=0, metavar="N", help="write codes N bytes at a time")
+    sc.add_argument("--chunk-delay", type=float, default=0.0, metavar="S", help="pause between those writes")
+    sc.add_argument("--keys", type=Path, help="key set made by 'sim keys': mint fresh green codes")
+    sc.add_argument("--every", type=float, metavar="S", help="with --keys: a fresh code every S s")
+    sc.set_defaults(func=run_scanner)
+
     d = simsub.add_parser("demo", help="the whole terminal on simulated hardware, with a crowd",
                           description="Starts the real daemon against simulated hardware (virtual camera, "
                                       "ID-card and social-security readers and gate relay on pseudo-"
@@ -57,6 +76,8 @@ def register(sub) -> None:
                    help="keys, state and screens: a new or empty directory, or an earlier demo's "
                         "(only the demo's own files there are replaced)")
     d.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
+    d.add_argument("--scanner", action="store_true",
+                   help="the door has a 2D scan engine too: about half the people showing a code use it")
     hub = d.add_mutually_exclusive_group()
     hub.add_argument("--hub", action="store_true",
                      help="also run a Mosquitto (TLS) and the hub simulator: events sync, cards are answered")
@@ -64,6 +85,41 @@ def register(sub) -> None:
                      help="a terminal config naming an outside broker and hub (beside it: a 'sim keys' set); "
                           "the demo starts no hub of its own")
     d.set_defaults(func=run_demo)
+
+    f = simsub.add_parser("fleet", help="N simulated terminals against one Mosquitto and the hub simulator",
+                          description="Runs N lightweight terminals (each the real store, outbox and hub link "
+                                      "with its own TLS certificate and device key; synthetic decisions "
+                                      "instead of a camera) in a few worker processes against a Mosquitto "
+                                      "and the hub simulator it starts, then writes a JSON report: events "
+                                      "sent and held at the hub (exactly once by tid, epoch, seq), connects "
+                                      "and reconnect times, hub ingest, the broker's memory.")
+    f.add_argument("--terminals", type=int, required=True, metavar="N")
+    f.add_argument("--duration", type=float, required=True, metavar="S", help="seconds of events")
+    f.add_argument("--report", type=Path, required=True, metavar="FILE", help="where the JSON report goes")
+    f.add_argument("--rate", type=float, default=12.0, metavar="PER_MIN",
+                   help="decisions per minute per terminal (default 12)")
+    f.add_argument("--ramp", type=float, metavar="S",
+                   help="links start spread over S seconds (default: N/100, at most half the duration)")
+    f.add_argument("--restart-broker-at", type=float, metavar="S",
+                   help="restart the broker S seconds in and measure the reconnections")
+    f.add_argument("--broker-down", type=float, default=0.0, metavar="S",
+                   help="with --restart-broker-at: keep the broker down S seconds (default 0: a restart)")
+    f.add_argument("--rollout", metavar="GOOD_DIR,BAD_DIR",
+                   help="also roll out two releases (each DIR holding one gate-terminal-<version>.tar from "
+                        "'gate-terminal release build'), pilot tenth then all: the good one must reach "
+                        "every terminal, the bad one (its health window fails) be halted in the pilot")
+    f.add_argument("--rollout-timeout", type=float, default=300.0, metavar="S",
+                   help="how long each rollout may take before it counts as failed (default 300)")
+    f.add_argument("--workers", type=int, metavar="W",
+                   help="worker processes (default and least: one per 80 terminals; paho's select() "
+                        "takes no descriptor above 1023)")
+    f.add_argument("--drain-timeout", type=float, default=120.0, metavar="S",
+                   help="how long the outboxes may take to empty after the events stop (default 120)")
+    f.add_argument("--out", type=Path, metavar="DIR",
+                   help="keep the terminals, broker and hub files in DIR (new or empty; default: a "
+                        "temporary directory, removed)")
+    f.add_argument("--seed", type=int, help="make the events repeatable")
+    f.set_defaults(func=run_fleet)
 
 
 def run_demo(args) -> int:
@@ -82,10 +138,112 @@ def run_demo(args) -> int:
             raise UsageError(f"{args.config.parent}: no issuer.pem beside the config (a 'sim keys' set)")
     try:
         res = demo(out=args.out, duration=args.duration, venue=args.venue, rate=args.rate, level=args.camera,
-                   seed=args.seed, report=args.report, hub=args.hub, config=args.config)
+                   seed=args.seed, report=args.report, hub=args.hub, config=args.config, scanner=args.scanner)
     except NotDemoDir as e:
         raise UsageError(str(e)) from None
     return 0 if res["agreement"] == 1.0 else 1
+
+
+def run_fleet(args) -> int:
+    from sim.fleet import MAX_TERMINALS, PER_WORKER, FleetError, run_fleet as fleet
+    if not 1 <= args.terminals <= MAX_TERMINALS:
+        raise UsageError(f"--terminals must be 1-{MAX_TERMINALS}")
+    if not 0 < args.duration <= 86400 or not 0 <= args.rate <= 60:
+        raise UsageError("--duration must be above 0 and at most 86400 s, --rate 0-60 per minute")
+    if args.restart_broker_at is not None and not 0 < args.restart_broker_at < args.duration:
+        raise UsageError("--restart-broker-at must fall inside --duration")
+    if not 0 <= args.broker_down <= 3600:
+        raise UsageError("--broker-down must be 0-3600 s")
+    if args.workers is not None and not -(-args.terminals // PER_WORKER) <= args.workers <= 64:
+        raise UsageError(f"--workers must be 1-64, and at least one per {PER_WORKER} terminals")
+    if args.ramp is not None and not 0 <= args.ramp <= args.duration:
+        raise UsageError("--ramp must be 0 to --duration")
+    if not 0 < args.drain_timeout <= 3600 or not 0 < args.rollout_timeout <= 3600:
+        raise UsageError("--drain-timeout and --rollout-timeout must be above 0 and at most 3600 s")
+    rollout = None
+    if args.rollout is not None:
+        dirs = args.rollout.split(",")
+        if len(dirs) != 2 or not all(dirs):
+            raise UsageError("--rollout takes GOOD_DIR,BAD_DIR")
+        rollout = (Path(dirs[0]), Path(dirs[1]))
+        for d in rollout:
+            if not d.is_dir():
+                raise UsageError(f"--rollout {d}: not a directory")
+    if args.out is not None and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UsageError(f"--out {args.out}: not a new or empty directory")
+    try:
+        rep = fleet(terminals=args.terminals, duration=args.duration, report=args.report, out=args.out,
+                    rate=args.rate / 60.0, ramp=args.ramp, workers=args.workers,
+                    restarts=[] if args.restart_broker_at is None else [(args.restart_broker_at, args.broker_down)],
+                    drain_timeout=args.drain_timeout, rollout=rollout, rollout_timeout=args.rollout_timeout,
+                    seed=args.seed)
+    except (FleetError, OSError) as e:
+        print(f"sim fleet: {e}")
+        return 1
+    ev, con = rep["events"], rep["connects"]
+    print(f"{rep['terminals']} terminals: {ev['sent']} events sent, {ev['at_hub']} at the hub "
+          f"({ev['missing']} missing, {ev['unexpected']} unexpected, {ev['duplicates_dropped']} duplicates "
+          f"dropped), {con['total']} connects; hub {rep['hub']['events_per_s_mean']} events/s; "
+          f"report {args.report}: {'OK' if rep['ok'] else 'FAILED'}")
+    for st in rep.get("rollout", {}).get("stages", []):
+        print(f"rollout {st['version']} stage {st.get('name', '-')}: {st['outcome']} in {st['seconds']} s "
+              f"({st.get('good', 0)} good, {st.get('failed', 0)} failed of {st.get('terminals', '?')})")
+    return 0 if rep["ok"] else 1
+
+
+def run_scanner(args) -> int:
+    import signal
+    import sys
+    import threading
+
+    from sim.scan_engine import VirtualScanEngine
+    for name in ("repeat", "hold", "decode_delay", "chunk_delay", "every"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 3600:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0-3600 seconds")
+    if args.every is not None and args.keys is None:
+        raise UsageError("--every needs --keys (the key set to mint codes with)")
+    try:
+        garbage = bytes.fromhex(args.garbage)
+    except ValueError:
+        raise UsageError("--garbage must be hex bytes, such as 00ff13") from None
+    issuer = None
+    if args.keys is not None:
+        from sim.issuer import Issuer, Person
+        try:
+            issuer = Issuer.from_dir(args.keys)
+        except (OSError, KeyFileError, ValueError) as e:
+            raise UsageError(f"--keys {args.keys}: {e}") from None
+    engine = VirtualScanEngine(kind=args.kind, prefix=args.prefix, suffix=args.suffix, repeat=args.repeat,
+                               decode_delay=args.decode_delay, banner=args.banner)
+    engine.faults.garbage, engine.faults.chunk_size, engine.faults.chunk_delay = garbage, args.chunk, args.chunk_delay
+    stop = threading.Event()
+
+    def scan(text: str) -> None:
+        engine.show(text)
+        stop.wait(args.hold)
+        engine.clear()
+
+    def fresh() -> str:
+        return issuer.issue(Person(), iat=int(time.time()))
+
+    # SIGTERM ends like Ctrl-C, so the pty symlink and its directory are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with engine:
+        print(engine.url, flush=True)
+        try:
+            if args.every is not None:
+                while not stop.is_set():
+                    scan(fresh())
+                    stop.wait(args.every)
+            for line in sys.stdin:
+                text = line.strip("\r\n")
+                if text or issuer is not None:
+                    scan(text or fresh())
+            stop.wait()  # stdin closed (started in the background): serve until stopped
+        except KeyboardInterrupt:
+            stop.set()
+    return 0
 
 
 def run_keys(args) -> int:

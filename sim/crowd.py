@@ -46,6 +46,8 @@ class Visitor:
     result: object = None         # terminal.verifier.Result once decided
     decided_at: float | None = None
     owner: "Visitor | None" = None  # whose code a passed-on code is
+    scanner: bool = False         # a QR visitor who holds the phone to the scan engine, not the camera
+    presented_at: float | None = None  # scanner: monotonic time the engine sent the code
 
 
 def expected(kind: str, policy: Policy, hub_answers_cards: bool) -> tuple[str, str]:
@@ -97,6 +99,14 @@ def make_visitors(n: int, rate_per_min: float, policy: Policy, issuer: Issuer, r
     for i, v in enumerate(people, 1):
         v.n = i
     return people
+
+
+def use_scanner(visitors: list[Visitor], rng: random.Random, share: float = 0.5) -> None:
+    """At a door with both, about ``share`` of the people showing a code hold it to the scan
+    engine; the rest to the camera."""
+    for v in visitors:
+        if v.method == "qr":
+            v.scanner = rng.random() < share
 
 
 def code_for(v: Visitor, issuer: Issuer, nat_hours: int) -> str:
@@ -194,19 +204,23 @@ class ScenarioCamera(FrameSource):
 
 @dataclass
 class Lane:
-    """The devices a visitor uses: the camera and the two virtual card readers."""
+    """The devices a visitor uses: the camera, the two virtual card readers, the scan engine."""
     camera: ScenarioCamera
     sam: object          # sim.idcard_sam.VirtualSam
     ss: object           # sim.sscard_reader.VirtualSsReader
     show_s: float = 1.6  # how long a phone is held up / a card lies on the reader
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
+    engine: object = None  # sim.scan_engine.VirtualScanEngine, at a door that has one
+    scan_s: float = 1.0  # how long a phone is held to the scan engine (it answers in a blink)
 
     def present(self, v: Visitor) -> None:
         """Hold ``v``'s phone (``v.text``) or card to the terminal for ``show_s``, then leave."""
         if v.kind == "passed_on_friend":
             self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
-        if v.method == "qr":
+        if v.scanner:
+            self.scan(v)
+        elif v.method == "qr":
             self.camera.show(v.text, int(self.show_s * self.camera.fps))
             self.stop.wait(self.show_s)
             self.camera.clear()
@@ -219,3 +233,12 @@ class Lane:
             self.stop.wait(self.show_s)
             self.ss.card = None
         self.stop.wait(self.leave_s)
+
+    def scan(self, v: Visitor) -> None:
+        """Hold ``v``'s phone to the scan engine: it decodes the code and sends it (again and
+        again while it stays in view); ``v.presented_at`` is when it was first sent."""
+        held = time.monotonic()
+        self.engine.show(v.text)
+        self.stop.wait(self.scan_s)
+        self.engine.clear()
+        v.presented_at = self.engine.first_sent_after(v.text, held)

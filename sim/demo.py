@@ -21,11 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from drivers.camera import FrameGrabber
-from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors
+from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors, use_scanner
 from sim.devkeys import write_key_set
 from sim.idcard_sam import VirtualSam
 from sim.issuer import Issuer
 from sim.relay import VirtualRelay
+from sim.scan_engine import VirtualScanEngine
 from sim.serial_endpoint import SerialEndpoint
 from sim.sscard_reader import VirtualSsReader
 from terminal import config as cfgmod
@@ -75,6 +76,8 @@ def write_config(keys: Path, screens: Path, venue: str, ports: dict[str, str], *
     text = (base or keys / "config.toml").read_text().replace('venue = "mall"', f'venue = "{venue}"')
     if camera:
         text += f'\n[camera]\nsource = "{camera}"\nfps = 15\n'
+    if ports.get("scanner"):
+        text += f'\n[scanner]\nport = "{ports["scanner"]}"\nbaud = 115200\n'
     text += f"""
 [id_card]
 port = "{ports['id_card']}"
@@ -103,10 +106,11 @@ result_seconds = {result_seconds}
 
 def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str = "mild",
              seed: int | None = None, report: Path | None = None, hub: bool = False,
-             config: Path | None = None, echo=print) -> dict:
+             config: Path | None = None, scanner: bool = False, echo=print) -> dict:
     """The crowd demo. ``hub``: also a Mosquitto and the hub simulator, which answers for the
     card holders; ``config``: a terminal config naming an outside broker and hub (its directory
-    must hold the issuer key and data keys of a ``sim keys`` set); the demo starts no hub then."""
+    must hold the issuer key and data keys of a ``sim keys`` set); the demo starts no hub then.
+    ``scanner``: the door has a scan engine too, and about half the people showing a code use it."""
     rng = random.Random(seed)
     claim_out(out)
     keys = config.parent if config is not None else out / "keys"
@@ -116,32 +120,45 @@ def run_demo(*, out: Path, duration: float, venue: str, rate: float, level: str 
     sam, ss, relay = VirtualSam(read_delay=(0.1, 0.3)), VirtualSsReader(), VirtualRelay()
     endpoints = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(ss), "relay": SerialEndpoint(relay)}
     broker = hubsim = None
+    engine = scan_engine() if scanner else None
     try:
         for ep in endpoints.values():
             ep.start()
         ports = {k: ep.url for k, ep in endpoints.items()}
+        if engine is not None:
+            ports["scanner"] = engine.start().url
         if config is not None:
             given = cfgmod.load(config)
             sim = cfgmod.load(write_config(out, out / "screens", venue, ports, base=config,
                                            prompts=out / "prompts"))
             cfg = replace(given, terminal=replace(given.terminal, venue=venue), camera=sim.camera,
-                          id_card=sim.id_card, ss_card=sim.ss_card, relay=sim.relay, screen=sim.screen,
-                          audio=sim.audio)
+                          id_card=sim.id_card, ss_card=sim.ss_card, scanner=sim.scanner, relay=sim.relay,
+                          screen=sim.screen, audio=sim.audio)
         else:
             cfg = cfgmod.load(write_config(keys, out / "screens", venue, ports, prompts=out / "prompts"))
         policy = cfg.policy()
         visitors = make_visitors(max(1, round(duration * rate / 60)), rate, policy, issuer, rng,
                                  hub_answers_cards=hub)
+        if engine is not None:
+            use_scanner(visitors, rng)
         if hub:
             cfg, broker, hubsim = start_hub(cfg, keys, out, visitors)
-        return _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim)
+        return _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim, engine)
     finally:
+        if engine is not None:
+            engine.stop()
         if hubsim is not None:
             hubsim.stop()
         if broker is not None:
             broker.stop()
         for ep in endpoints.values():
             ep.stop()
+
+
+def scan_engine() -> VirtualScanEngine:
+    """The door's scan engine, as shipped: CR after each code, resent every 0.5 s while in view,
+    0.1 s to decode (its own time, before the code is sent)."""
+    return VirtualScanEngine(suffix="cr", repeat=0.5, decode_delay=0.1)
 
 
 def start_hub(cfg, keys: Path, out: Path, visitors):
@@ -168,7 +185,7 @@ def start_hub(cfg, keys: Path, out: Path, visitors):
     return cfg, broker, hubsim
 
 
-def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim) -> dict:
+def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, hubsim, engine=None) -> dict:
     policy = cfg.policy()
     camera = ScenarioCamera(level=level, seed=rng.randrange(1 << 30))
     by_text, by_id = {}, {}
@@ -194,7 +211,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
 
     daemon = Daemon(cfg, camera=FrameGrabber(camera), on_result=on_result)
     daemon.start()
-    lane = Lane(camera, sam, ss)
+    lane = Lane(camera, sam, ss, engine=engine)
     hub_note = f", hub {cfg.hub.broker}" if cfg.hub.broker else ", no hub"
     echo(f"demo: {len(visitors)} visitors at a {cfg.venue} ({cfg.terminal_id}), about "
          f"{60 * len(visitors) / max(1.0, visitors[-1].arrive_at):.0f}/min, camera '{level}'{hub_note}; output in {out}")
@@ -247,6 +264,8 @@ def summarize(visitors, relay, out: Path, echo, wall: float) -> dict:
             "decision": dict(Counter(v.result.decision for v in decided)),
             "reason": dict(Counter(v.result.reason for v in decided)),
             "method": dict(Counter(v.method for v in decided)),
+            "input": dict(Counter(v.method if v.method != "qr" else "scanner" if v.scanner else "camera"
+                                  for v in decided)),
         },
         "wrongly_admitted": admitted_wrongly,
         "missed": [{"visitor": v.n, "kind": v.kind} for v in visitors if v.result is None],

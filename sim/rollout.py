@@ -63,6 +63,11 @@ class RolloutController:
         self.line(f"rollout {version}: stage {r.stages[r.stage].name}")
         return r
 
+    def snapshot(self) -> tuple[wire.Rollout | None, dict[str, wire.UpdateReport]]:
+        """The current rollout and the results it was judged on, read together (sim/fleet_rollout.py)."""
+        with self._lock:
+            return self.current, dict(self.results)
+
     def members(self, r: wire.Rollout, stage: int) -> set[str]:
         return {t for t in self.terminals | set(r.stages[stage].tids or ()) if r.stage_of(t) == stage}
 

@@ -104,6 +104,11 @@ class SerialEndpoint:
             os.rmdir(self._dir)
             self._dir = None
 
+    @property
+    def connected(self) -> bool:
+        """A host can hear the device: the pty is plugged in, or a TCP client is connected."""
+        return self._master >= 0 if self.kind == "pty" else self._conn is not None
+
     def unplug(self) -> None:
         """Take the device away; returns once the host can see it gone."""
         self._request("unplug")
@@ -115,6 +120,11 @@ class SerialEndpoint:
     def send(self, data: bytes) -> None:
         """Unsolicited bytes from the device (a stale answer, line noise), no faults applied."""
         self._request("send", data)
+
+    def emit(self, data: bytes) -> None:
+        """Bytes the device sends of its own accord (a scan engine's code), faults applied
+        as to an answer; returns once they are on the line (or dropped: nobody connected)."""
+        self._request("emit", data)
 
     def __enter__(self) -> "SerialEndpoint":
         return self.start()
@@ -186,6 +196,8 @@ class SerialEndpoint:
                 what, data, done = self._requests.get()
                 if what == "send":
                     self._write(data)
+                elif what == "emit":
+                    self._send(data)
                 elif what == "unplug":
                     self._unplug()
                 elif what == "replug" and self._master < 0 and self._listener is None:

@@ -36,13 +36,13 @@ Source = Callable[[], dict[str, str]]
 
 
 def device_alarm(device: str) -> str:
-    """``camera_down``, ``id_card_down``, ``ss_card_down``, ``relay_down``, ``screen_down``,
-    ``audio_down``."""
+    """``camera_down``, ``id_card_down``, ``ss_card_down``, ``scanner_down``, ``relay_down``,
+    ``screen_down``, ``audio_down``."""
     return f"{device}_down"
 
 
 def age_text(seconds: float) -> str:
-    """``45s``, ``12m05s``, ``3h07m``, ``2d4h``: how long, for a person."""
+    """``0m45s``, ``12m05s``, ``3h07m``, ``2d4h``: how long, for a person."""
     s = max(0, int(seconds))
     if s >= 86400:
         return f"{s // 86400}d{s % 86400 // 3600}h"

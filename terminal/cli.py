@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "terminal.commands.verify",
     "terminal.commands.run",
     "terminal.commands.card",
+    "terminal.commands.scanner",
     "terminal.commands.check",
     "terminal.commands.decode",
     "terminal.commands.status",

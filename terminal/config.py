@@ -105,6 +105,15 @@ def _baud(*rates):
 # docs/protocol/devices.md: a GA/T 467 SAM module, and the social-security-card reader
 ID_CARD_BAUDS = (115200, 57600, 38400, 19200, 9600)
 SS_CARD_BAUDS = (9600, 115200)
+SCANNER_BAUDS = ID_CARD_BAUDS  # §6: 9600 or 115200 by the engine's setting; the standard rates between
+MAX_PREFIX = 16
+
+
+def _prefix(v):
+    if not isinstance(v, str) or not 1 <= len(v) <= MAX_PREFIX or "\r" in v or "\n" in v:
+        raise ValueError(f"must be 1-{MAX_PREFIX} characters without CR or LF (TOML escapes such as "
+                         f"\"\\u0002\" name control characters)")
+    return v
 
 
 MAX_BROKERS = 8  # the nodes of one broker cluster
@@ -276,6 +285,23 @@ class SsCardSection(CardReaderSection):
 
 
 @dataclass(frozen=True)
+class ScannerSection:
+    kind: str = setting(_choice("serial", "hid"), "serial",
+                        "serial (UART or USB-CDC virtual COM port) or hid (USB keyboard mode)")
+    port: str | None = setting(_str, None, "kind serial: pyserial URL; absent: no scan engine")
+    device: str | None = setting(_str, None, "kind hid: its input device; absent: no scan engine")
+    baud: int = setting(_baud(*SCANNER_BAUDS), 9600, "kind serial: the engine's rate")
+    prefix: str | None = setting(_prefix, None, "what the engine sends before each code; absent: nothing")
+    suffix: str = setting(_choice("cr", "lf", "crlf"), "cr", "kind serial: what ends each code")
+    gap: float = setting(_seconds(0.2, 10), 1.5, "the same code again within this is the engine repeating it")
+
+    @property
+    def where(self) -> str | None:
+        """The port or input device the engine is on; None: there is no scan engine."""
+        return self.port if self.kind == "serial" else self.device
+
+
+@dataclass(frozen=True)
 class RelaySection:
     kind: str = setting(_choice("lcus", "none"), "none", "the gate relay, or none")
     port: str | None = setting(_str, None, "pyserial URL; required for kind lcus")
@@ -332,10 +358,10 @@ class UpdateSection:
 SECTIONS: dict[str, type] = {
     "terminal": TerminalSection, "trust": TrustSection, "hub": HubSection, "metrics": MetricsSection,
     "retention": RetentionSection, "time": TimeSection, "camera": CameraSection, "id_card": IdCardSection,
-    "ss_card": SsCardSection, "relay": RelaySection, "screen": ScreenSection, "audio": AudioSection,
-    "update": UpdateSection,
+    "ss_card": SsCardSection, "scanner": ScannerSection, "relay": RelaySection, "screen": ScreenSection,
+    "audio": AudioSection, "update": UpdateSection,
 }
-DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "relay", "screen", "audio")
+DEVICE_SECTIONS = ("camera", "id_card", "ss_card", "scanner", "relay", "screen", "audio")
 
 
 @dataclass(frozen=True)
@@ -351,6 +377,7 @@ class Config:
     camera: CameraSection
     id_card: IdCardSection
     ss_card: SsCardSection
+    scanner: ScannerSection
     relay: RelaySection
     screen: ScreenSection
     audio: AudioSection
@@ -442,6 +469,11 @@ def from_dict(raw: dict, path: Path) -> Config:
                 raise ConfigError(f"{path}: hub.{key} is required for a mqtts:// broker")
     if hub["broker"] and values["terminal"]["device_key"] is None:
         raise ConfigError(f"{path}: terminal.device_key is required to sign event batches for the hub")
+    scanner = values["scanner"]
+    for key, kind in (("port", "serial"), ("device", "hid")):
+        if scanner[key] and scanner["kind"] != kind:
+            raise ConfigError(f"{path}: scanner.{key} is for kind = \"{kind}\", this engine is "
+                              f"kind = \"{scanner['kind']}\"")
     update = values["update"]
     if update["prefix"] is not None:
         if not hub["broker"]:

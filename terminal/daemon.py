@@ -16,12 +16,16 @@ Threads — every object used by more than one thread is confined to one or lock
                                               relay.pulse, StatusFile.record, the update queue
                                               (remote ops' tasks too: reload, gate_test, open_gate)
     camera         inputs/camera.py           QrPresentations, the QR decoders
+    scanner        inputs/scanner.py          the scan engine: its port or input device, its
+                                              line decoder and repeat folding
     grabber …      drivers/camera.py          the frame source; hands the newest frame over under
                                               its Condition
     id_card        inputs/cards.py            its reader and serial link; asks the hub's status
     ss_card        inputs/cards.py            source (HubStatusSource: locked counters, the store's
                                               lock for its cache) before queueing the presentation
-    screen         screen/loop.py             renderer and panel; requests under its Condition
+    screen         screen/loop.py             renderer, panel and the screen backend (opened again
+                                              while screen_down); requests under its Condition;
+                                              waits on an allow's PulseOutcome before drawing it
     audio          audio/output.py            the audio sink (aplay's process); the newest request
                                               under its Condition (latest wins)
     housekeeping   housekeeping.py            checkpoints, retention, StatusFile.write, STATUS=,
@@ -35,7 +39,10 @@ Threads — every object used by more than one thread is confined to one or lock
     hub-net, paho  hub/link.py                the MQTT connection; callbacks only queue and assign
     metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
                                               read connection
-    relay …        drivers/relay.py           the relay's port; pulses under its Condition
+    relay …        drivers/relay.py           the relay's port; pulses under its Condition; settles
+                                              each PulseOutcome (a failed one calls
+                                              Daemon._pulse_failed: DeviceStatus, the log; the
+                                              spoken outcome is requested from here too)
     updater        update/updater.py          rollouts (queued by hub-pump), fetch, install, switch,
                                               result reports; check_now on its caller's thread, locked
     health         update/health.py           a release on trial: health_problems() until good
@@ -85,6 +92,7 @@ from terminal.housekeeping import Housekeeping
 from terminal.inputs.camera import CameraInput
 from terminal.inputs.cards import CardInput
 from terminal.inputs.devices import DeviceStatus
+from terminal.inputs.scanner import ScannerInput
 from terminal.ops.metrics import Metrics
 from terminal.ops.recentlog import RecentLog
 from terminal.ops.sdnotify import Notifier, Watchdog
@@ -111,7 +119,8 @@ class _Task:
 class Daemon:
     def __init__(self, cfg: Config, *, state_dir: Path | None = None, camera=None,
                  id_reader: CardReader | None = None, ss_reader: CardReader | None = None,
-                 relay=None, screen=None, audio_sink=None, status_source: StatusSource | None = None,
+                 scanner=None, relay=None, screen=None, audio_sink=None,
+                 status_source: StatusSource | None = None,
                  on_result: Callable[[Presentation, Result], None] | None = None,
                  notifier: Notifier | None = None):
         """Devices not passed in are opened from ``cfg`` through the backend registries
@@ -121,6 +130,7 @@ class Daemon:
         self._state_dir = state_dir
         self.camera = camera
         self.readers = {"id_card": id_reader, "ss_card": ss_reader}
+        self.scanner = scanner
         self.relay = relay
         self.screen = screen
         self._audio_sink = audio_sink
@@ -150,7 +160,7 @@ class Daemon:
         self._stop_inputs = threading.Event()
         self._ready = threading.Event()
         self._inputs_done = threading.Event()
-        self._inputs: list[CameraInput | CardInput] = []
+        self._inputs: list[CameraInput | CardInput | ScannerInput] = []
         self._decider: threading.Thread | None = None
         self._housekeeping: Housekeeping | None = None
         self.decided = 0
@@ -165,13 +175,14 @@ class Daemon:
     def open(self) -> None:
         """Open store, trust state and every configured device; SetupError names what is wrong.
 
-        A device that is merely absent (a reader unplugged, no camera yet) is not a setup
-        error: its driver retries with backoff and the others start deciding.
+        A device that is merely absent (a reader unplugged, no camera yet, no framebuffer yet, a
+        relay unplugged) is not a setup error: its alarm is raised, it is retried with backoff
+        and the others start deciding.
         """
         from drivers.camera import CameraError
         from terminal.crypto.keyfiles import KeyFileError
         from terminal.inputs import registry
-        from terminal.screen import FontError, FramebufferError
+        from terminal.screen import FontError
         from terminal.screen.loop import ScreenLoop
 
         self.verifier = Verifier.open(self.cfg, self._state_dir)
@@ -199,18 +210,21 @@ class Daemon:
             for kind, reader in (("id_card", cfg.id_card), ("ss_card", cfg.ss_card)):
                 if self.readers[kind] is None and reader.port:
                     self.readers[kind] = registry.open_reader(kind, reader.port, reader.baud)
+            if self.scanner is None and cfg.scanner.where:
+                self.scanner = registry.open_scanner(cfg.scanner)
             if self.relay is None:
                 self.relay = registry.open_relay(cfg.relay)
             self._add_alarm_sources()
             self.screen_loop = ScreenLoop(self.cfg, self.screen,
-                                          lambda: texts.alarm_banner(self.alarms.active()))
+                                          lambda: texts.alarm_banner(self.alarms.active()), self.devices,
+                                          self._idle_prompt)
             if self._audio_sink is not None or cfg.audio.kind != "none":
                 from terminal.audio.output import open_audio
                 sink = self._audio_sink or registry.open_audio_sink(cfg.audio)
                 self.audio = open_audio(cfg.audio, store.state_dir / "audio", sink, self.devices)
             if self.cfg.metrics.listen:
                 self._metrics_server = self.metrics.serve(self.cfg.metrics.listen)
-        except (CameraError, FontError, FramebufferError, ValueError, OSError) as e:
+        except (CameraError, FontError, ValueError, OSError) as e:
             self.verifier.close()
             raise SetupError(f"{self.cfg.path}: {e}") from None
         except SetupError:
@@ -325,6 +339,16 @@ class Daemon:
         """(decide thread) :meth:`_relay_up`, for a remote gate test."""
         return self._relay_up()
 
+    def _idle_prompt(self) -> str:
+        """The idle screen asks only for what the inputs working now can take."""
+        down = self.devices.errors()
+
+        def works(name: str, device) -> bool:
+            return device is not None and name not in down
+        # A code comes in through the camera or the scan engine: either working is enough to ask for one.
+        return texts.idle_prompt(works("camera", self.camera) or works("scanner", self.scanner),
+                                 works("id_card", self.readers["id_card"]), works("ss_card", self.readers["ss_card"]))
+
     def _relay_up(self) -> bool | None:
         """The relay as its driver last found it (None: no gate wired), kept in DeviceStatus."""
         if not self.relay.wired:
@@ -357,6 +381,8 @@ class Daemon:
         if self.camera is not None:
             self._inputs.append(CameraInput(self.camera, self.cfg.camera.gap, self._put,
                                             self.devices, self.watchdog, self.metrics))
+        if self.scanner is not None:
+            self._inputs.append(ScannerInput(self.scanner, self._put, self.devices, self.watchdog, self.metrics))
         for kind, reader in self.readers.items():
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
@@ -391,8 +417,9 @@ class Daemon:
             self._health = HealthWindow(self.updater.prefix, self.updater.version, self.health_problems)
             if self._health.start():
                 log.warning("update: release %s is on trial; health window running", self.updater.version)
-        log.info("terminal %s at a %s is deciding (camera: %s, readers: %s, relay: %s)",
+        log.info("terminal %s at a %s is deciding (camera: %s, scan engine: %s, readers: %s, relay: %s)",
                  self.cfg.terminal_id, self.cfg.venue, "yes" if self.camera else "no",
+                 "yes" if self.scanner else "no",
                  ", ".join(k for k, r in self.readers.items() if r) or "none",
                  self.cfg.relay.kind)
 
@@ -479,24 +506,27 @@ class Daemon:
             return self.verifier.verify(p.text, started_ns=p.started_ns, relay_up=relay_up)
         return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns, relay_up=relay_up)
 
-    def _open_gate(self, r: Result) -> str | None:
-        """After the commit: pulse the relay for an allow and wait (at most the pulse's length)
-        for it to go out; the gate as the screen must show it."""
-        if r.decision != ALLOW or r.gate == "fault":
-            if r.gate == "fault":
-                log.error("seq=%d allowed, but the relay is down: the gate stays shut, staff must open it", r.seq)
-            return r.gate
-        ms = self.cfg.relay.pulse_ms
-        sent = self.relay.pulse(ms).wait(ms / 1000 + 1.0)
-        if sent or not self.relay.wired:
-            return r.gate
-        # The relay answered at the commit and failed since: the event says "opened" (it was
-        # committed first, store before gate), the person is told to ask staff, the alarm is up.
+    def _open_gate(self, r: Result):
+        """After the commit: the pulse for an allow, never for one recorded as gate "fault".
+        Its outcome goes to the screen, which shows 请通行 only once the pulse went out; decide
+        does not wait for it."""
+        if r.gate == "fault":
+            log.error("seq=%d allowed, but the relay is down: the gate stays shut, staff must open it", r.seq)
+            return None
+        if r.decision != ALLOW:
+            return None
+        outcome = self.relay.pulse(self.cfg.relay.pulse_ms)
+        if self.relay.wired:
+            outcome.then(lambda sent: None if sent else self._pulse_failed(r))
+        return outcome
+
+    def _pulse_failed(self, r: Result) -> None:
+        """On the relay's thread: the relay answered before the commit and failed since. The event
+        says "opened" (committed first: store before gate); the screen says 请联系工作人员开门."""
         why = self.relay.error or "pulse not sent"
         self.devices.fail("relay", why)
         log.error("seq=%d event %s recorded gate opened, but the pulse did not go out (%s): the gate "
                   "stays shut, staff must open it", r.seq, r.event_id, why)
-        return "fault"
 
     def _decide(self, p: Presentation) -> None:
         try:
@@ -513,18 +543,27 @@ class Daemon:
                 return
         decided_ns = time.monotonic_ns()
         # The event is committed: only now may the gate open.
-        gate = self._open_gate(r)
-        if self.audio is not None:  # returns at once: the audio thread plays it
-            self.audio.announce(r.decision, r.reason, seq=r.seq, decided_ns=decided_ns,
-                                gate_ok=gate != "fault")
+        pulse = self._open_gate(r)
+        if self.audio is not None:
+            self._announce(r, pulse, decided_ns)
         if self.bridge is not None:
             self.bridge.notify()
         self.decided += 1
-        self.screen_loop.show_result(r, gate)
+        self.screen_loop.show_result(r, pulse)
         self.metrics.decided(r.method, r.decision, r.reason, r.latency_ms)
         self.status_file.record(r, time.time())
         if self.on_result is not None:
             self.on_result(p, r)
+
+    def _announce(self, r: Result, pulse, decided_ns: int) -> None:
+        """The spoken outcome, once the gate is known: now, or when the pulse has gone out (or
+        not) — then on the relay's thread; ``announce`` returns at once either way."""
+        def say(gate_ok: bool) -> None:
+            self.audio.announce(r.decision, r.reason, seq=r.seq, decided_ns=decided_ns, gate_ok=gate_ok)
+        if pulse is None:
+            say(r.gate != "fault")
+        else:
+            pulse.then(say)
 
     def _notice(self, key: str) -> None:
         """A screen-only notice (texts.CARD_UNREAD, texts.SYSTEM_ERROR), said too where it has a prompt."""
@@ -533,5 +572,7 @@ class Daemon:
             self.audio.say(NOTICE_PROMPTS[key])
 
     def _device_names(self) -> list[str]:
-        return (["camera"] if self.camera else []) + [k for k, r in self.readers.items() if r] + \
-            (["relay"] if self.relay.wired else []) + (["audio"] if self.audio else [])
+        return (["camera"] if self.camera else []) + (["scanner"] if self.scanner else []) + \
+            [k for k, r in self.readers.items() if r] + (["relay"] if self.relay.wired else []) + \
+            (["screen"] if self.cfg.screen.kind != "none" else []) + \
+            (["audio"] if self.audio else [])

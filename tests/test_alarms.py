@@ -13,7 +13,8 @@ from terminal.core.trust import EnvelopeError, TrustList
 from terminal.hub import wire
 from terminal import alarms as alarmsmod
 from terminal import config as cfgmod
-from terminal.alarms import Alarms, age_text, outbox_backlog, trust_stale
+from terminal.alarms import Alarms, age_text, device_alarm, outbox_backlog, trust_stale
+from terminal.inputs.devices import DeviceStatus
 from terminal.state.snapshot import status_snapshot
 from terminal.core.trust import open_trust_list  # noqa: E402
 from terminal.daemon import Daemon
@@ -45,11 +46,6 @@ def test_trust_stale_starts_past_next_update_plus_grace():
     assert trust_stale(int(NOW) - 1, 0, NOW) == {"trust_stale": "trust list 0m01s past its next_update"}
 
 
-def test_age_text():
-    assert [age_text(s) for s in (-3, 45, 725, 3 * 3600 + 7 * 60, 2 * 86400 + 4 * 3600 + 59)] == [
-        "0m00s", "0m45s", "12m05s", "3h07m", "2d4h"]
-
-
 def test_the_gauges_are_read_at_scrape_time():
     metrics, on = Metrics(), {}
     a = Alarms()
@@ -65,6 +61,31 @@ def test_the_gauges_are_read_at_scrape_time():
     on.clear()
     assert a.active() == {}
     assert gauge(metrics, "relay_down") == gauge(metrics, "update_failed") == 0.0
+
+
+def test_active_merges_every_source_in_name_order():
+    alarms, devices, disk = Alarms(), DeviceStatus(), {}
+    alarms.add(devices.alarms)
+    alarms.add(lambda: dict(disk))
+    assert alarms.active() == {}
+    devices.fail("relay", "line down")
+    devices.fail("camera", "no frames")
+    disk["disk_low"] = "3 MiB free"
+    assert alarms.active() == {"camera_down": "no frames", "disk_low": "3 MiB free", "relay_down": "line down"}
+    assert list(alarms.active()) == ["camera_down", "disk_low", "relay_down"]
+    devices.ok("relay")
+    disk.clear()
+    assert alarms.active() == {"camera_down": "no frames"}
+
+
+def test_device_alarm_names():
+    assert [device_alarm(d) for d in ("camera", "id_card", "ss_card", "relay", "screen")] == \
+        ["camera_down", "id_card_down", "ss_card_down", "relay_down", "screen_down"]
+
+
+def test_age_text_on_both_sides_of_each_unit():
+    assert [age_text(s) for s in (-5, 0, 59.9, 60, 725, 3599, 3600, 86399, 86400, 2 * 86400 + 4 * 3600)] == \
+        ["0m00s", "0m00s", "0m59s", "1m00s", "12m05s", "59m59s", "1h00m", "23h59m", "1d0h", "2d4h"]
 
 
 def test_a_failing_source_is_itself_an_alarm_and_hides_no_other():

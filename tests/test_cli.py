@@ -222,6 +222,8 @@ def test_check_config_hub_key_must_match_the_certificate(tls_config, capsys):
     ("id_card", 4800, False), ("id_card", 230400, False), ("id_card", 115201, False),
     ("ss_card", 9600, True), ("ss_card", 115200, True),
     ("ss_card", 57600, False), ("ss_card", 19200, False), ("ss_card", 4800, False),
+    *[("scanner", b, True) for b in (115200, 57600, 38400, 19200, 9600)],
+    ("scanner", 4800, False), ("scanner", 230400, False), ("scanner", 9601, False),
 ])
 def test_check_config_baud_rates_the_readers_use(keyset, capsys, section, baud, ok):
     conf = keyset / "config.toml"
@@ -244,6 +246,11 @@ def test_check_config_absent_serial_port_is_a_warning(keyset, tmp_path, capsys):
                   "it is plugged in)\n"
     port.touch()  # plugged in
     assert check(conf, capsys) == (0, out, "")
+    engine = tmp_path / "event-kbd"
+    conf.write_text(text + f"\n[scanner]\nkind = 'hid'\ndevice = '{engine}'\n")
+    rc, out, err = check(conf, capsys)
+    assert rc == 0 and err == f"gate-terminal: warning: scanner.device {engine}: not present now (the daemon " \
+                              "retries until it is plugged in)\n"
 
 
 def _state(keyset):

@@ -66,6 +66,17 @@ def test_sim_config_loads_with_relative_paths(keyset):
     # a rate no reader can be set to would never read a card: refused by run too (issue #12, 4)
     (lambda t: t + "\n[ss_card]\nbaud = 57600\n", "ss_card.baud must be one of 9600, 115200 "),
     (lambda t: t + "\n[id_card]\nbaud = 4800\n", "id_card.baud must be one of 115200, 57600, 38400, 19200, 9600 "),
+    (lambda t: t + "\n[scanner]\nbaud = 4800\n", "scanner.baud must be one of 115200, 57600, 38400, 19200, 9600 "),
+    (lambda t: t + "\n[scanner]\nkind = 'usb'\n", "scanner.kind must be one of serial, hid, not 'usb'"),
+    (lambda t: t + "\n[scanner]\nsuffix = 'tab'\n", "scanner.suffix must be one of cr, lf, crlf"),
+    (lambda t: t + "\n[scanner]\nprefix = ''\n", "scanner.prefix must be 1-16 characters"),
+    (lambda t: t + "\n[scanner]\nprefix = '12345678901234567'\n", "scanner.prefix must be 1-16 characters"),
+    (lambda t: t + "\n[scanner]\nprefix = \"A\\r\"\n", "scanner.prefix must be 1-16 characters without CR"),
+    (lambda t: t + "\n[scanner]\nprefix = 2\n", "scanner.prefix must be"),
+    (lambda t: t + "\n[scanner]\nkind = 'hid'\nport = '/dev/ttyACM0'\n",
+     'scanner.port is for kind = "serial", this engine is kind = "hid"'),
+    (lambda t: t + "\n[scanner]\ndevice = '/dev/input/event3'\n",
+     'scanner.device is for kind = "hid", this engine is kind = "serial"'),
 ])
 def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
     p = write(tmp_path, edit(base(keyset)))
@@ -99,6 +110,20 @@ def test_missing_and_binary_files(tmp_path):
     p.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(cfgmod.ConfigError, match="not UTF-8"):
         cfgmod.load(p)
+
+
+def test_scanner_section(keyset, tmp_path):
+    cfg = cfgmod.load(write(tmp_path, base(keyset)))
+    assert (cfg.scanner.kind, cfg.scanner.where, cfg.scanner.baud, cfg.scanner.prefix, cfg.scanner.suffix) == \
+        ("serial", None, 9600, None, "cr")                      # absent: no scan engine
+    cfg = cfgmod.load(write(tmp_path, base(keyset) + '\n[scanner]\nport = "socket://127.0.0.1:7010"\n'
+                            'baud = 115200\nprefix = "\\u0002]Q1"\nsuffix = "crlf"\n'))
+    assert (cfg.scanner.where, cfg.scanner.baud, cfg.scanner.prefix, cfg.scanner.suffix) == \
+        ("socket://127.0.0.1:7010", 115200, "\x02]Q1", "crlf")
+    cfg = cfgmod.load(write(tmp_path, base(keyset) + '\n[scanner]\nkind = "hid"\n'
+                            'device = "/dev/input/by-id/usb-engine-event-kbd"\nprefix = "1234567890123456"\n'))
+    assert (cfg.scanner.kind, cfg.scanner.where, cfg.scanner.prefix) == \
+        ("hid", "/dev/input/by-id/usb-engine-event-kbd", "1234567890123456")
 
 
 def test_policy_overrides_apply_on_any_venue(keyset, tmp_path):
@@ -274,6 +299,7 @@ RANGES = {
     ("camera", "height"): (120, 4096, 119, 4097, 480),
     ("camera", "fps"): (1, 120, 0, 121, 30),
     ("camera", "gap"): (0.2, 10, 0.19, 10.01, 1.5),
+    ("scanner", "gap"): (0.2, 10, 0.19, 10.01, 1.5),
     ("hub", "alarm_hub_minutes"): (1, 1440, 0, 1441, 10),
     ("hub", "alarm_outbox_minutes"): (1, 10080, 0, 10081, 30),
     ("trust", "stale_grace_hours"): (0, 8760, -1, 8761, 24),

@@ -400,7 +400,8 @@ def test_a_relay_known_down_never_says_walk_through(rig, mocker):
         wait_for(lambda: "relay_down" in status_snapshot(state)["alarms"], "relay_down in status", timeout=15)
         snap = status_snapshot(state)
         snap["terminal_id"] = cfg.terminal_id
-        assert f"PROBLEM:  relay_down: {daemon.relay.error}" in render_status(snap).splitlines()
+        problems = [ln for ln in render_status(snap).splitlines() if ln.startswith("PROBLEM:  relay_down: ")]
+        assert len(problems) == 1 and rig["eps"]["relay"].url in problems[0]
         assert "relay OUT OF ORDER" in render_status(snap)
 
         rig["eps"]["relay"].replug()
@@ -467,3 +468,57 @@ def test_status_after_a_clean_stop_says_not_running(rig):
     assert snap["live"]["state"] == "stopped" and snap["live"]["pid"] == os.getpid()   # this process lives on
     text = render_status(snap)
     assert "relay ok" not in text and "devices:" not in text and "hub:" not in text
+
+
+def test_a_missing_framebuffer_is_an_alarm_not_a_stop(rig, tmp_path, monkeypatch):
+    """Issue #12 finding 5: no framebuffer at start → screen_down, the terminal decides anyway,
+    and the screen is opened (and drawn on) once it appears."""
+    from terminal.screen import framebuffer
+    # A plain file stands in for the device once it appears: it has no ioctl to say its geometry.
+    monkeypatch.setattr(framebuffer, "read_geometry", lambda fd: framebuffer.FbGeometry.for_format("BGRX", 320, 240))
+    fb = tmp_path / "fb0"
+    text = rig["config"].read_text()
+    start = text.index('[screen]\nkind = "png"')
+    rig["config"].write_text(text[:start] + f'[screen]\nkind = "framebuffer"\npath = "{fb}"\nresult_seconds = 0.5\n')
+    camera, results = ScenarioCamera(level="clean", fps=20), []
+    daemon = Daemon(cfgmod.load(rig["config"]), camera=FrameGrabber(camera), on_result=lambda p, r: results.append(r))
+    daemon.start()
+    try:
+        assert "cannot open" in daemon.alarms.active()["screen_down"]
+        camera.show(Issuer.from_dir(rig["keys"]).issue(Person()), 30)
+        wait_for(lambda: results, "a decision without a screen")
+        assert results[0].decision == "allow"
+        fb.write_bytes(b"")                                        # the framebuffer appears
+        wait_for(lambda: "screen_down" not in daemon.alarms.active(), "the screen opened again", timeout=20)
+        wait_for(lambda: fb.stat().st_size == 320 * 240 * 4, "an image on the framebuffer")
+        assert daemon.screen_loop.renderer.size == (320, 240)      # the size the device says
+    finally:
+        daemon.stop()
+
+
+def test_the_idle_screen_asks_only_for_what_works(rig, mocker):
+    """Issue #12 finding 7: a camera that is down is not asked for a code, a reader unplugged not
+    for its card, and with nothing working the screen says so."""
+    from drivers.camera import open_source
+    camera = FrameGrabber(open_source("/dev/video-does-not-exist"), backoff_min=0.05, backoff_max=0.2)
+    daemon = Daemon(cfgmod.load(rig["config"]), camera=camera)
+    daemon.open()
+    idle = mocker.spy(daemon.screen_loop.renderer, "idle")
+    layout = daemon.screen_loop.renderer.layout_idle
+
+    def asks(prompt):
+        def shown():
+            return idle.call_count and "".join(i.text for i in layout(*idle.call_args.args).role("prompt")) == prompt
+        wait_for(shown, f"the idle screen to ask {prompt}", timeout=15)
+
+    daemon.start()
+    try:
+        asks("请刷身份证/社保卡")                       # the camera is down, both readers work
+        rig["eps"]["id_card"].unplug()
+        asks("请刷社保卡")
+        rig["eps"]["ss_card"].unplug()
+        asks("设备故障，请联系工作人员")
+        rig["eps"]["id_card"].replug()
+        asks("请刷身份证")
+    finally:
+        daemon.stop()

@@ -112,13 +112,17 @@ def test_unplug_and_replug_recovers(rig):
 def test_each_pulse_says_whether_it_went_out(rig):
     """Issue #12 finding 1: the caller learns whether its pulse switched the relay on."""
     relay, ep, gate = rig
-    first = gate.pulse(300)
+    first, told = gate.pulse(300), []
+    first.then(told.append)                          # settled by the worker, or at once if it was
     assert first.wait(5) is True and relay.wait_for(lambda r: r.is_on())
+    wait_for(lambda: told == [True], "the outcome passed on")
     assert gate.pulse(300).wait(0) is True           # the relay is on: this opening is extended
     assert relay.wait_for(pulse_done(1))
     ep.unplug()
     dropped = gate.pulse(50)
     assert dropped.wait(5) is False                  # the line stayed down for the whole pulse
+    dropped.then(told.append)
+    assert told == [True, False]
     assert gate.failed_pulses == 1 and len(relay.pulses) == 1
 
 

@@ -67,6 +67,8 @@ def test_unknown_reason_and_decision_get_generic_words():
 def test_fixed_texts_have_no_tofu(r800):
     every = "".join([*texts.REASON_TEXT.values(), *texts.HEADLINES.values(),
                      *texts.METHOD_LABELS.values(), texts.IDLE_PROMPT, render._ELLIPSIS,
+                     texts.GATE_FAULT, *texts.ALARM_TEXT.values(),
+                     *(texts.idle_prompt(*w) for w in itertools.product((True, False), repeat=3)),
                      texts.date_text(T), "0123456789:·*", "一二三四五六日",
                      *(texts.reason_text(c, d, m) for c, d, m in
                        itertools.product(reasons.ALL, DECISIONS, METHODS))])
@@ -253,6 +255,32 @@ def test_idle_screen(renderers, size):
         assert len(im.crop(clock.box).getcolors(maxcolors=1 << 16)) > 1
 
 
+def test_the_idle_prompt_names_only_the_inputs_that_work(r800):
+    """Issue #12 finding 7."""
+    assert {w: texts.idle_prompt(*w) for w in itertools.product((True, False), repeat=3)} == {
+        (True, True, True): "请出示健康码或刷身份证/社保卡", (True, True, False): "请出示健康码或刷身份证",
+        (True, False, True): "请出示健康码或刷社保卡", (True, False, False): "请出示健康码",
+        (False, True, True): "请刷身份证/社保卡", (False, True, False): "请刷身份证",
+        (False, False, True): "请刷社保卡", (False, False, False): "设备故障，请联系工作人员"}
+    lay = r800.layout_idle("药店", T, None, texts.idle_prompt(False, False, False))
+    assert "".join(i.text for i in lay.role("prompt")) == "设备故障，请联系工作人员"
+
+
+def test_an_allow_at_a_shut_gate_is_never_shown_as_walk_through(r800):
+    """Issue #12 finding 1: gate "fault" turns an allow's panel amber, 请联系工作人员开门; the gate
+    changes nothing for a deny or a review."""
+    shut = r800.layout_result(Panel(ALLOW, "ok", "张*", "qr", gate="fault"))
+    assert "".join(i.text for i in shut.role("headline")) == "请联系工作人员开门"
+    assert shut.background == render.STYLES[REVIEW][0]
+    assert [i.text for i in shut.role("reason")] == ["健康码绿码"]
+    opened = r800.layout_result(Panel(ALLOW, "ok", "张*", "qr", gate="opened"))
+    assert "".join(i.text for i in opened.role("headline")) == "请通行"
+    assert opened.background == render.STYLES[ALLOW][0]
+    for decision in (DENY, REVIEW):
+        lay = r800.layout_result(Panel(decision, "red_code", None, "qr", gate="fault"))
+        assert "".join(i.text for i in lay.role("headline")) == texts.HEADLINES[decision]
+
+
 def test_empty_name_and_unknown_method(r800):
     assert [i.text for i in r800.layout_result(Panel(ALLOW, "ok", "", "qr")).role("name")] \
         == ["健康码"]
@@ -421,10 +449,12 @@ def test_framebuffer_survives_a_vanished_device(tmp_path, caplog):
     fb = FramebufferScreen(str(target), geometry=FbGeometry.for_format("RGB", 2, 2))
     fb.close()          # as if the fd went bad
     target.unlink()     # ...and the device disappeared
+    assert fb.error is None
     fb.show(_solid((1, 2, 3), (2, 2)))
-    assert "retrying" in caplog.text
+    assert "retrying" in caplog.text and "No such file" in fb.error   # the screen loop's screen_down
     target.write_bytes(b"")  # back
     fb.show(_solid((1, 2, 3), (2, 2)))
+    assert fb.error is None
     fb.close()
     assert target.read_bytes() == (0x030201).to_bytes(3, sys.byteorder) * 4
 
@@ -458,10 +488,11 @@ def test_png_screen_survives_a_write_failure(tmp_path, caplog):
     d.rmdir()
     d.write_bytes(b"")  # the directory is gone and a file is in its way: every write fails
     scr.show(_solid((1, 1, 1)))
-    assert "cannot write" in caplog.text
+    assert "cannot write" in caplog.text and "cannot write" in scr.error
     d.unlink()
     d.mkdir()
     scr.show(_solid((2, 2, 2)))
+    assert scr.error is None
     assert Image.open(d / "latest.png").getpixel((0, 0)) == (2, 2, 2)
     assert [f[:6] for f in _numbered(d)] == ["000001"]  # the failed image took no number
 

@@ -292,3 +292,20 @@ def test_secret_scalars_never_reach_the_variable_time_path(mocker):
     mocker.stop(mul)
     assert key.public_key == KEY.public_key
     assert key.public_key.verify(b"batch", sig)
+
+
+def test_a_precomputed_key_keeps_its_table_past_the_shared_cache(mocker):
+    """A hub verifying hundreds of device keys: each precomputed key verifies with its own
+    table, never rebuilding one when more keys than the cache holds are in use."""
+    keys = [PrivateKey.generate() for _ in range(2)]
+    for k in keys:
+        k.public_key.precompute()
+    sm2._fixed_base.cache_clear()  # as if 64 other keys had pushed them out
+    build = mocker.spy(sm2._FixedBase, "__init__")
+    for k in keys:
+        assert k.public_key.verify(b"batch", k.sign(b"batch"))
+        assert not k.public_key.verify(b"batch!", k.sign(b"batch"))
+    build.assert_not_called()
+    fresh = PublicKey.from_bytes(keys[0].public_key.to_bytes())  # not precomputed: the shared cache
+    assert fresh.verify(b"batch", keys[0].sign(b"batch"))
+    assert build.call_count == 1

@@ -79,7 +79,8 @@ def test_unit_shape():
     assert values("ProtectSystem") == ["strict"] and values("UMask") == ["0077"]
     assert values("DevicePolicy") == ["closed"]
     assert sorted(values("DeviceAllow")) == sorted(["char-ttyUSB rw", "char-ttyACM rw", "char-ttyS rw",
-                                                    "char-video4linux rw", "/dev/fb0 rw", "char-alsa rw"])
+                                                    "char-video4linux rw", "char-input rw", "/dev/fb0 rw",
+                                                    "char-alsa rw"])
     assert values("SupplementaryGroups") == ["dialout video audio"]
     assert values("RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
     assert values("CapabilityBoundingSet") == [""]
@@ -100,11 +101,13 @@ def test_udev_rules_name_every_device_for_the_service():
         d = {k: v for k, op, v in pairs}
         assert d["GROUP"] == "gate-terminal" and d["MODE"] == "0660", rule
         names[d["SYMLINK"]] = d
-    assert set(names) == {"gate/idcard", "gate/sscard", "gate/relay", "gate/camera"}
+    assert set(names) == {"gate/idcard", "gate/sscard", "gate/relay", "gate/camera", "gate/scanner",
+                          "gate/scanner-kbd"}
     assert (names["gate/relay"]["ATTRS{idVendor}"], names["gate/relay"]["ATTRS{idProduct}"]) == ("1a86", "7523")
     assert names["gate/camera"]["SUBSYSTEM"] == "video4linux" and names["gate/camera"]["ATTR{index}"] == "0"
-    for dev in ("gate/idcard", "gate/sscard", "gate/relay"):
+    for dev in ("gate/idcard", "gate/sscard", "gate/relay", "gate/scanner"):
         assert names[dev]["SUBSYSTEM"] == "tty"
+    assert (names["gate/scanner-kbd"]["SUBSYSTEM"], names["gate/scanner-kbd"]["KERNEL"]) == ("input", "event*")
 
 
 # --- the daemon under the unit's seccomp filters ----------------------------------

@@ -46,6 +46,7 @@ def run(args) -> int:
     except EnvelopeError as e:
         raise UsageError(f"{cfg.trust_list}: {e}") from None
     for key, port in (("id_card.port", cfg.id_card.port), ("ss_card.port", cfg.ss_card.port),
+                      ("scanner.port", cfg.scanner.port), ("scanner.device", cfg.scanner.device),
                       ("relay.port", cfg.relay.port)):
         if port and "://" not in port and not Path(port).exists():
             print(f"gate-terminal: warning: {key} {port}: not present now (the daemon retries "

@@ -141,8 +141,8 @@ class Installer:
             subprocess.run(["systemctl", "daemon-reload"], check=False)
         if shutil.which("udevadm") and Path("/run/udev/control").exists():
             subprocess.run(["udevadm", "control", "--reload"], check=False)
-            subprocess.run(["udevadm", "trigger", "--subsystem-match=tty", "--subsystem-match=video4linux"],
-                           check=False)
+            subprocess.run(["udevadm", "trigger", "--subsystem-match=tty", "--subsystem-match=video4linux",
+                            "--subsystem-match=input"], check=False)
 
 
 def _gid(name: str) -> int | None:

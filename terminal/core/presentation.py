@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Presentation:
-    """One person at the door, as an input hands it to the decide thread."""
+    """One person at the door, as an input hands it to the decide thread.
+
+    ``method`` is the event's (docs/protocol/hub.md): a QR code is ``qr`` whichever input read
+    it; ``source`` says which did, for the screen's and the demo's statistics — never sent."""
     method: str                 # "qr" | "id_card" | "ss_card"
-    started_ns: int             # monotonic ns of the frame, or of the card read's completion
+    started_ns: int             # monotonic ns of the frame, of the scan engine's line, or of the card read's completion
     text: str | None = None
     card: CardRead | None = None
     health: HealthStatus | None = None  # a card's status, asked on the reader's thread
+    source: str | None = None   # a QR code's input: "camera" | "scanner"
 
 
 class QrPresentations:

@@ -49,4 +49,4 @@ class CameraInput:
             last = frame.counter
             for text in self._tracker.observe(decode(frame.image).texts, frame.ts):
                 self._metrics.presented("qr")
-                self._put(Presentation("qr", int(frame.ts * 1e9), text=text))
+                self._put(Presentation("qr", int(frame.ts * 1e9), text=text, source="camera"))

@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from terminal.config import AudioSection, CameraSection, RelaySection
+    from terminal.config import AudioSection, CameraSection, RelaySection, ScannerSection
 
 
 class Registry:
@@ -81,6 +81,31 @@ CARD_READERS.register("ss_card", _ss_card_reader)
 
 def open_reader(kind: str, port: str, baud: int):
     return CARD_READERS.open(kind, port, baudrate=baud)
+
+
+# --- scan engines: factory(section) -> drivers.scanner.ScanEngine -----------------------------
+SCANNERS = Registry("scan engine kind", "gate_terminal.scanners")
+
+
+def _serial_scanner(section: ScannerSection):
+    from drivers.scanner.reader import SerialScanner
+    return SerialScanner(section.port, baudrate=section.baud, prefix=section.prefix or "",
+                         suffix=section.suffix, gap=section.gap)
+
+
+def _hid_scanner(section: ScannerSection):
+    from drivers.scanner.hid import HidScanner
+    return HidScanner(section.device, prefix=section.prefix or "", gap=section.gap)
+
+
+SCANNERS.register("serial", _serial_scanner)
+SCANNERS.register("hid", _hid_scanner)
+
+
+def open_scanner(section: ScannerSection):
+    """The scan engine ``[scanner]`` names; a serial one on a pseudo-terminal or ``socket://`` is
+    the simulator's (``gate-terminal sim scanner``)."""
+    return SCANNERS.open(section.kind, section)
 
 
 # --- gate relays: factory(port) -> drivers.relay.RelayBackend ---------------------------------

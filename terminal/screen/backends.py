@@ -1,8 +1,9 @@
 """Where rendered screens go: PNG files (demos, CI), a framebuffer (the kiosk), or nowhere.
 
-Every backend has ``size`` (the resolution to render at), ``show(image)`` and ``close()``.
-``show`` never raises for an output problem (disk full, device gone): it logs and carries on,
-since the gate must keep working with a dead screen.
+Every backend has ``size`` (the resolution to render at), ``show(image)``, ``close()`` and
+``error``. ``show`` never raises for an output problem (disk full, device gone): it logs, says
+why in ``error`` (None once an image gets out again) and carries on, since the gate must keep
+working with a dead screen (the screen loop raises ``screen_down`` from it).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ KINDS = ("png", "framebuffer", "none")
 
 class Screen(Protocol):
     size: tuple[int, int]
+    error: str | None
 
     def show(self, image: Image.Image) -> None:
         ...
@@ -38,6 +40,8 @@ class Screen(Protocol):
 
 class NullScreen:
     """Headless runs: images are counted and dropped."""
+
+    error = None
 
     def __init__(self, size: tuple[int, int] = DEFAULT_SIZE) -> None:
         self.size = size
@@ -73,7 +77,7 @@ class PngScreen:
                        if (m := _NUMBERED.match(p.name)))
         self._files: deque[str] = deque(name for _, name in found)
         self._next = found[-1][0] + 1 if found else 1
-        self._failing = False
+        self.error: str | None = None
         self._prune()
 
     def show(self, image: Image.Image) -> None:
@@ -86,11 +90,11 @@ class PngScreen:
             write_atomic(self.directory / name, data, mode=0o644)
             write_atomic(self.directory / LATEST, data, mode=0o644)
         except OSError as e:
-            if not self._failing:
+            if self.error is None:
                 log.warning("screen %s: cannot write %s: %s", self.directory, name, e)
-            self._failing = True
+            self.error = f"{self.directory}: cannot write {name}: {e.strerror or e}"
             return
-        self._failing = False
+        self.error = None
         self._next += 1
         self._files.append(name)
         self._prune()

@@ -167,7 +167,8 @@ class FramebufferScreen:
     """Shows images on a framebuffer at its own resolution (``size``).
 
     ``geometry`` overrides what the device reports: tests use it with a plain file as ``path``.
-    A write that fails (device gone) is logged and the device reopened on the next show.
+    A write that fails (device gone) is logged, kept in ``error`` (None once an image got out)
+    and the device reopened on the next show.
     """
 
     def __init__(self, path: str = "/dev/fb0", geometry: FbGeometry | None = None) -> None:
@@ -180,7 +181,7 @@ class FramebufferScreen:
             self.close()
             raise FramebufferError(f"{path}: {e}") from None
         self.size = (self.geometry.xres, self.geometry.yres)
-        self._failing = False
+        self.error: str | None = None
 
     def _open(self) -> int:
         try:
@@ -201,14 +202,14 @@ class FramebufferScreen:
                 for y in range(g.yres):
                     _pwrite_all(self._fd, memoryview(rows[y]), start + y * g.line_length)
         except (OSError, FramebufferError) as e:
-            if not self._failing:
+            if self.error is None:
                 log.warning("screen %s: %s; retrying on the next image", self.path, e)
-            self._failing = True
+            self.error = f"{self.path}: {e}"
             self.close()
             return
-        if self._failing:
+        if self.error is not None:
             log.info("screen %s is back", self.path)
-        self._failing = False
+        self.error = None
 
     def close(self) -> None:
         if self._fd is not None:

@@ -128,8 +128,9 @@ class Renderer:
     def result(self, panel: Panel) -> Image.Image:
         return self.draw(self.layout_result(panel))
 
-    def idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Image.Image:
-        return self.draw(self.layout_idle(venue, now, alarm))
+    def idle(self, venue: str | None, now: datetime, alarm: str | None = None,
+             prompt: str = texts.IDLE_PROMPT) -> Image.Image:
+        return self.draw(self.layout_idle(venue, now, alarm, prompt))
 
     def draw(self, layout: Layout) -> Image.Image:
         im = Image.new("RGB", layout.size, layout.background)
@@ -194,15 +195,17 @@ class Renderer:
             who = (mark[2] + gap, who[1], who[2], who[3])
         return mark, head, who, why, when
 
-    def layout_idle(self, venue: str | None, now: datetime, alarm: str | None = None) -> Layout:
+    def layout_idle(self, venue: str | None, now: datetime, alarm: str | None = None,
+                    prompt: str = texts.IDLE_PROMPT) -> Layout:
+        """``prompt``: what to present, naming only the inputs that work (``texts.idle_prompt``)."""
         w, h = self.size
         bg, fg = IDLE_STYLE
         rects: list[tuple[Box, RGB]] = []
         items: list[TextItem] = []
         top = self._banner(alarm, IDLE_BANNER, rects, items)
-        place, prompt, clock, date = self._idle_slots(top)
-        said = self._place("prompt", texts.IDLE_PROMPT, prompt, fg, max_lines=2,
-                           max_size=round((prompt[3] - prompt[1]) * 0.44))
+        place, ask, clock, date = self._idle_slots(top)
+        said = self._place("prompt", texts.clean(prompt), ask, fg, max_lines=2,
+                           max_size=round((ask[3] - ask[1]) * 0.44))
         # The instruction is the largest text on the screen: the others stay below its size.
         cap = round(min(i.size for i in said) * 0.75) if said else h
 

@@ -18,7 +18,6 @@ GATE_FAULT = "请联系工作人员开门"
 
 METHOD_LABELS = {"qr": "健康码", "id_card": "身份证", "ss_card": "社保卡"}
 
-IDLE_PROMPT = "请出示健康码或刷身份证/社保卡"
 NOTHING_WORKS = "设备故障，请联系工作人员"
 
 # The alarm banner (terminal/alarms.py names); an alarm not here is not the passer-by's business
@@ -27,6 +26,7 @@ ALARM_TEXT = {
     "camera_down": "摄像头故障",
     "id_card_down": "身份证读卡器故障",
     "ss_card_down": "社保卡读卡器故障",
+    "scanner_down": "扫码器故障",
     "relay_down": "闸机继电器故障",
     "audio_down": "扬声器故障",
     "disk_low": "存储空间不足",
@@ -92,6 +92,9 @@ def idle_prompt(qr: bool, id_card: bool, ss_card: bool) -> str:
     if qr:
         return "请出示健康码" + (f"或刷{cards}" if cards else "")
     return f"请刷{cards}" if cards else NOTHING_WORKS
+
+
+IDLE_PROMPT = idle_prompt(True, True, True)  # 请出示健康码或刷身份证/社保卡
 
 
 def screen_decision(decision: str) -> str:
