@@ -46,8 +46,9 @@ def register(sub) -> None:
     q.add_argument("--iat", type=int, metavar="UNIX", help="issued-at (default: now)")
     q.set_defaults(func=run_staff_qr)
 
-    from sim.hub_cli import add_parser as add_hub
+    from sim.hub_cli import add_cmd_parser, add_parser as add_hub
     add_hub(simsub)
+    add_cmd_parser(simsub)
 
     sc = simsub.add_parser("scanner", help="a simulated 2D scan engine on a pty or TCP port, for 'scanner read'",
                            description="Serves a virtual scan engine (serial mode) and prints its URL. Each line "

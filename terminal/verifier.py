@@ -356,6 +356,15 @@ class Verifier:
         return self._commit("staff", decision, reason, t, False, started_ns, (None, None), _staff(by), nonce,
                             relay_up, ref=ref)
 
+    def record_maintenance(self, reason: str) -> Result:
+        """A maintenance action at the gate (a remote ``gate_test``, asked only of a relay that
+        answers): an event of method ``maintenance``, decision allow, gate opened, no subject,
+        committed before the relay may move."""
+        started_ns = time.monotonic_ns()
+        with self.store.presentation():
+            return self._commit("maintenance", ALLOW, reason, self.clock.now(), False, started_ns, (None, None),
+                                None, None, True)
+
     def _commit(self, method: str, decision: str, reason: str, t: float | None, fixed_time: bool,
                 started_ns: int, status_flags: tuple, who: Subject | None,
                 nonce: tuple[bytes, int] | None, relay_up: bool | None, *, ref: str | None = None) -> Result:

@@ -36,3 +36,7 @@ POLICY_REASONS = (RED_CODE, CLOSE_CONTACT, YELLOW_CODE, NAT_POSITIVE, STAR_CODE,
                   NAT_EXPIRED, VACCINATION_REQUIRED, STATUS_UNAVAILABLE)
 STAFF_REASONS = (STAFF_OVERRIDE, NO_PENDING_REVIEW, REVIEW_EXPIRED)
 ALL = (OK,) + TOKEN_REASONS + POLICY_REASONS + STAFF_REASONS
+
+# Not a verification's outcome: the reason of a maintenance event (method "maintenance"), a gate
+# pulsed by a remote gate_test (docs/protocol/hub.md, Remote commands).
+GATE_TEST = "gate_test"

@@ -108,6 +108,12 @@ MIGRATIONS = (
     -- NULL for every other event
     ALTER TABLE events ADD COLUMN ref TEXT
     """,
+    """
+    -- remote commands already run (or refused after being claimed), kept until their not_after:
+    -- a command is run at most once, across restarts too
+    CREATE TABLE commands (id TEXT PRIMARY KEY, not_after INTEGER NOT NULL);
+    CREATE INDEX commands_not_after ON commands (not_after)
+    """,
 )
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
@@ -375,6 +381,15 @@ class Store:
     def last_sync_at(self) -> float | None:
         value = self.get_meta("last_sync_at")
         return float(value) if value is not None else None
+
+    # --- remote commands --------------------------------------------------------------
+    def claim_command(self, cid: str, not_after: int, now: float) -> bool:
+        """Remember command ``cid`` until ``not_after``; False if it was claimed before. Ids past
+        their not_after are forgotten on the way (such a command is refused as expired anyway)."""
+        with self.write():
+            self.db.execute("DELETE FROM commands WHERE not_after < ?", [int(now)])
+            cur = self.db.execute("INSERT OR IGNORE INTO commands (id, not_after) VALUES (?, ?)", [cid, not_after])
+            return cur.rowcount == 1
 
     # --- card status cache ----------------------------------------------------------
     STATUS_FIELDS = ("status", "flags", "nat_at", "nat_result", "vax_doses")
