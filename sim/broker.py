@@ -14,9 +14,12 @@ another's client id gets its own, so it cannot take over that terminal's session
     pattern write {prefix}/t/%u/state
     pattern write {prefix}/t/%u/query
     pattern write {prefix}/t/%u/update         # software update results
+    pattern write {prefix}/t/%u/cmd/result     # remote command answers
+    pattern write {prefix}/t/%u/diag           # diagnostics bundles
     pattern read  {prefix}/t/%u/ack
     pattern read  {prefix}/t/%u/reply
     pattern read  {prefix}/t/%u/keys
+    pattern read  {prefix}/t/%u/cmd
     pattern read  {prefix}/trust  |  {prefix}/policy  |  {prefix}/time  |  {prefix}/rollout
 
 (``topic`` lines before any ``user`` line would bind anonymous clients only, so the broadcast
@@ -169,8 +172,9 @@ class _Proc:
 def acl_text(prefix: str) -> str:
     return "\n".join([
         *(line for hub in HUB_IDENTITIES for line in (f"user {hub}", f"topic readwrite {prefix}/#", "")),
-        *(f"pattern write {prefix}/t/%u/{leaf}" for leaf in ("events", "state", "query", "update")),
-        *(f"pattern read {prefix}/t/%u/{leaf}" for leaf in ("ack", "reply", "keys")),
+        *(f"pattern write {prefix}/t/%u/{leaf}" for leaf in ("events", "state", "query", "update", "cmd/result",
+                                                            "diag")),
+        *(f"pattern read {prefix}/t/%u/{leaf}" for leaf in ("ack", "reply", "keys", "cmd")),
         *(f"pattern read {prefix}/{leaf}" for leaf in ("trust", "policy", "time", "rollout")),
         ""])
 
@@ -180,13 +184,14 @@ class Broker:
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, workdir: Path | None = None,
                  autosave_interval: int = 60, max_queued_messages: int = 10000,
-                 verbose_log: bool = False) -> None:
+                 verbose_log: bool = False, pki: CertAuthority | None = None) -> None:
+        """``pki``: another Broker's CA, for the nodes of one cluster (clients trust one CA)."""
         self.prefix = prefix
         self._own_dir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="mosq-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.exe = find_mosquitto()
-        self.pki = CertAuthority(self.workdir / "pki")
+        self.pki = pki or CertAuthority(self.workdir / "pki")
         self.server_cert, self.server_key = self.pki.issue("localhost", server=True)
         self._probe_cert = self.pki.issue("_probe")  # no ACL line names it: it may do nothing
         self.host = "127.0.0.1"

@@ -41,8 +41,16 @@ def register(sub) -> None:
     i.add_argument("--id", dest="id_number", help="18-character resident ID number")
     i.set_defaults(func=run_issue)
 
-    from sim.hub_cli import add_parser as add_hub
+    q = simsub.add_parser("staff-qr", help="mint a staff QR code, signed by the hub key (docs/protocol/staff.md)")
+    q.add_argument("--keys", required=True, type=Path, help="key set made by 'sim keys' (its hub.pem signs)")
+    q.add_argument("--sid", required=True, help="the staff member's id at the hub: 1-32 of A-Z a-z 0-9 . _ -")
+    q.add_argument("--ttl", type=int, default=30, help="seconds, 1-300 (default 30)")
+    q.add_argument("--iat", type=int, metavar="UNIX", help="issued-at (default: now)")
+    q.set_defaults(func=run_staff_qr)
+
+    from sim.hub_cli import add_cmd_parser, add_parser as add_hub
     add_hub(simsub)
+    add_cmd_parser(simsub)
 
     r = simsub.add_parser("reader", help="a simulated card reader on its own, for `card read`",
                           description="Serves a virtual card reader holding a card on a pseudo-terminal (or a TCP "
@@ -304,6 +312,24 @@ def run_keys(args) -> int:
     except (FileExistsError, OSError) as e:
         raise UsageError(str(e)) from None
     print(f"key set written to {args.outdir} (config: {args.outdir / 'config.toml'})")
+    return 0
+
+
+def run_staff_qr(args) -> int:
+    from sim.issuer import staff_code
+    from terminal.core.staff import MAX_TTL, SID
+    from terminal.crypto.keyfiles import load_private_key
+    if not SID.fullmatch(args.sid):
+        raise UsageError("--sid must be 1-32 characters of A-Z a-z 0-9 . _ -")
+    if not 1 <= args.ttl <= MAX_TTL:
+        raise UsageError(f"--ttl must be 1-{MAX_TTL}")
+    if args.iat is not None and not 0 <= args.iat < 1 << 32:
+        raise UsageError("--iat must be unix seconds that fit 32 bits")
+    try:
+        hub_key = load_private_key(args.keys / "hub.pem")
+    except (OSError, KeyFileError) as e:
+        raise UsageError(f"--keys {args.keys}: {e}") from None
+    print(staff_code(hub_key, args.sid, ttl=args.ttl, iat=args.iat))
     return 0
 
 

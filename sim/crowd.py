@@ -25,7 +25,7 @@ from sim.sscard_reader import VirtualSsCard
 from terminal.core import guidance
 from terminal.core import reasons as R
 from terminal.core import token as tok
-from terminal.core.policy import ALLOW, DENY, Policy
+from terminal.core.policy import ALLOW, DENY, REVIEW, Policy
 
 # kind → weight in the crowd
 KINDS = {
@@ -50,6 +50,7 @@ class Visitor:
     decided_at: float | None = None    # ... the gate command or the panel
     answered: threading.Event = field(default_factory=threading.Event, repr=False)
     owner: "Visitor | None" = None  # whose code a passed-on code is
+    override: bool = False        # sent to review, and staff then let them in with a staff code
     scanner: bool = False         # a QR visitor who holds the phone to the scan engine, not the camera
 
 
@@ -101,6 +102,10 @@ def make_visitors(n: int, rate_per_min: float, policy: Policy, issuer: Issuer, r
     people.sort(key=lambda v: v.arrive_at)
     for i, v in enumerate(people, 1):
         v.n = i
+    # Staff let every other person sent to review in (at a hospital: a red or yellow code escorted
+    # to the fever clinic); the rest they turn away. Chosen without the rng: a seed's crowd stays.
+    for v in [v for v in people if v.method == "qr" and v.expect[0] == REVIEW][::2]:
+        v.override = True
     return people
 
 
@@ -258,17 +263,29 @@ class Lane:
     linger_s: float = 0.3  # a look at the panel before taking the phone or card away
     leave_s: float = 0.5  # the lane is empty this long before the next person steps up
     stop: threading.Event = field(default_factory=threading.Event)
+    staff_code: "Callable[[], str] | None" = None  # a fresh staff QR code, from the staff's app
+    staff_s: float = 1.6  # how long staff hold their code up
     engine: object = None  # sim.scan_engine.VirtualScanEngine, at a door that has one
     scan_s: float = 1.0  # how long a phone is held to the scan engine (it answers in a blink)
 
     def present(self, v: Visitor) -> None:
-        """``v`` shows the phone (``v.text``) or lays the card down, waits for the answer, leaves."""
+        """``v`` shows the phone (``v.text``) or lays the card down, waits for the answer, leaves;
+        staff then confirm the review of a visitor they mean to let in."""
         if v.kind == "passed_on_friend":
             self.stop.wait(2.0)  # the phone is handed back over the barrier: the owner has gone
         if v.scanner:
             self.scan(v)
-            self.stop.wait(self.leave_s)
-            return
+        else:
+            self.hold(v)
+        if v.override and self.staff_code is not None:
+            self.stop.wait(self.leave_s)  # the phone gone; staff come over and show theirs
+            self.camera.show(self.staff_code(), int(self.staff_s * self.camera.fps))
+            self.stop.wait(self.staff_s)
+            self.camera.clear()
+        self.stop.wait(self.leave_s)
+
+    def hold(self, v: Visitor) -> None:
+        """The phone under the camera or the card on its reader until the terminal answers."""
         if v.method == "qr":
             self.camera.show(v.text, int(self.hold_s * self.camera.fps))
         elif v.method == "id_card":
@@ -286,7 +303,6 @@ class Lane:
             self.sam.card = None
         else:
             self.ss.card = None
-        self.stop.wait(self.leave_s)
 
     def scan(self, v: Visitor) -> None:
         """Hold ``v``'s phone to the scan engine: it decodes the code and sends it (again and
@@ -299,3 +315,18 @@ class Lane:
         sent = self.engine.first_sent_after(v.text, held)
         if sent is not None:   # on the run's clock, like everyone's
             v.presented_at = sent - time.monotonic() + self.clock()
+
+
+def override_report(visitors: list[Visitor], staff_results: list, echo) -> dict:
+    """The demo's ``overrides``: each staff decision with its ``ref``, checked against the review
+    event of the visitor staff meant to let in."""
+    reviews = {v.result.event_id: v for v in visitors if v.result is not None and v.result.decision == REVIEW}
+    meant = [v.n for v in visitors if v.override and v.result is not None and v.result.decision == REVIEW]
+    items = [{"seq": r.seq, "decision": r.decision, "reason": r.reason, "ref": r.ref,
+              "visitor": reviews[r.ref].n if r.ref in reviews else None} for r in staff_results]
+    opened = [i for i in items if i["decision"] == ALLOW]
+    res = {"overrides": {"count": len(opened), "meant": len(meant), "each": items,
+                         "right_person": sorted(i["visitor"] for i in opened if i["visitor"] is not None) == meant}}
+    echo(f"staff overrides {len(opened)} of {len(meant)} meant"
+         + "".join(f"; #{i['visitor']} ref {i['ref']}" for i in opened))
+    return res

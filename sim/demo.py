@@ -21,10 +21,10 @@ from collections import Counter
 from pathlib import Path
 
 from drivers.camera import FrameGrabber
-from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors, use_scanner
+from sim.crowd import Lane, ScenarioCamera, code_for, make_visitors, override_report, use_scanner
 from sim.devkeys import write_key_set
 from sim.idcard_sam import VirtualSam
-from sim.issuer import Issuer
+from sim.issuer import Issuer, staff_code
 from sim.relay import VirtualRelay
 from sim.scan_engine import VirtualScanEngine
 from sim.serial_endpoint import SerialEndpoint
@@ -199,14 +199,19 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
     camera = ScenarioCamera(level=level, fps=15, seed=rng.randrange(1 << 30))
     by_text, by_id = {}, {}
     lock = threading.Lock()
-    lane = Lane(camera, sam, ss, clock=lambda: time.monotonic() - t0, engine=engine)
+    lane = Lane(camera, sam, ss, clock=lambda: time.monotonic() - t0, engine=engine, staff_code=_staff_app(cfg))
     hints: Counter[str] = Counter()
+    staff = []
 
     def on_guidance(key):
         hints[key] += 1
         camera.react(key)
 
     def on_result(p, r):
+        if r.method == "staff":  # staff confirming a review: not a visitor of the crowd
+            staff.append(r)
+            echo(f"{time.monotonic() - t0:7.1f}s  staff {p.method:<7} {r.decision:<6} {r.reason:<18} ref {r.ref}")
+            return
         with lock:
             if p.unreadable:  # nothing was read: the last one to present there before the terminal saw them
                 since = p.started_ns / 1e9 - t0
@@ -262,6 +267,7 @@ def _run(cfg, out, level, rng, issuer, visitors, sam, ss, relay, report, echo, h
         daemon.stop()
     res = summarize(visitors, relay, out, echo, time.monotonic() - t0, hints)
     res.update(prompt_report(daemon.audio, t0, echo))
+    res.update(override_report(visitors, staff, echo))
     if synced is not None:
         res["sync"] = synced
         echo(f"outbox after the run: {synced['outbox_depth']} events"
@@ -303,6 +309,16 @@ def time_to_gate(visitors) -> dict[str, dict]:
         out[method] = {"n": len(t), "p50_s": round(pct(t, 50), 3) if t else None,
                        "p95_s": round(pct(t, 95), 3) if t else None, "max_s": round(max(t), 3) if t else None}
     return out
+
+
+def _staff_app(cfg):
+    """Fresh staff QR codes, signed with the key set's hub key (beside the config's key files)."""
+    from terminal.crypto.keyfiles import load_private_key
+    hub_pem = cfg.path.parent / "hub.pem"
+    if not hub_pem.exists():
+        return None
+    key = load_private_key(hub_pem)
+    return lambda: staff_code(key, "H0001-017")
 
 
 def summarize(visitors, relay, out: Path, echo, wall: float, hints: Counter | None = None) -> dict:

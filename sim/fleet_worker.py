@@ -130,7 +130,7 @@ class SimTerminal:
     def result(self) -> dict:
         return {"tid": self.tid, "epoch": self.store.epoch,
                 "last_seq": self.store.last_seq(), "generated": self.generated,
-                "acked_seq": self.store.acked_seq(), "connects": self.link.connects,
+                "acked_through": self.store.acked_seq(), "connects": self.link.connects,
                 "connect_times": self.connect_times, "resends": self.link.pump.resends,
                 "dropped_messages": self.link.dropped_messages,
                 "rejected_acks": self.link.pump.rejected_acks}

@@ -7,6 +7,9 @@ Threads (paho callbacks never lock, sleep or touch SQLite; they only enqueue)::
              rollout judge (sim/rollout.py), which publishes the next stage or the halt
     query    card status queries: decrypt subject → look up → signed reply (after reply_delay)
     beacon   a signed time beacon every time_interval seconds
+    commands command results and diagnostics chunks from terminals (sim/hub_commands.py):
+             verified, kept for :meth:`HubSim.result` and :meth:`HubSim.diagnostics`
+             (commands go out with :meth:`HubSim.send_command`)
 
 Ingest of one batch on ``{prefix}/t/{tid}/events``:
 1. the envelope must verify against the device key registered for the topic's ``tid`` and
@@ -44,6 +47,7 @@ import itertools
 import json
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -58,6 +62,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.backoff import backoff_delay
+from sim.issuer import staff_code
+from sim.hub_commands import CommandDesk
 from sim.rollout import RolloutController, StagePlan
 from terminal.hub import wire
 from drivers.idnumber import mask_id, mask_name
@@ -158,6 +164,9 @@ class HubSim:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
         self._failures = 0  # consecutive connection losses/failures; touched only on paho's thread
+        self.desk = CommandDesk(self.client, prefix, hub_key, self.terminals, self.stats, self.line)
+        self.send_command, self.result = self.desk.send_command, self.desk.result
+        self.answers, self.diagnostics = self.desk.answers, self.desk.diagnostics
         self._backoff()  # the delay before retrying a failed first connection
 
     # --- paho callbacks: enqueue only ---------------------------------------------------
@@ -167,7 +176,8 @@ class HubSim:
             return
         self._failures = 0
         client.subscribe([(self.events_subscription, 1),
-                          (self.topics.query, 1), (self.topics.update, 1)])
+                          (self.topics.query, 1), (self.topics.update, 1), (self.topics.cmd_result, 1),
+                          (self.topics.diag, 1)])
         for topic, (payload, qos) in self._retained.items():  # replaced, never mutated: no lock
             client.publish(topic, payload, qos=qos, retain=True)
 
@@ -186,6 +196,8 @@ class HubSim:
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith(("/events", "/update")):  # update results: verified on ingest too
             self._events_q.put((msg.topic, msg.payload))
+        elif msg.topic.endswith(("/cmd/result", "/diag")):
+            self.desk.take(msg.topic, msg.payload)
         elif msg.topic.endswith("/query"):
             self.stats["queries_received"] += 1  # answered or not ("queries" counts the answers)
             p = msg.properties
@@ -199,8 +211,8 @@ class HubSim:
         # group at once, not keep a queue of the batches dealt to it.
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=True)
         self.client.loop_start()  # paho's thread: retries the first connection too
-        for name, target in (("ingest", self._ingest_loop),
-                             ("query", self._query_loop), ("beacon", self._beacon_loop)):
+        for name, target in (("ingest", self._ingest_loop), ("query", self._query_loop),
+                             ("beacon", self._beacon_loop), ("commands", self.desk.run)):
             t = threading.Thread(target=target, name=f"hub-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -214,6 +226,7 @@ class HubSim:
         self._stop.set()
         self._events_q.put(None)
         self._query_q.put(None)
+        self.desk.stop()
         for t in self._threads:
             t.join(10.0)
         self._threads.clear()
@@ -428,10 +441,18 @@ class HubSim:
             seq = parse_trust_list(envelope_payload(envelope)).seq
         return self._publish_retained(self.topics.trust, seq, envelope)
 
-    def publish_policy(self, venues: dict[str, dict], seq: int | None = None) -> bool:
+    def publish_policy(self, venues: dict[str, dict], seq: int | None = None,
+                       staff: list[str] | None = None) -> bool:
+        """``staff``: ID numbers of staff, published as digests under a key new with each bundle
+        (so two bundles' digests cannot be matched to follow someone across them)."""
         topic = self.topics.policy
         seq = self._next_seq(topic) if seq is None else seq
-        return self._publish_retained(topic, seq, wire.policy(seq, venues, self.hub_key))
+        staff_doc = wire.staff_list(secrets.token_bytes(16), staff) if staff is not None else None
+        return self._publish_retained(topic, seq, wire.policy(seq, venues, self.hub_key, staff_doc))
+
+    def staff_code(self, sid: str, *, ttl: int = 30, iat: int | None = None) -> str:
+        """A staff QR code for ``sid``, as the hub's staff app shows it."""
+        return staff_code(self.hub_key, sid, ttl=ttl, iat=iat)
 
     def publish_keys(self, tid: str, data_keys: dict[int, bytes], seq: int | None = None,
                      not_after: int | None = None) -> bool:

@@ -1,4 +1,5 @@
-"""``gate-terminal sim hub``: run the provincial hub simulator against a broker until SIGTERM/SIGINT.
+"""``gate-terminal sim hub``: run the provincial hub simulator against a broker until SIGTERM/SIGINT;
+``gate-terminal sim cmd``: send one remote command to a terminal and print its answer.
 
 The key set made by ``sim keys`` supplies the hub key (hub.pem), the root-signed trust list
 (trust.envelope.json, published as is), the SM4 data keys (data_keys.json, wrapped to each
@@ -10,10 +11,14 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import tomllib
+from collections import Counter
 from pathlib import Path
 
+from drivers.idnumber import valid_check
+from terminal.core.staff import MAX_STAFF
 from terminal.hub import wire
 from terminal.commands.usage import UsageError
 from terminal.crypto.keyfiles import KeyFileError, load_private_key
@@ -44,6 +49,8 @@ def add_parser(simsub) -> None:
                    help='{"<id number>": {"name", "status", "flags", "nat_at", "nat_result", '
                         '"vax_doses", "valid_until"}}')
     h.add_argument("--policy", type=Path, metavar="FILE.json", help='venues to publish: {"<venue>": {fields}}')
+    h.add_argument("--staff", type=Path, metavar="FILE.json",
+                   help='staff, {"id_numbers": ["<18 characters>", ...]}: published as digests in the policy bundle')
     h.add_argument("--start-seq", type=int, metavar="N", help="ack nothing of a new terminal until seq N is held")
     h.add_argument("--time-interval", type=float, default=60.0, metavar="S", help="time beacon period (default 60)")
     r = h.add_argument_group("software releases (docs/protocol/updates.md)")
@@ -135,6 +142,10 @@ def run_hub(args) -> int:
     repo = _releases(args)
     people = _json_file(args.people, "--people") if args.people else {}
     policy = _json_file(args.policy, "--policy") if args.policy else None
+    staff = _json_file(args.staff, "--staff").get("id_numbers") if args.staff else None
+    if args.staff and (not isinstance(staff, list) or len(staff) > MAX_STAFF
+                       or not all(isinstance(n, str) and valid_check(n) for n in staff)):
+        raise UsageError(f"--staff {args.staff}: id_numbers is not a list of at most {MAX_STAFF} valid ID numbers")
 
     try:
         hub = HubSim(args.broker, args.ca, args.cert, args.key, hub_key=hub_key, root_key=root_key,
@@ -152,8 +163,8 @@ def run_hub(args) -> int:
         raise UsageError(f"--keys {args.keys}: trust list: {e}") from None
     for tid in terminals:
         hub.publish_keys(tid, data_keys)
-    if policy is not None:
-        hub.publish_policy(policy)
+    if policy is not None or staff is not None:
+        hub.publish_policy(policy or {}, staff=staff)
     hub.start()
     print(f"hub on {args.broker}: {len(terminals)} terminal(s), {len(people)} people; "
           f"SIGTERM or Ctrl-C stops", flush=True)
@@ -182,3 +193,96 @@ def run_hub(args) -> int:
     print(f"hub stopped: {s['batches']} batches, {s['stored']} events stored, {s['duplicates']} duplicates, "
           f"{s['forged']} forged, {s['queries']} queries", flush=True)
     return 0
+
+
+def add_cmd_parser(simsub) -> None:
+    c = simsub.add_parser("cmd", help="send one remote command to a terminal and print its answer",
+                          description="Connects as a hub identity, sends one command signed by the hub key to "
+                                      "the terminal's cmd topic and prints its signed answer as JSON; for "
+                                      "diagnostics, also the bundle (checked against the SM3 digest the "
+                                      "answer names). Exit 0 for ok: true, 1 for a refusal, 2 for no answer.")
+    c.add_argument("op", choices=wire.CMD_OPS)
+    c.add_argument("--broker", required=True, metavar="URL",
+                   help="mqtts://host:port (or mqtt:// for a plain dev listener)")
+    c.add_argument("--ca", type=Path, metavar="FILE", help="CA certificate of the broker")
+    c.add_argument("--cert", type=Path, metavar="FILE", help="a hub identity's client certificate")
+    c.add_argument("--key", type=Path, metavar="FILE", help="its private key")
+    c.add_argument("--keys", type=Path, required=True, metavar="DIR", help="key set made by 'sim keys'")
+    c.add_argument("--prefix", default=wire.DEFAULT_PREFIX)
+    c.add_argument("--tid", help="the terminal (default: the key set's)")
+    c.add_argument("--terminal", action="append", default=[], metavar="TID=DEVICE_PUB_HEX",
+                   help="another terminal's device key, to verify its answer (repeatable)")
+    c.add_argument("--args", default="{}", metavar="JSON", help='the op\'s args, e.g. \'{"level": "DEBUG", "minutes": 10}\'')
+    c.add_argument("--valid", type=int, default=300, metavar="S", help="not_after = now + S (default 300)")
+    c.add_argument("--timeout", type=float, default=30.0, metavar="S", help="wait this long for the answer")
+    c.add_argument("--out", type=Path, metavar="FILE", help="diagnostics: write the bundle here")
+    c.set_defaults(func=run_cmd)
+
+
+def run_cmd(args) -> int:
+    import time
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from sim.hub_commands import CommandDesk
+    try:
+        tls, host, port = wire.parse_broker_url(args.broker, plain_anywhere=True)
+        cmd_args = json.loads(args.args)
+        if not isinstance(cmd_args, dict):
+            raise ValueError("--args must be a JSON object")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if tls and not (args.ca and args.cert and args.key):
+        raise UsageError("an mqtts:// broker needs --ca, --cert and --key")
+    try:
+        hub_key = load_private_key(args.keys / "hub.pem")
+    except (OSError, KeyFileError) as e:
+        raise UsageError(f"--keys {args.keys}: {e}") from None
+    terminals = load_terminals(args.keys, args.terminal)
+    tid = args.tid or next(iter(terminals))
+    if tid not in terminals:
+        raise UsageError(f"--tid {tid}: no device key known for it (--terminal TID=DEVICE_PUB_HEX)")
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"hub-cmd-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    if tls:
+        client.tls_set(ca_certs=str(args.ca), certfile=str(args.cert), keyfile=str(args.key))
+    desk = CommandDesk(client, args.prefix, hub_key, terminals, Counter(), lambda line: None)
+    topics, ready = wire.Topics(args.prefix, tid), threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: None if rc.is_failure else c.subscribe(
+        [(topics.cmd_result, 1), (topics.diag, 1)])
+    client.on_subscribe = lambda *a: ready.set()
+    client.on_message = lambda c, u, msg: desk.take(msg.topic, msg.payload)
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as e:
+        raise UsageError(f"--broker {args.broker}: {e}") from None
+    client.loop_start()
+    worker = threading.Thread(target=desk.run, name="commands", daemon=True)
+    worker.start()
+    try:
+        if not ready.wait(args.timeout):
+            raise UsageError(f"--broker {args.broker}: not connected and subscribed within {args.timeout:g} s")
+        cid = desk.send_command(tid, args.op, cmd_args, not_after=int(time.time()) + args.valid)
+        r = desk.result(cid, args.timeout)
+        if r is None:
+            print(json.dumps({"id": cid, "answer": None}), flush=True)
+            return 2
+        print(json.dumps({"id": r.id, "ok": r.ok, "detail": r.detail}, ensure_ascii=False), flush=True)
+        if r.ok and args.op == "diagnostics":
+            end = time.monotonic() + args.timeout
+            while (bundle := desk.diagnostics(cid)) is None and time.monotonic() < end:
+                time.sleep(0.05)
+            if bundle is None:
+                print("diagnostics: the bundle did not arrive whole", file=sys.stderr)
+                return 2
+            if args.out:
+                args.out.write_bytes(bundle)
+            else:
+                print(bundle.decode(), flush=True)
+        return 0 if r.ok else 1
+    finally:
+        desk.stop()
+        client.disconnect()
+        client.loop_stop()

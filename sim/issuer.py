@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from terminal.core import token as tok
+from terminal.core.staff import staff_qr
 from drivers.idnumber import check_character
 from terminal.crypto.keyfiles import load_data_keys, load_private_key
 from terminal.crypto.sm2 import PrivateKey
@@ -62,3 +63,10 @@ class Issuer:
                         person.id_number, person.name)
         return tok.encode(self.key, dkid=self.dkid, data_key=self.data_keys[self.dkid], iat=iat, ttl=ttl,
                           nonce=secrets.token_bytes(8), body=body)
+
+
+def staff_code(hub_key: PrivateKey, sid: str, *, ttl: int = 30, iat: int | None = None) -> str:
+    """A staff QR code (docs/protocol/staff.md) for staff id ``sid``, signed by the hub key, as
+    the hub's staff app shows it: fresh for ``ttl`` seconds, good for one review."""
+    return staff_qr(hub_key, sid, iat=int(time.time()) if iat is None else iat, ttl=ttl,
+                    nonce=secrets.token_bytes(8))

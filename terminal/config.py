@@ -116,7 +116,26 @@ def _prefix(v):
     return v
 
 
+MAX_BROKERS = 8  # the nodes of one broker cluster
+
+
 def _broker_url(v):
+    """One URL, or a list of the cluster's nodes (kept as a tuple) sharing one scheme."""
+    if isinstance(v, list):
+        if not 1 <= len(v) <= MAX_BROKERS:
+            raise ValueError(f"must be a URL or a list of 1-{MAX_BROKERS} URLs (the nodes of one cluster)")
+        urls = []
+        for i, item in enumerate(v):
+            try:
+                parse_broker_url(_str(item))
+            except ValueError as e:
+                raise ValueError(f"[{i}] {e}") from None
+            if item in urls:
+                raise ValueError(f"[{i}] {item} is listed twice")
+            urls.append(item)
+        if len({parse_broker_url(u).tls for u in urls}) > 1:
+            raise ValueError("must all be mqtts:// or all mqtt:// (one cluster, one TLS setup)")
+        return tuple(urls)
     parse_broker_url(_str(v))  # ValueError: the message says why
     return v
 
@@ -197,18 +216,29 @@ class TrustSection:
     root_keys: tuple[PublicKey, ...] = setting(_pubkeys, REQUIRED, "pinned provincial root keys")
     trust_list: Path = setting(_path, REQUIRED, "the signed trust-list envelope", path=True)
     data_keys: Path = setting(_path, REQUIRED, "local SM4 data keys (mode 0600)", path=True)
+    stale_grace_hours: int = setting(_int_range(0, 8760), 24,
+                                       "hours past the trust list's next_update before alarm trust_stale")
 
 
 @dataclass(frozen=True)
 class HubSection:
     public_key: PublicKey = setting(_pubkey, REQUIRED, "the hub's SM2 key; event subjects are encrypted to it")
-    broker: str | None = setting(_broker_url, None, "mqtts://host:port; absent: no hub connection")
+    broker: str | tuple[str, ...] | None = setting(_broker_url, None, "mqtts://host:port, or a list of a "
+                                                   "cluster's nodes; absent: no hub connection")
     ca: Path | None = setting(_path, None, "CA that signed the broker's certificate", path=True)
     cert: Path | None = setting(_path, None, "this terminal's TLS client certificate", path=True)
     key: Path | None = setting(_path, None, "its key (mode 0600)", path=True)
     prefix: str = setting(_topic_prefix, "hc/v1", "MQTT topic prefix")
     query_timeout: float = setting(_seconds(0.1, 30), 1.5, "seconds to wait for the hub's answer about a card")
     alarm_hub_minutes: int = setting(_int_range(1, 1440), 10, "no connection this long: alarm hub_unreachable")
+    alarm_outbox_minutes: int = setting(_int_range(1, 10080), 30,
+                                        "oldest unacknowledged event this old: alarm outbox_backlog")
+
+    @property
+    def brokers(self) -> tuple[str, ...]:
+        """Every configured broker node, in the order they are tried; () for none."""
+        b = self.broker
+        return () if b is None else (b,) if isinstance(b, str) else tuple(b)
 
     def tls_files(self) -> dict[str, Path | None]:
         """The TLS files by key, for messages that name the key."""
@@ -432,7 +462,8 @@ def from_dict(raw: dict, path: Path) -> Config:
                     raise ConfigError(f"{path}: {section}.{key} {base / value}: symbolic link loop") from None
             values[section][key] = value
     hub, screen = values["hub"], values["screen"]
-    if hub["broker"] and hub["broker"].startswith("mqtts:"):
+    brokers = () if hub["broker"] is None else (hub["broker"],) if isinstance(hub["broker"], str) else hub["broker"]
+    if any(u.startswith("mqtts:") for u in brokers):
         for key in ("ca", "cert", "key"):
             if hub[key] is None:
                 raise ConfigError(f"{path}: hub.{key} is required for a mqtts:// broker")

@@ -8,11 +8,14 @@ Threads — every object used by more than one thread is confined to one or lock
 
     thread         module                     owns (only this thread touches it)
     main           commands/run.py, here      open/start/stop; signals; SIGHUP → reload() queues
-                                              the new config for decide
+                                              the new config for decide; restart_requested (a
+                                              remote restart) ends its loop
     decide         here (_decide_loop)        the Verifier: its trust list, policies, data keys
                                               (changed only by Verifier.apply, here, between two
                                               presentations), the store's write transactions,
-                                              relay.pulse, StatusFile.record, the update queue
+                                              relay.pulse, StatusFile.record, the update queue;
+                                              the pending review (Verifier.pending) staff may confirm;
+                                              remote ops' tasks (reload, gate_test, open_gate)
     camera         inputs/camera.py           QrPresentations, CodeWatch, the QR decoders and qrview
     scanner        inputs/scanner.py          the scan engine: its port or input device, its
                                               line decoder and repeat folding
@@ -29,7 +32,11 @@ Threads — every object used by more than one thread is confined to one or lock
     housekeeping   housekeeping.py            checkpoints, retention, StatusFile.write, STATUS=,
                                               HubBridge.report (metric deltas)
     hub-pump       hub/link.py                the outbox pump, acks, signed updates (queued for
-                                              decide as update values)
+                                              decide as update values); admits remote commands
+                                              (hub/commands.py) and runs the quick ops (remote.py)
+    diagnostics,   remote.py                  one short-lived thread per upload, update check or
+    update-check,                             gate test's wait for its pulse; they answer
+    gate-test                                 through the link (paho's publish is thread-safe)
     hub-net, paho  hub/link.py                the MQTT connection; callbacks only queue and assign
     metrics        ops/metrics.py (prometheus) reads collectors; outbox depth on the store's own
                                               read connection
@@ -52,9 +59,10 @@ Threads — every object used by more than one thread is confined to one or lock
     Store (decide, housekeeping, hub-pump,    its RLock; the outbox reader its own lock
       cards' status cache, metrics)
     DeviceStatus, DiskGuard, Watchdog,        their locks
-      Notifier, Alarms
+      Notifier, Alarms, RemoteOps
     Daemon.cfg, Verifier.cfg / trust / policy replaced whole on decide, never changed in place:
-      / keys (read by cards, housekeeping)    a reader sees the old object or the new one
+      / staff / keys (read by cards,          a reader sees the old object or the new one
+      housekeeping)
 
 Inputs hand presentations to ``decide`` through a bounded queue. A device that fails or
 disappears is marked out of order (log once, alarm ``<device>_down``: terminal/alarms.py),
@@ -82,23 +90,33 @@ from terminal.config import Config
 from terminal.core.cardstatus import NoHub, StatusSource
 from terminal.core.policy import ALLOW, DENY
 from terminal.core.presentation import Presentation
+from terminal.core.staff import Staff, is_staff_qr
 from terminal.housekeeping import Housekeeping
 from terminal.inputs.camera import CameraInput
 from terminal.inputs.cards import CardInput
 from terminal.inputs.devices import DeviceStatus
 from terminal.inputs.scanner import ScannerInput
 from terminal.ops.metrics import Metrics
+from terminal.ops.recentlog import RecentLog
 from terminal.ops.sdnotify import Notifier, Watchdog
 from terminal.screen import texts
 from terminal.state import diskguard
 from terminal.state.diskguard import DiskGuard
-from terminal.state.statusfile import StatusFile
+from terminal.state.statusfile import WRITE_EVERY, StatusFile
+from terminal.remote import RemoteOps
 from terminal.verifier import Reconfigure, Result, SetupError, Update, Verifier
 
 log = logging.getLogger(__name__)
 
 SELF_TEST = object()  # queued for the decide thread: decide SELF_TEST_TEXT once
 SELF_TEST_TEXT = "HC1:SELF-TEST"  # not a token: must be denied
+
+
+class _Task:
+    """Work for the decide thread, queued with the updates (a remote command's op)."""
+
+    def __init__(self, run: Callable[[], None]):
+        self.run = run
 
 
 class Daemon:
@@ -129,13 +147,20 @@ class Daemon:
         self.metrics = Metrics()
         self.devices = DeviceStatus(self.metrics)
         self.alarms = Alarms()  # every alarm's one source (fleet.md "Alarms")
+        self.housekeeping_every = WRITE_EVERY  # tests shorten it
+        # Remote commands (terminal/remote.py). open_gate(command) -> (ok, detail), run on the
+        # decide thread, is the staff override's entry point (None: answered "not_available");
+        # `update` asks self.updater (below) to check_now.
+        self.recent_log = RecentLog()
+        self.remote = RemoteOps(self, self.recent_log)
+        self.open_gate: Callable[[object], tuple[bool, object]] | None = self._remote_override
         self.verifier: Verifier | None = None
         self.bridge = None  # terminal.hub.bridge.HubBridge when [hub] broker is set
         self.hub = None     # ... and its HubLink
         self._metrics_server = None
         # Updates to the verifier (from the hub; a reloaded config from SIGHUP) are applied by
         # the decide thread between two presentations, never under a presentation being decided.
-        self._updates: queue.SimpleQueue[Update | Config] = queue.SimpleQueue()
+        self._updates: queue.SimpleQueue[Update | Config | _Task] = queue.SimpleQueue()
         self._queue: queue.Queue[Presentation] = queue.Queue(maxsize=64)
         self._stop_inputs = threading.Event()
         self._ready = threading.Event()
@@ -147,7 +172,9 @@ class Daemon:
         self.updater = None   # terminal.update.updater.Updater when [update] prefix is set
         self._health = None   # ... and the new release's health window
         self.self_tested = False  # the decide loop has decided the self-test presentation
-        self.restart_requested = threading.Event()  # an update asks for a restart into the new release
+        # An update or a remote restart asks for a restart: commands/run.py stops the daemon and
+        # exits with EXIT_RESTART, which systemd's Restart=on-failure starts again.
+        self.restart_requested = threading.Event()
 
     # --- setup ------------------------------------------------------------------
     def open(self) -> None:
@@ -178,7 +205,7 @@ class Daemon:
                         self.updater = self._open_updater()
                     self.bridge = HubBridge.open(self.cfg, self.verifier, self._updates.put,
                                                  on_alive=lambda: self.watchdog.progress("hub-net"),
-                                                 alarms=self.alarm_names,
+                                                 alarms=self.alarm_names, on_command=self.remote,
                                                  on_rollout=self.updater.on_rollout if self.updater else None)
                 except KeyFileError as e:
                     raise SetupError(str(e)) from None
@@ -243,8 +270,34 @@ class Daemon:
         two presentations; the devices (and the camera's stream) stay as they are."""
         self._updates.put(cfg)
 
+    def on_decide(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the decide thread between two presentations (remote commands)."""
+        self._updates.put(_Task(task))
+
+    def event_committed(self) -> None:
+        """An event is in the outbox: wake the hub pump."""
+        if self.bridge is not None:
+            self.bridge.notify()
+
+    def device_counters(self) -> dict:
+        """For the diagnostics bundle: what is down and why, the devices' and hub's counters."""
+        counts = {}
+        for family in self.metrics.registry.collect():
+            if family.name.startswith(("gate_device", "gate_presentations", "gate_decisions", "gate_hub",
+                                       "gate_rejected", "gate_alarm")):
+                for sample in family.samples:
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    counts[f"{sample.name}{{{labels}}}"] = sample.value
+        relay = {k: getattr(self.relay, k, None) for k in ("pulses", "failed_pulses", "error")}
+        return {"down": self.devices.errors(), "metrics": counts, "relay": relay,
+                "hub": self.hub.status() if self.hub is not None else None}
+
     def _reload(self, cfg: Config) -> None:
-        """On the decide thread: the trust list is checked (and kept) through the store."""
+        self.apply_config(cfg)
+
+    def apply_config(self, cfg: Config) -> str | None:
+        """On the decide thread: the trust list is checked (and kept) through the store. Returns
+        why the configuration was refused, or None once it is applied."""
         from terminal.crypto.keyfiles import KeyFileError, load_data_keys
         from terminal.verifier import load_trust
         v = self.verifier
@@ -253,7 +306,7 @@ class Daemon:
             file_keys = load_data_keys(cfg.data_keys)
         except (SetupError, KeyFileError) as e:
             log.error("reload refused, keeping the running configuration: %s", e)
-            return
+            return str(e)
         for issuer in trust.issuers.values():
             issuer.public_key.precompute()
         kept = cfg.keeping_restart_settings(self.cfg)
@@ -265,6 +318,7 @@ class Daemon:
         self.screen_loop.configure(cfg)
         log.warning("reload: configuration %s applied (venue %s, trust list seq %d)", cfg.path, cfg.venue,
                     trust.seq)
+        return None
 
     def _add_alarm_sources(self) -> None:
         """Each part that can go wrong, as a source of ``self.alarms`` (terminal/alarms.py)."""
@@ -279,6 +333,16 @@ class Daemon:
                                      for name in hub.alarms()})
         if self.updater is not None:
             self.alarms.add(self.updater.alarm)
+        v, store = self.verifier, self.verifier.store
+        self.alarms.add(lambda: alarm_names.outbox_backlog(store.oldest_unsynced_at(),
+                                                           self.cfg.hub.alarm_outbox_minutes, time.time()))
+        self.alarms.add(lambda: alarm_names.trust_stale(v.trust.next_update, self.cfg.trust.stale_grace_hours,
+                                                        v.clock.now()))
+        self.metrics.watch_alarms(alarm_names.NAMES, self.alarms.active)
+
+    def relay_up(self) -> bool | None:
+        """(decide thread) :meth:`_relay_up`, for a remote gate test."""
+        return self._relay_up()
 
     def _idle_prompt(self) -> str:
         """The idle screen asks only for what the inputs working now can take."""
@@ -315,6 +379,7 @@ class Daemon:
     def start(self) -> None:
         if self.verifier is None:
             self.open()
+        logging.getLogger().addHandler(self.recent_log)
         self.screen_loop.start()
         if self.audio is not None:
             self.audio.start()
@@ -327,7 +392,8 @@ class Daemon:
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
                                               status_source=self.status_source, notice=self._notice,
-                                              devices=self.devices, watchdog=self.watchdog, metrics=self.metrics))
+                                              devices=self.devices, watchdog=self.watchdog, metrics=self.metrics,
+                                              is_staff=lambda id_number: id_number in self.verifier.staff))
         for name in ["decide", "store"] + [i.name for i in self._inputs] + (["hub-net"] if self.bridge else []):
             self.watchdog.watch(name)
         for i in self._inputs:
@@ -341,7 +407,7 @@ class Daemon:
             devices=self.devices, device_names=self._device_names(), hub=self.bridge, alarms=self.alarms,
             metrics=self.metrics,
             watchdog=self.watchdog, notifier=self.notifier, retention_days=lambda: self.cfg.retention.days,
-            summary=self.summary)
+            summary=self.summary, every=self.housekeeping_every)
         self._housekeeping.start(self._inputs_done)
         if self.camera is not None:  # the camera opens on its grabber thread: let it try first
             end = time.monotonic() + 5
@@ -397,7 +463,25 @@ class Daemon:
             except OSError as e:
                 log.error("status file %s not written at stop: %s", self.status_file.path, e)
             self.verifier.close()
+        self.remote.close()
         log.info("terminal stopped after %d presentations", self.decided)
+        logging.getLogger().removeHandler(self.recent_log)
+
+    def override_review(self, by: Staff) -> None:
+        """Staff ``by`` confirm the review pending now (the hub's ``open_gate``, from any thread):
+        queued like a presentation, decided on the decide thread by :meth:`Verifier.override`,
+        the gate pulsed on allow; refused and recorded if nothing is pending."""
+        self._put(Presentation("staff", time.monotonic_ns(), staff=by))
+
+    def _remote_override(self, cmd) -> tuple[bool, object]:
+        """The hub's ``open_gate`` (on the decide thread, from terminal/remote.py): a staff override
+        by the command, decided like a staff card's. ``ok`` only if it was allowed and the relay
+        was up at the commit; the pulse itself then goes out as for any allow."""
+        r = self._decide(Presentation("staff", time.monotonic_ns(), staff=Staff("remote", sid=f"cmd:{cmd.id}")))
+        if r is None:
+            return False, {"reason": "not_committed", "detail": "the event could not be committed (disk full)"}
+        return r.decision == ALLOW and r.gate != "fault", {"seq": r.seq, "event_id": r.event_id, "reason": r.reason,
+                                                           "ref": r.ref, "gate": r.gate}
 
     def _guide(self, key: str) -> None:
         """A hint for the person at the camera (camera thread): the panel, and whoever listens."""
@@ -424,6 +508,11 @@ class Daemon:
                     self._reload(update)
                 elif update is SELF_TEST:
                     self._self_test()
+                elif isinstance(update, _Task):
+                    try:
+                        update.run()
+                    except Exception:  # a bug costs this task (its command is answered), not decide
+                        log.exception("a remote operation failed on the decide thread")
                 else:
                     self.verifier.apply(update)
             try:
@@ -440,12 +529,20 @@ class Daemon:
                 self._notice(texts.SYSTEM_ERROR)
 
     def _verify(self, p: Presentation) -> Result:
-        relay_up = self._relay_up()
+        v, relay_up = self.verifier, self._relay_up()
         if p.unreadable:
-            return self.verifier.unreadable(p.method, started_ns=p.started_ns, relay_up=relay_up)
+            return v.unreadable(p.method, started_ns=p.started_ns, relay_up=relay_up)
         if p.method == "qr":
-            return self.verifier.verify(p.text, started_ns=p.started_ns, relay_up=relay_up)
-        return self.verifier.verify_card(p.card, p.health, started_ns=p.started_ns, relay_up=relay_up)
+            if is_staff_qr(p.text):
+                return v.verify_staff_qr(p.text, started_ns=p.started_ns, relay_up=relay_up)
+            return v.verify(p.text, started_ns=p.started_ns, relay_up=relay_up)
+        if p.method == "staff":
+            return v.override(p.staff, started_ns=p.started_ns, relay_up=relay_up)
+        # A staff card confirms a review (or is refused as one): never decided as a visitor's.
+        staff = v.staff_card(p.card)
+        if staff is not None:
+            return v.override(staff, started_ns=p.started_ns, relay_up=relay_up)
+        return v.verify_card(p.card, p.health, started_ns=p.started_ns, relay_up=relay_up)
 
     def _open_gate(self, r: Result):
         """After the commit: the pulse for an allow, never for one recorded as gate "fault".
@@ -469,7 +566,7 @@ class Daemon:
         log.error("seq=%d event %s recorded gate opened, but the pulse did not go out (%s): the gate "
                   "stays shut, staff must open it", r.seq, r.event_id, why)
 
-    def _decide(self, p: Presentation) -> None:
+    def _decide(self, p: Presentation) -> Result | None:
         try:
             r = self._verify(p)
         except sqlite3.OperationalError as e:
@@ -481,7 +578,7 @@ class Daemon:
             except sqlite3.OperationalError:
                 log.error("presentation by %s not committed: disk full; gate stays shut", p.method)
                 self._notice(texts.SYSTEM_ERROR)
-                return
+                return None
         decided_ns = time.monotonic_ns()
         # The event is committed: only now may the gate open.
         pulse = self._open_gate(r)
@@ -495,12 +592,14 @@ class Daemon:
         self.status_file.record(r, time.time())
         if self.on_result is not None:
             self.on_result(p, r)
+        return r
 
     def _announce(self, r: Result, pulse, decided_ns: int) -> None:
         """The spoken outcome, once the gate is known: now, or when the pulse has gone out (or
         not) — then on the relay's thread; ``announce`` returns at once either way."""
         def say(gate_ok: bool) -> None:
-            self.audio.announce(r.decision, r.reason, seq=r.seq, decided_ns=decided_ns, gate_ok=gate_ok)
+            self.audio.announce(r.decision, r.reason, seq=r.seq, decided_ns=decided_ns, gate_ok=gate_ok,
+                                method=r.method)
         if pulse is None:
             say(r.gate != "fault")
         else:

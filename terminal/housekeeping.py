@@ -1,5 +1,5 @@
 """The daemon's housekeeping thread: every :data:`~terminal.state.statusfile.WRITE_EVERY`
-seconds store health (for the watchdog), the disk, the status file and systemd's STATUS=;
+seconds store health (for the watchdog), the disk, the alarms, the status file and systemd's STATUS=;
 hourly the retention of synced events and expired nonces.
 
 It sits beside the daemon rather than in ``terminal/ops``: it ties the store, the disk guard,
@@ -24,10 +24,11 @@ class Housekeeping:
 
     def __init__(self, *, store, clock, disk, status_file, devices, device_names: list[str], hub,
                  alarms, metrics, watchdog, notifier, retention_days: Callable[[], int],
-                 summary: Callable[[], str]):
+                 summary: Callable[[], str], every: float = WRITE_EVERY):
         """``hub``: the :class:`terminal.hub.bridge.HubBridge`, or None without a hub;
         ``alarms``: the terminal's :class:`terminal.alarms.Alarms`;
-        ``retention_days``: read each round, as a reload may change it."""
+        ``retention_days``: read each round, as a reload may change it; ``every``: seconds
+        between rounds (tests shorten it)."""
         self._store = store
         self._clock = clock
         self._disk = disk
@@ -41,6 +42,7 @@ class Housekeeping:
         self._notifier = notifier
         self._retention_days = retention_days
         self._summary = summary
+        self._every = every
         self.thread: threading.Thread | None = None
 
     def start(self, done: threading.Event) -> None:
@@ -55,7 +57,7 @@ class Housekeeping:
     def _run(self, done: threading.Event) -> None:
         next_purge = 0.0
         first = True  # the status file at once: `status` says "running" from the start
-        while first or not done.wait(WRITE_EVERY):
+        while first or not done.wait(self._every):
             first = False
             try:
                 store = self._store

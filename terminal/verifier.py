@@ -20,6 +20,7 @@ from drivers.idnumber import mask_id, mask_name
 from terminal.config import Config
 from terminal.core import reasons as R
 from terminal.core import token as tok
+from terminal.core import staff as st
 from terminal.core.policy import ALLOW, DENY, REVIEW, HealthStatus, Policy, decide
 from terminal.core.trust import MAX_TRUST_LIST_BYTES, EnvelopeError, TrustList, open_trust_list
 from terminal.crypto.keyfiles import KeyFileError, load_data_keys
@@ -78,6 +79,7 @@ class Result:
     event_id: str
     latency_ms: float
     gate: str | None = None  # the event's: "opened", "fault" (an allow at a relay known down), None
+    ref: str | None = None  # a staff override's: the id of the review event it answers
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -123,6 +125,15 @@ class TrustListUpdate:
 @dataclass(frozen=True)
 class PolicyUpdate:
     venues: dict[str, dict]       # venue → fields, the hub's signed policy bundle
+    staff: st.StaffList = st.NO_STAFF  # and its staff list
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    """The last presentation, decided ``review``: what a staff credential can confirm."""
+    event_id: str
+    seq: int
+    at: float                     # Verifier.mono() at its commit
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,12 @@ class Verifier:
         self.data_key_not_after: dict[int, int] = {}
         self.clock = clock
         self.hub_policy: dict[str, dict] = {}  # venue → fields, from the hub's signed policy bundle
+        self.staff = st.NO_STAFF      # the bundle's staff list (read by the card threads: replaced whole)
+        # The review a staff credential may confirm: set and cleared by _commit on the deciding
+        # thread only. Its age is measured on a monotonic clock (injectable for tests), so a wall
+        # clock set back or forward neither stretches nor cuts the window.
+        self.pending: PendingReview | None = None
+        self.mono = time.monotonic
 
     def apply(self, update: Update) -> None:
         """The one way a running verifier changes. Call it between two presentations, from the
@@ -173,7 +190,7 @@ class Verifier:
         if isinstance(update, TrustListUpdate):
             self.trust = update.trust
         elif isinstance(update, PolicyUpdate):
-            self.hub_policy = update.venues
+            self.hub_policy, self.staff = update.venues, update.staff
         elif isinstance(update, DataKeysUpdate):
             self._hub_keys = update.keys
             self._merge_keys()
@@ -267,7 +284,7 @@ class Verifier:
                 nonce = (a.env.nonce, a.env.iat + a.env.ttl + policy.max_skew)
             return self._commit("qr", a.decision, a.reason, t, now is not None, started_ns,
                                 (body.status, body.flags) if body else (None, None),
-                                (body.id_number, body.name) if body else None, nonce, relay_up)
+                                _person(body.id_number, body.name) if body else None, nonce, relay_up)
 
     def verify_card(self, card: CardRead, health: HealthStatus | None, *, venue: str | None = None,
                     started_ns: int | None = None, relay_up: bool | None = None) -> Result:
@@ -288,7 +305,65 @@ class Verifier:
                 decision, reason = decide(policy, health, t)
             return self._commit(card.kind, decision, reason, t, False, started_ns,
                                 (health.status, health.flags) if health else (None, None),
-                                (card.id_number, card.name), None, relay_up)
+                                _person(card.id_number, card.name), None, relay_up)
+
+    # --- staff override (docs/protocol/staff.md) ---------------------------------------------
+    def staff_card(self, card: CardRead) -> st.Staff | None:
+        """The staff member holding ``card``, if its number is on the hub's staff list."""
+        if card.id_number in self.staff:
+            return st.Staff(card.kind, id_number=card.id_number, name=card.name)
+        return None
+
+    def verify_staff_qr(self, text: str, *, started_ns: int | None = None, relay_up: bool | None = None) -> Result:
+        """A staff QR code: the hub's signature and freshness (one code confirms one review: its
+        nonce is used up as a health code's is), then :meth:`override`. A refused code is
+        recorded like the rest: method ``staff``, decision ``deny``, the token reason that applies."""
+        started_ns = started_ns or time.monotonic_ns()
+        with self.store.presentation():
+            policy = self.policy()
+            t = self.clock.now()
+            try:
+                q = st.open_staff_qr(text, {self.cfg.hub_key.kid(): self.cfg.hub_key})
+            except st.StaffError as e:
+                log.warning("staff code refused: %s", e)
+                return self._commit("staff", DENY, e.reason, t, False, started_ns, (None, None), None, None,
+                                    relay_up)
+            who = st.Staff("qr", sid=q.sid)
+            why = st.freshness(q, t, policy.max_skew)
+            if why is not None:
+                return self._commit("staff", DENY, why, t, False, started_ns, (None, None), _staff(who), None,
+                                    relay_up)
+            return self._override(who, policy, t, started_ns,
+                                  (b"staff:" + q.nonce, q.iat + q.ttl + policy.max_skew), relay_up)
+
+    def override(self, by: st.Staff, *, started_ns: int | None = None, relay_up: bool | None = None) -> Result:
+        """Staff ``by`` confirm the pending review: the one entry point for every way staff can
+        (a staff card, a staff code, the hub's ``open_gate``). Commits the event and returns;
+        the caller opens the gate on ``allow``. Call it on the deciding thread."""
+        started_ns = started_ns or time.monotonic_ns()
+        with self.store.presentation():
+            return self._override(by, self.policy(), self.clock.now(), started_ns, None, relay_up)
+
+    def _override(self, by: st.Staff, policy: Policy, t: float | None, started_ns: int,
+                  nonce: tuple[bytes, int] | None, relay_up: bool | None) -> Result:
+        pending, ref = self.pending, None
+        if pending is None:
+            decision, reason = DENY, R.NO_PENDING_REVIEW
+        elif self.mono() - pending.at > policy.override_seconds:
+            decision, reason, ref = DENY, R.REVIEW_EXPIRED, pending.event_id
+        else:
+            decision, reason, ref = ALLOW, R.STAFF_OVERRIDE, pending.event_id
+        return self._commit("staff", decision, reason, t, False, started_ns, (None, None), _staff(by), nonce,
+                            relay_up, ref=ref)
+
+    def record_maintenance(self, reason: str) -> Result:
+        """A maintenance action at the gate (a remote ``gate_test``, asked only of a relay that
+        answers): an event of method ``maintenance``, decision allow, gate opened, no subject,
+        committed before the relay may move."""
+        started_ns = time.monotonic_ns()
+        with self.store.presentation():
+            return self._commit("maintenance", ALLOW, reason, self.clock.now(), False, started_ns, (None, None),
+                                None, None, True)
 
     def unreadable(self, method: str, *, started_ns: int, relay_up: bool | None = None) -> Result:
         """Someone presented at ``method`` (docs/protocol/devices.md §4) and nothing could be read
@@ -298,17 +373,19 @@ class Verifier:
                                 (None, None), None, None, relay_up)
 
     def _commit(self, method: str, decision: str, reason: str, t: float | None, fixed_time: bool,
-                started_ns: int, status_flags: tuple, person: tuple[str, str] | None,
-                nonce: tuple[bytes, int] | None, relay_up: bool | None) -> Result:
-        """Commit the presentation's event (and its nonce) in one transaction; only then return."""
+                started_ns: int, status_flags: tuple, who: Subject | None,
+                nonce: tuple[bytes, int] | None, relay_up: bool | None, *, ref: str | None = None) -> Result:
+        """Commit the presentation's event (and its nonce) in one transaction; only then return.
+        Then the pending review: a review is the one staff may confirm next; any other decision
+        by a visitor ends the last one (its person is no longer the one at the gate), an override
+        that opened the gate uses it up, a refused staff credential leaves it."""
         subject = None
-        if person is not None:
-            subject = self.cfg.hub_key.encrypt(json.dumps(
-                {"id_number": person[0], "name": person[1]}, ensure_ascii=False).encode()).hex()
+        if who is not None:
+            subject = self.cfg.hub_key.encrypt(json.dumps(who.subject, ensure_ascii=False).encode()).hex()
         event = {
             "id": uuid7(), "at": t if t is not None else time.time(), "boot_id": BOOT_ID,
             "mono_ns": started_ns, "method": method, "clock": "trusted" if t is not None else "untrusted",
-            "status": status_flags[0], "flags": status_flags[1], "subject": subject,
+            "status": status_flags[0], "flags": status_flags[1], "subject": subject, "ref": ref,
         }
         with self.store.write():
             # Step 6 runs inside the commit, so two presentations can never both use a nonce.
@@ -320,9 +397,33 @@ class Verifier:
             seq = self.store.insert_event(event)
             if not fixed_time:
                 self.clock.persist()
+        if method != "staff":
+            self.pending = PendingReview(event["id"], seq, self.mono()) if decision == REVIEW else None
+        elif decision == ALLOW or reason == R.REVIEW_EXPIRED:
+            self.pending = None
         result = Result(decision, reason, method, event["status"], event["flags"],
-                        mask_name(person[1]) if person else None, mask_id(person[0]) if person else None,
-                        seq, event["id"], event["latency_ms"], event["gate"])
-        log.info("seq=%d method=%s decision=%s reason=%s name=%s id=%s latency_ms=%.1f gate=%s",
-                 seq, method, decision, reason, result.name, result.id, latency_ms, event["gate"])
+                        who.name if who else None, who.id if who else None,
+                        seq, event["id"], event["latency_ms"], event["gate"], ref)
+        log.info("seq=%d method=%s decision=%s reason=%s name=%s id=%s latency_ms=%.1f gate=%s%s",
+                 seq, method, decision, reason, result.name, result.id, latency_ms, event["gate"],
+                 f" ref={ref}" if ref else "")
         return result
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who an event is about: ``subject`` is encrypted to the hub; ``name`` and ``id`` are the
+    masked forms a screen or log may show."""
+    subject: dict
+    name: str | None
+    id: str | None
+
+
+def _person(id_number: str, name: str) -> Subject:
+    return Subject({"id_number": id_number, "name": name}, mask_name(name), mask_id(id_number))
+
+
+def _staff(by: st.Staff) -> Subject:
+    if by.id_number is not None:
+        return Subject(by.subject(), mask_name(by.name or ""), mask_id(by.id_number))
+    return Subject(by.subject(), None, None)

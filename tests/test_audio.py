@@ -195,12 +195,18 @@ def test_without_espeak_every_prompt_is_a_tone(tmp_path, caplog):
 def test_every_deny_reason_has_a_prompt_of_its_group():
     grouped = [r for group in P.DENY_GROUPS.values() for r in group]
     assert len(grouped) == len(set(grouped))
-    assert set(grouped) == set(R.ALL) - {R.OK}
+    assert set(grouped) == set(R.ALL) - {R.OK, R.STAFF_OVERRIDE}   # the two allow reasons
     assert P.outcome_prompt(DENY, R.RED_CODE) == "deny_health"
     assert P.outcome_prompt(DENY, R.EXPIRED) == "deny_refresh"
     assert P.outcome_prompt(DENY, R.BAD_SIGNATURE) == "deny_invalid"
     assert P.outcome_prompt(DENY, R.CLOCK_UNTRUSTED) == "device_fault"
     assert P.outcome_prompt(DENY, "something_new") == "deny"
+    # a staff credential refused: its own sentence, whatever token reason refused it
+    for reason in (R.BAD_SIGNATURE, R.BAD_FORMAT, R.EXPIRED, R.REPLAYED):
+        assert P.PROMPTS[P.outcome_prompt(DENY, reason, method="staff")].text == "工作人员凭证无效"
+    for reason in (R.NO_PENDING_REVIEW, R.REVIEW_EXPIRED):
+        assert P.PROMPTS[P.outcome_prompt(DENY, reason, method="staff")].text == "没有待核验人员"
+    assert P.outcome_prompt(DENY, R.CLOCK_UNTRUSTED, method="staff") == "device_fault"
     assert {P.PROMPTS[k].tone for k in P.DENY_GROUPS} == {DENY}
 
 

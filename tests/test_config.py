@@ -52,6 +52,16 @@ def test_sim_config_loads_with_relative_paths(keyset):
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'mqtt://10.1.2.3:1883'"), "only for a broker on this machine"),
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'mqtts://hub:8883'"), "hub.ca is required"),
     (lambda t: t.replace("[hub]", "[hub]\nbroker = 'tcp://hub'"), "hub.broker must be mqtts://"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = []"), "hub.broker must be a URL or a list of 1-8 URLs"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = [" + ", ".join(f"'mqtt://127.0.0.1:{p}'" for p in range(1, 10))
+                         + "]"), "hub.broker must be a URL or a list of 1-8 URLs"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = ['mqtt://127.0.0.1:1', 'tcp://hub']"),
+     "hub.broker [1] must be mqtts://"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = ['mqtt://127.0.0.1:1', 'mqtt://127.0.0.1:1']"),
+     "hub.broker [1] mqtt://127.0.0.1:1 is listed twice"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = ['mqtt://127.0.0.1:1', 'mqtts://127.0.0.1:2']"),
+     "hub.broker must all be mqtts:// or all mqtt://"),
+    (lambda t: t.replace("[hub]", "[hub]\nbroker = ['mqtts://a:1', 'mqtts://b:2']"), "hub.ca is required"),
     (lambda t: t + "\n[metrics]\nlisten = '0.0.0.0:9105'\n", "metrics.listen"),
     # a rate no reader can be set to would never read a card: refused by run too (issue #12, 4)
     (lambda t: t + "\n[ss_card]\nbaud = 57600\n", "ss_card.baud must be one of 9600, 115200 "),
@@ -74,6 +84,15 @@ def test_errors_name_file_and_key(keyset, tmp_path, edit, message):
         cfgmod.load(p)
     assert str(e.value).startswith(f"{p}: ") and message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_broker_cluster_lists_up_to_eight_nodes_tried_in_order(keyset, tmp_path):
+    nodes = [f"mqtt://127.0.0.1:{p}" for p in range(1, 9)]
+    text = base(keyset).replace("[hub]", "[hub]\nbroker = [" + ", ".join(f"'{u}'" for u in nodes) + "]")
+    assert cfgmod.load(write(tmp_path, text)).hub.brokers == tuple(nodes)
+    one = base(keyset).replace("[hub]", "[hub]\nbroker = 'mqtt://127.0.0.1:1'")
+    assert cfgmod.load(write(tmp_path, one)).hub.brokers == ("mqtt://127.0.0.1:1",)
+    assert cfgmod.load(write(tmp_path, base(keyset))).hub.brokers == ()
 
 
 def test_missing_hub_tls_files_do_not_stop_the_loader(keyset, tmp_path):
@@ -282,6 +301,8 @@ RANGES = {
     ("camera", "gap"): (0.2, 10, 0.19, 10.01, 1.5),
     ("scanner", "gap"): (0.2, 10, 0.19, 10.01, 1.5),
     ("hub", "alarm_hub_minutes"): (1, 1440, 0, 1441, 10),
+    ("hub", "alarm_outbox_minutes"): (1, 10080, 0, 10081, 30),
+    ("trust", "stale_grace_hours"): (0, 8760, -1, 8761, 24),
     ("relay", "pulse_ms"): (100, 10000, 99, 10001, 800),
     ("screen", "width"): (240, 4096, 239, 4097, 800),
     ("screen", "height"): (240, 4096, 239, 4097, 480),

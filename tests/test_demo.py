@@ -179,6 +179,24 @@ def test_demo_config_puts_the_simulated_devices_in_place_of_the_files(keyset, tm
     assert plain.camera.source is None and plain.retention.days == 21 and plain.relay.kind == "lcus"
 
 
+def test_demo_at_a_hospital_staff_override_some_reviews(tmp_path, capsys):
+    """Every other person sent to review is let in by staff with a staff QR code: the report's
+    overrides name the review events, and each opened the gate once more."""
+    report = tmp_path / "report.json"
+    rc = main(["sim", "demo", "--duration", "15", "--rate", "40", "--seed", "0", "--venue", "hospital",
+               "--out", str(tmp_path / "out"), "--report", str(report)])
+    out = capsys.readouterr().out
+    res = json.loads(report.read_text())
+    assert rc == 0, out
+    assert res["agreement"] == 1.0 and res["wrongly_admitted"] == []
+    ov = res["overrides"]
+    assert ov["meant"] == 2 and ov["count"] == 2 and ov["right_person"], out  # seed 0: 3 reviews, 2 let in
+    assert [(e["decision"], e["reason"]) for e in ov["each"]] == [("allow", "staff_override")] * 2
+    assert all(e["ref"] and e["visitor"] for e in ov["each"])
+    assert res["gate_pulses"] == res["allowed"] + ov["count"]
+    assert "staff overrides 2 of 2 meant" in out
+
+
 def test_demo_reports_every_prompt_with_its_latency(tmp_path, capsys):
     report = tmp_path / "report.json"
     rc = main(["sim", "demo", "--duration", "10", "--rate", "40", "--seed", "5", "--venue", "hospital",
@@ -186,12 +204,16 @@ def test_demo_reports_every_prompt_with_its_latency(tmp_path, capsys):
     out = capsys.readouterr().out
     res = json.loads(report.read_text())
     assert rc == 0, out
-    # one prompt per decision (latest wins only within milliseconds: the crowd is seconds apart)
-    assert sorted(p["seq"] for p in res["prompts"]) == list(range(1, res["decided"] + 1))
+    # one prompt per decision (latest wins only within milliseconds: the crowd is seconds apart),
+    # the visitors' and the staff's (seed 5: one person sent to review is let in by staff)
+    staff = len(res["overrides"]["each"])
+    assert staff == 1
+    assert sorted(p["seq"] for p in res["prompts"]) == list(range(1, res["decided"] + staff + 1))
     assert all(0 <= p["latency_ms"] <= 100 for p in res["prompts"])
     assert res["audio_p99_ms"] == max(p["latency_ms"] for p in res["prompts"]) <= 100
     modes = {(p["mode"], p["text"]) for p in res["prompts"]}
     assert ("tone", None) in modes and ("speech", "请人工核验") in modes   # allow beeps; review speaks
+    assert ("speech", "工作人员已放行") in modes                             # an override speaks as a review
     recorded = sorted((tmp_path / "out" / "prompts").glob("*.wav"))
     assert len(recorded) == len(res["prompts"])
     assert f"prompts {len(res['prompts'])}, decision to first sample p99" in out

@@ -27,7 +27,8 @@ from terminal.hub.updates import DataKey
 from drivers.idnumber import check_character
 from terminal.core.policy import HealthStatus, Policy
 from terminal.crypto.sm2 import PrivateKey
-from terminal.state.statuscache import StatusCache, cache_key, hmac_sm3
+from terminal.crypto.gmcrypto import hmac_sm3
+from terminal.state.statuscache import StatusCache, cache_key
 from terminal.state.store import DB_NAME, Store
 from terminal.core.trust import seal_envelope
 from terminal.verifier import Verifier
@@ -176,7 +177,7 @@ def test_updates_accept_newer_and_refuse_forged_rolled_back_and_foreign(store, k
     assert not u.handle("trust", make_trust_list(k["issuer"], k["root"], seq=4, now=now))  # rollback
 
     assert u.handle("policy", signed(policy_doc(3, nat_hours=12), k["hub"]))
-    assert got.policy == [{"mall": {"nat_hours": 12}}]
+    assert [p.venues for p in got.policy] == [{"mall": {"nat_hours": 12}}]
     assert not u.handle("policy", signed(policy_doc(4), stranger))
     assert not u.handle("policy", signed(policy_doc(2), k["hub"]))
     assert not u.handle("policy", signed(policy_doc(5, nat_hours="x"), k["hub"]))
@@ -217,7 +218,7 @@ def test_persisted_updates_survive_a_restart(tmp_path, keyset_config, k):
     s = Store(tmp_path / "st")
     try:
         p = load_persisted(s, keyset_config, k["device"])
-        assert p.policy == {"mall": {"nat_hours": 12}} and p.seqs["time"] == 1_800_000_000.25
+        assert p.policy.venues == {"mall": {"nat_hours": 12}} and p.seqs["time"] == 1_800_000_000.25
         assert p.data_keys == {2: DataKey(b"Z" * 16, 10)}
         u2 = make_updates(s, keyset_config, k, Got())
         assert not u2.handle("policy", signed(policy_doc(2), k["hub"]))  # rollback across the restart
@@ -474,11 +475,12 @@ def test_one_hostile_message_costs_itself_not_the_pump_round(store, keyset_confi
         ("keys", signed(keys_doc(2 ** 70, TID, k["device"]), hub)),
         ("trust", make_trust_list(k["issuer"], k["root"], seq=2 ** 70, now=now)),
         ("ack", wire.ack(TID, store.epoch, 2 ** 70, hub)),
+        ("cmd", seal_envelope(NESTED, hub)),                                     # hub-signed, nested
         ("ack", wire.ack(TID, store.epoch, 20, hub)),                          # the genuine ones
         ("policy", signed(policy_doc(5), hub)),
         ("time", signed(time_doc(now), hub)),
     ])
-    assert link.status()["rejected"] == {"ack": 1, "trust": 2, "policy": 3, "keys": 1, "time": 3}
+    assert link.status()["rejected"] == {"ack": 1, "trust": 2, "policy": 3, "keys": 1, "time": 3, "cmd": 1}
     assert link.pump.acked_seq == 20 and store.outbox_depth() == 30
     assert link.updates.held["policy"] == 5 and link.updates.held["time"] == now
     # the bounds themselves are accepted
@@ -495,9 +497,12 @@ def message(topic: str, payload: bytes) -> mqtt.MQTTMessage:
 
 def test_inbound_messages_are_bounded_per_topic_and_the_inbox_in_bytes(store, keyset_config, k):
     """Finding 20: 1,500 × 1 MiB at QoS 0 used to sit in the inbox (60 → 267 MiB RSS)."""
-    link = unstarted_link(store, keyset_config, k)
+    rollouts = []                                  # the updater's: it verifies them on its own thread
+    link = HubLink(keyset_config.with_hub(broker="mqtts://127.0.0.1:1"), store, k["device"],
+                   on_rollout=rollouts.append)
     t = link.topics
-    topic = {"ack": t.ack, "trust": t.trust, "policy": t.policy, "keys": t.keys, "time": t.time}
+    topic = {"ack": t.ack, "trust": t.trust, "policy": t.policy, "keys": t.keys, "time": t.time, "cmd": t.cmd,
+             "rollout": t.rollout}
     mib = b"x" * (1 << 20)
     for _ in range(1500):
         link._on_message(None, None, message(t.trust, mib))
@@ -522,6 +527,8 @@ def test_inbound_messages_are_bounded_per_topic_and_the_inbox_in_bytes(store, ke
             assert link.inbox_bytes == 0
         assert link.dropped_messages == dropped + 1
     assert dict(link.updates.rejected) == {"trust": 1, "policy": 1, "keys": 1, "time": 1}
+    assert link.commands.rejected == 1
+    assert [len(r) for r in rollouts] == [INBOUND_LIMITS["rollout"]]  # handed over, unread
 
     dropped = link.dropped_messages
     largest = b"z" * INBOUND_LIMITS["policy"]

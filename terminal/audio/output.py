@@ -82,9 +82,10 @@ class AudioOut:
 
     # --- called from other threads (decide) -------------------------------------------------
     def announce(self, decision: str, reason: str, *, seq: int | None = None, gate_ok: bool = True,
-                 decided_ns: int | None = None) -> None:
+                 decided_ns: int | None = None, method: str | None = None) -> None:
         """A decision's prompt; returns at once."""
-        self._request(P.outcome_prompt(decision, reason, gate_ok=gate_ok), decision, seq, decided_ns)
+        self._request(P.outcome_prompt(decision, reason, gate_ok=gate_ok, method=method), decision, seq,
+                      decided_ns)
 
     def say(self, key: str, decided_ns: int | None = None) -> None:
         """A prompt by its key (a notice, camera guidance); always spoken."""

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from terminal.core import reasons as R
 from terminal.core.policy import ALLOW, DENY, REVIEW
 
-# The decision-like outcome of a staff member releasing a pending review (issue 14, item 1).
-STAFF_OVERRIDE = "staff_override"
+# The decision-like outcome of a staff member releasing a pending review (docs/protocol/staff.md).
+STAFF_OVERRIDE = R.STAFF_OVERRIDE
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ PROMPTS: dict[str, Prompt] = {p.key: p for p in (
     Prompt("deny_nat", "禁止通行，核酸不符合要求", DENY),
     Prompt("deny_vaccine", "禁止通行，疫苗接种未达要求", DENY),
     Prompt("deny_status", "禁止通行，无法查询健康状态", DENY),
+    # A staff credential refused (docs/protocol/staff.md): said to the staff member, as on screen.
+    Prompt("deny_staff", "工作人员凭证无效", DENY),
+    Prompt("deny_no_review", "没有待核验人员", DENY),
     Prompt("device_fault", "设备故障，请联系工作人员", DENY),
     # Camera guidance: said while a code is in view but cannot be read (no decision yet).
     Prompt("guide_aim", "请将健康码对准扫描区", None),
@@ -53,6 +56,7 @@ DENY_GROUPS: dict[str, tuple[str, ...]] = {
     "deny_nat": (R.NAT_MISSING, R.NAT_EXPIRED),
     "deny_vaccine": (R.VACCINATION_REQUIRED,),
     "deny_status": (R.STATUS_UNAVAILABLE,),
+    "deny_no_review": (R.NO_PENDING_REVIEW, R.REVIEW_EXPIRED),
     # The terminal's own clock is wrong: nothing the person can fix.
     "device_fault": (R.CLOCK_UNTRUSTED,),
 }
@@ -62,15 +66,19 @@ _DENY_PROMPT = {reason: key for key, group in DENY_GROUPS.items() for reason in 
 NOTICE_PROMPTS = {"system_error": "device_fault"}
 
 
-def outcome_prompt(decision: str, reason: str, *, gate_ok: bool = True) -> str:
+def outcome_prompt(decision: str, reason: str, *, gate_ok: bool = True, method: str | None = None) -> str:
     """The prompt key for an outcome. ``gate_ok`` False (the relay is out of order) turns an
     allow into 请联系工作人员开门: the terminal never says 请通行 at a gate that stays shut.
-    Anything but allow and deny (review, an unknown decision) asks for a person, like the screen."""
+    Anything but allow and deny (review, an unknown decision) asks for a person, like the screen.
+    A staff credential refused for what it is (``method`` staff, a token reason: forged, expired,
+    used) is 工作人员凭证无效, never the health code's sentence."""
     if decision == ALLOW:
         if not gate_ok:
             return "open_by_staff"
         return "staff_override" if reason == STAFF_OVERRIDE else "allow"
     if decision == DENY:
+        if method == "staff" and _DENY_PROMPT.get(reason) in ("deny_invalid", "deny_refresh"):
+            return "deny_staff"
         return _DENY_PROMPT.get(reason, "deny")
     return "review"
 

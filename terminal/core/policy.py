@@ -26,6 +26,7 @@ class Policy:
     vax_min_doses: int = 0        # fewer doses is vaccination_required; 0 = not required
     offline_unknown: str = REVIEW  # a card the hub cannot answer for and the cache does not know
     status_cache_hours: int = 24  # how long a hub answer for a card may stand in during an outage
+    override_seconds: int = 60    # a staff credential may confirm a review this long after it
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "Policy":
         return replace(self, **overrides)
@@ -33,7 +34,8 @@ class Policy:
 
 DECISION_FIELDS = ("red", "yellow", "star", "close_contact", "offline_unknown")
 INT_FIELDS = {"max_age": (0, 86400), "max_skew": (0, 3600), "nat_hours": (0, 24 * 365),
-              "vax_min_doses": (0, 9), "status_cache_hours": (0, 24 * 365)}
+              "vax_min_doses": (0, 9), "status_cache_hours": (0, 24 * 365),
+              "override_seconds": (1, 3600)}
 FIELD_NAMES = tuple(f.name for f in fields(Policy))
 
 PRESETS: dict[str, Policy] = {

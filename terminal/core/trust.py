@@ -71,13 +71,19 @@ class TrustList:
     seq: int
     issued_at: int
     issuers: dict[str, Issuer]
+    # When the root promises the next list (optional; this project's addition, docs/protocol/token.md §5):
+    # past it plus [trust] stale_grace_hours the terminal raises trust_stale. None: never stale.
+    next_update: int | None = None
 
 
-def trust_list(seq: int, issued_at: int, issuers: list[Issuer], root_key: PrivateKey) -> bytes:
+def trust_list(seq: int, issued_at: int, issuers: list[Issuer], root_key: PrivateKey,
+               next_update: int | None = None) -> bytes:
     """A trust list signed by a provincial root key (what :func:`open_trust_list` reads)."""
     doc = {"type": "trust-list", "seq": seq, "issued_at": issued_at, "issuers": [
         {"kid": i.kid, "public_key": i.public_key.hex(), "not_before": i.not_before, "not_after": i.not_after,
          "status": i.status} for i in issuers]}
+    if next_update is not None:
+        doc["next_update"] = next_update
     return seal_envelope(json.dumps(doc, separators=(",", ":")).encode(), root_key)
 
 
@@ -118,7 +124,9 @@ def parse_trust_list(payload: bytes) -> TrustList:
             raise EnvelopeError(f"trust list: issuers[{i}].status must be active or revoked")
         issuers[key.kid()] = Issuer(key.kid(), key, _int(e.get("not_before"), f"issuers[{i}].not_before"),
                                     _int(e.get("not_after"), f"issuers[{i}].not_after"), e["status"])
-    return TrustList(_int(doc.get("seq"), "seq"), _int(doc.get("issued_at", 0), "issued_at"), issuers)
+    next_update = doc.get("next_update")
+    return TrustList(_int(doc.get("seq"), "seq"), _int(doc.get("issued_at", 0), "issued_at"), issuers,
+                     None if next_update is None else _int(next_update, "next_update"))
 
 
 def open_trust_list(raw: bytes | str, roots: dict[str, PublicKey]) -> TrustList:

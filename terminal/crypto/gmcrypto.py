@@ -34,6 +34,18 @@ def _sm3_openssl(data: bytes) -> bytes:
 sm3 = _sm3_openssl if "sm3" in hashlib.algorithms_available else sm3_gmssl
 
 
+SM3_BLOCK = 64
+
+
+def hmac_sm3(key: bytes, message: bytes) -> bytes:
+    """RFC 2104 HMAC over SM3 (64-byte blocks), on whichever SM3 this module has."""
+    if len(key) > SM3_BLOCK:
+        key = sm3(key)
+    key = key.ljust(SM3_BLOCK, b"\0")
+    inner = sm3(bytes(b ^ 0x36 for b in key) + message)
+    return sm3(bytes(b ^ 0x5C for b in key) + inner)
+
+
 def _cipher(key: bytes, mode: int) -> _sm4.CryptSM4:
     if len(key) != 16:
         raise ValueError("SM4 key must be 16 bytes")

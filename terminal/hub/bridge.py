@@ -29,11 +29,12 @@ class HubBridge:
     def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None], *,
              on_alive: Callable[[], None] = lambda: None,
              alarms: Callable[[], list[str]] = lambda: [],
-             on_rollout: Callable[[bytes], None] | None = None) -> "HubBridge":
+             on_rollout: Callable[[bytes], None] | None = None, on_command=None) -> "HubBridge":
         """Apply what earlier runs kept (policy, data keys) to ``verifier`` now, and make the link.
         ``on_alive``: hub-net's liveness, for the watchdog; ``alarms``: the terminal's other alarms
         by name, for the birth message; ``on_rollout``: software rollouts, to the updater (None: not
-        subscribed). Raises KeyFileError for an unreadable device key."""
+        subscribed); ``on_command(command, reply)``: runs an admitted remote command
+        (terminal/remote.py). Raises KeyFileError for an unreadable device key."""
         from terminal.crypto.keyfiles import load_private_key
 
         # With the pump and paho's threads beside it, a verification that released the GIL for
@@ -42,16 +43,16 @@ class HubBridge:
         device_key = load_private_key(cfg.device_key)
         kept = load_persisted(verifier.store, cfg, device_key)
         if kept.policy:
-            verifier.apply(PolicyUpdate(kept.policy))
+            verifier.apply(PolicyUpdate(kept.policy.venues, kept.policy.staff))
         if kept.data_keys:
             verifier.apply(DataKeysUpdate(kept.data_keys))
         link = HubLink(cfg, verifier.store, device_key,
                        on_trust=lambda trust: submit(TrustListUpdate(trust)),
-                       on_policy=lambda venues: submit(PolicyUpdate(venues)),
+                       on_policy=lambda p: submit(PolicyUpdate(p.venues, p.staff)),
                        on_data_keys=lambda keys: submit(DataKeysUpdate(keys)),
                        on_time=lambda t: submit(TimeBeacon(t)),
                        on_rollout=on_rollout, clock_state=lambda: verifier.clock.state, alarms=alarms,
-                       on_alive=on_alive)
+                       on_alive=on_alive, on_command=on_command, trusted_now=verifier.clock.now)
         return cls(link, HubStatusSource(link, StatusCache(verifier.store, cache_key(device_key)), cfg,
                                          policy=verifier.policy))
 
@@ -77,4 +78,5 @@ class HubBridge:
             self._rejected_seen[kind] = n
         return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
                 "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
-                "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"]}
+                "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"],
+                "broker": st["broker"]}

@@ -45,6 +45,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from drivers.backoff import backoff_delay
 from terminal.hub import wire
 from terminal.config import Config, HubSection
+from terminal.hub.commands import CommandGate
 from terminal.hub.outbox import OutboxPump
 from terminal.hub.updates import DataKey, SignedUpdates
 from terminal.update.version import running_version
@@ -61,9 +62,10 @@ INBOUND_LIMITS = {
     "reply": 4 << 10,     # a signed card status answer is ~450 bytes
     "time": 4 << 10,      # a signed beacon is ~250 bytes
     "keys": 64 << 10,     # ~370 bytes a data key: 170 keys, where a bundle holds a handful
-    "policy": 256 << 10,  # a few hundred bytes a venue type; room for a staff list to come
+    "policy": 256 << 10,  # a few hundred bytes a venue type, 35 bytes a staff digest (≤ 5,000: ~175 KB)
     "trust": 256 << 10,   # ~350 bytes an issuer: 700 issuers, where a province has a few
     "rollout": 256 << 10,  # a named stage of 10,000 tids is ~200 KB (wire.MAX_STAGE_TIDS)
+    "cmd": 16 << 10,      # a signed command is ~400 bytes; its args a few small values
 }
 UPDATE_PUBLISH_WAIT = 5.0  # seconds an update result waits for the broker's PUBACK
 # Said in CONNECT (MQTT 5 Maximum Packet Size): the broker sends nothing larger, so paho never
@@ -105,12 +107,14 @@ _WAKE, _STOP = _Wake(), object()
 class HubLink:
     def __init__(self, cfg: Config, store: Store, device_key: PrivateKey, *,
                  on_trust: Callable[[TrustList], None] | None = None,
-                 on_policy: Callable[[dict[str, dict]], None] | None = None,
+                 on_policy: Callable[[wire.PolicyBundle], None] | None = None,
                  on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None,
                  on_rollout: Callable[[bytes], None] | None = None,
                  clock_state: Callable[[], str] = lambda: "trusted",
                  alarms: Callable[[], list[str]] = lambda: [],
+                 on_command: Callable[[wire.Command, Callable[[bool, object], bool]], None] | None = None,
+                 trusted_now: Callable[[], float | None] = time.time,
                  window: int = 8, ack_timeout: float = 15.0, poll: float = 0.5, keepalive: int = 30,
                  session_expiry: int = 7 * 86400, backoff_base: float = 1.0, backoff_cap: float = 60.0,
                  stable_after: float = 30.0, connect_timeout: float = 10.0, max_rate: float = 3000.0,
@@ -120,12 +124,19 @@ class HubLink:
         self.cfg = cfg
         self.tid = cfg.terminal_id
         self.topics = wire.Topics(cfg.hub.prefix, self.tid)
-        self._tls, self._host, self._port = wire.parse_broker_url(cfg.hub.broker)
+        # The broker cluster's nodes: one at a time, the next after a loss or a failed attempt.
+        self._nodes = [(url, wire.parse_broker_url(url)) for url in cfg.hub.brokers]
+        self.node: str | None = None  # the URL of the node connected to (or being tried)
         self._store = store
         self.pump = OutboxPump(store, self.tid, device_key, cfg.hub_key, window=window, ack_timeout=ack_timeout)
         self.updates = SignedUpdates(store, cfg, device_key, on_trust=on_trust, on_policy=on_policy,
                                      on_data_keys=on_data_keys, on_time=on_time)
         self._clock_state = clock_state
+        # Remote commands: admitted here (pump thread), run by ``on_command(command, reply)``,
+        # which answers through ``reply(ok, detail)`` from whatever thread finishes the op.
+        self.commands = CommandGate(store, self.tid, cfg.hub_key, trusted_now)
+        self._on_command = on_command or (lambda cmd, reply: reply(False, "not_available: no remote operations"))
+        self._device_key = device_key
         # The terminal's other alarms by name (devices, disk, clock): read by the pump each round,
         # the birth message published again on the live connection when they change.
         self._other_alarms = alarms
@@ -147,7 +158,8 @@ class HubLink:
         self._max_rate = max_rate
         self._next_send = 0.0
         self._kinds = {self.topics.ack: "ack", self.topics.trust: "trust", self.topics.policy: "policy",
-                       self.topics.keys: "keys", self.topics.time: "time", self.topics.reply: "reply"}
+                       self.topics.keys: "keys", self.topics.time: "time", self.topics.reply: "reply",
+                       self.topics.cmd: "cmd"}
         # Rollouts go to the updater as they come (it verifies them on its own thread).
         self._on_rollout = on_rollout
         if on_rollout is not None:
@@ -157,6 +169,7 @@ class HubLink:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # Set by paho callbacks (plain assignments): what queries and status see.
+        self._node_tls = False                        # hub-net's: the node being tried speaks TLS
         self._client: mqtt.Client | None = None      # the client of the current attempt
         self._online: mqtt.Client | None = None      # ... once its CONNACK said yes
         self._queries: dict[bytes, queue.Queue] = {}
@@ -212,11 +225,13 @@ class HubLink:
             "sent_seq": self.pump.sent_max,
             "resends": self.pump.resends,
             "rejected": {"ack": self.pump.rejected_acks, **{k: self.updates.rejected[k] for k in
-                                                              ("trust", "policy", "keys", "time")}},
+                                                              ("trust", "policy", "keys", "time")},
+                         "cmd": self.commands.rejected},
             "dropped_messages": self.dropped_messages,
             "inbox_bytes": self.inbox_bytes,
             "down_for": self.down_for(),
             "alarms": self.alarms(),
+            "broker": self.node,
         }
 
     @property
@@ -232,6 +247,32 @@ class HubLink:
         """``hub_unreachable`` once there has been no connection for ``[hub] alarm_hub_minutes``."""
         down = self.down_for()
         return [UNREACHABLE] if down is not None and down >= self._alarm_after else []
+
+    # --- remote commands: answers and uploads, from any thread ------------------------
+    def send_result(self, cid: str | None, ok: bool, detail: object, wait: float = 0.0) -> bool:
+        """Publish a signed command result; with ``wait``, until the broker has it. False if offline."""
+        return self._publish([(self.topics.cmd_result, wire.command_result(cid, ok, detail, self._device_key))], wait)
+
+    def send_diag(self, chunks: list[bytes], wait: float = 30.0) -> bool:
+        """Publish a diagnostics bundle's chunks (QoS 1) and wait until the broker has them all."""
+        return self._publish([(self.topics.diag, c) for c in chunks], wait)
+
+    def _publish(self, messages: list[tuple[str, bytes]], wait: float) -> bool:
+        client = self._online
+        if client is None:
+            return False
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        if any(i.rc != mqtt.MQTT_ERR_SUCCESS for i in infos):
+            return False
+        end = time.monotonic() + wait
+        for info in infos if wait else ():
+            try:
+                info.wait_for_publish(max(0.0, end - time.monotonic()))
+            except (RuntimeError, ValueError):  # the connection went meanwhile
+                return False
+            if not info.is_published():
+                return False
+        return True
 
     # --- card queries (called from the card readers' threads, see Daemon._card_loop) ----
     def query(self, qid: str, payload: bytes) -> queue.Queue | None:
@@ -273,7 +314,7 @@ class HubLink:
     def _new_client(self, gone: threading.Event) -> mqtt.Client:
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.tid,
                         protocol=mqtt.MQTTv5, reconnect_on_failure=False, userdata=gone)
-        if self._tls:
+        if self._node_tls:
             hub = self.cfg.hub
             _check_tls_files(hub)
             try:
@@ -283,7 +324,8 @@ class HubLink:
                                    f"cannot be loaded: {e}") from None
         c.connect_timeout = self._connect_timeout
         c.suppress_exceptions = True  # a callback bug must not end the network thread silently
-        c.max_queued_messages_set(self.pump.window + 16)
+        # the batch window, a diagnostics bundle's chunks and a few answers
+        c.max_queued_messages_set(self.pump.window + wire.DIAG_TOTAL // wire.DIAG_CHUNK + 16)
         c.will_set(self.topics.state, wire.OFFLINE, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -292,10 +334,14 @@ class HubLink:
 
     def _net_loop(self) -> None:
         attempt = 0
+        index = 0  # the node tried next; moves on after every loss and every failed attempt
         logged = None  # the failure this outage last logged: a new one is logged, a repeat is not
         while not self._stop.is_set():
             self._on_alive()
             up_at = None
+            url, (self._node_tls, host, port) = self._nodes[index % len(self._nodes)]
+            index += 1
+            self.node = url
             try:
                 gone = threading.Event()
                 client = self._new_client(gone)  # a TLS file missing or unreadable fails here
@@ -303,14 +349,14 @@ class HubLink:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self._session_expiry
                 props.MaximumPacketSize = MAX_PACKET
-                client.connect(self._host, self._port, self._keepalive, clean_start=False, properties=props)
+                client.connect(host, port, self._keepalive, clean_start=False, properties=props)
                 up_at = time.monotonic()
                 logged = None
                 self._run(client, gone)
             except Exception as e:  # OSError, ssl.SSLError, a TLS file missing: retried alike
                 why = str(e)
                 (log.debug if why == logged else log.warning)("hub: cannot reach %s: %s (retrying with backoff)",
-                                                              self.cfg.hub.broker, why)
+                                                              url, why)
                 logged = why
             self._online = None
             self._client = None
@@ -436,14 +482,15 @@ class HubLink:
                 self._conn = arg
                 self.connects += 1
                 self.pump.reset()
-                log.info("hub: connected to %s (outbox %d events)", self.cfg.hub.broker,
-                         self._store.outbox_depth())
+                log.info("hub: connected to %s (outbox %d events)", self.node, self._store.outbox_depth())
                 self._birth(arg)
             elif kind == "down":
                 if self._conn is arg:
                     self._conn = None
                     self.pump.reset()
                     log.warning("hub: connection lost; events stay in the outbox")
+            elif kind == "cmd":
+                self._command(arg)
             elif kind == "ack":
                 n = self.pump.check_ack(arg)
                 if n is not None and (best_ack is None or n > best_ack):
@@ -477,6 +524,25 @@ class HubLink:
                 return None  # the connection is going; its "down" resets the window
             self.pump.sent(batch)
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
+
+    def _command(self, raw: bytes) -> None:
+        a = self.commands.admit(raw)
+        if a.command is None:
+            if a.answer:
+                self.send_result(a.id, False, a.refusal)
+            return
+        answered = []
+
+        def reply(ok: bool, detail: object, wait: float = 0.0) -> bool:
+            if answered:  # one answer per command, whatever an op does
+                return False
+            answered.append(ok)
+            return self.send_result(a.id, ok, detail, wait)
+        try:
+            self._on_command(a.command, reply)
+        except Exception as e:  # a bug costs this command, answered, not the pump round
+            log.exception("hub: command %s %s failed", a.id, a.command.op)
+            reply(False, f"failed: {type(e).__name__}")
 
     def _all_alarms(self) -> list[str]:
         return sorted(set(self._other_alarms()) | set(self.alarms()))

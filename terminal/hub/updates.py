@@ -6,7 +6,8 @@ envelope, re-verified when loaded) and handed to the daemon through a callback.
 
     kind    topic                signer     payload                                        "newer"
     trust   {prefix}/trust       root key   {"type":"trust-list","seq",...} (token.md §5)  seq
-    policy  {prefix}/policy      hub key    {"type":"policy","seq","venues":{venue:{...}}} seq
+    policy  {prefix}/policy      hub key    {"type":"policy","seq","venues":{venue:{...}},  seq
+                                            "staff":{...}} (the staff list, optional)
     keys    {prefix}/t/{tid}/keys hub key   {"type":"data-keys","seq","tid","keys":[...]}  seq
     time    {prefix}/time        hub key    {"type":"time","t":<unix seconds>}             t
 
@@ -39,7 +40,7 @@ KINDS = ("trust", "policy", "keys", "time")
 @dataclass
 class Persisted:
     """What the store kept from earlier runs, re-verified: None/empty where nothing good is kept."""
-    policy: dict[str, dict] | None = None
+    policy: wire.PolicyBundle | None = None
     data_keys: dict[int, DataKey] = field(default_factory=dict)
     seqs: dict[str, float] = field(default_factory=dict)  # kind → seq (time: t) held
 
@@ -47,7 +48,7 @@ class Persisted:
 class SignedUpdates:
     def __init__(self, store: Store, cfg: Config, device_key: PrivateKey, *,
                  on_trust: Callable[[TrustList], None] | None = None,
-                 on_policy: Callable[[dict[str, dict]], None] | None = None,
+                 on_policy: Callable[[wire.PolicyBundle], None] | None = None,
                  on_data_keys: Callable[[dict[int, DataKey]], None] | None = None,
                  on_time: Callable[[float], None] | None = None):
         self._store = store
@@ -92,7 +93,7 @@ class SignedUpdates:
             return trust.seq, trust
         if kind == "policy":
             p = wire.open_policy(raw, self._hub)
-            return p.seq, p.venues
+            return p.seq, p
         if kind == "keys":
             k = wire.open_data_keys(raw, self._hub, self._tid, self._device_key)
             return k.seq, k.keys
@@ -121,7 +122,7 @@ def load_persisted(store: Store, cfg: Config, device_key: PrivateKey | None) -> 
                 out.seqs[kind] = wire.open_trust_list(kept[1], {k.kid(): k for k in cfg.root_keys}).seq
             elif kind == "policy":
                 p = wire.open_policy(kept[1], hub)
-                out.seqs[kind], out.policy = p.seq, p.venues
+                out.seqs[kind], out.policy = p.seq, p
             elif kind == "keys":
                 if device_key is None:
                     continue

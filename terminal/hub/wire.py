@@ -10,11 +10,16 @@ Who signs what (a signed envelope is docs/protocol/token.md §5: ``{"payload", "
                                             (each data key wrapped to the device key)
     hc/v1/t/{tid}/state    terminal → hub   plain JSON, retained; the will says offline
     hc/v1/trust            hub → all        signed by a provincial root key (the trust list, core/trust.py)
-    hc/v1/policy           hub → all        signed by the hub key   {"type":"policy","seq","venues":{...}}
+    hc/v1/policy           hub → all        signed by the hub key   {"type":"policy","seq","venues":{...},
+                                            "staff":{"key","digests":[...]}} (staff optional, core/staff.py)
     hc/v1/time             hub → all        signed by the hub key   {"type":"time","t"}
     hc/v1/rollout          hub → all        signed by the hub key, retained: a staged software rollout
                                             {"type":"rollout","seq","version","stages":[...],"stage","halt"}
     hc/v1/t/{tid}/update   terminal → hub   signed by the device key {"version","state","reason"}
+    hc/v1/t/{tid}/cmd      hub → terminal   signed by the hub key   {"type":"cmd","id","tid","op","args","not_after"}
+    hc/v1/t/{tid}/cmd/result terminal → hub signed by the device key {"id","ok","detail"}
+    hc/v1/t/{tid}/diag     terminal → hub   plain JSON chunks {"type":"diag","id","part","parts","data"}
+                                            (the signed result names the bundle's SM3 digest)
 
 Each kind has its builder and its parser side by side below (``batch``/``open_batch``,
 ``policy``/``open_policy``, ...): the terminal and the hub simulator use only these. A parser
@@ -32,6 +37,8 @@ will are built here too (:func:`birth`, :data:`OFFLINE`).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -42,10 +49,14 @@ from terminal.core import policy as pol
 from terminal.core.brokerurl import BrokerUrl, parse_broker_url  # noqa: F401  (the hub's side uses these)
 from terminal.core.boundedjson import MAX_SQL_INT, MAX_UNIX_TIME
 from terminal.core.policy import HealthStatus
+# The staff list rides in the policy bundle and the staff QR code is the hub's: core/staff.py
+# builds and parses both (a QR text, like a health code), named here.
+from terminal.core.staff import NO_STAFF, StaffList, open_staff_qr, parse_staff_list, staff_list, staff_qr  # noqa: F401
+from terminal.crypto.gmcrypto import sm3
 from terminal.crypto.sm2 import PrivateKey, PublicKey, SM2Error
 # The trust list is the core's document (token.md §5): built and parsed there, named here.
-from terminal.core.trust import (EnvelopeError, json_payload, open_envelope, open_trust_list, seal_envelope,  # noqa: F401
-                                 trust_list)
+from terminal.core.trust import (EnvelopeError, envelope_payload, json_payload, open_envelope,  # noqa: F401
+                                 open_trust_list, seal_envelope, trust_list)
 
 DEFAULT_PREFIX = "hc/v1"
 MAX_BATCH = 200
@@ -86,6 +97,18 @@ class Topics:
     @property
     def keys(self) -> str:
         return self.t("keys")
+
+    @property
+    def cmd(self) -> str:
+        return self.t("cmd")
+
+    @property
+    def cmd_result(self) -> str:
+        return self.t("cmd/result")
+
+    @property
+    def diag(self) -> str:
+        return self.t("diag")
 
     @property
     def trust(self) -> str:
@@ -228,15 +251,20 @@ def _count(v, what: str) -> int:
     return v
 
 
-def policy(seq: int, venues: dict[str, dict], hub_key: PrivateKey) -> bytes:
-    """The policy bundle: venue type → overrides of its preset (core/policy.py)."""
-    return seal({"type": "policy", "seq": seq, "venues": venues}, hub_key)
+def policy(seq: int, venues: dict[str, dict], hub_key: PrivateKey, staff: dict | None = None) -> bytes:
+    """The policy bundle: venue type → overrides of its preset (core/policy.py), and the staff
+    list (:func:`staff_list`) when the hub keeps one."""
+    doc = {"type": "policy", "seq": seq, "venues": venues}
+    if staff is not None:
+        doc["staff"] = staff
+    return seal(doc, hub_key)
 
 
 @dataclass(frozen=True)
 class PolicyBundle:
     seq: int
     venues: dict[str, dict]  # venue type → validated overrides
+    staff: StaffList = NO_STAFF
 
 
 def open_policy(raw: bytes, hub_keys: dict[str, PublicKey]) -> PolicyBundle:
@@ -251,7 +279,13 @@ def open_policy(raw: bytes, hub_keys: dict[str, PublicKey]) -> PolicyBundle:
             venues[venue] = pol.validate_overrides(fields)
         except (ValueError, TypeError) as e:
             raise EnvelopeError(f"policy: {venue}.{e}") from None
-    return PolicyBundle(_count(doc.get("seq"), "policy seq"), venues)
+    staff = NO_STAFF
+    if "staff" in doc:
+        try:
+            staff = parse_staff_list(doc["staff"])
+        except ValueError as e:
+            raise EnvelopeError(f"policy: {e}") from None
+    return PolicyBundle(_count(doc.get("seq"), "policy seq"), venues, staff)
 
 
 DATA_KEY_BYTES = 16
@@ -511,3 +545,114 @@ def open_update_report(raw: bytes, device_key: PublicKey) -> UpdateReport:
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise EnvelopeError(f"update: reason is not a string of at most {MAX_REASON} characters")
     return UpdateReport(version, state, reason)
+
+
+# --- remote commands (docs/protocol/hub.md, Remote commands) --------------------------------------
+CMD_OPS = ("ping", "reload", "set_log_level", "diagnostics", "gate_test", "open_gate", "update", "restart")
+CMD_ID = re.compile(r"[A-Za-z0-9-]{1,64}")  # a UUID, as the hub makes them; bounded, safe in a log
+
+
+def command(cid: str, tid: str, op: str, args: dict, not_after: int, hub_key: PrivateKey) -> bytes:
+    """A remote command for ``tid``, to be run at most once and not after ``not_after`` (unix s)."""
+    return seal({"type": "cmd", "id": cid, "tid": tid, "op": op, "args": args, "not_after": not_after}, hub_key)
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    tid: str
+    op: str          # may be an op this terminal does not know: refused with unknown_op, not malformed
+    args: dict
+    not_after: int
+
+
+def open_command(raw: bytes, hub_keys: dict[str, PublicKey]) -> Command:
+    """A hub-signed command: EnvelopeError if it does not verify, ValueError if it is not
+    ``{"type": "cmd", "id", "tid", "op", "args": {...}, "not_after"}`` with an id of 1-64
+    ``[A-Za-z0-9-]``, string tid and op (≤ 64), and not_after unix seconds up to the year 9999."""
+    doc = open_signed(raw, hub_keys)
+    cid, tid, op, args, not_after = (doc.get(k) for k in ("id", "tid", "op", "args", "not_after"))
+    if doc.get("type") != "cmd" or not isinstance(cid, str) or not CMD_ID.fullmatch(cid):
+        raise ValueError("not a {type: cmd, id: <1-64 of A-Z a-z 0-9 ->, ...} document")
+    if not isinstance(tid, str) or not isinstance(op, str) or len(tid) > 64 or len(op) > 64:
+        raise ValueError("tid and op must be strings of up to 64 characters")
+    if not isinstance(args, dict):
+        raise ValueError("args must be an object")
+    if isinstance(not_after, bool) or not isinstance(not_after, int) or not 0 <= not_after <= MAX_UNIX_TIME:
+        raise ValueError("not_after must be unix seconds up to year 9999")
+    return Command(cid, tid, op, args, not_after)
+
+
+def command_id_of(raw: bytes) -> str | None:
+    """The id a command that could not be opened claims (unverified), to answer it by; None if
+    there is no well-formed one."""
+    try:
+        doc = json_payload(envelope_payload(raw))
+    except (EnvelopeError, ValueError, TypeError):
+        return None
+    cid = doc.get("id") if isinstance(doc, dict) else None
+    return cid if isinstance(cid, str) and CMD_ID.fullmatch(cid) else None
+
+
+def command_result(cid: str | None, ok: bool, detail: object, device_key: PrivateKey) -> bytes:
+    """The terminal's answer: ``detail`` is a refusal's ``"<reason>: <words>"``, or what the op says."""
+    return seal({"id": cid, "ok": ok, "detail": detail}, device_key)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    id: str | None
+    ok: bool
+    detail: object
+
+
+def open_command_result(raw: bytes, device_key: PublicKey) -> CommandResult:
+    doc = open_signed(raw, {device_key.kid(): device_key})
+    if not isinstance(doc.get("ok"), bool) or not (doc.get("id") is None or isinstance(doc.get("id"), str)):
+        raise ValueError("not an {id, ok: true/false, detail} result")
+    return CommandResult(doc.get("id"), doc["ok"], doc.get("detail"))
+
+
+DIAG_CHUNK = 64 << 10      # the largest diag message
+DIAG_TOTAL = 1 << 20       # all of one bundle's messages together
+# Raw bytes per chunk: base64 makes 4/3 of it, and the chunk's JSON around it stays under 1 KiB.
+DIAG_RAW_CHUNK = (DIAG_CHUNK - 1024) // 4 * 3
+DIAG_MAX_BUNDLE = DIAG_TOTAL // DIAG_CHUNK * DIAG_RAW_CHUNK  # 16 chunks
+
+
+def diag_chunks(cid: str, bundle: bytes) -> list[bytes]:
+    """A diagnostics bundle as ``{"type": "diag", "id", "part", "parts", "data": <base64>}``
+    messages of ≤ 64 KiB, ≤ 1 MiB together (ValueError for a larger bundle). Plain JSON: the
+    signed command result carries the bundle's SM3 digest (:func:`diag_digest`)."""
+    if len(bundle) > DIAG_MAX_BUNDLE:
+        raise ValueError(f"a diagnostics bundle is at most {DIAG_MAX_BUNDLE} bytes")
+    pieces = [bundle[i:i + DIAG_RAW_CHUNK] for i in range(0, len(bundle), DIAG_RAW_CHUNK)] or [b""]
+    return [dumps({"type": "diag", "id": cid, "part": i, "parts": len(pieces),
+                   "data": base64.b64encode(p).decode()}) for i, p in enumerate(pieces)]
+
+
+def diag_digest(bundle: bytes) -> str:
+    return sm3(bundle).hex()
+
+
+@dataclass(frozen=True)
+class DiagChunk:
+    id: str
+    part: int
+    parts: int
+    data: bytes
+
+
+def open_diag_chunk(raw: bytes) -> DiagChunk:
+    """One chunk, bounded: ValueError unless ≤ 64 KiB and well formed."""
+    if len(raw) > DIAG_CHUNK:
+        raise ValueError("a diag chunk is at most 64 KiB")
+    try:
+        doc = boundedjson.loads(raw)
+        cid, part, parts = doc["id"], doc["part"], doc["parts"]
+        if doc.get("type") != "diag" or not isinstance(cid, str) or type(part) is not int \
+                or type(parts) is not int or not 0 <= part < parts <= DIAG_TOTAL // DIAG_CHUNK:
+            raise ValueError
+        return DiagChunk(cid, part, parts, base64.b64decode(doc["data"], validate=True))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ValueError("not a {type: diag, id, part, parts, data} chunk") from None

@@ -23,9 +23,12 @@ log = logging.getLogger(__name__)
 class CardInput:
     def __init__(self, kind: str, reader: CardReader, put: Callable[[Presentation], None], *,
                  now: Callable[[], float | None], status_source: StatusSource,
-                 notice: Callable[[str], None], devices, watchdog, metrics):
+                 notice: Callable[[str], None], devices, watchdog, metrics,
+                 is_staff: Callable[[str], bool] = lambda id_number: False):
         """``now``: the terminal's trusted time (None while the clock is untrusted: nothing to ask
-        then); ``notice``: a screen-only message (a card that could not be read)."""
+        then); ``notice``: a screen-only message (a card that could not be read); ``is_staff``:
+        whether an ID number is on the staff list — a staff card confirms a review, so the hub
+        is not asked about its holder's health."""
         self.name = kind
         self.reader = reader
         self._put = put
@@ -35,6 +38,7 @@ class CardInput:
         self._devices = devices
         self._watchdog = watchdog
         self._metrics = metrics
+        self._is_staff = is_staff
         self.thread: threading.Thread | None = None
 
     def start(self, stop: threading.Event) -> None:
@@ -67,7 +71,7 @@ class CardInput:
                 self._metrics.presented(kind)
                 now = self._now()
                 health = None
-                if now:
+                if now and not self._is_staff(card.id_number):
                     try:
                         health = self._status_source.lookup(kind, card.id_number, card.name, now)
                     except Exception:  # costs this card its answer (offline_unknown), not the reader

@@ -15,6 +15,8 @@ and device names only.
     gate_clock_trusted                            1 trusted, 0 clock_untrusted
     gate_device_up{device}, gate_device_errors_total{device}
     gate_storage_alarm                            1 while the state directory's disk is (nearly) full
+    gate_alarm{name}                              1 while that alarm is on (terminal/alarms.py), else 0;
+                                                  every alarm of fleet.md's table, read at scrape time
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ class Metrics:
                                       ["device"], registry=r)
         self._storage = Gauge("gate_storage_alarm", "1 while the state directory's disk is (nearly) full",
                               registry=r)
+        self._alarm = Gauge("gate_alarm", "1 while the alarm is on (docs/protocol/hub.md, Alarms)", ["name"],
+                            registry=r)
 
     # --- called by the daemon ---------------------------------------------------------
     def presented(self, method: str) -> None:
@@ -103,6 +107,12 @@ class Metrics:
 
     def storage_alarm(self, on: bool) -> None:
         self._storage.set(1 if on else 0)
+
+    def watch_alarms(self, names: tuple[str, ...], active: Callable[[], dict[str, str]]) -> None:
+        """``gate_alarm{name}`` for each of ``names``, 1 or 0, read at scrape time from ``active``
+        (the terminal's alarms, terminal/alarms.py)."""
+        for name in names:
+            self._alarm.labels(name).set_function(lambda name=name: 1 if name in active() else 0)
 
     def watch_outbox(self, depth: Callable[[], int], oldest_at: Callable[[], float | None],
                      now: Callable[[], float] = time.time) -> None:

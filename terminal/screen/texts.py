@@ -17,7 +17,7 @@ HEADLINES = {ALLOW: "请通行", DENY: "禁止通行", REVIEW: "请人工核验"
 # An allow whose gate did not open (relay down): never 请通行 at a shut gate (fleet.md).
 GATE_FAULT = "请联系工作人员开门"
 
-METHOD_LABELS = {"qr": "健康码", "id_card": "身份证", "ss_card": "社保卡"}
+METHOD_LABELS = {"qr": "健康码", "id_card": "身份证", "ss_card": "社保卡", "staff": "工作人员"}
 
 NOTHING_WORKS = "设备故障，请联系工作人员"
 
@@ -56,7 +56,12 @@ REASON_TEXT = {
     R.VACCINATION_REQUIRED: "疫苗接种未达要求",
     R.STATUS_UNAVAILABLE: "无法查询健康状态，请人工核验",
     R.UNREADABLE: "未能读取健康码或证件，请等候工作人员",
+    R.STAFF_OVERRIDE: "工作人员已放行",
+    R.NO_PENDING_REVIEW: "没有待核验人员",
+    R.REVIEW_EXPIRED: "没有待核验人员",
 }
+# A staff credential refused for what it is (forged, expired, used, unreadable): one sentence.
+STAFF_INVALID = "工作人员凭证无效"
 
 # Screen-only notices: not decisions, so never in an event; shown on an amber panel.
 CARD_UNREAD = "card_unread"
@@ -113,6 +118,8 @@ def screen_decision(decision: str) -> str:
 
 def reason_text(reason: str, decision: str, method: str | None = None) -> str:
     decision = screen_decision(decision)
+    if method == "staff" and reason in R.TOKEN_REASONS and reason != R.CLOCK_UNTRUSTED:
+        return STAFF_INVALID
     return (_BY_METHOD.get((reason, method)) or _BY_DECISION.get((reason, decision))
             or REASON_TEXT.get(reason) or _GENERIC[decision])
 

@@ -11,23 +11,13 @@ status_cache_hours)``; after a new device key the old entries match nobody and e
 """
 from __future__ import annotations
 
-from terminal.crypto.gmcrypto import sm3
+from terminal.crypto.gmcrypto import hmac_sm3
 from terminal.core.policy import HealthStatus
 from terminal.crypto.sm2 import PrivateKey
 from terminal.state.store import Store
 
-SM3_BLOCK = 64
 # Domain separation: the device key's scalar keys this HMAC for this one purpose only.
 KEY_LABEL = b"gate-terminal status cache key v1"
-
-
-def hmac_sm3(key: bytes, message: bytes) -> bytes:
-    """RFC 2104 HMAC over SM3 (64-byte blocks), on whichever SM3 gmcrypto has."""
-    if len(key) > SM3_BLOCK:
-        key = sm3(key)
-    key = key.ljust(SM3_BLOCK, b"\0")
-    inner = sm3(bytes(b ^ 0x36 for b in key) + message)
-    return sm3(bytes(b ^ 0x5C for b in key) + inner)
 
 
 def cache_key(device_key: PrivateKey) -> bytes:

@@ -103,11 +103,22 @@ MIGRATIONS = (
     -- could not open) or NULL (deny, review, no gate wired, and every event before this column)
     ALTER TABLE events ADD COLUMN gate TEXT
     """,
+    """
+    -- a staff override's event names the review event it confirms (docs/protocol/staff.md);
+    -- NULL for every other event
+    ALTER TABLE events ADD COLUMN ref TEXT
+    """,
+    """
+    -- remote commands already run (or refused after being claimed), kept until their not_after:
+    -- a command is run at most once, across restarts too
+    CREATE TABLE commands (id TEXT PRIMARY KEY, not_after INTEGER NOT NULL);
+    CREATE INDEX commands_not_after ON commands (not_after)
+    """,
 )
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
 EVENT_FIELDS = ("id", "seq", "at", "boot_id", "mono_ns", "clock", "method", "decision", "reason",
-                "status", "flags", "latency_ms", "subject", "gate")
+                "status", "flags", "latency_ms", "subject", "gate", "ref")
 
 
 LOCK_NAME = "lock"
@@ -301,12 +312,12 @@ class Store:
 
     # --- outbox -------------------------------------------------------------------
     def insert_event(self, event: dict) -> int:
-        """Insert inside a write() transaction; returns the event's seq. ``gate`` may be left out
-        (None: an event that involved no gate)."""
+        """Insert inside a write() transaction; returns the event's seq. ``gate`` and ``ref`` may
+        be left out (None: an event that involved no gate, an event that is not a staff override)."""
         cur = self.db.execute(
             "INSERT INTO events (id, at, boot_id, mono_ns, clock, method, decision, reason, status, flags,"
-            " latency_ms, subject, gate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [event[k] if k != "gate" else event.get(k) for k in EVENT_FIELDS if k != "seq"])
+            " latency_ms, subject, gate, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [event.get(k) if k in ("gate", "ref") else event[k] for k in EVENT_FIELDS if k != "seq"])
         return cur.lastrowid
 
     # Outbox = events with seq > acked_seq (meta); acked events stay as local history until
@@ -370,6 +381,15 @@ class Store:
     def last_sync_at(self) -> float | None:
         value = self.get_meta("last_sync_at")
         return float(value) if value is not None else None
+
+    # --- remote commands --------------------------------------------------------------
+    def claim_command(self, cid: str, not_after: int, now: float) -> bool:
+        """Remember command ``cid`` until ``not_after``; False if it was claimed before. Ids past
+        their not_after are forgotten on the way (such a command is refused as expired anyway)."""
+        with self.write():
+            self.db.execute("DELETE FROM commands WHERE not_after < ?", [int(now)])
+            cur = self.db.execute("INSERT OR IGNORE INTO commands (id, not_after) VALUES (?, ?)", [cid, not_after])
+            return cur.rowcount == 1
 
     # --- card status cache ----------------------------------------------------------
     STATUS_FIELDS = ("status", "flags", "nat_at", "nat_result", "vax_doses")
