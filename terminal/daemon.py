@@ -486,6 +486,8 @@ class Daemon:
     def _guide(self, key: str) -> None:
         """A hint for the person at the camera (camera thread): the panel, and whoever listens."""
         self.screen_loop.guide(key)
+        if self.audio is not None:
+            self.audio.guide(key)
         if self.on_guidance is not None:
             self.on_guidance(key)
 

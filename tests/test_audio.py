@@ -195,7 +195,8 @@ def test_without_espeak_every_prompt_is_a_tone(tmp_path, caplog):
 def test_every_deny_reason_has_a_prompt_of_its_group():
     grouped = [r for group in P.DENY_GROUPS.values() for r in group]
     assert len(grouped) == len(set(grouped))
-    assert set(grouped) == set(R.ALL) - {R.OK, R.STAFF_OVERRIDE}   # the two allow reasons
+    # every reason a deny can carry; ok and staff_override allow, unreadable is only ever a review
+    assert set(grouped) == set(R.ALL) - {R.OK, R.STAFF_OVERRIDE, R.UNREADABLE}
     assert P.outcome_prompt(DENY, R.RED_CODE) == "deny_health"
     assert P.outcome_prompt(DENY, R.EXPIRED) == "deny_refresh"
     assert P.outcome_prompt(DENY, R.BAD_SIGNATURE) == "deny_invalid"
@@ -519,3 +520,18 @@ def test_the_audio_thread_on_aplay_with_and_without_a_card(speaker):
     out.announce(DENY, R.EXPIRED)
     wait_for(lambda: out.dropped == 1)
     assert out.history == []
+
+
+def test_camera_guidance_is_said_when_it_changes_or_after_guide_repeat(bank, tmp_path):
+    """The screen repeats a hint every 0.7 s while a code stays unreadable; the voice says it when
+    it changes, and the same hint again only GUIDE_REPEAT seconds later (both sides)."""
+    from terminal.audio.output import GUIDE_REPEAT
+    out = AudioOut(audio_settings(), bank, WavFileSink(tmp_path), DeviceStatus())   # not started: requests only
+    said = []
+    out.say = lambda key, decided_ns=None: said.append(key)
+    assert out.guide("guide_closer", now=100.0)
+    assert not out.guide("guide_closer", now=100.7)
+    assert not out.guide("guide_closer", now=100.0 + GUIDE_REPEAT - 0.001)
+    assert out.guide("guide_closer", now=100.0 + GUIDE_REPEAT)
+    assert out.guide("guide_brighter", now=100.0 + GUIDE_REPEAT + 0.1)     # a new hint at once
+    assert said == ["guide_closer", "guide_closer", "guide_brighter"]

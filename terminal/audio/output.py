@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEVICE = "audio"     # the name in DeviceStatus (alarm audio_down)
 HISTORY = 4096       # prompts remembered for the report and tests
+GUIDE_REPEAT = 4.0   # s before the same camera hint is said again (the screen repeats it every 0.7 s)
 _POLL = 0.1          # while a prompt plays, how often its player is checked for failure
 
 
@@ -77,6 +78,7 @@ class AudioOut:
         self._retry_at = 0.0
         self._history: deque[Played] = deque(maxlen=HISTORY)  # appended here, read by others
         self._history_lock = threading.Lock()
+        self._guided: tuple[str | None, float] = (None, 0.0)  # camera thread only: last hint said, when
         self.dropped = 0   # requests not played: the device was out of order, or volume 0
         self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
 
@@ -90,6 +92,18 @@ class AudioOut:
     def say(self, key: str, decided_ns: int | None = None) -> None:
         """A prompt by its key (a notice, camera guidance); always spoken."""
         self._request(key, "", None, decided_ns)
+
+    def guide(self, key: str, now: float | None = None) -> bool:
+        """Camera guidance (the camera thread): the screen repeats its hint every 0.7 s while a
+        code stays unreadable, but a sentence cut and restarted that often is noise — say a hint
+        when it changes, or again after GUIDE_REPEAT seconds. True if it was requested."""
+        now = time.monotonic() if now is None else now
+        last_key, last_at = self._guided
+        if key == last_key and now - last_at < GUIDE_REPEAT:
+            return False
+        self._guided = (key, now)
+        self.say(key)
+        return True
 
     def _request(self, key: str, decision: str, seq: int | None, decided_ns: int | None) -> None:
         with self._cond:

@@ -32,12 +32,12 @@ class Presentation:
     method: str                 # "qr" | "id_card" | "ss_card" | "staff"
     started_ns: int             # monotonic ns of the frame, of the scan engine's line, or of the card read's completion
                                 # (unreadable: when presenting began)
-    unreadable: bool = False    # presented, nothing read in time: a review (terminal.core.guidance)
     text: str | None = None
     card: CardRead | None = None
     health: HealthStatus | None = None  # a card's status, asked on the reader's thread
     source: str | None = None   # a QR code's input: "camera" | "scanner"
     staff: Staff | None = None  # "staff": who confirms the pending review (the hub's open_gate)
+    unreadable: bool = False    # presented, nothing read in time: a review (terminal.core.guidance)
 
 
 class QrPresentations:
