@@ -209,11 +209,10 @@ def test_no_personal_data_on_disk_or_in_logs(keyset, keyset_config, tmp_path, ca
                             "status", "flags", "latency_ms", "subject", "gate", "ref"}
 
 
-def test_a_version_6_database_gets_the_gate_column(tmp_path):
-    """Issue #12 finding 1: events from before the gate was recorded read gate None (unknown), the
-    outbox and seq go on, and a new event keeps its gate."""
-    con = sqlite3.connect(tmp_path / "terminal.db")
-    for i, migration in enumerate(MIGRATIONS[:6]):
+def old_database(path, version: int) -> None:
+    """A terminal.db as gate-terminal left it at schema ``version``, holding event(1)."""
+    con = sqlite3.connect(path / "terminal.db")
+    for i, migration in enumerate(MIGRATIONS[:version]):
         if callable(migration):
             con.execute("INSERT INTO meta (key, value) VALUES ('epoch', '0123456789abcdef')")
         else:
@@ -224,6 +223,12 @@ def test_a_version_6_database_gets_the_gate_column(tmp_path):
                 [event(1)[c] for c in cols])
     con.commit()
     con.close()
+
+
+def test_a_version_6_database_gets_the_gate_column(tmp_path):
+    """Issue #12 finding 1: events from before the gate was recorded read gate None (unknown), the
+    outbox and seq go on, and a new event keeps its gate."""
+    old_database(tmp_path, 6)
     s = Store(tmp_path)
     try:
         with s.write():
@@ -354,18 +359,7 @@ def test_events_are_the_wire_fields_as_inserted(tmp_path):
 def test_a_version_7_database_gains_ref_null_for_its_events(tmp_path):
     """Migration 8 (staff override): the events already in the outbox keep everything and
     have no ref; the next event carries one."""
-    con = sqlite3.connect(tmp_path / "terminal.db")
-    for i, migration in enumerate(MIGRATIONS[:7]):
-        if callable(migration):
-            con.execute("INSERT INTO meta (key, value) VALUES ('epoch', '0123456789abcdef')")
-        else:
-            con.executescript(migration)
-        con.execute(f"PRAGMA user_version = {i + 1}")
-    cols = [f for f in event(0) if f != "seq"]
-    con.execute(f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [event(1)[c] for c in cols])
-    con.commit()
-    con.close()
+    old_database(tmp_path, 7)
     s = Store(tmp_path)
     try:
         assert s.events() == [event(1) | {"seq": 1, "gate": None, "ref": None}]
