@@ -33,7 +33,7 @@ def test_demo_agrees_with_ground_truth(tmp_path, capsys):
     assert f"{res['visitors']} visitors at a mall" in header and "(one lane: who comes while it is busy waits)" in header
     assert f"served {res['served_per_min']}/min" in out and "time to gate, from presenting: qr n " in out
     assert res["gate_pulses"] == res["allowed"]
-    assert 0 < res["p50_ms"] <= res["p99_ms"] < 150
+    assert 0 < res["p50_ms"] <= res["p99_ms"]   # the latency target is bench_verify's, not a unit test's
     assert sum(res["counts"]["decision"].values()) == res["visitors"]
     # one line per person as it happens, then the summary
     assert len([line for line in out.splitlines() if line.rstrip().endswith(" ok")]) == res["visitors"]
@@ -209,8 +209,9 @@ def test_demo_reports_every_prompt_with_its_latency(tmp_path, capsys):
     staff = len(res["overrides"]["each"])
     assert staff == 1
     assert sorted(p["seq"] for p in res["prompts"]) == list(range(1, res["decided"] + staff + 1))
-    assert all(0 <= p["latency_ms"] <= 100 for p in res["prompts"])
-    assert res["audio_p99_ms"] == max(p["latency_ms"] for p in res["prompts"]) <= 100
+    # the ≤ 100 ms target is measured by benchmarks (bench_audio, the demo's report), not asserted here
+    assert all(p["latency_ms"] >= 0 for p in res["prompts"])
+    assert res["audio_p99_ms"] == max(p["latency_ms"] for p in res["prompts"])
     modes = {(p["mode"], p["text"]) for p in res["prompts"]}
     assert ("tone", None) in modes and ("speech", "请人工核验") in modes   # allow beeps; review speaks
     assert ("speech", "工作人员已放行") in modes                             # an override speaks as a review
