@@ -7,9 +7,10 @@ thread that reads the device and keeps only the newest frame.
 While no code is being read, a frame now and then is looked at for a code in view that does not
 decode (``drivers.qrview``): where the decoders located one or part of one, every ``LOOK_EVERY``
 s; a search of its own when they located none, every ``SEARCH_EVERY`` s (it costs more than it
-usually finds). Every frame also tells ``drivers.presence`` whether something is in view, and
-since when. ``terminal.core.guidance`` turns that into hints on the screen and, 10 s after
-presenting began, an ``unreadable`` presentation.
+usually finds), every ``SEARCH_PRESENT`` s while something is in view. Every frame also tells
+``drivers.presence`` whether something is in view, and since when. ``terminal.core.guidance``
+turns that into hints on the screen and, 10 s after presenting began, an ``unreadable``
+presentation.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from terminal.core.presentation import Presentation, QrPresentations
 
 LOOK_EVERY = 0.2    # s between looks at a code the decoders located and could not read: hints need no more
 SEARCH_EVERY = 1.0  # s between OpenCV searches when they located none: ~11 ms each, rarely finds more
+SEARCH_PRESENT = 0.2  # s between them while something is in view: a code found sooner is a hint sooner
 
 
 class CameraInput:
@@ -74,7 +76,8 @@ class CameraInput:
             if not reading and found and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
                 view = look(frame.image, decoded.found, decoded.partial)
-            elif not reading and not found and frame.ts - searched >= SEARCH_EVERY:
+            elif not reading and not found and frame.ts - searched >= (
+                    SEARCH_EVERY if present_since is None else SEARCH_PRESENT):
                 searched = frame.ts
                 view = look(frame.image)
                 found = view is not None
