@@ -5,12 +5,13 @@ never in the way of a card read. The grabber (``drivers.camera.FrameGrabber``) r
 thread that reads the device and keeps only the newest frame.
 
 While no code is being read, a frame now and then is looked at for a code in view that does not
-decode (``drivers.qrview``): where the decoders located one or part of one, every ``LOOK_EVERY``
-s; a search of its own when they located none, every ``SEARCH_EVERY`` s (it costs more than it
-usually finds), every ``SEARCH_PRESENT`` s while something is in view. Every frame also tells
-``drivers.presence`` whether something is in view, and since when. ``terminal.core.guidance``
-turns that into hints on the screen and, 10 s after presenting began, an ``unreadable``
-presentation.
+decode (``drivers.qrview``): where the decoders located one, every ``LOOK_EVERY`` s; a search of
+its own when they located none, every ``SEARCH_EVERY`` s. Every frame also tells
+``drivers.presence`` whether something is in view, and since when. The weaker evidence — part of
+a code (``Decoded.partial``) or OpenCV's search — counts only while something is: on an empty
+counter they are phantoms of its texture, and the search costs nothing while nobody is there.
+``terminal.core.guidance`` turns that into hints on the screen and, 10 s after presenting
+began, an ``unreadable`` presentation.
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from terminal.core.guidance import CodeWatch, Hint, Unreadable
 from terminal.core.presentation import Presentation, QrPresentations
 
 LOOK_EVERY = 0.2    # s between looks at a code the decoders located and could not read: hints need no more
-SEARCH_EVERY = 1.0  # s between OpenCV searches when they located none: ~11 ms each, rarely finds more
-SEARCH_PRESENT = 0.2  # s between them while something is in view: a code found sooner is a hint sooner
+SEARCH_EVERY = 0.2  # s between OpenCV searches (~11 ms each) when they located none and something is in view
 
 
 class CameraInput:
@@ -72,12 +72,12 @@ class CameraInput:
                 self._metrics.presented("qr")
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text, source="camera"))
             present_since = presence.update(frame.image, frame.ts)
-            reading, found, view = self._tracker.in_view > 0, bool(decoded.found or decoded.partial), None
+            partial = decoded.partial if present_since is not None else ()
+            reading, found, view = self._tracker.in_view > 0, bool(decoded.found or partial), None
             if not reading and found and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
-                view = look(frame.image, decoded.found, decoded.partial)
-            elif not reading and not found and frame.ts - searched >= (
-                    SEARCH_EVERY if present_since is None else SEARCH_PRESENT):
+                view = look(frame.image, decoded.found, partial)
+            elif not reading and not found and present_since is not None and frame.ts - searched >= SEARCH_EVERY:
                 searched = frame.ts
                 view = look(frame.image)
                 found = view is not None
