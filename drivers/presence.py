@@ -30,8 +30,8 @@ class Presence:
     """Confined to the camera's thread; told every frame and its time."""
 
     def __init__(self) -> None:
-        self._background: np.ndarray | None = None
-        self._shape: tuple[int, ...] = ()                # the frames' size: a new one starts afresh
+        self._shape: tuple[int, ...] = ()       # the frames' size: a new one (or the first) starts afresh
+        self._background: np.ndarray | None = None   # set by the first frame
         self.since: float | None = None      # when the current presence began; None: nothing there
 
     def update(self, frame: object, ts: float) -> float | None:
@@ -41,7 +41,7 @@ class Presence:
         if gray is None:
             return self.since
         small = cv2.resize(gray, GRID, interpolation=cv2.INTER_AREA).astype(np.float32)
-        if self._background is None or gray.shape != self._shape:
+        if gray.shape != self._shape:
             self._background, self._shape, self.since = small, gray.shape, None
             return None
         changed = np.count_nonzero(np.abs(small - self._background) > DIFF) / small.size

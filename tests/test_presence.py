@@ -38,8 +38,8 @@ ENOUGH = int(np.ceil(P.SHARE * CELLS))                   # the fewest changed ce
 
 def test_nothing_there_in_a_still_noisy_scene():
     p, rng = Presence(), np.random.default_rng(1)
-    for i in range(100):                                 # sensor noise of σ 8 levels: averaged out
-        noisy = np.clip(90 + rng.normal(0, 8, (H, W)), 0, 255).astype(np.uint8)
+    for i in range(100):                                 # sensor noise of σ 20 levels: averaged out
+        noisy = np.clip(110 + rng.normal(0, 20, (H, W)), 0, 255).astype(np.uint8)
         assert p.update(noisy, i / 15) is None
 
 
