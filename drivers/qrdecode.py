@@ -21,8 +21,12 @@ sharpening, and cropping to a region of interest (zxing's full-frame pass is alr
 cheaper than finding the region).
 
 :func:`decode` never raises: empty arrays, odd dtypes and channel counts give no texts. Besides
-the texts it returns where the zxing steps located symbols, decoded or not (``found``), for
-``drivers.qrview``.
+the texts it returns where the zxing steps located symbols, decoded or not, for
+``drivers.qrview``: QR codes (``found``), and the small symbols of the QR family (Micro QR,
+rMQR) that zxing reports where one finder pattern of a blurred or tilted code stands out
+(``partial``): no health code is one of those, but they show that a code is in view — on the
+hard camera level half of the presentations that end up needing a hint are located only
+that way in their first frames — though not how large it is.
 """
 from __future__ import annotations
 
@@ -47,7 +51,8 @@ class Decoded:
     texts: list[str]        # distinct texts, in the order found
     ms: float               # wall time of the whole chain
     step: str | None        # the step that found them; None when nothing was found
-    found: tuple[Quad, ...] = ()   # every QR symbol the zxing steps located, read or not
+    found: tuple[Quad, ...] = ()   # every QR code the zxing steps located, read or not
+    partial: tuple[Quad, ...] = ()  # Micro QR / rMQR symbols they located: part of a code in view
 
 
 def to_gray(frame: object) -> np.ndarray | None:
@@ -81,25 +86,30 @@ def to_gray(frame: object) -> np.ndarray | None:
     return np.ascontiguousarray(img)
 
 
-def _zxing(gray: np.ndarray, downscale: bool = True, scale: float = 1.0) -> tuple[list[str], list[Quad]]:
+def _zxing(gray: np.ndarray, downscale: bool = True, scale: float = 1.0) -> tuple[list[str], list[Quad], list[Quad]]:
     # Symbols found but not decoded come back too (at no extra cost): where a code is that
     # does not read is what drivers.qrview needs to say why.
     found = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=False,
                                    try_downscale=downscale, return_errors=True)
-    quads = [np.array([(c.x, c.y) for c in (r.position.top_left, r.position.top_right,
-                                            r.position.bottom_right, r.position.bottom_left)], np.float64) / scale
-             for r in found]
-    return [r.text for r in found if r.valid], quads
+    codes: list[Quad] = []
+    parts: list[Quad] = []
+    for r in found:
+        quad = np.array([(c.x, c.y) for c in (r.position.top_left, r.position.top_right,
+                                              r.position.bottom_right, r.position.bottom_left)], np.float64) / scale
+        # The QR family shares one format; the version tells them apart: "1".."40" a QR code,
+        # "M1".."M4" Micro QR, "R…" rMQR.
+        (codes if str((r.extra or {}).get("Version", "")).isdigit() else parts).append(quad)
+    return [r.text for r in found if r.valid], codes, parts
 
 
-def _zbar(gray: np.ndarray) -> tuple[list[str], list[Quad]]:
+def _zbar(gray: np.ndarray) -> tuple[list[str], list[Quad], list[Quad]]:
     out = []
     for r in pyzbar.decode(gray, symbols=[pyzbar.ZBarSymbol.QRCODE]):
         try:
             out.append(r.data.decode("utf-8"))
         except UnicodeDecodeError:
             out.append(r.data.decode("latin-1"))
-    return out, []
+    return out, [], []
 
 
 def sharpened(gray: np.ndarray) -> tuple[np.ndarray, float]:
@@ -111,12 +121,12 @@ def sharpened(gray: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(sharp, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR), scale
 
 
-def _zxing_sharp(gray: np.ndarray) -> tuple[list[str], list[Quad]]:
+def _zxing_sharp(gray: np.ndarray) -> tuple[list[str], list[Quad], list[Quad]]:
     big, scale = sharpened(gray)
     return _zxing(big, downscale=False, scale=scale)
 
 
-STEPS: dict[str, Callable[[np.ndarray], tuple[list[str], list[Quad]]]] = {
+STEPS: dict[str, Callable[[np.ndarray], tuple[list[str], list[Quad], list[Quad]]]] = {
     "zxing": _zxing,
     "zxing-sharp": _zxing_sharp,
     "zbar": _zbar,
@@ -128,13 +138,16 @@ def decode(frame: object, steps: tuple[str, ...] = tuple(STEPS)) -> Decoded:
     t0 = time.perf_counter()
     gray = to_gray(frame)
     found: list[Quad] = []
+    partial: list[Quad] = []
     if gray is not None:
         for name in steps:
             try:
-                texts, quads = STEPS[name](gray)
+                texts, codes, parts = STEPS[name](gray)
             except Exception:   # noqa: BLE001 - a library choking on one frame must not stop the terminal
                 continue
-            found += quads
+            found += codes
+            partial += parts
             if texts:
-                return Decoded(list(dict.fromkeys(texts)), (time.perf_counter() - t0) * 1000, name, tuple(found))
-    return Decoded([], (time.perf_counter() - t0) * 1000, None, tuple(found))
+                return Decoded(list(dict.fromkeys(texts)), (time.perf_counter() - t0) * 1000, name,
+                               tuple(found), tuple(partial))
+    return Decoded([], (time.perf_counter() - t0) * 1000, None, tuple(found), tuple(partial))

@@ -3,8 +3,9 @@
 The camera's thread calls :func:`look` now and then on a frame the decoder chain
 (``drivers.qrdecode``) read nothing from, with the symbols the chain's zxing steps located
 anyway (``Decoded.found``: zxing-cpp reports symbols it found but could not decode, at no extra
-cost). When they located none, ``cv2.QRCodeDetector().detect`` (finder patterns only, ~11 ms)
-has a last look.
+cost). When they located no QR code, ``cv2.QRCodeDetector().detect`` (finder patterns only,
+~11 ms) has a look; when that finds none either but the chain located part of one
+(``Decoded.partial``), the view is of that part, and the code's size is unknown.
 
 Then four numbers over the code's bounding box, together well under a millisecond: its width,
 the light modules' grey level, the share of it washed out by a reflection, and the variance
@@ -31,11 +32,11 @@ SHARP_SIDE = 128    # px: sharpness is measured with the box scaled to this side
 
 @dataclass(frozen=True)
 class View:
-    width_px: float      # the code's side on the frame, mean of the located quadrilateral's sides
+    width_px: float | None   # the code's side on the frame, mean of the located quadrilateral's sides; None: unknown
     white: float         # the light modules' grey level (90th percentile over the code's box), 0-255
     washed: float        # share of the box's cells burnt out and flat: a reflection on the screen
     sharpness: float     # var(Laplacian) / var(grey), the box scaled to SHARP_SIDE px: low is blurred
-    found_by: str        # "zxing" (the decoder chain located it) | "opencv" | "given"
+    found_by: str        # "zxing" (the decoder chain located it) | "opencv" | "partial" | "given"
 
 
 def detect(gray: np.ndarray) -> Quad | None:
@@ -47,7 +48,8 @@ def detect(gray: np.ndarray) -> Quad | None:
 
 
 def measure(gray: np.ndarray, quad: np.ndarray, found_by: str = "given") -> View | None:
-    """The numbers over ``quad``'s bounding box (clipped to the frame); None if it is empty."""
+    """The numbers over ``quad``'s bounding box (clipped to the frame); None if it is empty.
+    ``found_by="partial"``: the quad is part of a code, whose width is then unknown."""
     sides = [math.dist(quad[i], quad[(i + 1) % 4]) for i in range(4)]
     h, w = gray.shape
     x0, y0 = np.clip(np.floor(quad.min(axis=0)).astype(int), 0, (w, h))
@@ -70,14 +72,15 @@ def measure(gray: np.ndarray, quad: np.ndarray, found_by: str = "given") -> View
     lo, hi = cells.min(axis=1).astype(int), cells.max(axis=1).astype(int)
     box_lo, white = np.percentile(small, (5, 90))
     washed = (hi >= SATURATED) & (hi - lo < FLAT * (int(small.max()) - box_lo))
-    return View(width_px=sum(sides) / 4, white=float(white),
+    return View(width_px=None if found_by == "partial" else sum(sides) / 4, white=float(white),
                 washed=float(np.count_nonzero(washed)) / washed.size, sharpness=sharpness,
                 found_by=found_by)
 
 
-def look(frame: object, found: Sequence[Quad] = ()) -> View | None:
+def look(frame: object, found: Sequence[Quad] = (), partial: Sequence[Quad] = ()) -> View | None:
     """How the QR code in ``frame`` looks: the first of ``found`` (``Decoded.found``), else one
-    OpenCV detects; None: no code in view, or a frame that cannot be used."""
+    OpenCV detects, else the first of ``partial`` (``Decoded.partial``); None: no code in view,
+    or a frame that cannot be used."""
     gray = to_gray(frame)
     if gray is None:
         return None
@@ -85,6 +88,8 @@ def look(frame: object, found: Sequence[Quad] = ()) -> View | None:
         if found:
             return measure(gray, np.asarray(found[0], np.float64), "zxing")
         quad = detect(gray)
-        return measure(gray, quad, "opencv") if quad is not None else None
+        if quad is not None:
+            return measure(gray, quad, "opencv")
+        return measure(gray, np.asarray(partial[0], np.float64), "partial") if partial else None
     except Exception:   # noqa: BLE001 - a library choking on one frame costs that frame's hint only
         return None

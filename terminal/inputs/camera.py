@@ -5,10 +5,12 @@ never in the way of a card read. The grabber (``drivers.camera.FrameGrabber``) r
 thread that reads the device and keeps only the newest frame.
 
 While no code is being read, a frame now and then is looked at for a code in view that does not
-decode (``drivers.qrview``): where the decoders located one, every ``LOOK_EVERY`` s; a search of
-its own when they located none, every ``SEARCH_EVERY`` s (it costs more than it usually finds);
-``terminal.core.guidance`` turns that into hints on the screen and, 10 s after presenting
-began, an ``unreadable`` presentation.
+decode (``drivers.qrview``): where the decoders located one or part of one, every ``LOOK_EVERY``
+s; a search of its own when they located none, every ``SEARCH_EVERY`` s (it costs more than it
+usually finds), every ``SEARCH_PRESENT`` s while something is in view. Every frame also tells
+``drivers.presence`` whether something is in view, and since when. ``terminal.core.guidance``
+turns that into hints on the screen and, 10 s after presenting began, an ``unreadable``
+presentation.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from terminal.core.presentation import Presentation, QrPresentations
 
 LOOK_EVERY = 0.2    # s between looks at a code the decoders located and could not read: hints need no more
 SEARCH_EVERY = 1.0  # s between OpenCV searches when they located none: ~11 ms each, rarely finds more
+SEARCH_PRESENT = 0.2  # s between them while something is in view: a code found sooner is a hint sooner
 
 
 class CameraInput:
@@ -48,8 +51,10 @@ class CameraInput:
         self.grabber.stop()
 
     def _run(self, stop: threading.Event) -> None:
+        from drivers.presence import Presence
         from drivers.qrdecode import decode
         from drivers.qrview import look
+        presence = Presence()
         last, looked, searched = 0, 0.0, 0.0
         while not stop.is_set():
             frame = self.grabber.wait_newer(last, timeout=0.5)
@@ -66,16 +71,18 @@ class CameraInput:
             for text in self._tracker.observe(decoded.texts, frame.ts):
                 self._metrics.presented("qr")
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text, source="camera"))
-            reading, found, view = self._tracker.in_view > 0, bool(decoded.found), None
+            present_since = presence.update(frame.image, frame.ts)
+            reading, found, view = self._tracker.in_view > 0, bool(decoded.found or decoded.partial), None
             if not reading and found and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
-                view = look(frame.image, decoded.found)
-            elif not reading and not found and frame.ts - searched >= SEARCH_EVERY:
+                view = look(frame.image, decoded.found, decoded.partial)
+            elif not reading and not found and frame.ts - searched >= (
+                    SEARCH_EVERY if present_since is None else SEARCH_PRESENT):
                 searched = frame.ts
                 view = look(frame.image)
                 found = view is not None
             step = self._watch.frame(frame.ts, reading=reading, found=found, view=view,
-                                     short_side=min(frame.image.shape[:2]))
+                                     short_side=min(frame.image.shape[:2]), present_since=present_since)
             if isinstance(step, Hint):
                 self._metrics.guided(step.cause)
                 self._guide(step.key)
