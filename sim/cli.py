@@ -139,6 +139,9 @@ def register(sub) -> None:
                         "takes no descriptor above 1023)")
     f.add_argument("--drain-timeout", type=float, default=120.0, metavar="S",
                    help="how long the outboxes may take to empty after the events stop (default 120)")
+    f.add_argument("--ack-timeout", type=float, default=15.0, metavar="S",
+                   help="how long a terminal waits for the hub's ack before it sends a batch again "
+                        "(default 15, the terminal's own)")
     f.add_argument("--out", type=Path, metavar="DIR",
                    help="keep the terminals, broker and hub files in DIR (new or empty; default: a "
                         "temporary directory, removed)")
@@ -214,6 +217,8 @@ def run_fleet(args) -> int:
         raise UsageError("--ramp must be 0 to --duration")
     if not 0 < args.drain_timeout <= 3600 or not 0 < args.rollout_timeout <= 3600:
         raise UsageError("--drain-timeout and --rollout-timeout must be above 0 and at most 3600 s")
+    if not 0 < args.ack_timeout <= 3600:
+        raise UsageError("--ack-timeout must be above 0 and at most 3600 s")
     rollout = None
     if args.rollout is not None:
         dirs = args.rollout.split(",")
@@ -230,7 +235,7 @@ def run_fleet(args) -> int:
                     rate=args.rate / 60.0, ramp=args.ramp, workers=args.workers,
                     restarts=[] if args.restart_broker_at is None else [(args.restart_broker_at, args.broker_down)],
                     drain_timeout=args.drain_timeout, rollout=rollout, rollout_timeout=args.rollout_timeout,
-                    seed=args.seed)
+                    seed=args.seed, ack_timeout=args.ack_timeout)
     except (FleetError, OSError) as e:
         print(f"sim fleet: {e}")
         return 1

@@ -109,7 +109,8 @@ def per_second(times: list[float], since: float) -> list[int]:
 
 class Fleet:
     def __init__(self, out: Path, terminals: int, *, workers: int | None = None, seed: int | None = None,
-                 time_interval: float = 600.0, rollout: tuple[Path, Path] | None = None, line=print) -> None:
+                 time_interval: float = 600.0, rollout: tuple[Path, Path] | None = None, ack_timeout: float = 15.0,
+                 line=print) -> None:
         if not 1 <= terminals <= MAX_TERMINALS:
             raise ValueError(f"terminals must be 1-{MAX_TERMINALS}")
         self.out = Path(out)
@@ -119,6 +120,7 @@ class Fleet:
             raise ValueError(f"{self.workers_n} workers for {terminals} terminals: at most {PER_WORKER} a worker")
         self.seed = seed
         self.time_interval = time_interval
+        self.ack_timeout = ack_timeout
         self.line = line
         self.broker = None
         self.hub = None
@@ -154,7 +156,7 @@ class Fleet:
                               root_key_hex=self.platform_keys["root"].public_key.hex(),
                               hub_key_hex=self.platform_keys["hub"].public_key.hex(),
                               trust_list=keydir / "trust.envelope.json", data_keys=keydir / "data_keys.json",
-                              seed=self.seed, rollout=rollout_spec)
+                              seed=self.seed, rollout=rollout_spec, ack_timeout=self.ack_timeout)
             parent, child = ctx.Pipe()
             p = ctx.Process(target=worker_main, args=(child, spec), name=f"fleet-worker-{w}", daemon=True)
             p.start()
@@ -362,17 +364,18 @@ def run_fleet(*, terminals: int, duration: float, report: Path, out: Path | None
               rate: float = 0.2, ramp: float | None = None, workers: int | None = None,
               restarts: list[tuple[float, float]] = (), drain_timeout: float = 120.0,
               rollout: tuple[Path, Path] | None = None, rollout_timeout: float = 600.0,
-              seed: int | None = None, line=print) -> dict:
+              seed: int | None = None, ack_timeout: float = 15.0, line=print) -> dict:
     """Run a fleet and write the JSON report to ``report``; returns it. ``restarts``: (at, down
     for) in seconds from the start, each a broker stop and start once every terminal is connected
     again (the reconnections of the one before measured, ``drain_timeout`` at most). ``rollout``:
-    (GOOD_DIR, BAD_DIR) rolled out one after the other once the restarts are over."""
+    (GOOD_DIR, BAD_DIR) rolled out one after the other once the restarts are over. ``ack_timeout``:
+    each terminal's wait for the hub's ack before it sends a batch again (the link's own 15 s)."""
     scratch = out is None
     if out is None:
         base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # 500 stores' fsyncs on one disk
         out = Path(tempfile.mkdtemp(prefix="fleet-", dir=base))  # would measure the disk, not the link
     ramp = min(duration / 2, terminals / 100) if ramp is None else ramp
-    fleet = Fleet(out, terminals, workers=workers, seed=seed, rollout=rollout, line=line)
+    fleet = Fleet(out, terminals, workers=workers, seed=seed, rollout=rollout, ack_timeout=ack_timeout, line=line)
     try:
         fleet.start()
         t0 = fleet.go(duration, rate, ramp)

@@ -63,6 +63,7 @@ class WorkerSpec:
     data_keys: Path
     seed: int | None = None
     rollout: object | None = None   # sim.fleet_rollout.RolloutSpec: follow rollouts
+    ack_timeout: float = 15.0       # a batch sent again after this long without its ack (the link's)
 
 
 class SimTerminal:
@@ -91,7 +92,7 @@ class SimTerminal:
         # Rollout messages go to the worker's rollout threads (sim/fleet_rollout.py), set later.
         self.rollout_sink = None
         follow = {"on_rollout": self._on_rollout} if spec.rollout is not None else {}
-        self.link = HubLink(cfg, self.store, self.device_key, **follow)
+        self.link = HubLink(cfg, self.store, self.device_key, ack_timeout=spec.ack_timeout, **follow)
         self.generated = 0            # events committed (seq 1..generated: a fresh state directory)
         self.connect_times: list[float] = []   # monotonic, each time link.connects went up
         self._seen_connects = 0

@@ -185,7 +185,9 @@ class RepoServer:
         ctx.load_cert_chain(str(cert), str(key))
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.url = f"https://{host}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="repo-https", daemon=True)
+        # a short poll: stop() returns at once, not up to half a second later (the default)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="repo-https", daemon=True)
 
     def start(self) -> RepoServer:
         self._thread.start()

@@ -379,6 +379,7 @@ def test_a_relay_known_down_never_says_walk_through(rig, mocker):
     grabber = WatchedGrabber(camera)
     results = []
     daemon = Daemon(cfg, camera=grabber, on_result=lambda p, r: results.append(r))
+    daemon.housekeeping_every = 0.2   # the status file every 0.2 s, not 5 s: relay_down reaches it sooner
     daemon.open()
     panels = mocker.spy(daemon.screen_loop.renderer, "result")
     daemon.start()

@@ -1,8 +1,10 @@
 """The whole terminal with its hub: decisions stay right during an outage, events catch up after."""
 from __future__ import annotations
 
+import functools
 import os
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -15,7 +17,9 @@ from sim.serial_endpoint import SerialEndpoint
 from sim.idcard_sam import VirtualSam
 from sim.sscard_reader import VirtualSsReader
 from terminal import config as cfgmod
+from terminal.hub import bridge as bridge_mod
 from terminal.hub import wire
+from terminal.hub.link import HubLink
 from terminal.daemon import Daemon
 from terminal.crypto.keyfiles import load_data_keys, load_private_key
 from terminal.state.store import Store
@@ -25,7 +29,10 @@ from waiting import wait_for
 
 
 @pytest.fixture
-def terminal(keyset, broker, tmp_path):  # noqa: F811
+def terminal(keyset, broker, tmp_path, monkeypatch):  # noqa: F811
+    # A batch the broker dropped (sent back online before the hub had subscribed again) is sent
+    # again after 3 s without its ack, not 15 s: the catch-up after an outage waits on it.
+    monkeypatch.setattr(bridge_mod, "HubLink", functools.partial(HubLink, ack_timeout=3.0))
     sam = VirtualSam(read_delay=0.05)
     eps = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(VirtualSsReader()),
            "relay": SerialEndpoint(VirtualRelay())}
@@ -35,6 +42,8 @@ def terminal(keyset, broker, tmp_path):  # noqa: F811
                                   pulse_ms=200, result_seconds=0.5))
     cert, key = broker.client_cert(cfg.terminal_id)
     cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=1.0)
+    # A code is gone after 0.5 s without it, not 1.5 s: a visitor's leaving is waited out sooner.
+    cfg = replace(cfg, camera=replace(cfg.camera, gap=0.5))
     known = random_id_number()
     now = time.time()
     hub_cert, hub_key = broker.client_cert("hub")

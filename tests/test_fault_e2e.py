@@ -47,8 +47,9 @@ from terminal.core.trust import seal_envelope
 from terminal.crypto.keyfiles import load_private_key
 from terminal.crypto.sm2 import PrivateKey
 from terminal.daemon import Daemon
+from terminal.hub import bridge as bridge_mod
 from terminal.hub import wire
-from terminal.hub.link import INBOUND_LIMITS
+from terminal.hub.link import INBOUND_LIMITS, HubLink
 from terminal.screen import texts
 from terminal.screen.render import Renderer
 from terminal.state import diskguard
@@ -138,6 +139,8 @@ class Door:
         self.camera = ScenarioCamera(level="clean", fps=20)
         self.grabber = WatchedGrabber(self.camera)
         self.daemon = Daemon(self.cfg, camera=self.grabber, on_result=lambda p, r: self.results.append(r))
+        # The status file every 0.2 s, not 5 s: the test waits for each change to reach `status`.
+        self.daemon.housekeeping_every = 0.2
         self.daemon.open()
         if link_clock is not None:  # the clock of the hub_unreachable alarm only
             self.daemon.hub._clock = link_clock
@@ -255,8 +258,9 @@ def bombs(hub: PrivateKey, stranger: PrivateKey, tid: str, epoch: str) -> dict[s
 
 @pytest.fixture
 def rig(keyset, broker, tmp_path, mocker, monkeypatch, capsys):  # noqa: F811
-    # The status file every 0.2 s, not 5 s: the test waits for each change to reach `status`.
-    monkeypatch.setattr("terminal.housekeeping.WRITE_EVERY", 0.2)
+    # The hub link retries within a second or two, not up to a minute (the jittered backoff's
+    # cap): the test waits for it to come back once its key is restored.
+    monkeypatch.setattr(bridge_mod, "HubLink", functools.partial(HubLink, backoff_base=0.2, backoff_cap=2.0))
     disk = FullDisk()
     monkeypatch.setattr(daemon_mod, "DiskGuard", functools.partial(diskguard.DiskGuard, free=disk.free))
     monkeypatch.setattr(diskguard, "free_bytes", disk.free)  # what status.json reports free

@@ -17,8 +17,10 @@ A, B = "370102-F00001-01", "370102-F00002-01"
 
 def test_a_small_fleet_through_a_broker_restart_loses_and_doubles_nothing(tmp_path, capsys):
     report = tmp_path / "report.json"
+    # --ack-timeout 3: a batch the broker dropped at the restart (sent before the hub had subscribed
+    # again) is sent again 3 s after, not 15 s: the drain waits on it.
     rc = main(["sim", "fleet", "--terminals", "10", "--duration", "6", "--rate", "60", "--workers", "2",
-               "--restart-broker-at", "3", "--seed", "3", "--report", str(report)])
+               "--restart-broker-at", "3", "--seed", "3", "--ack-timeout", "3", "--report", str(report)])
     out = capsys.readouterr().out
     rep = json.loads(report.read_text())
     assert rc == 0, out
@@ -89,6 +91,8 @@ def test_per_second_histogram():
     (["--ramp", "6"], "--ramp must be 0 to --duration"),
     (["--rollout-timeout", "0"], "--rollout-timeout must be above 0"),
     (["--drain-timeout", "3601"], "--rollout-timeout must be above 0"),
+    (["--ack-timeout", "0"], "--ack-timeout must be above 0"),
+    (["--ack-timeout", "3601"], "--ack-timeout must be above 0"),
 ])
 def test_bad_arguments_are_refused_before_anything_starts(argv, message, tmp_path, capsys, mocker):
     run = mocker.patch("sim.fleet.run_fleet")
@@ -104,7 +108,7 @@ def test_bad_arguments_are_refused_before_anything_starts(argv, message, tmp_pat
                                   ["--terminals", "160", "--workers", "2"],
                                   ["--workers", "64"], ["--restart-broker-at", "4.9"], ["--ramp", "5"],
                                   ["--rate", "60"], ["--rate", "0"], ["--rollout-timeout", "3600"],
-                                  ["--drain-timeout", "0.1"]])
+                                  ["--drain-timeout", "0.1"], ["--ack-timeout", "0.1"], ["--ack-timeout", "3600"]])
 def test_arguments_at_their_limits_are_taken(argv, tmp_path, mocker):
     rep = {"terminals": 1, "ok": True, "events": {"sent": 0, "at_hub": 0, "missing": 0, "unexpected": 0,
                                                    "duplicates_dropped": 0},
