@@ -113,7 +113,7 @@ class Fleet:
                  line=print) -> None:
         if not 1 <= terminals <= MAX_TERMINALS:
             raise ValueError(f"terminals must be 1-{MAX_TERMINALS}")
-        self.out = Path(out)
+        self.out = Path(out).resolve()   # the terminals resolve paths from their own directories
         self.n = terminals
         self.workers_n = min(terminals, workers or default_workers(terminals))
         if -(-terminals // self.workers_n) > PER_WORKER:

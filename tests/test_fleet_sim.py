@@ -131,6 +131,14 @@ def test_out_must_be_new_or_empty(tmp_path, capsys, mocker):
     run.assert_not_called()
 
 
+def test_a_relative_out_is_taken_from_where_the_command_runs(tmp_path, monkeypatch):
+    # every terminal resolves its paths (the broker's CA among them) from its own directory: a
+    # relative --out left each link failing until the drain timed out
+    monkeypatch.chdir(tmp_path)
+    f = fleet.Fleet("rel/out", 1)
+    assert f.out == tmp_path / "rel" / "out" and f.out.is_absolute()
+
+
 def test_a_fleet_takes_the_good_release_and_halts_the_bad_one_in_its_pilot(tmp_path, capsys):
     """Two stages (a named pilot tenth, then all): the good release reaches every terminal through
     TUF; the bad one fails its (simulated) health window in the pilot, which the hub halts."""
