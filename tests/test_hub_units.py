@@ -122,6 +122,51 @@ def test_reset_and_ack_timeout_resend_from_last_ack(store, k, mocker):
     assert pump.check_ack(wire.ack(TID, store.epoch, 400, k["hub"])) == 400
 
 
+def test_a_batch_nobody_was_subscribed_to_is_sent_again_soon(store, k, mocker):
+    """PUBACK 0x10 (the hub not yet subscribed again after a broker restart): the window is
+    re-read after UNHEARD_RETRY seconds, doubling while it keeps happening, never later than the
+    ack timeout; an ack starts the doubling afresh."""
+    from terminal.hub.outbox import UNHEARD_RETRY
+    mono = mocker.Mock(return_value=0.0)
+    commit_events(store, 400)
+    pump = make_pump(store, k, ack_timeout=10, mono=mono)
+    for _ in range(2):
+        pump.sent(pump.next_batch()[1])
+    pump.unheard_batch(1)
+    pump.unheard_batch(201)                        # the same round: one retry, counted once
+    assert pump.unheard == 1
+    mono.return_value = UNHEARD_RETRY - 0.01
+    assert not pump.check_timeout()
+    mono.return_value = UNHEARD_RETRY
+    assert pump.check_timeout() and pump.resends == 0   # not an ack timeout
+    assert pump.next_batch()[1].first == 1
+    pump.sent(pump.next_batch()[1])
+    pump.unheard_batch(1)                          # again: twice as long
+    mono.return_value = 3 * UNHEARD_RETRY - 0.01
+    assert not pump.check_timeout()
+    mono.return_value = 3 * UNHEARD_RETRY
+    assert pump.check_timeout() and pump.unheard == 2
+    for _ in range(8):                             # however often: at most the ack timeout
+        pump.sent(pump.next_batch()[1])
+        pump.unheard_batch(1)
+        start = mono.return_value
+        mono.return_value = start + pump.ack_timeout - 0.01
+        if not pump.check_timeout():
+            mono.return_value = start + pump.ack_timeout
+            assert pump.check_timeout()
+    assert pump.unheard == 10
+    # an ack: what it covers is not sent again, and the next retry waits UNHEARD_RETRY again
+    pump.sent(pump.next_batch()[1])
+    pump.apply_ack(pump.check_ack(wire.ack(TID, store.epoch, 200, k["hub"])))
+    pump.unheard_batch(1)
+    assert pump.unheard == 10 and not pump.check_timeout()
+    pump.sent(pump.next_batch()[1])
+    pump.unheard_batch(201)
+    now = mono.return_value
+    mono.return_value = now + UNHEARD_RETRY
+    assert pump.check_timeout() and pump.next_batch()[1].first == 201
+
+
 @given(st.lists(st.tuples(st.sampled_from(["send", "ack", "reset"]), st.integers(0, 10)), max_size=40))
 def test_pump_never_loses_or_skips_events(tmp_path_factory, keyset, actions):
     """Whatever the order of sends, acks and resets, every unacked event is sent again and no

@@ -187,7 +187,22 @@ def test_hub_consumer_down_while_the_broker_is_up(env):
     hub = env.hub()
     wait_for(lambda: env.store.outbox_depth() == 0, "the drain once the hub is back")
     assert hub.stored_seqs(env.tid) == list(range(1, 1301))
-    assert link.pump.resends >= 1
+    assert link.pump.resends + link.pump.unheard >= 1   # sent again: after the ack timeout or the "nobody subscribed" PUBACK
+
+
+def test_batches_nobody_was_subscribed_to_go_again_soon_not_after_the_ack_timeout(env):
+    """The broker is up, the hub not yet subscribed (as after a broker restart): Mosquitto
+    PUBACKs the batches with "no matching subscribers", and the terminal sends them again
+    within seconds. The ack timeout is longer than the test's deadline: only that path drains."""
+    link = env.link(ack_timeout=120)
+    commit_events(env.store, 300)
+    link.notify()
+    wait_for(lambda: link.pump.unheard >= 1, "a PUBACK saying nobody was subscribed")
+    assert env.store.outbox_depth() == 300
+    hub = env.hub()
+    wait_for(lambda: env.store.outbox_depth() == 0, "the drain once the hub subscribed")
+    assert hub.stored_seqs(env.tid) == list(range(1, 301))
+    assert link.pump.resends == 0                 # no ack timeout passed
 
 
 CHILD = r"""

@@ -78,6 +78,8 @@ INBOX_BYTES = 2 << 20   # eight of the largest messages; a flood beyond it is dr
 # the pump or paho thread to hand it back (benchmarks/bench_drain.py measures both).
 SWITCH_INTERVAL = 0.001
 INBOX_SIZE = 10_000
+NO_MATCHING_SUBSCRIBERS = 0x10   # MQTT 5 PUBACK reason: taken, but nobody was subscribed
+BATCH_MIDS = 256                 # event batches awaiting their PUBACK that the pump remembers
 ALIVE_EVERY = 1.0        # hub-net reports it is looping at least this often, waiting or not
 UNREACHABLE = "hub_unreachable"  # the alarm (docs/protocol/hub.md "Alarms")
 
@@ -176,6 +178,7 @@ class HubLink:
         # Owned by the pump thread.
         self._conn: mqtt.Client | None = None
         self.connects = 0
+        self._batch_mids: dict[int, int] = {}        # MQTT message id → first seq of its event batch
         # Bytes of message payload in the inbox: put in by paho's thread, taken out by the pump;
         # one writer each, so the callback takes no lock (the difference is never an underestimate).
         self._inbox_in = self._inbox_out = 0
@@ -224,6 +227,7 @@ class HubLink:
             "acked_seq": self.pump.acked_seq,
             "sent_seq": self.pump.sent_max,
             "resends": self.pump.resends,
+            "unheard": self.pump.unheard,   # batches the broker had no subscriber for (PUBACK 0x10)
             "rejected": {"ack": self.pump.rejected_acks, **{k: self.updates.rejected[k] for k in
                                                               ("trust", "policy", "keys", "time")},
                          "cmd": self.commands.rejected},
@@ -330,6 +334,7 @@ class HubLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
         return c
 
     def _net_loop(self) -> None:
@@ -411,6 +416,14 @@ class HubLink:
         self._inbox.put(("down", client))
         gone.set()
 
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # MQTT 5 PUBACK 0x10: the broker took the message and had nobody to give it to.
+        if getattr(reason_code, "value", None) == NO_MATCHING_SUBSCRIBERS:
+            try:
+                self._inbox.put_nowait(("unheard", mid))
+            except queue.Full:
+                pass  # the ack timeout sends it again: a delay, not a loss
+
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         kind = self._kinds.get(msg.topic)
         size = len(msg.payload)
@@ -481,6 +494,7 @@ class HubLink:
             if kind == "up":
                 self._conn = arg
                 self.connects += 1
+                self._batch_mids.clear()
                 self.pump.reset()
                 log.info("hub: connected to %s (outbox %d events)", self.node, self._store.outbox_depth())
                 self._birth(arg)
@@ -489,6 +503,10 @@ class HubLink:
                     self._conn = None
                     self.pump.reset()
                     log.warning("hub: connection lost; events stay in the outbox")
+            elif kind == "unheard":
+                first = self._batch_mids.pop(arg, None)
+                if first is not None:
+                    self.pump.unheard_batch(first)
             elif kind == "cmd":
                 self._command(arg)
             elif kind == "ack":
@@ -518,10 +536,13 @@ class HubLink:
             if nxt is None:
                 return None
             payload, batch = nxt
-            rc = client.publish(self.topics.events, payload, qos=1).rc
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                log.debug("hub: publish refused: %s", mqtt.error_string(rc))
+            info = client.publish(self.topics.events, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                log.debug("hub: publish refused: %s", mqtt.error_string(info.rc))
                 return None  # the connection is going; its "down" resets the window
+            if len(self._batch_mids) >= BATCH_MIDS:   # PUBACKs that never came (a lost connection)
+                self._batch_mids.clear()
+            self._batch_mids[info.mid] = batch.first
             self.pump.sent(batch)
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
 

@@ -8,7 +8,9 @@ A state machine with no MQTT and no threads of its own; the link's worker thread
 
 An event leaves the outbox only when a hub ack covers its seq, never on PUBACK. A lost batch
 (the hub consumer was down, the broker restarted) is re-read from the outbox: on reconnect,
-or when the oldest batch in flight waited ``ack_timeout`` for its ack. The hub drops the
+when the oldest batch in flight waited ``ack_timeout`` for its ack, or — when the broker said
+nobody was subscribed (MQTT 5 PUBACK 0x10: the hub not yet back after a restart) — after
+``UNHEARD_RETRY`` seconds, doubling while it keeps saying so, up to ``ack_timeout``. The hub drops the
 duplicates this makes by (tid, epoch, seq); the epoch is the store's, made once with the
 database, so a terminal whose state was lost starts again at seq 1 under a new one.
 
@@ -30,6 +32,8 @@ from terminal.state.store import Store
 from terminal.core.trust import EnvelopeError
 
 log = logging.getLogger(__name__)
+
+UNHEARD_RETRY = 1.0     # s before a batch nobody was subscribed to is sent again (doubling)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class OutboxPump:
         self.rejected_acks = 0
         self.resends = 0       # times the window was re-read after an ack timeout
         self._silent = 0       # resends in a row without an ack: each waits twice as long
+        self.unheard = 0       # batches the broker had no subscriber for
+        self._unheard_run = 0  # of them in a row without an ack: each retry waits twice as long
+        self._retry_at: float | None = None   # when to re-read the window after one
         self.last_sync_at: float | None = store.last_sync_at()
 
     @property
@@ -72,6 +79,17 @@ class OutboxPump:
         """Forget what is in flight: the next batch re-reads the outbox after the last hub ack."""
         self.in_flight.clear()
         self.cursor = self.acked_seq
+        self._retry_at = None
+
+    def unheard_batch(self, first: int) -> None:
+        """The broker had no subscriber for the batch starting at ``first``: unless an ack has
+        covered it meanwhile, re-read the window soon, not after the whole ack timeout."""
+        if first <= self.acked_seq or self._retry_at is not None:
+            return
+        self.unheard += 1
+        delay = min(self.ack_timeout, UNHEARD_RETRY * 2 ** min(self._unheard_run, 6))
+        self._unheard_run += 1
+        self._retry_at = self._mono() + delay
 
     def next_batch(self) -> tuple[bytes, Batch] | None:
         """The next signed batch to publish, or None (window full, or nothing new)."""
@@ -90,9 +108,14 @@ class OutboxPump:
         self.sent_max = max(self.sent_max, batch.last)
 
     def check_timeout(self) -> bool:
-        """Re-read the window if its oldest batch waited too long for an ack (True if so). The
+        """Re-read the window if a batch nobody was subscribed to is due again, or if its oldest
+        batch waited too long for an ack (True if so). The
         wait doubles (up to 8×) while no ack comes, so a hub slow under load is not buried in
         copies of what it is still working through."""
+        if self._retry_at is not None and self._mono() >= self._retry_at:
+            log.info("hub: no subscriber had seq %d on; sending again", self.acked_seq + 1)
+            self.reset()
+            return True
         timeout = self.ack_timeout * 2 ** min(self._silent, 3)
         if self.in_flight and self._mono() - self.in_flight[0].sent_at > timeout:
             log.warning("hub: no ack for seq %d-%d in %.0f s; sending again from seq %d",
@@ -132,7 +155,7 @@ class OutboxPump:
             return 0  # a repeated ack (the hub acks every batch, duplicates included)
         left = self._store.ack(n, now)
         self._store.checkpoint()  # here, on the pump's thread, not in a presentation's commit
-        self._silent = 0
+        self._silent = self._unheard_run = 0
         self.cursor = max(self.cursor, n)
         while self.in_flight and self.in_flight[0].last <= n:
             self.in_flight.popleft()
