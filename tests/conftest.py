@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -33,6 +34,20 @@ def no_leaked_threads():
     before = set(threading.enumerate())
     yield
     assert set(threading.enumerate()) <= before
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_stderr_handler():
+    """`gate-terminal …` run in-process (terminal.ops.journal.setup) gives the root logger a
+    handler on the test's captured stderr, which is closed when the test ends: a simulator
+    thread of a later test logging through it printed a traceback into the run's output."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if type(h) is logging.StreamHandler and h not in before:
+            root.removeHandler(h)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
