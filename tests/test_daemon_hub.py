@@ -28,22 +28,29 @@ from test_daemon import FIND, WatchedGrabber, card_taken_off, demo_config, phone
 from waiting import wait_for
 
 
+def hub_lane(keyset, broker, tmp_path, venue: str, pulse_ms: int):
+    """A lane at ``venue`` connected to ``broker``: its config, and the simulated readers and
+    relay, started, on serial endpoints named as the config's devices. A code is gone after
+    0.5 s without it, not 1.5 s: a visitor's leaving is waited out sooner (nothing these tests
+    check is about the gap)."""
+    eps = {"id_card": SerialEndpoint(VirtualSam(read_delay=0.05)), "ss_card": SerialEndpoint(VirtualSsReader()),
+           "relay": SerialEndpoint(VirtualRelay())}
+    for ep in eps.values():
+        ep.start()
+    cfg = cfgmod.load(demo_config(keyset, tmp_path / "screens", venue, {k: e.url for k, e in eps.items()},
+                                  pulse_ms=pulse_ms, result_seconds=0.5))
+    cert, key = broker.client_cert(cfg.terminal_id)
+    cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=1.0)
+    return replace(cfg, camera=replace(cfg.camera, gap=0.5)), eps
+
+
 @pytest.fixture
 def terminal(keyset, broker, tmp_path, monkeypatch):  # noqa: F811
     # A batch the broker dropped (sent back online before the hub had subscribed again) is sent
     # again after 3 s without its ack, not 15 s: the catch-up after an outage waits on it.
     monkeypatch.setattr(bridge_mod, "HubLink", functools.partial(HubLink, ack_timeout=3.0))
-    sam = VirtualSam(read_delay=0.05)
-    eps = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(VirtualSsReader()),
-           "relay": SerialEndpoint(VirtualRelay())}
-    for ep in eps.values():
-        ep.start()
-    cfg = cfgmod.load(demo_config(keyset, tmp_path / "screens", "mall", {k: e.url for k, e in eps.items()},
-                                  pulse_ms=200, result_seconds=0.5))
-    cert, key = broker.client_cert(cfg.terminal_id)
-    cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=1.0)
-    # A code is gone after 0.5 s without it, not 1.5 s: a visitor's leaving is waited out sooner.
-    cfg = replace(cfg, camera=replace(cfg.camera, gap=0.5))
+    cfg, eps = hub_lane(keyset, broker, tmp_path, "mall", pulse_ms=200)
+    sam = eps["id_card"].handler
     known = random_id_number()
     now = time.time()
     hub_cert, hub_key = broker.client_cert("hub")

@@ -3,7 +3,6 @@ simulator's policy bundle with a staff list, and hub-signed staff QR codes (docs
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import base45
 import pytest
@@ -11,20 +10,16 @@ import pytest
 from mqtt_fixtures import broker, share_group  # noqa: F401  (fixture)
 from sim.crowd import ScenarioCamera
 from sim.hub import HubSim
-from sim.idcard_sam import VirtualSam
 from sim.issuer import Issuer, Person, random_id_number, staff_code
-from sim.relay import VirtualRelay
-from sim.serial_endpoint import SerialEndpoint
-from sim.sscard_reader import VirtualSsCard, VirtualSsReader
-from terminal import config as cfgmod
+from sim.sscard_reader import VirtualSsCard
 from terminal.core import staff as st
 from terminal.crypto.keyfiles import load_private_key
 from terminal.crypto.sm2 import PrivateKey
 from terminal.daemon import Daemon
 from terminal.screen import texts
 
-from test_daemon import SS_PRESENT, WatchedGrabber, card_taken_off, demo_config
-from test_daemon_hub import present_card, show_code
+from test_daemon import SS_PRESENT, WatchedGrabber, card_taken_off
+from test_daemon_hub import hub_lane, present_card, show_code
 from waiting import wait_for
 
 STAFF_NAME = "周医生"
@@ -43,17 +38,8 @@ class FakeMono:
 @pytest.fixture
 def door(keyset, broker, tmp_path):  # noqa: F811
     """A hospital lane whose hub publishes a staff list holding one staff member's ID number."""
-    sam, ss, relay = VirtualSam(read_delay=0.05), VirtualSsReader(), VirtualRelay()
-    eps = {"id_card": SerialEndpoint(sam), "ss_card": SerialEndpoint(ss), "relay": SerialEndpoint(relay)}
-    for ep in eps.values():
-        ep.start()
-    cfg = cfgmod.load(demo_config(keyset, tmp_path / "screens", "hospital", {k: e.url for k, e in eps.items()},
-                                  pulse_ms=100, result_seconds=0.5))
-    cert, key = broker.client_cert(cfg.terminal_id)
-    cfg = cfg.with_hub(broker=broker.url, ca=broker.ca, cert=cert, key=key, query_timeout=1.0)
-    # A code is gone after 0.5 s without it, not 1.5 s: each visitor's leaving (phone_taken_away)
-    # is waited out a second sooner; nothing here is about the gap.
-    cfg = replace(cfg, camera=replace(cfg.camera, gap=0.5))
+    cfg, eps = hub_lane(keyset, broker, tmp_path, "hospital", pulse_ms=100)
+    sam, ss, relay = (eps[k].handler for k in ("id_card", "ss_card", "relay"))
     staff_id = random_id_number()
     hub_key = load_private_key(keyset / "hub.pem")
     hub_cert, hub_tls_key = broker.client_cert("hub")

@@ -52,7 +52,7 @@ class CameraInput:
 
     def _run(self, stop: threading.Event) -> None:
         from drivers.presence import Presence
-        from drivers.qrdecode import decode
+        from drivers.qrdecode import decode, to_gray
         from drivers.qrview import look
         presence = Presence()
         last, looked, searched = 0, 0.0, 0.0
@@ -67,19 +67,20 @@ class CameraInput:
             self._watchdog.progress(self.name)
             self._devices.ok(self.name)
             last = frame.counter
-            decoded = decode(frame.image)
+            gray = to_gray(frame.image)  # once: the decoders, presence and qrview all read grey
+            decoded = decode(gray)
             for text in self._tracker.observe(decoded.texts, frame.ts):
                 self._metrics.presented("qr")
                 self._put(Presentation("qr", int(frame.ts * 1e9), text=text, source="camera"))
-            present_since = presence.update(frame.image, frame.ts)
+            present_since = presence.update(gray, frame.ts)
             partial = decoded.partial if present_since is not None else ()
             reading, found, view = self._tracker.in_view > 0, bool(decoded.found or partial), None
             if not reading and found and frame.ts - looked >= LOOK_EVERY:
                 looked = frame.ts
-                view = look(frame.image, decoded.found, partial)
+                view = look(gray, decoded.found, partial)
             elif not reading and not found and present_since is not None and frame.ts - searched >= SEARCH_EVERY:
                 searched = frame.ts
-                view = look(frame.image)
+                view = look(gray)
                 found = view is not None
             step = self._watch.frame(frame.ts, reading=reading, found=found, view=view,
                                      short_side=min(frame.image.shape[:2]), present_since=present_since)
