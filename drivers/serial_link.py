@@ -70,11 +70,17 @@ class SerialLink:
 
     def close(self) -> None:
         port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except _IO_ERRORS:
-                pass
+        if port is None:
+            return
+        # pyserial's socket:// backend skips socket.close() when shutdown() fails, as it does
+        # on a connection the far end reset: close the socket ourselves (closing twice is a no-op).
+        sock = getattr(port, "_socket", None)
+        try:
+            port.close()
+        except _IO_ERRORS:
+            pass
+        if sock is not None:
+            sock.close()
 
     def _io_error(self, e: Exception) -> LinkDown:
         self.close()
