@@ -133,18 +133,18 @@ def test_a_simulated_reader_on_its_own_for_card_read(kind, line, capsys):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "terminal", "sim", "reader", "--kind", kind, "--line", line],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip()
-        assert url.startswith("socket://127.0.0.1:" if line == "tcp" else "/")
-        assert f"card read --port {url} --kind {kind}" in proc.stdout.readline()
-        assert card("--port", url, "--kind", kind, "--json", "--timeout", "10") == 0
-        out = json.loads(capsys.readouterr().out)
-        assert out["card"] == {"id": "resident ID card", "ss": "social-security card"}[kind]
-        assert out["name"] == "张*"                       # masked, as always without --show
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
+    with subprocess.Popen([sys.executable, "-m", "terminal", "sim", "reader", "--kind", kind, "--line", line],
+                          stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            url = proc.stdout.readline().strip()
+            assert url.startswith("socket://127.0.0.1:" if line == "tcp" else "/")
+            assert f"card read --port {url} --kind {kind}" in proc.stdout.readline()
+            assert card("--port", url, "--kind", kind, "--json", "--timeout", "10") == 0
+            out = json.loads(capsys.readouterr().out)
+            assert out["card"] == {"id": "resident ID card", "ss": "social-security card"}[kind]
+            assert out["name"] == "张*"                       # masked, as always without --show
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
     if line == "pty":
         assert not os.path.exists(url)    # the symlink went with it

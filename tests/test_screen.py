@@ -377,7 +377,8 @@ def test_samples_for_the_lead(r800):
     r800.result(Panel(REVIEW, reasons.RED_CODE, "张*", "id_card", None, T)).save(out / "review.png")
     r800.idle("XX市第一人民医院 门诊楼东门", T, "存储空间不足").save(out / "idle.png")
     for name in ("allow", "deny", "review", "idle"):
-        assert Image.open(out / f"{name}.png").size == (800, 480)
+        with Image.open(out / f"{name}.png") as sample:
+            assert sample.size == (800, 480)
 
 
 # ---- framebuffer -----------------------------------------------------------------------------

@@ -52,6 +52,13 @@ def systemd(request, tmp_path):
 
 
 @pytest.fixture
+def notifier(systemd):
+    n = Notifier(systemd.env)
+    yield n
+    n.close()
+
+
+@pytest.fixture
 def clock(mocker):
     """The watchdog's monotonic clock: time passes when the test says."""
     return mocker.Mock(return_value=1000.0)
@@ -74,9 +81,8 @@ def test_lifecycle_ready_status_watchdog_stopping(systemd):
     ]
 
 
-def test_watchdog_pings_only_while_every_loop_progresses(systemd, clock):
-    n = Notifier(systemd.env)
-    wd = Watchdog(n, stall_after=20, clock=clock)
+def test_watchdog_pings_only_while_every_loop_progresses(systemd, notifier, clock):
+    wd = Watchdog(notifier, stall_after=20, clock=clock)
     for name in ("decide", "camera", "store"):
         wd.watch(name)
     pings = 0
@@ -105,9 +111,8 @@ def test_watchdog_pings_only_while_every_loop_progresses(systemd, clock):
     assert wd.tick() and systemd.messages() == [{"WATCHDOG": "1"}]
 
 
-def test_stuck_decide_loop_means_no_ping(systemd, clock):
-    n = Notifier(systemd.env)
-    wd = Watchdog(n, stall_after=20, clock=clock)
+def test_stuck_decide_loop_means_no_ping(systemd, notifier, clock):
+    wd = Watchdog(notifier, stall_after=20, clock=clock)
     wd.watch("decide")
     clock.return_value += 21                     # tick is called, but decide never progressed
     assert not wd.tick()
@@ -115,8 +120,8 @@ def test_stuck_decide_loop_means_no_ping(systemd, clock):
     assert systemd.messages() == [{"STATUS": "stalled: decide"}]
 
 
-def test_unwatched_loop_is_not_expected(systemd, clock):
-    wd = Watchdog(Notifier(systemd.env), stall_after=20, clock=clock)
+def test_unwatched_loop_is_not_expected(notifier, clock):
+    wd = Watchdog(notifier, stall_after=20, clock=clock)
     wd.watch("decide")
     wd.watch("id_card")
     wd.unwatch("id_card")                      # stopped on purpose (shutdown)

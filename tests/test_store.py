@@ -1,6 +1,7 @@
 """The SQLite store: WAL, migrations, one owner, seq forever, no personal data on disk."""
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -33,16 +34,24 @@ def test_one_process_owns_a_state_dir(tmp_path):
 
 
 def test_corrupt_or_newer_database_is_a_clear_error(tmp_path):
-    (tmp_path / "terminal.db").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="terminal.db"):
-        Store(tmp_path)
-    newer = tmp_path / "newer"
+    corrupt, newer = tmp_path / "corrupt", tmp_path / "newer"
+    corrupt.mkdir()
+    (corrupt / "terminal.db").write_bytes(b"this is not a database" * 100)
     newer.mkdir()
     con = sqlite3.connect(newer / "terminal.db")
     con.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     con.close()
-    with pytest.raises(StoreError, match="newer"):
-        Store(newer)
+    for state_dir, why in ((corrupt, "terminal.db: file is not a database"),
+                           (newer, r"^[^:]*/newer/terminal\.db: schema version \d+ is newer than")):
+        fds = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(StoreError, match=why) as failed:
+            Store(state_dir)
+        # While the failure (and with it the half-built store) is still referenced, nothing of
+        # it is open: no connection, and not the lock, which would make the next open "in use".
+        assert len(os.listdir("/proc/self/fd")) == fds, why
+        with open(state_dir / "lock") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        del failed
 
 
 def event(i):

@@ -187,8 +187,14 @@ class Store:
         # for it, so a person at the gate never waits for a backlog being sent.
         self.no_presentation = threading.Event()
         self.no_presentation.set()
+        opened: list[sqlite3.Connection] = []
+
+        def connect(**kw) -> sqlite3.Connection:
+            opened.append(sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False, **kw))
+            return opened[-1]
+
         try:
-            conn = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False)
+            conn = connect()
             self.db = sqlite_utils.Database(conn)
             mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
@@ -200,20 +206,24 @@ class Store:
             # No checkpoint inside a presentation's commit: checkpoint() runs them from
             # background threads, on a connection of their own.
             self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False,
-                                                 isolation_level=None)
+            self._checkpointer = connect(isolation_level=None)
             self._migrate()
             # The outbox is read (hub pump, status, metrics) on a connection of its own: a WAL
             # reader sees committed rows only and never holds up a presentation's commit.
-            self._reader = sqlite3.connect(self.state_dir / DB_NAME, timeout=10, check_same_thread=False,
-                                           isolation_level=None)
+            self._reader = connect(isolation_level=None)
             self._reader_lock = threading.Lock()
             self._acked = int(self.get_meta("acked_seq", "0"))
             self.epoch = self.get_meta("epoch", "")
             if not EPOCH.fullmatch(self.epoch):
                 raise sqlite3.DatabaseError(f"meta epoch {self.epoch[:40]!r} is not 16 lowercase hex characters")
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, StoreError) as e:
+            # Nothing half-open outlives a failed open: not the lock (the next try would find
+            # the directory "in use"), not a connection.
+            for c in opened:
+                c.close()
             self._flock.close()
+            if isinstance(e, StoreError):
+                raise
             raise StoreError(f"{self.state_dir / DB_NAME}: {e}") from None
 
     def close(self) -> None:
