@@ -214,7 +214,15 @@ def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
     sf.write(devices={}, hub={"state": "connected", "broker": "mqtts://mq2:8883", "alarms": []}, clock="trusted",
              storage={}, alarms={})
     assert cli(cmd_status, "status", "--config", conf) == 0
-    assert "hub:      connected (to mqtts://mq2:8883)" in capsys.readouterr().out
+    assert "hub:      connected (to mqtts://mq2:8883)\n" in capsys.readouterr().out
+    # connected, and yet batches go unacknowledged: the line says so (the link's counts since start)
+    for resends, unheard, said in ((1, 0, "; 1 batch sent again\n"),
+                                   (2, 3, "; 5 batches sent again (3 no hub subscribed)\n"),
+                                   (0, 1, "; 1 batch sent again (1 no hub subscribed)\n")):
+        sf.write(devices={}, hub={"state": "connected", "broker": "mqtts://mq2:8883", "alarms": [],
+                                  "resends": resends, "unheard": unheard}, clock="trusted", storage={}, alarms={})
+        assert cli(cmd_status, "status", "--config", conf) == 0
+        assert "hub:      connected (to mqtts://mq2:8883)" + said in capsys.readouterr().out
     store.close()
 
 

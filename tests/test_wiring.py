@@ -106,7 +106,8 @@ def test_hub_report_gives_the_metrics_increments_only(mocker):
     """The link counts since start; each report adds only what is new since the last one."""
     from terminal.hub.bridge import HubBridge
     st = {"connected": True, "reconnects": 0, "rejected": {}, "last_sync_at": None,
-          "in_flight_batches": 0, "down_for": None, "alarms": [], "broker": "mqtts://mq1:8883"}
+          "in_flight_batches": 0, "down_for": None, "alarms": [], "broker": "mqtts://mq1:8883",
+          "resends": 0, "unheard": 0}
     link = mocker.create_autospec(HubLink, instance=True)
     link.status.side_effect = lambda: dict(st)  # the link's counts since start, a fresh dict each time
     m = Metrics()
@@ -118,9 +119,11 @@ def test_hub_report_gives_the_metrics_increments_only(mocker):
                  if (n := get("gate_rejected_updates_total", {"kind": kind})) is not None})
     bridge = HubBridge(link, None)
     assert bridge.report(m)["state"] == "connected" and counts()[1:] == (0, {})
-    st.update(connected=False, reconnects=2, rejected={"trust": 1}, down_for=725.0, alarms=["hub_unreachable"])
+    st.update(connected=False, reconnects=2, rejected={"trust": 1}, down_for=725.0, alarms=["hub_unreachable"],
+              resends=3, unheard=2)
     doc = bridge.report(m)
     assert doc["state"] == "disconnected" and doc["reconnects"] == 2 and counts()[0] == 0
+    assert (doc["resends"], doc["unheard"]) == (3, 2)
     assert doc["down_for"] == 725.0 and doc["alarms"] == ["hub_unreachable"] and doc["broker"] == "mqtts://mq1:8883"
     assert counts()[1:] == (2, {"trust": 1})
     st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2})

@@ -42,6 +42,15 @@ def run(args) -> int:
     return 1 if snap["problems"] else 0
 
 
+def _sent_again(resends: int, unheard: int) -> str:
+    """Batches sent again since start: after the ack timeout, or because the broker said no
+    hub was subscribed (hub.md) — connected, yet the hub not hearing, shows here first."""
+    if not resends and not unheard:
+        return ""
+    n = resends + unheard
+    return f"; {n} batch{'es' if n > 1 else ''} sent again" + (f" ({unheard} no hub subscribed)" if unheard else "")
+
+
 def _when(t: float | None, now: float) -> str:
     if t is None:
         return "never"
@@ -59,7 +68,8 @@ def render(snap: dict) -> str:
         lines.append(f"hub:      {hub.get('state', '?')}"
                      + (f" for {age_text(hub['down_for'])}" if hub.get("down_for") is not None else "")
                      + (f" ({'to' if hub.get('state') == 'connected' else 'last tried'} {hub['broker']})"
-                        if hub.get("broker") else ""))
+                        if hub.get("broker") else "")
+                     + _sent_again(hub.get("resends", 0), hub.get("unheard", 0)))
         storage = live.get("storage", {})
         if "free_bytes" in storage:
             lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"

@@ -78,5 +78,6 @@ class HubBridge:
             self._rejected_seen[kind] = n
         return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
                 "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
+                "resends": st["resends"], "unheard": st["unheard"],
                 "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"],
                 "broker": st["broker"]}

@@ -8,7 +8,7 @@ The daemon rewrites it atomically (:class:`StatusFile`)::
      "terminal_id": "370102-H0001-03",
      "devices": {"camera": null, "id_card": "LinkDown: /dev/gate/idcard: gone"},  # null = ok
      "hub": {"state": "connected" | "disconnected" | "off", "last_sync_at": 1767299990.1,
-             "down_for": 725.0 | null, "alarms": ["hub_unreachable"]},
+             "down_for": 725.0 | null, "alarms": ["hub_unreachable"], "resends": 0, "unheard": 0, …},
      "clock": "trusted" | "untrusted", "storage": {"alarm": false, "free_bytes": 123456789},
      "alarms": {"id_card_down": "LinkDown: /dev/gate/idcard: gone"},   # terminal/alarms.py
      "decided": 42,
