@@ -467,12 +467,6 @@ class Daemon:
         log.info("terminal stopped after %d presentations", self.decided)
         logging.getLogger().removeHandler(self.recent_log)
 
-    def override_review(self, by: Staff) -> None:
-        """Staff ``by`` confirm the review pending now (the hub's ``open_gate``, from any thread):
-        queued like a presentation, decided on the decide thread by :meth:`Verifier.override`,
-        the gate pulsed on allow; refused and recorded if nothing is pending."""
-        self._put(Presentation("staff", time.monotonic_ns(), staff=by))
-
     def _remote_override(self, cmd) -> tuple[bool, object]:
         """The hub's ``open_gate`` (on the decide thread, from terminal/remote.py): a staff override
         by the command, decided like a staff card's. ``ok`` only if it was allowed and the relay
