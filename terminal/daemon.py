@@ -391,7 +391,8 @@ class Daemon:
         for kind, reader in self.readers.items():
             if reader is not None:
                 self._inputs.append(CardInput(kind, reader, self._put, now=self.verifier.clock.now,
-                                              status_source=self.status_source, notice=self._notice,
+                                              status_source=self.status_source,
+                                              unread=lambda: self._notice(texts.CARD_UNREAD),
                                               devices=self.devices, watchdog=self.watchdog, metrics=self.metrics,
                                               is_staff=lambda id_number: id_number in self.verifier.staff))
         for name in ["decide", "store"] + [i.name for i in self._inputs] + (["hub-net"] if self.bridge else []):

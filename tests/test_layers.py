@@ -20,7 +20,7 @@ FORBIDDEN = [
     ("terminal/state/", ("terminal.hub", "terminal.inputs", "terminal.screen", "terminal.verifier",
                          "terminal.daemon", "terminal.housekeeping")),
     ("terminal/hub/", ("terminal.inputs", "terminal.screen", "terminal.daemon", "terminal.housekeeping")),
-    ("terminal/inputs/", ("terminal.hub", "terminal.daemon", "terminal.housekeeping")),
+    ("terminal/inputs/", ("terminal.hub", "terminal.screen", "terminal.daemon", "terminal.housekeeping")),
     ("terminal/audio/", ("terminal.hub", "terminal.inputs", "terminal.screen", "terminal.state",
                          "terminal.verifier", "terminal.daemon", "terminal.housekeeping")),
     ("terminal/ops/", ("terminal.core", "terminal.state", "terminal.hub", "terminal.inputs", "terminal.screen",

@@ -15,7 +15,6 @@ from drivers.cards import CardError, CardReader, ReaderError
 from drivers.serial_link import LinkDown
 from terminal.core.cardstatus import StatusSource
 from terminal.core.presentation import Presentation
-from terminal.screen import texts
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +22,10 @@ log = logging.getLogger(__name__)
 class CardInput:
     def __init__(self, kind: str, reader: CardReader, put: Callable[[Presentation], None], *,
                  now: Callable[[], float | None], status_source: StatusSource,
-                 notice: Callable[[str], None], devices, watchdog, metrics,
+                 unread: Callable[[], None], devices, watchdog, metrics,
                  is_staff: Callable[[str], bool] = lambda id_number: False):
         """``now``: the terminal's trusted time (None while the clock is untrusted: nothing to ask
-        then); ``notice``: a screen-only message (a card that could not be read); ``is_staff``:
+        then); ``unread``: tell the person a card could not be read (read it again); ``is_staff``:
         whether an ID number is on the staff list — a staff card confirms a review, so the hub
         is not asked about its holder's health."""
         self.name = kind
@@ -34,7 +33,7 @@ class CardInput:
         self._put = put
         self._now = now
         self._status_source = status_source
-        self._notice = notice
+        self._unread = unread
         self._devices = devices
         self._watchdog = watchdog
         self._metrics = metrics
@@ -62,7 +61,7 @@ class CardInput:
                 self._watchdog.progress(kind)
                 self._devices.ok(kind)
                 log.warning("%s: card not read: %s", kind, e)
-                self._notice(texts.CARD_UNREAD)
+                self._unread()
                 continue
             self._watchdog.progress(kind)
             self._devices.ok(kind)
