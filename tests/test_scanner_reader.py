@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -20,13 +21,18 @@ def kind(request):
     return request.param
 
 
+@contextmanager
 def engine_and_scanner(kind, *, prefix="", suffix="cr", repeat=None, banner=None, gap=1.5, **kw):
     engine = VirtualScanEngine(kind=kind, prefix=prefix, suffix=suffix, repeat=repeat, banner=banner).start()
     scanner = SerialScanner(engine.url, prefix=prefix, suffix=suffix, gap=gap, backoff_min=0.05,
                             backoff_max=0.2, **kw)
-    # open the port now: an engine's bytes before that are lost, as on a real line
-    wait_for(lambda: reopened(scanner) and engine.endpoint.connected, "the scanner connected")
-    return engine, scanner
+    try:
+        # open the port now: an engine's bytes before that are lost, as on a real line
+        wait_for(lambda: reopened(scanner) and engine.endpoint.connected, "the scanner connected")
+        yield engine, scanner
+    finally:
+        scanner.close()
+        engine.stop()
 
 
 def polls(scanner, seconds: float) -> list[str]:
@@ -54,21 +60,16 @@ def quiet_for(engine, seconds: float) -> None:
 
 @pytest.mark.parametrize("suffix", ["cr", "lf", "crlf"])
 def test_a_code_read_once_with_each_suffix(kind, suffix):
-    engine, scanner = engine_and_scanner(kind, suffix=suffix, prefix="]Q1")
-    try:
+    with engine_and_scanner(kind, suffix=suffix, prefix="]Q1") as (engine, scanner):
         before = time.monotonic()
         engine.show(CODE)
         r = scanner.poll(10)
         assert r is not None and r.text == CODE and r.at >= before
         assert scanner.poll(0.3) is None              # sent once (no repeat): nothing more
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_repeats_of_a_code_in_view_are_one_presentation_then_it_is_new(kind):
-    engine, scanner = engine_and_scanner(kind, repeat=0.1, gap=1.5)
-    try:
+    with engine_and_scanner(kind, repeat=0.1, gap=1.5) as (engine, scanner):
         engine.show(CODE)
         got = []
 
@@ -83,49 +84,33 @@ def test_repeats_of_a_code_in_view_are_one_presentation_then_it_is_new(kind):
         quiet_for(engine, 1.6)                        # gone longer than the window (1.5 s) ...
         engine.show(CODE)
         assert scanner.poll(10).text == CODE          # ... so shown again it is a new presentation
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_two_codes_in_one_read_are_both_presented(kind):
-    engine, scanner = engine_and_scanner(kind)
-    try:
+    with engine_and_scanner(kind) as (engine, scanner):
         engine.endpoint.send(b"FIRST\rSECOND\r")
         assert [scanner.poll(10).text, scanner.poll(10).text] == ["FIRST", "SECOND"]
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_garbage_before_each_code(kind):
-    engine, scanner = engine_and_scanner(kind, prefix="]Q1")
-    engine.faults.garbage = b"\x00\xff\x13x]Q"
-    try:
+    with engine_and_scanner(kind, prefix="]Q1") as (engine, scanner):
+        engine.faults.garbage = b"\x00\xff\x13x]Q"
         engine.show(CODE)
         assert scanner.poll(10).text == CODE
         assert scanner.parser.noisy == 1
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_split_writes_are_joined(kind):
-    engine, scanner = engine_and_scanner(kind, suffix="crlf")
-    engine.faults.chunk_size, engine.faults.chunk_delay = 3, 0.02
-    try:
+    with engine_and_scanner(kind, suffix="crlf") as (engine, scanner):
+        engine.faults.chunk_size, engine.faults.chunk_delay = 3, 0.02
         engine.show(CODE)
         assert scanner.poll(10).text == CODE
         assert scanner.decoder.resyncs == 0
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_a_line_cut_off_by_silence_is_not_glued_to_the_next_code(kind):
-    engine, scanner = engine_and_scanner(kind, line_gap=0.2)
-    engine.faults.truncate_next = 1  # the engine stops half-way through the first code
-    try:
+    with engine_and_scanner(kind, line_gap=0.2) as (engine, scanner):
+        engine.faults.truncate_next = 1  # the engine stops half-way through the first code
         engine.show("LOSTHALFOFIT")
         wait_for(lambda: engine.sent, "the truncated line")
         wait_for(lambda: scanner.poll(0) is None and scanner.decoder.in_line, "half a line read")
@@ -133,52 +118,36 @@ def test_a_line_cut_off_by_silence_is_not_glued_to_the_next_code(kind):
         engine.show(CODE)
         assert scanner.poll(10).text == CODE          # ... while the scanner waits and sees the silence
         assert scanner.decoder.resyncs == 1
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_a_line_waiting_in_the_buffer_is_not_silence(kind):
     """Bytes that came while nobody was reading are read whole later: the driver measures silence
     only while it listens."""
-    engine, scanner = engine_and_scanner(kind, line_gap=0.1)
-    engine.faults.chunk_size, engine.faults.chunk_delay = 4, 0.01
-    try:
+    with engine_and_scanner(kind, line_gap=0.1) as (engine, scanner):
+        engine.faults.chunk_size, engine.faults.chunk_delay = 4, 0.01
         engine.show(CODE)
         wait_for(lambda: engine.sent, "the code sent in pieces")
         quiet_for(engine, 0.3)                        # three line gaps with nobody reading
         assert scanner.poll(10).text == CODE and scanner.decoder.resyncs == 0
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_mute_engine_reads_nothing(kind):
-    engine, scanner = engine_and_scanner(kind)
-    engine.faults.mute = True
-    try:
+    with engine_and_scanner(kind) as (engine, scanner):
+        engine.faults.mute = True
         engine.show(CODE)
         wait_for(lambda: engine.sent, "the engine to try")
         assert scanner.poll(0.3) is None
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_over_long_line_is_garbage_and_the_next_code_reads(kind):
-    engine, scanner = engine_and_scanner(kind)
-    try:
+    with engine_and_scanner(kind) as (engine, scanner):
         engine.endpoint.send(b"Z" * 5000 + b"\r" + CODE.encode() + b"\r")
         assert scanner.poll(10).text == CODE
         assert scanner.decoder.long_lines == 1
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_unplug_raises_link_down_and_replug_brings_banner_then_code(kind):
-    engine, scanner = engine_and_scanner(kind, prefix="]Q1", banner=BANNER)
-    try:
+    with engine_and_scanner(kind, prefix="]Q1", banner=BANNER) as (engine, scanner):
         engine.show(CODE)
         assert scanner.poll(10).text == CODE
         assert scanner.parser.banners == 1            # the power-on banner came first: ignored
@@ -192,9 +161,6 @@ def test_unplug_raises_link_down_and_replug_brings_banner_then_code(kind):
         assert scanner.poll(10).text == "SDHC1:NEXT"
         assert scanner.parser.banners == 2            # powered up again: banner again, ignored
         assert scanner.parser.codes == 2
-    finally:
-        scanner.close()
-        engine.stop()
 
 
 def test_missing_port_fails_fast():
