@@ -218,9 +218,12 @@ def test_status_hub_unreachable_is_a_problem(keyset, keyset_config, capsys):
     # connected, and yet batches go unacknowledged: the line says so (the link's counts since start)
     for resends, unheard, said in ((1, 0, "; 1 batch sent again\n"),
                                    (2, 3, "; 5 batches sent again (3 no hub subscribed)\n"),
-                                   (0, 1, "; 1 batch sent again (1 no hub subscribed)\n")):
+                                   (0, 1, "; 1 batch sent again (1 no hub subscribed)\n"),
+                                   (0, 0, "; 2 inbound dropped unread\n")):
         sf.write(devices={}, hub={"state": "connected", "broker": "mqtts://mq2:8883", "alarms": [],
-                                  "resends": resends, "unheard": unheard}, clock="trusted", storage={}, alarms={})
+                                  "resends": resends, "unheard": unheard,
+                                  "dropped_messages": 0 if resends or unheard else 2},
+                 clock="trusted", storage={}, alarms={})
         assert cli(cmd_status, "status", "--config", conf) == 0
         assert "hub:      connected (to mqtts://mq2:8883)" + said in capsys.readouterr().out
     store.close()

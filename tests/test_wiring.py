@@ -107,7 +107,7 @@ def test_hub_report_gives_the_metrics_increments_only(mocker):
     from terminal.hub.bridge import HubBridge
     st = {"connected": True, "reconnects": 0, "rejected": {}, "last_sync_at": None,
           "in_flight_batches": 0, "down_for": None, "alarms": [], "broker": "mqtts://mq1:8883",
-          "resends": 0, "unheard": 0}
+          "resends": 0, "unheard": 0, "dropped_messages": 0}
     link = mocker.create_autospec(HubLink, instance=True)
     link.status.side_effect = lambda: dict(st)  # the link's counts since start, a fresh dict each time
     m = Metrics()
@@ -117,17 +117,26 @@ def test_hub_report_gives_the_metrics_increments_only(mocker):
         return (get("gate_hub_connected"), get("gate_hub_reconnects_total"),
                 {kind: n for kind in ("trust", "policy")
                  if (n := get("gate_rejected_updates_total", {"kind": kind})) is not None})
+
+    def link_counts():
+        get = m.registry.get_sample_value
+        return (get("gate_hub_resent_batches_total", {"why": "ack_timeout"}),
+                get("gate_hub_resent_batches_total", {"why": "unheard"}), get("gate_hub_dropped_messages_total"))
     bridge = HubBridge(link, None)
     assert bridge.report(m)["state"] == "connected" and counts()[1:] == (0, {})
+    assert link_counts() == (None, None, 0.0)
     st.update(connected=False, reconnects=2, rejected={"trust": 1}, down_for=725.0, alarms=["hub_unreachable"],
-              resends=3, unheard=2)
+              resends=3, unheard=2, dropped_messages=4)
     doc = bridge.report(m)
     assert doc["state"] == "disconnected" and doc["reconnects"] == 2 and counts()[0] == 0
-    assert (doc["resends"], doc["unheard"]) == (3, 2)
+    assert (doc["resends"], doc["unheard"], doc["dropped_messages"]) == (3, 2, 4)
+    assert link_counts() == (3, 2, 4)
     assert doc["down_for"] == 725.0 and doc["alarms"] == ["hub_unreachable"] and doc["broker"] == "mqtts://mq1:8883"
     assert counts()[1:] == (2, {"trust": 1})
-    st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2})
+    st.update(connected=True, reconnects=3, rejected={"trust": 1, "policy": 2}, resends=4, unheard=2,
+              dropped_messages=6)
     bridge.report(m)
     bridge.report(m)  # nothing new
     assert counts() == (1, 3, {"trust": 1, "policy": 2})
+    assert link_counts() == (4, 2, 6)
     assert link.status.call_count == 4

@@ -69,7 +69,8 @@ def render(snap: dict) -> str:
                      + (f" for {age_text(hub['down_for'])}" if hub.get("down_for") is not None else "")
                      + (f" ({'to' if hub.get('state') == 'connected' else 'last tried'} {hub['broker']})"
                         if hub.get("broker") else "")
-                     + _sent_again(hub.get("resends", 0), hub.get("unheard", 0)))
+                     + _sent_again(hub.get("resends", 0), hub.get("unheard", 0))
+                     + (f"; {n} inbound dropped unread" if (n := hub.get("dropped_messages", 0)) else ""))
         storage = live.get("storage", {})
         if "free_bytes" in storage:
             lines.append(f"storage:  {storage['free_bytes'] >> 20} MiB free"

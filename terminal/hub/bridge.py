@@ -24,6 +24,7 @@ class HubBridge:
         self.status_source = status_source
         self._reconnects_seen = 0
         self._rejected_seen: dict[str, int] = {}
+        self._counts_seen = {"resends": 0, "unheard": 0, "dropped_messages": 0}
 
     @classmethod
     def open(cls, cfg, verifier: Verifier, submit: Callable[[Update], None], *,
@@ -76,8 +77,13 @@ class HubBridge:
         for kind, n in st["rejected"].items():
             metrics.rejected_update(kind, n - self._rejected_seen.get(kind, 0))
             self._rejected_seen[kind] = n
+        new = {k: st[k] - seen for k, seen in self._counts_seen.items()}
+        self._counts_seen = {k: st[k] for k in self._counts_seen}
+        metrics.hub_resent("ack_timeout", new["resends"])
+        metrics.hub_resent("unheard", new["unheard"])
+        metrics.hub_dropped(new["dropped_messages"])
         return {"state": "connected" if st["connected"] else "disconnected", "last_sync_at": st["last_sync_at"],
                 "reconnects": st["reconnects"], "in_flight_batches": st["in_flight_batches"],
-                "resends": st["resends"], "unheard": st["unheard"],
+                "resends": st["resends"], "unheard": st["unheard"], "dropped_messages": st["dropped_messages"],
                 "rejected": st["rejected"], "down_for": st["down_for"], "alarms": st["alarms"],
                 "broker": st["broker"]}

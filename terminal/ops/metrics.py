@@ -11,6 +11,10 @@ and device names only.
     gate_outbox_depth                             events the hub has not acknowledged
     gate_outbox_oldest_age_seconds                age of the oldest of them (0 when empty)
     gate_hub_connected, gate_hub_reconnects_total
+    gate_hub_resent_batches_total{why}            batches sent again: ack_timeout, or unheard (no hub
+                                                  subscribed: PUBACK 0x10)
+    gate_hub_dropped_messages_total               inbound messages dropped unread (over their topic's
+                                                  limit, unknown topic, a late reply, a full inbox)
     gate_rejected_updates_total{kind}             signed documents refused (bad signature, rollback)
     gate_clock_trusted                            1 trusted, 0 clock_untrusted
     gate_device_up{device}, gate_device_errors_total{device}
@@ -60,6 +64,9 @@ class Metrics:
         self._guidance = Counter("gate_guidance", "Hints shown for a code in view that did not read, by cause",
                                  ["cause"], registry=r)
         self._reconnects = Counter("gate_hub_reconnects", "Connections to the hub re-established", registry=r)
+        self._resent = Counter("gate_hub_resent_batches", "Batches sent again: ack_timeout or unheard",
+                               ["why"], registry=r)
+        self._dropped = Counter("gate_hub_dropped_messages", "Inbound messages dropped unread", registry=r)
         self._rejected = Counter("gate_rejected_updates", "Signed updates refused (forged, rollback, malformed)",
                                  ["kind"], registry=r)
         self._clock = Gauge("gate_clock_trusted", "1 while the clock is trusted, 0 while clock_untrusted",
@@ -97,6 +104,14 @@ class Metrics:
     def reconnected(self, n: int = 1) -> None:
         if n > 0:
             self._reconnects.inc(n)
+
+    def hub_resent(self, why: str, n: int) -> None:
+        if n > 0:
+            self._resent.labels(why).inc(n)
+
+    def hub_dropped(self, n: int) -> None:
+        if n > 0:
+            self._dropped.inc(n)
 
     def rejected_update(self, kind: str, n: int = 1) -> None:
         if n > 0:
