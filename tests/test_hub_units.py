@@ -167,6 +167,28 @@ def test_a_batch_nobody_was_subscribed_to_is_sent_again_soon(store, k, mocker):
     assert pump.check_timeout() and pump.next_batch()[1].first == 201
 
 
+def test_an_unheard_message_counts_only_if_it_is_a_batch_still_in_flight(store, k, mocker):
+    """The broker's PUBACK names a message id: the batch in flight under it, if any."""
+    mono = mocker.Mock(return_value=0.0)
+    commit_events(store, 400)
+    pump = make_pump(store, k, ack_timeout=10, mono=mono)
+    pump.sent(pump.next_batch()[1], mid=7)
+    pump.sent(pump.next_batch()[1], mid=8)
+    pump.unheard_mid(9)                            # not an event batch (a birth message, a reply)
+    assert pump.unheard == 0
+    pump.apply_ack(pump.check_ack(wire.ack(TID, store.epoch, 200, k["hub"])))
+    pump.unheard_mid(7)                            # acked meanwhile: out of flight
+    assert pump.unheard == 0
+    pump.unheard_mid(8)
+    assert pump.unheard == 1
+    pump.reset()                                   # sent again: the old message id means nothing now
+    pump.sent(pump.next_batch()[1], mid=9)
+    mono.return_value = 100.0
+    assert pump.check_timeout()                    # (the ack timeout, not the unheard retry)
+    pump.unheard_mid(8)
+    assert pump.unheard == 1
+
+
 @given(st.lists(st.tuples(st.sampled_from(["send", "ack", "reset"]), st.integers(0, 10)), max_size=40))
 def test_pump_never_loses_or_skips_events(tmp_path_factory, keyset, actions):
     """Whatever the order of sends, acks and resets, every unacked event is sent again and no

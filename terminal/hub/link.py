@@ -79,7 +79,6 @@ INBOX_BYTES = 2 << 20   # eight of the largest messages; a flood beyond it is dr
 SWITCH_INTERVAL = 0.001
 INBOX_SIZE = 10_000
 NO_MATCHING_SUBSCRIBERS = 0x10   # MQTT 5 PUBACK reason: taken, but nobody was subscribed
-BATCH_MIDS = 256                 # event batches awaiting their PUBACK that the pump remembers
 ALIVE_EVERY = 1.0        # hub-net reports it is looping at least this often, waiting or not
 UNREACHABLE = "hub_unreachable"  # the alarm (docs/protocol/hub.md "Alarms")
 
@@ -178,7 +177,6 @@ class HubLink:
         # Owned by the pump thread.
         self._conn: mqtt.Client | None = None
         self.connects = 0
-        self._batch_mids: dict[int, int] = {}        # MQTT message id → first seq of its event batch
         # Bytes of message payload in the inbox: put in by paho's thread, taken out by the pump;
         # one writer each, so the callback takes no lock (the difference is never an underestimate).
         self._inbox_in = self._inbox_out = 0
@@ -494,7 +492,6 @@ class HubLink:
             if kind == "up":
                 self._conn = arg
                 self.connects += 1
-                self._batch_mids.clear()
                 self.pump.reset()
                 log.info("hub: connected to %s (outbox %d events)", self.node, self._store.outbox_depth())
                 self._birth(arg)
@@ -504,9 +501,7 @@ class HubLink:
                     self.pump.reset()
                     log.warning("hub: connection lost; events stay in the outbox")
             elif kind == "unheard":
-                first = self._batch_mids.pop(arg, None)
-                if first is not None:
-                    self.pump.unheard_batch(first)
+                self.pump.unheard_mid(arg)
             elif kind == "cmd":
                 self._command(arg)
             elif kind == "ack":
@@ -540,10 +535,7 @@ class HubLink:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 log.debug("hub: publish refused: %s", mqtt.error_string(info.rc))
                 return None  # the connection is going; its "down" resets the window
-            if len(self._batch_mids) >= BATCH_MIDS:   # PUBACKs that never came (a lost connection)
-                self._batch_mids.clear()
-            self._batch_mids[info.mid] = batch.first
-            self.pump.sent(batch)
+            self.pump.sent(batch, info.mid)
             self._next_send = max(self._next_send, time.monotonic()) + (batch.last - batch.first + 1) / self._max_rate
 
     def _command(self, raw: bytes) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from terminal.hub import wire
@@ -41,6 +41,7 @@ class Batch:
     first: int
     last: int
     sent_at: float  # monotonic
+    mid: int | None = None  # the MQTT message id it went out under, once sent
 
 
 class OutboxPump:
@@ -81,6 +82,13 @@ class OutboxPump:
         self.cursor = self.acked_seq
         self._retry_at = None
 
+    def unheard_mid(self, mid: int) -> None:
+        """The broker had no subscriber for message ``mid``: if that is a batch still in
+        flight (not acked, not already sent again), :meth:`unheard_batch`."""
+        batch = next((b for b in self.in_flight if b.mid == mid), None)
+        if batch is not None:
+            self.unheard_batch(batch.first)
+
     def unheard_batch(self, first: int) -> None:
         """The broker had no subscriber for the batch starting at ``first``: unless an ack has
         covered it meanwhile, re-read the window soon, not after the whole ack timeout."""
@@ -101,9 +109,9 @@ class OutboxPump:
         return (wire.batch(self._tid, self._epoch, events, self._device_key),
                 Batch(events[0]["seq"], events[-1]["seq"], self._mono()))
 
-    def sent(self, batch: Batch) -> None:
-        """The batch was handed to a connected client."""
-        self.in_flight.append(batch)
+    def sent(self, batch: Batch, mid: int | None = None) -> None:
+        """The batch was handed to a connected client, as MQTT message ``mid``."""
+        self.in_flight.append(replace(batch, mid=mid))
         self.cursor = batch.last
         self.sent_max = max(self.sent_max, batch.last)
 
